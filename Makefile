@@ -1,0 +1,105 @@
+# Developer and CI entry points. `make test` from a fresh clone needs only
+# python3 (3.11+) and make: everything else is installed into .venv.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+VENV_STAMP := $(VENV)/.requirements-installed
+
+# Ansible finds the collection as certautopilot.vault through a symlink to the
+# repository root (ansible-test sanity needs a real copy: tests/sanity/run.sh).
+COLLECTIONS_ROOT := $(CURDIR)/build/collections
+COLLECTION_LINK := $(COLLECTIONS_ROOT)/ansible_collections/certautopilot/vault
+
+# Every Ansible run uses the venv's Python, so interpreter discovery never
+# lands on a pyenv shim or a system Python without hvac/cryptography.
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS_ROOT)
+export ANSIBLE_PYTHON_INTERPRETER := $(BIN)/python
+export PATH := $(BIN):$(PATH)
+
+.PHONY: help venv test units integration sanity lint molecule docs-check build clean collection-link
+
+help:
+	@echo "make venv        create .venv and install requirements-dev.txt"
+	@echo "make test        venv + units + integration + sanity + lint + molecule + docs-check"
+	@echo "make units       pytest tests/unit"
+	@echo "make integration pytest tests/integration (starts a local OpenBao server)"
+	@echo "make sanity      ansible-test sanity on a copy of the collection"
+	@echo "make lint        ansible-lint --offline --profile production"
+	@echo "make molecule    molecule test -s default (extensions/molecule)"
+	@echo "make docs-check  ansible-doc renders every module, filter and role"
+	@echo "make build       ansible-galaxy collection build into build/"
+	@echo "make clean       remove build output and caches (keeps .venv)"
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): requirements-dev.txt requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "python3 3.11+ is required, found " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+collection-link: $(COLLECTION_LINK)
+
+$(COLLECTION_LINK):
+	mkdir -p $(dir $@)
+	ln -sfn ../../../.. $@
+
+test: venv units integration sanity lint molecule docs-check
+
+# pytest exits 5 when it collected no test: not a failure while tests/unit is
+# still empty. (tests/unit/conftest.py makes the collection importable.)
+units: venv collection-link
+	@if [ ! -d tests/unit ]; then echo "no unit tests yet"; exit 0; fi; \
+	rc=0; $(BIN)/python -m pytest tests/unit || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "no unit tests collected"; rc=0; fi; exit $$rc
+
+integration: venv collection-link
+	$(BIN)/python -m pytest tests/integration
+
+sanity: venv
+	tests/sanity/run.sh
+
+lint: venv collection-link
+	$(BIN)/ansible-lint --offline --profile production --nocolor
+
+molecule: venv collection-link
+	@if [ -d extensions/molecule/default ]; then \
+		cd extensions && $(BIN)/molecule test -s default; \
+	else \
+		echo "no molecule scenario yet"; \
+	fi
+
+docs-check: venv collection-link
+	@shopt -s nullglob; rendered=0; \
+	for file in plugins/modules/*.py; do \
+		name=$$(basename "$$file" .py); [ "$$name" = __init__ ] && continue; \
+		echo "ansible-doc module certautopilot.vault.$$name"; \
+		$(BIN)/ansible-doc -t module "certautopilot.vault.$$name" > /dev/null; \
+		rendered=$$((rendered + 1)); \
+	done; \
+	for name in $$($(BIN)/ansible-doc -t filter --list --json certautopilot.vault \
+			| $(BIN)/python -c 'import json, sys; print("\n".join(json.load(sys.stdin)))'); do \
+		echo "ansible-doc filter $$name"; \
+		$(BIN)/ansible-doc -t filter "$$name" > /dev/null; \
+		rendered=$$((rendered + 1)); \
+	done; \
+	for dir in roles/*/; do \
+		name=$$(basename "$$dir"); \
+		[ -f "$$dir/meta/argument_specs.yml" ] || continue; \
+		echo "ansible-doc role certautopilot.vault.$$name"; \
+		$(BIN)/ansible-doc -t role "certautopilot.vault.$$name" > /dev/null; \
+		rendered=$$((rendered + 1)); \
+	done; \
+	if [ $$rendered -eq 0 ]; then echo "no modules, filters or roles to document yet"; fi
+
+build: venv
+	$(BIN)/ansible-galaxy collection build --force --output-path build/
+
+clean:
+	rm -rf build dist tests/output .pytest_cache
+	find . -path ./.venv -prune -o -type d -name __pycache__ -exec rm -rf {} +

@@ -1,0 +1,120 @@
+# Copyright: CertAutoPilot contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    # Connection options shared by every module of the collection.
+    DOCUMENTATION = r"""
+options:
+  url:
+    description:
+      - Address of the Vault or OpenBao server, for example C(https://vault.example.com:8200).
+      - Falls back to the E(VAULT_ADDR) environment variable. Required one way or the other.
+    type: str
+    aliases: [address]
+  namespace:
+    description:
+      - Namespace of the secret, sent as C(X-Vault-Namespace) on every data request.
+      - Namespaces need Vault Enterprise or OpenBao 2.3 or newer.
+      - Falls back to E(VAULT_NAMESPACE).
+    type: str
+  ca_cert:
+    description:
+      - The CA certificate that signed the server's TLS certificate, as a file path or as inline PEM text.
+      - Wins over E(REQUESTS_CA_BUNDLE) and E(SSL_CERT_FILE). Falls back to E(VAULT_CACERT).
+      - When not set, the system trust store is used.
+    type: str
+  validate_certs:
+    description:
+      - Whether to verify the server's TLS certificate. V(false) is for bring-up only and is warned about.
+      - When not set, V(false) if E(VAULT_SKIP_VERIFY) is true, otherwise V(true).
+    type: bool
+  client_cert:
+    description:
+      - TLS client certificate (PEM file) presented on every connection, for mTLS listeners and O(auth_method=cert).
+      - Falls back to E(VAULT_CLIENT_CERT).
+    type: path
+  client_key:
+    description:
+      - Private key (PEM file) of O(client_cert). Falls back to E(VAULT_CLIENT_KEY).
+    type: path
+  timeout:
+    description:
+      - Seconds to wait for each HTTP request.
+    type: int
+    default: 30
+  retries:
+    description:
+      - How many times a transient failure is retried, with waits of 0.5 s doubling to at most 8 s (with jitter).
+      - Transient means a connection error before an answer, or HTTP 412, 429, 500, 502 or 503.
+        A login is never sent again once the server answered it.
+      - Check-and-set conflicts are re-read and re-decided up to this many times too.
+    type: int
+    default: 5
+"""
+
+    # Auth options shared by every module of the collection.
+    AUTH = r"""
+options:
+  auth_mount_point:
+    description:
+      - Mount point of the auth method. Defaults to the method's own name (V(approle), V(jwt), V(cert)).
+    type: str
+  auth_namespace:
+    description:
+      - Namespace to log in to. Defaults to O(namespace).
+    type: str
+  role_id:
+    description:
+      - AppRole role ID. Falls back to E(VAULT_ROLE_ID).
+    type: str
+  secret_id:
+    description:
+      - AppRole secret ID. Never logged. Falls back to E(VAULT_SECRET_ID).
+      - A login is never retried after the server answered it, so a secret ID with limited uses is spent once.
+    type: str
+  role:
+    description:
+      - The JWT role, or the cert auth role name. When not set, the method's default role is used.
+    type: str
+  jwt:
+    description:
+      - The JWT for O(auth_method=jwt). Never logged. Mutually exclusive with O(jwt_file).
+    type: str
+  jwt_file:
+    description:
+      - File holding the JWT for O(auth_method=jwt).
+      - When neither O(jwt) nor O(jwt_file) is given, the Kubernetes service account token
+        C(/var/run/secrets/kubernetes.io/serviceaccount/token) is read.
+    type: path
+  token:
+    description:
+      - A Vault token for O(auth_method=token). Never logged, never revoked by the module.
+      - Falls back to E(VAULT_TOKEN).
+    type: str
+  revoke_token:
+    description:
+      - Revoke the token the module obtained by logging in (C(auth/token/revoke-self), best effort) before it exits.
+      - A token given with O(auth_method=token) is never revoked.
+    type: bool
+    default: true
+notes:
+  - One login per module run, whatever the number of certificates.
+  - Private keys, secret IDs, JWTs and tokens never appear in messages, return values or diffs.
+requirements:
+  - hvac >= 2.0.0
+  - cryptography >= 40.0.0
+"""
+
+    # The KV v2 secret a module works on.
+    TARGET = r"""
+options:
+  mount:
+    description:
+      - Path of the KV v2 secrets engine. A KV v1 mount is refused before anything is written.
+    type: str
+    default: secret
+    aliases: [engine_mount_point]
+"""

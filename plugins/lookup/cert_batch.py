@@ -1,0 +1,345 @@
+# Copyright: CertAutoPilot contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The cert_batch lookup: a certificate list to the batch that vault_cert_push takes, in one call."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: cert_batch
+short_description: Build the O(certautopilot.vault.vault_cert_push#module:certificates) batch from a certificate list
+version_added: 0.1.0
+author:
+  - CertAutoPilot team
+description:
+  - Turns a list of certificates, given inline or as file paths, into the list of
+    C({path, certificate, private_key, chain}) items that
+    O(certautopilot.vault.vault_cert_push#module:certificates) takes, so that any number of certificates is
+    delivered by B(one) module run (one login, one HTTP connection).
+  - Reads every C(*_file) entry and renders every secret path in one plugin call. A task C(loop) over the
+    certificates would cost several milliseconds of task overhead per certificate; this lookup does the same work
+    for a thousand certificates in well under a second.
+  - The secret path of a certificate is its C(path) when the item has one, otherwise O(template) rendered with
+    the certificate's metadata and every variable in scope (see O(template)).
+  - B(Runs on the controller) - C(*_file) paths are read on the controller, not on the managed host, like
+    every lookup. Relative paths are searched like P(ansible.builtin.file#lookup) does (the role's or
+    playbook's C(files/) directory, then its own directory). Files encrypted with Ansible Vault are decrypted.
+    The push itself normally runs on C(localhost) too, or is delegated to it.
+  - Two certificates that end up with the same secret path are refused, since the second would overwrite the
+    first on every run.
+  - Use it with P(ansible.builtin.query#lookup) (or C(wantlist=true)) so that a single certificate still
+    yields a list.
+requirements:
+  - cryptography >= 40.0 (Python library, on the controller)
+options:
+  _terms:
+    description:
+      - The certificates, each a dictionary; a list of them may be passed as one term.
+      - Each item takes the keys below, and no others.
+      - C(certificate) or C(certificate_file) (exactly one) - the PEM leaf certificate, inline or as a file path.
+      - C(private_key) or C(private_key_file) (exactly one unless O(include_private_key=false)) - the PEM private
+        key of the certificate. Ignored, and its file not read, when O(include_private_key=false).
+      - C(chain) or C(chain_file) (optional, at most one) - the PEM intermediates, leaf-first. C(chain) is a bundle
+        text or a list of PEM texts; C(chain_file) is a path or a list of paths.
+      - C(path) (optional) - the secret path of this certificate, used as it is instead of O(template).
+      - C(vars) (optional) - a dictionary of extra variables for rendering this certificate's path.
+    type: list
+    elements: dict
+    required: true
+  template:
+    description:
+      - The secret path template, Jinja2, rendered once per certificate (that has no C(path) of its own).
+      - "Variables available to it, highest precedence first - the item's C(vars); the certificate's metadata
+        C(cn), C(sans), C(serial), C(not_before), C(not_after), C(issuer), C(subject), C(fingerprint_sha256)
+        (as the P(certautopilot.vault.cert_info#filter) filter returns them); every variable in scope of the task
+        (host vars, group vars, role vars, facts, C(inventory_hostname), ...)."
+      - B(The template must reach the lookup unrendered.) Ansible renders C({{ }}) in variables before a lookup
+        sees them, and C(cn) is not defined then. Write it as C(!unsafe 'certs/{{ cn }}') in YAML (a variable
+        file, role defaults, C(vars:)), or wrap it in C({% raw %}...{% endraw %}). In AWX and Ansible Automation
+        Platform, survey answers and variables prompted at launch are passed as unsafe and can be written plainly;
+        extra variables saved in the job template itself are rendered and need C({% raw %}). A string literal
+        inside a Jinja expression (C(template='certs/{{ cn }}')) is not rendered either.
+      - The lookup trusts this one string as a template. Never build it from data you do not control (such as
+        a certificate's contents); the metadata values themselves are inserted as plain text and never rendered.
+      - The result must be a non-empty string. Whether it is a valid secret path is checked by
+        M(certautopilot.vault.vault_cert_push), before any request.
+    type: str
+    default: "certs/{{ cn }}"
+  include_private_key:
+    description:
+      - When V(false), private keys are neither required nor read, and the items have no C(private_key) - for
+        O(certautopilot.vault.vault_cert_push#module:include_private_key=false) (cert-only delivery), or to get
+        the secret paths alone.
+    type: bool
+    default: true
+notes:
+  - The metadata is computed with the same code as the P(certautopilot.vault.cert_info#filter) filter and the
+    RV(certautopilot.vault.vault_cert_push#module:certificate) return value, so a path rendered here matches
+    what the module reports.
+  - A certificate whose PEM does not parse fails the lookup, naming the item. The key, the chain and the
+    validity period are checked by M(certautopilot.vault.vault_cert_push).
+seealso:
+  - module: certautopilot.vault.vault_cert_push
+  - plugin: certautopilot.vault.cert_info
+    plugin_type: filter
+  - role: certautopilot.vault.cert_distribution
+"""
+
+EXAMPLES = r"""
+- name: Deliver every certificate of a directory in one module run
+  vars:
+    path_template: !unsafe "certs/{{ env }}/{{ cn }}"
+    env: prod
+    certs:
+      - certificate_file: /etc/pki/issued/www.example.com/cert.pem
+        private_key_file: /etc/pki/issued/www.example.com/key.pem
+        chain_file: /etc/pki/issued/www.example.com/chain.pem
+      - certificate: "{{ api_certificate_pem }}"
+        private_key: "{{ api_private_key_pem }}"
+        path: certs/prod/api
+  certautopilot.vault.vault_cert_push:
+    url: https://vault.example.com:8200
+    certificates: "{{ query('certautopilot.vault.cert_batch', certs, template=path_template) }}"
+
+- name: Show where each certificate would go (no file holding a key is read)
+  ansible.builtin.debug:
+    msg: "{{ query('certautopilot.vault.cert_batch', certs, template=path_template, include_private_key=false)
+             | map(attribute='path') }}"
+
+- name: The template written with raw instead of !unsafe, and a per-certificate variable
+  vars:
+    path_template: "{% raw %}certs/{{ team }}/{{ cn }}{% endraw %}"
+  ansible.builtin.debug:
+    msg: >-
+      {{ query('certautopilot.vault.cert_batch', [{'certificate_file': 'www.pem', 'vars': {'team': 'web'}}],
+               template=path_template, include_private_key=false) }}
+
+- name: Inside an expression a string literal is not rendered, so it needs neither
+  ansible.builtin.debug:
+    msg: "{{ query('certautopilot.vault.cert_batch', certs, template='certs/{{ cn }}/{{ serial }}') | map(attribute='path') }}"
+"""
+
+RETURN = r"""
+_raw:
+  description: One item per certificate, in input order, ready for O(certautopilot.vault.vault_cert_push#module:certificates).
+  type: list
+  elements: dict
+  contains:
+    path:
+      description: The secret path below the mount - the item's C(path), or O(template) rendered.
+      type: str
+      sample: certs/www.example.com
+    certificate:
+      description: The PEM certificate text.
+      type: str
+    private_key:
+      description: The PEM private key text. Absent when O(include_private_key=false). Mark tasks that show it C(no_log).
+      type: str
+    chain:
+      description: The chain as given (text or list of texts), or the text of each C(chain_file). Absent when none was given.
+      type: raw
+"""
+
+import collections
+import typing as t
+
+from ansible.errors import AnsibleLookupError
+from ansible.module_utils.common.text.converters import to_text
+from ansible.plugins.lookup import LookupBase
+from ansible.utils.display import Display
+
+from ansible_collections.certautopilot.vault.plugins.module_utils._certs import (
+    CRYPTOGRAPHY_REQUIREMENT,
+    HAS_CRYPTOGRAPHY,
+    certificate_info,
+)
+from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
+
+try:
+    # ansible-core 2.19+ (data tagging): an unsafe or rendered string is untrusted and would be returned as it
+    # is; the lookup trusts this one string explicitly.
+    from ansible.template import trust_as_template
+
+    HAS_DATA_TAGGING = True
+except ImportError:  # ansible-core 2.17, 2.18
+    from ansible.utils.unsafe_proxy import wrap_var
+
+    HAS_DATA_TAGGING = False
+
+display = Display()
+
+ITEM_KEYS = frozenset(
+    {"certificate", "certificate_file", "private_key", "private_key_file", "chain", "chain_file", "path", "vars"}
+)
+# (inline key, file key) of each PEM source an item can give
+_SOURCES = (("certificate", "certificate_file"), ("private_key", "private_key_file"), ("chain", "chain_file"))
+
+
+def flatten_terms(terms: t.Iterable[t.Any]) -> list[t.Mapping[str, t.Any]]:
+    """The certificate items: each term is one item (a dict) or a list of them."""
+    items: list[t.Mapping[str, t.Any]] = []
+    for term in terms:
+        if isinstance(term, t.Mapping):
+            items.append(term)
+        elif isinstance(term, (list, tuple)):
+            for element in term:
+                if not isinstance(element, t.Mapping):
+                    raise AnsibleLookupError(
+                        f"cert_batch: each certificate must be a dictionary, got {type(element).__name__}"
+                    )
+                items.append(element)
+        elif term is None:
+            continue
+        else:
+            raise AnsibleLookupError(
+                f"cert_batch: each term must be a certificate dictionary or a list of them, got {type(term).__name__}"
+            )
+    return items
+
+
+def describe_item(index: int, item: t.Mapping[str, t.Any]) -> str:
+    """How errors name an item: its position, and the file or path that identifies it to a reader."""
+    hint = item.get("path") or item.get("certificate_file")
+    return f"certificate {index + 1}" + (f" ({hint})" if isinstance(hint, str) and hint else "")
+
+
+def check_item(index: int, item: t.Mapping[str, t.Any], *, include_private_key: bool) -> None:
+    """Refuse unknown keys and missing or doubled sources, before anything is read."""
+    name = describe_item(index, item)
+    unknown = sorted(str(key) for key in item if key not in ITEM_KEYS)
+    if unknown:
+        raise AnsibleLookupError(
+            f"cert_batch: {name} has unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(ITEM_KEYS))}"
+        )
+    for inline, from_file in _SOURCES:
+        given = [key for key in (inline, from_file) if item.get(key) not in (None, "")]
+        if len(given) > 1:
+            raise AnsibleLookupError(f"cert_batch: {name} gives both {inline} and {from_file}; give one")
+        if given:
+            continue
+        if inline == "certificate" or (inline == "private_key" and include_private_key):
+            hint = " (or set include_private_key to false for cert-only delivery)" if inline == "private_key" else ""
+            raise AnsibleLookupError(f"cert_batch: {name} needs {inline} or {from_file}{hint}")
+    extra = item.get("vars")
+    if extra is not None and not isinstance(extra, t.Mapping):
+        raise AnsibleLookupError(f"cert_batch: vars of {name} must be a dictionary, got {type(extra).__name__}")
+
+
+def find_duplicate_paths(paths: t.Sequence[str]) -> list[tuple[str, list[int]]]:
+    """Each path that more than one item renders to, with the 1-based positions of those items."""
+    positions: dict[str, list[int]] = collections.defaultdict(list)
+    for index, path in enumerate(paths):
+        positions[path].append(index + 1)
+    return [(path, where) for path, where in positions.items() if len(where) > 1]
+
+
+class LookupModule(LookupBase):
+    def run(self, terms: list[t.Any], variables: t.Mapping[str, t.Any] | None = None, **kwargs: t.Any) -> list[dict]:
+        if not HAS_CRYPTOGRAPHY:
+            raise AnsibleLookupError(f"cert_batch needs the Python library {CRYPTOGRAPHY_REQUIREMENT} on the controller")
+        self.set_options(var_options=variables, direct=kwargs)
+        include_private_key = self.get_option("include_private_key")
+        template = self._trusted_template(self.get_option("template"))
+        variables = variables if variables is not None else {}
+
+        items = flatten_terms(terms)
+        for index, item in enumerate(items):
+            check_item(index, item, include_private_key=include_private_key)
+
+        # One templar for the whole batch; only its variable layers change per certificate.
+        templar = self._templar.copy_with_new_env(available_variables=variables)
+        batch = []
+        for index, item in enumerate(items):
+            name = describe_item(index, item)
+            entry: dict[str, t.Any] = {"path": None}
+            entry["certificate"] = self._source(item, "certificate", name, variables)
+            if include_private_key:
+                entry["private_key"] = self._source(item, "private_key", name, variables)
+            chain = self._chain(item, name, variables)
+            if chain is not None:
+                entry["chain"] = chain
+            entry["path"] = self._path(templar, template, item, entry["certificate"], name, variables)
+            batch.append(entry)
+
+        duplicates = find_duplicate_paths([entry["path"] for entry in batch])
+        if duplicates:
+            listed = "; ".join(f"{path} (certificates {', '.join(map(str, where))})" for path, where in duplicates)
+            raise AnsibleLookupError(
+                f"cert_batch: several certificates render to the same secret path, and each would overwrite the "
+                f"other on every run: {listed}. Give them a path of their own or a template that tells them apart."
+            )
+        return batch
+
+    @staticmethod
+    def _trusted_template(template: t.Any) -> t.Any:
+        if not isinstance(template, str) or not template:
+            raise AnsibleLookupError("cert_batch: template must be a non-empty string")
+        # str() drops the unsafe marker (2.17/2.18) or the data tags (2.19+), then the template is trusted.
+        text = str(template)
+        return trust_as_template(text) if HAS_DATA_TAGGING else text
+
+    def _read(self, path: t.Any, what: str, name: str, variables: t.Mapping[str, t.Any]) -> str:
+        if not isinstance(path, str) or not path:
+            raise AnsibleLookupError(f"cert_batch: {what} of {name} must be a file path, got {type(path).__name__}")
+        found = self.find_file_in_search_path(variables, "files", path, ignore_missing=True)
+        if not found:
+            raise AnsibleLookupError(f"cert_batch: {what} {path} of {name} not found on the controller")
+        try:
+            if hasattr(self._loader, "get_text_file_contents"):  # ansible-core 2.19+
+                return str(self._loader.get_text_file_contents(found))
+            contents, _show = self._loader._get_file_contents(found)
+            return to_text(contents, errors="surrogate_or_strict")
+        except Exception as exc:  # the loader raises several types: not readable, not UTF-8, bad vault data
+            raise AnsibleLookupError(f"cert_batch: cannot read {what} {found} of {name}: {exc}") from exc
+
+    def _source(self, item: t.Mapping[str, t.Any], key: str, name: str, variables: t.Mapping[str, t.Any]) -> str:
+        inline = item.get(key)
+        if inline not in (None, ""):
+            if not isinstance(inline, str):
+                raise AnsibleLookupError(f"cert_batch: {key} of {name} must be PEM text, got {type(inline).__name__}")
+            return inline
+        return self._read(item[f"{key}_file"], f"{key}_file", name, variables)
+
+    def _chain(self, item: t.Mapping[str, t.Any], name: str, variables: t.Mapping[str, t.Any]) -> t.Any:
+        chain = item.get("chain")
+        if chain not in (None, ""):
+            return chain
+        chain_file = item.get("chain_file")
+        if chain_file in (None, ""):
+            return None
+        if isinstance(chain_file, (list, tuple)):
+            return [self._read(path, "chain_file", name, variables) for path in chain_file]
+        return self._read(chain_file, "chain_file", name, variables)
+
+    def _path(
+        self,
+        templar: t.Any,
+        template: t.Any,
+        item: t.Mapping[str, t.Any],
+        certificate: str,
+        name: str,
+        variables: t.Mapping[str, t.Any],
+    ) -> str:
+        explicit = item.get("path")
+        if explicit not in (None, ""):
+            if not isinstance(explicit, str):
+                raise AnsibleLookupError(f"cert_batch: path of {name} must be a string, got {type(explicit).__name__}")
+            return str(explicit)
+        try:
+            metadata = certificate_info(certificate)
+        except VaultCertError as exc:
+            raise AnsibleLookupError(f"cert_batch: {name}: {exc}") from exc
+        layers = [dict(item.get("vars") or {}), metadata]
+        if not HAS_DATA_TAGGING:
+            # Before data tagging, a variable's value that holds {{ }} is rendered again: a certificate's CN
+            # must never become a template.
+            layers = [wrap_var(layer) for layer in layers]
+        templar.available_variables = collections.ChainMap(*layers, variables)
+        try:
+            rendered = templar.template(template)
+        except Exception as exc:  # undefined variable, syntax error, filter error: all name the item
+            raise AnsibleLookupError(f"cert_batch: rendering the path template for {name} failed: {exc}") from exc
+        if not isinstance(rendered, str) or not rendered.strip():
+            raise AnsibleLookupError(
+                f"cert_batch: the path template rendered {rendered!r} for {name}; a non-empty string is needed"
+            )
+        return str(rendered)

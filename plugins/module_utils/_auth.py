@@ -1,0 +1,134 @@
+# Copyright: CertAutoPilot contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Auth methods behind one registry. Private to the collection.
+
+A new method is one class here (NAME, OPTIONS, validate(), login()) and one
+entry in AUTH_METHODS.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from ansible_collections.certautopilot.vault.plugins.module_utils._client import VaultClient
+from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
+
+DEFAULT_JWT_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
+class AuthMethod:
+    """Base class: ``validate`` checks options without the network, ``login`` returns a token."""
+
+    NAME = ""
+    # Options this method reads; used for the "not used by this method" check.
+    OPTIONS: tuple[str, ...] = ()
+    # True when the token comes from a login of ours, so the module may revoke it.
+    OBTAINS_TOKEN = True
+
+    def __init__(self, params: t.Mapping[str, t.Any]) -> None:
+        self.params = params
+        self.mount = params.get("auth_mount_point") or self.NAME
+        self.namespace = params.get("auth_namespace") or params.get("namespace") or None
+
+    def validate(self) -> None:
+        """Raise VaultCertError for missing options; never touches the network."""
+
+    def login(self, client: VaultClient) -> None:
+        raise NotImplementedError
+
+    def _require(self, *names: str) -> None:
+        missing = [name for name in names if not self.params.get(name)]
+        if missing:
+            raise VaultCertError(f"auth_method {self.NAME} needs {', '.join(missing)}")
+
+    def _log_in(self, client: VaultClient, payload: dict) -> None:
+        client.login(method=self.NAME, mount=self.mount, payload=payload, namespace=self.namespace)
+
+
+class AppRoleAuth(AuthMethod):
+    NAME = "approle"
+    OPTIONS = ("role_id", "secret_id")
+
+    def validate(self) -> None:
+        self._require("role_id", "secret_id")
+
+    def login(self, client: VaultClient) -> None:
+        client.remember_secret(self.params["secret_id"])
+        self._log_in(client, {"role_id": self.params["role_id"], "secret_id": self.params["secret_id"]})
+
+
+class JwtAuth(AuthMethod):
+    NAME = "jwt"
+    OPTIONS = ("jwt", "jwt_file", "role")
+
+    def validate(self) -> None:
+        if self.params.get("jwt") and self.params.get("jwt_file"):
+            raise VaultCertError("auth_method jwt takes jwt or jwt_file, not both")
+
+    def _read_jwt(self) -> str:
+        if self.params.get("jwt"):
+            return self.params["jwt"].strip()
+        jwt_file = self.params.get("jwt_file") or DEFAULT_JWT_FILE
+        try:
+            with open(jwt_file, encoding="utf-8") as handle:
+                return handle.read().strip()
+        except OSError as exc:
+            raise VaultCertError(f"auth_method jwt: cannot read jwt_file {jwt_file!r}: {exc.strerror}") from None
+
+    def login(self, client: VaultClient) -> None:
+        jwt = self._read_jwt()
+        client.remember_secret(jwt)
+        payload = {"jwt": jwt}
+        if self.params.get("role"):
+            payload["role"] = self.params["role"]
+        self._log_in(client, payload)
+
+
+class CertAuth(AuthMethod):
+    NAME = "cert"
+    OPTIONS = ("role",)
+
+    def validate(self) -> None:
+        if not (self.params.get("client_cert") and self.params.get("client_key")):
+            raise VaultCertError("auth_method cert needs client_cert and client_key (the TLS client certificate)")
+
+    def login(self, client: VaultClient) -> None:
+        payload = {"name": self.params["role"]} if self.params.get("role") else {}
+        self._log_in(client, payload)
+
+
+class TokenAuth(AuthMethod):
+    NAME = "token"
+    OPTIONS = ("token",)
+    # A token we were given belongs to the caller: never revoke it.
+    OBTAINS_TOKEN = False
+
+    def validate(self) -> None:
+        self._require("token")
+
+    def login(self, client: VaultClient) -> None:
+        client.set_token(self.params["token"])
+
+
+class NoAuth(AuthMethod):
+    NAME = "none"
+    OBTAINS_TOKEN = False
+
+    def login(self, client: VaultClient) -> None:
+        """Unauthenticated: only endpoints like sys/health answer."""
+
+
+AUTH_METHODS: dict[str, type[AuthMethod]] = {
+    method.NAME: method for method in (AppRoleAuth, JwtAuth, CertAuth, TokenAuth, NoAuth)
+}
+
+
+def select_auth_method(params: t.Mapping[str, t.Any]) -> AuthMethod:
+    """The configured method, validated (no network)."""
+    name = params.get("auth_method")
+    try:
+        method = AUTH_METHODS[name](params)
+    except KeyError:
+        raise VaultCertError(f"unknown auth_method {name!r}; choose one of {', '.join(AUTH_METHODS)}") from None
+    method.validate()
+    return method

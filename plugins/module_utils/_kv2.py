@@ -1,0 +1,219 @@
+# Copyright: CertAutoPilot contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The KV v2 API: mount check, reads, check-and-set writes, metadata.
+
+Private to the collection. The only file that knows KV v2's URLs and answers.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from dataclasses import dataclass, field
+
+from ansible_collections.certautopilot.vault.plugins.module_utils._client import (
+    WRITE,
+    CasConflict,
+    VaultClient,
+    api_path,
+)
+from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
+
+# KV v2 keeps 10 versions when max_versions is 0 (unset).
+DEFAULT_MAX_VERSIONS = 10
+
+
+@dataclass(frozen=True)
+class SecretVersion:
+    """One version of a secret as a data read returns it."""
+
+    version: int
+    data: dict | None
+    deleted: bool = False
+    destroyed: bool = False
+    custom_metadata: dict | None = None
+
+
+@dataclass(frozen=True)
+class VersionState:
+    deletion_time: str = ""
+    destroyed: bool = False
+
+    @property
+    def deleted(self) -> bool:
+        # A deletion_time in the future is a deletion scheduled by delete_version_after:
+        # the version is about to disappear, so it counts as deleted already.
+        return bool(self.deletion_time)
+
+    @property
+    def live(self) -> bool:
+        return not (self.deleted or self.destroyed)
+
+
+@dataclass(frozen=True)
+class SecretMetadata:
+    current_version: int
+    oldest_version: int
+    max_versions: int
+    versions: dict[int, VersionState] = field(default_factory=dict)
+    custom_metadata: dict | None = None
+
+
+@dataclass(frozen=True)
+class MountInfo:
+    path: str
+    kv_version: int
+
+
+MAX_PATH_LENGTH = 1024
+
+
+def validate_path(path: str | None, *, what: str = "path") -> None:
+    """Refuse a path that Vault would normalise into another secret, before any request."""
+    problem = _path_problem(path or "")
+    if problem:
+        raise VaultCertError(f"invalid {what} {path!r}: {problem}")
+
+
+def _path_problem(path: str) -> str:
+    if not path:
+        return "it is empty"
+    if len(path) > MAX_PATH_LENGTH:
+        return f"it is longer than {MAX_PATH_LENGTH} characters"
+    if path.startswith("/") or path.endswith("/"):
+        return "it must not start or end with '/'"
+    if any(char.isspace() or not char.isprintable() for char in path):
+        return "it holds whitespace or a control character"
+    if any(char in path for char in "?#%\\"):
+        return "it holds one of ? # % \\"
+    for segment in path.split("/"):
+        if segment in ("", ".", ".."):
+            return "it holds an empty, '.' or '..' segment"
+    return ""
+
+
+def data_path(mount: str, path: str) -> str:
+    return api_path(mount, "data", path)
+
+
+def metadata_path(mount: str, path: str) -> str:
+    return api_path(mount, "metadata", path)
+
+
+def check_mount(client: VaultClient, mount: str) -> MountInfo:
+    """Refuse anything but a KV v2 mount, before a single write."""
+    reply = client.request(
+        "GET", api_path("sys/internal/ui/mounts", mount), needs=("read",), accept=(403, 404)
+    )
+    if reply.status in (403, 404):
+        raise VaultCertError(
+            f"mount {mount!r} not found, or the token may not use it "
+            f"(permission denied on sys/internal/ui/mounts/{mount})"
+        )
+    info = reply.data
+    version = str((info.get("options") or {}).get("version") or "1")
+    if info.get("type") not in ("kv", "generic"):
+        raise VaultCertError(f"mount {mount!r} is a {info.get('type')} engine, not KV; this collection supports only KV v2")
+    if version != "2":
+        raise VaultCertError(
+            f"mount {mount!r} is a KV v1 engine: this collection supports only KV v2 "
+            "(remount it as KV v2 or migrate it with 'bao kv enable-versioning')"
+        )
+    return MountInfo(path=mount, kv_version=2)
+
+
+def _version_from(body: dict) -> SecretVersion | None:
+    payload = body.get("data") or {}
+    metadata = payload.get("metadata") or {}
+    if not metadata.get("version"):
+        return None
+    return SecretVersion(
+        version=int(metadata["version"]),
+        data=payload.get("data"),
+        deleted=bool(metadata.get("deletion_time")),
+        destroyed=bool(metadata.get("destroyed")),
+        custom_metadata=metadata.get("custom_metadata"),
+    )
+
+
+def read_version(client: VaultClient, mount: str, path: str, version: int | None = None) -> SecretVersion | None:
+    """A version (the current one by default); None when the secret does not exist.
+
+    A deleted or destroyed version answers 404 but still carries its metadata,
+    which is how its number is known; its ``data`` is None.
+    """
+    location = data_path(mount, path)
+    if version is not None:
+        location += f"?version={int(version)}"
+    reply = client.request("GET", location, needs=("read",), accept=(404,))
+    return _version_from(reply.body)
+
+
+def read_current(client: VaultClient, mount: str, path: str) -> SecretVersion | None:
+    return read_version(client, mount, path)
+
+
+def read_metadata(client: VaultClient, mount: str, path: str) -> SecretMetadata | None:
+    reply = client.request("GET", metadata_path(mount, path), needs=("read",), accept=(404,))
+    if reply.status == 404:
+        return None
+    meta = reply.data
+    versions = {
+        int(number): VersionState(deletion_time=state.get("deletion_time") or "", destroyed=bool(state.get("destroyed")))
+        for number, state in (meta.get("versions") or {}).items()
+    }
+    return SecretMetadata(
+        current_version=int(meta.get("current_version") or 0),
+        oldest_version=int(meta.get("oldest_version") or 0),
+        max_versions=int(meta.get("max_versions") or 0),
+        versions=versions,
+        custom_metadata=meta.get("custom_metadata"),
+    )
+
+
+def read_mount_max_versions(client: VaultClient, mount: str) -> int | None:
+    """The mount's max_versions (0 means 10), or None when the token may not read the config."""
+    reply = client.request("GET", api_path(mount, "config"), accept=(403, 404))
+    if reply.status != 200:
+        return None
+    return int(reply.data.get("max_versions") or 0)
+
+
+def write(client: VaultClient, mount: str, path: str, data: dict, *, cas: int) -> int:
+    """Write a new version with check-and-set; returns its number.
+
+    Raises CasConflict when the current version is no longer ``cas``, and
+    OutcomeUnknown when the write was sent but its fate is not known.
+    """
+    location = data_path(mount, path)
+    reply = client.request(
+        "POST",
+        location,
+        json={"options": {"cas": cas}, "data": data},
+        kind=WRITE,
+        needs=("create", "update") if cas == 0 else ("update",),
+        accept=(400,),
+    )
+    if reply.status == 400:
+        errors = "; ".join(str(error) for error in reply.body.get("errors") or [])
+        if "check-and-set" in errors:
+            raise CasConflict(f"check-and-set conflict on {location}: another writer changed it since version {cas}")
+        raise VaultCertError(f"POST {location} failed with HTTP 400: {errors}")
+    return int(reply.data.get("version"))
+
+
+def write_custom_metadata(client: VaultClient, mount: str, path: str, custom_metadata: dict) -> None:
+    """Set the secret's custom_metadata; other metadata settings are left as they are.
+
+    Sent as an idempotent request: writing the same metadata twice is harmless.
+    """
+    client.request(
+        "POST",
+        metadata_path(mount, path),
+        json={"custom_metadata": custom_metadata},
+        needs=("create", "update"),
+    )
+
+
+def capabilities_self(client: VaultClient, paths: t.Sequence[str]) -> dict[str, list[str]]:
+    reply = client.request("POST", "sys/capabilities-self", json={"paths": list(paths)}, needs=("update",))
+    return {location: list(reply.data.get(location) or []) for location in paths}

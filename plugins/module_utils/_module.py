@@ -1,0 +1,127 @@
+# Copyright: CertAutoPilot contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The shared argument spec and a small module base. Private to the collection."""
+
+from __future__ import annotations
+
+import traceback
+import typing as t
+from contextlib import contextmanager
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+
+from ansible_collections.certautopilot.vault.plugins.module_utils import _client
+from ansible_collections.certautopilot.vault.plugins.module_utils._auth import AuthMethod, select_auth_method
+from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
+
+PUSH_AUTH_METHODS = ("approle", "jwt", "cert", "token")
+
+
+def connection_argument_spec() -> dict:
+    return {
+        "url": {"type": "str", "aliases": ["address"], "fallback": (env_fallback, ["VAULT_ADDR"])},
+        "namespace": {"type": "str", "fallback": (env_fallback, ["VAULT_NAMESPACE"])},
+        "ca_cert": {"type": "str", "fallback": (env_fallback, ["VAULT_CACERT"])},
+        # None means "not set": VAULT_SKIP_VERIFY (inverted) decides, then true.
+        "validate_certs": {"type": "bool"},
+        "client_cert": {"type": "path", "fallback": (env_fallback, ["VAULT_CLIENT_CERT"])},
+        "client_key": {"type": "path", "fallback": (env_fallback, ["VAULT_CLIENT_KEY"])},
+        "timeout": {"type": "int", "default": 30},
+        "retries": {"type": "int", "default": 5},
+    }
+
+
+def auth_argument_spec(*, default_method: str = "approle", methods: t.Sequence[str] = PUSH_AUTH_METHODS) -> dict:
+    return {
+        "auth_method": {"type": "str", "default": default_method, "choices": list(methods)},
+        "auth_mount_point": {"type": "str"},
+        "auth_namespace": {"type": "str"},
+        "role_id": {"type": "str", "fallback": (env_fallback, ["VAULT_ROLE_ID"])},
+        "secret_id": {"type": "str", "no_log": True, "fallback": (env_fallback, ["VAULT_SECRET_ID"])},
+        "role": {"type": "str"},
+        "jwt": {"type": "str", "no_log": True},
+        "jwt_file": {"type": "path"},
+        "token": {"type": "str", "no_log": True, "fallback": (env_fallback, ["VAULT_TOKEN"])},
+        "revoke_token": {"type": "bool", "default": True},
+    }
+
+
+def target_argument_spec() -> dict:
+    """``mount`` and ``path``: the KV v2 secret a module works on."""
+    return {
+        "mount": {"type": "str", "default": "secret", "aliases": ["engine_mount_point"]},
+        "path": {"type": "str"},
+    }
+
+
+class VaultModule:
+    """AnsibleModule plus the session every module needs: login once, revoke at the end."""
+
+    def __init__(
+        self,
+        *,
+        argument_spec: dict,
+        default_auth: str = "approle",
+        auth_methods: t.Sequence[str] = PUSH_AUTH_METHODS,
+        **module_kwargs: t.Any,
+    ) -> None:
+        spec = connection_argument_spec()
+        spec.update(auth_argument_spec(default_method=default_auth, methods=auth_methods))
+        spec.update(argument_spec)
+        self.module = AnsibleModule(argument_spec=spec, supports_check_mode=True, **module_kwargs)
+        self.params = self.module.params
+        self._require_libraries()
+        self.auth: AuthMethod | None = None
+
+    def _require_libraries(self) -> None:
+        from ansible_collections.certautopilot.vault.plugins.module_utils import _certs
+
+        if not _client.HAS_HVAC:
+            self.module.fail_json(msg=missing_required_lib("hvac"), exception=_format(_client.HVAC_IMPORT_ERROR))
+        if not _certs.HAS_CRYPTOGRAPHY:
+            self.module.fail_json(
+                msg=missing_required_lib(_certs.CRYPTOGRAPHY_REQUIREMENT), exception=_certs.CRYPTOGRAPHY_IMPORT_ERROR
+            )
+
+    @contextmanager
+    def session(self, *, login: bool = True) -> t.Iterator[_client.VaultClient]:
+        """A client over one connection, logged in unless ``login`` is false (then call ``log_in``).
+
+        A token the module obtained is revoked on the way out.
+        """
+        settings = _client.ConnectionSettings.from_params(self.params)
+        self.auth = select_auth_method(self.params)
+        if not settings.validate_certs:
+            self.module.warn("validate_certs is false: the server's TLS certificate is not checked (bring-up only)")
+        client = _client.VaultClient(settings)
+        try:
+            if login:
+                self.log_in(client)
+            yield client
+        finally:
+            if self.auth.OBTAINS_TOKEN and client.token and self.params["revoke_token"]:
+                client.revoke_self(namespace=self.auth.namespace)
+            client.close()
+
+    def log_in(self, client: _client.VaultClient) -> None:
+        self.auth.login(client)
+
+    def run(self, action: t.Callable[[], dict]) -> t.NoReturn:
+        """Run the module's action; the one place a VaultCertError becomes fail_json.
+
+        A ``diff`` in the action's result is returned only in diff mode.
+        """
+        try:
+            result = action()
+        except VaultCertError as exc:
+            self.module.fail_json(msg=str(exc), **getattr(exc, "result", {}))
+        diff = result.pop("diff", None)
+        if self.module._diff and diff is not None:
+            result["diff"] = diff
+        self.module.exit_json(**result)
+
+
+def _format(exc: BaseException | None) -> str | None:
+    if exc is None:
+        return None
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))

@@ -1,0 +1,207 @@
+# Copyright: CertAutoPilot contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Certificate delivery: decide against the current version, write with check-and-set.
+
+Private to the collection.
+"""
+
+from __future__ import annotations
+
+import random
+import typing as t
+from dataclasses import dataclass
+
+from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _kv2
+from ansible_collections.certautopilot.vault.plugins.module_utils._client import CasConflict, OutcomeUnknown, VaultClient
+from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
+
+ITEM_OPTIONS = ("path", "certificate", "private_key", "chain")
+OTHER_FIELDS = "other_fields"
+CUSTOM_METADATA = "custom_metadata"
+# Spread racing writers apart a little before they re-read after a cas conflict.
+CONFLICT_JITTER = 0.05
+
+
+@dataclass(frozen=True)
+class PushOptions:
+    mount: str
+    fields: dict[str, str | None]
+    include_private_key: bool = True
+    keep_other_fields: bool = True
+    validate: bool = True
+    custom_metadata: bool = False
+    check_mode: bool = False
+
+
+@dataclass(frozen=True)
+class PushItem:
+    """One certificate to deliver, parsed (and validated) before any request."""
+
+    path: str
+    bundle: _certs.CertificateBundle
+    payload: dict[str, str]
+    summary: dict
+
+
+@dataclass(frozen=True)
+class Decision:
+    current: _kv2.SecretVersion | None
+    desired: dict
+    desired_custom_metadata: dict | None
+    changed_fields: list[str]
+
+    @property
+    def base_version(self) -> int:
+        return self.current.version if self.current else 0
+
+    @property
+    def data_changed(self) -> bool:
+        return self.current is None or self.current.data != self.desired
+
+
+def prepare_items(raw_items: t.Sequence[t.Mapping[str, t.Any]], options: PushOptions) -> list[PushItem]:
+    """Check every path and certificate of the run; nothing is sent before all pass."""
+    _kv2.validate_path(options.mount, what="mount")
+    seen: set[str] = set()
+    for raw in raw_items:
+        path = raw.get("path")
+        _kv2.validate_path(path)
+        if path in seen:
+            raise VaultCertError(f"invalid path {path!r}: it appears twice in certificates")
+        seen.add(path)
+    return [_prepare_item(raw, raw["path"], options) for raw in raw_items]
+
+
+def _prepare_item(raw: t.Mapping[str, t.Any], path: str, options: PushOptions) -> PushItem:
+    if not raw.get("certificate"):
+        raise VaultCertError(f"{path}: certificate is required")
+    if options.include_private_key and not raw.get("private_key"):
+        raise VaultCertError(f"{path}: private_key is required unless include_private_key is false")
+    try:
+        bundle = _certs.load_bundle(
+            certificate=raw["certificate"],
+            private_key=raw.get("private_key") if options.include_private_key else None,
+            chain=raw.get("chain"),
+        )
+        if options.validate:
+            _certs.validate_bundle(bundle)
+    except VaultCertError as exc:
+        raise VaultCertError(f"{path}: {exc}") from None
+    payload = _certs.build_payload(bundle, fields=options.fields, include_private_key=options.include_private_key)
+    return PushItem(path=path, bundle=bundle, payload=payload, summary=_certs.summarise_certificate(bundle.certificate))
+
+
+def decide(item: PushItem, current: _kv2.SecretVersion | None, options: PushOptions) -> Decision:
+    """What the new version's data should be, and which fields that changes."""
+    current_data = (current.data if current else None) or {}
+    managed = _certs.managed_keys(options.fields)
+    desired = dict(item.payload)
+    if options.keep_other_fields:
+        desired.update({key: value for key, value in current_data.items() if key not in managed})
+    changed = [
+        name
+        for name, key in options.fields.items()
+        if key and current_data.get(key) != desired.get(key)
+    ]
+    unmanaged_before = {k: v for k, v in current_data.items() if k not in managed}
+    unmanaged_after = {k: v for k, v in desired.items() if k not in managed}
+    if unmanaged_before != unmanaged_after:
+        changed.append(OTHER_FIELDS)
+    desired_metadata = None
+    if options.custom_metadata:
+        existing = dict((current.custom_metadata if current else None) or {})
+        desired_metadata = {**existing, **certificate_custom_metadata(item.summary)}
+        if desired_metadata == existing and current is not None:
+            desired_metadata = None
+        else:
+            changed.append(CUSTOM_METADATA)
+    if current is not None and current.data is None and not changed:
+        # The current version is deleted or destroyed: writing restores a readable version.
+        changed = [name for name, key in options.fields.items() if key and key in desired]
+    return Decision(current=current, desired=desired, desired_custom_metadata=desired_metadata, changed_fields=changed)
+
+
+def certificate_custom_metadata(summary: dict) -> dict[str, str]:
+    return {key: str(summary.get(key) or "") for key in ("cn", "serial", "not_after", "fingerprint_sha256")}
+
+
+def push_one(client: VaultClient, item: PushItem, options: PushOptions) -> dict:
+    """Deliver one certificate: read, decide, write with cas; re-read after a conflict.
+
+    A write whose outcome is unknown is never re-sent blindly: the secret is
+    read again, and a version holding exactly our data at the number we asked
+    for is taken as ours.
+    """
+    waits = client.retry_waits()
+    maybe_written_as: int | None = None
+    for attempt in range(len(waits) + 1):
+        current = _kv2.read_current(client, options.mount, item.path)
+        decision = decide(item, current, options)
+        if maybe_written_as is not None and current is not None and current.version == maybe_written_as:
+            if not decision.data_changed:
+                return _result(item, options, decision, version=current.version, changed=True, previous=maybe_written_as - 1)
+        if not (decision.data_changed or decision.desired_custom_metadata is not None):
+            return _result(item, options, decision, version=decision.base_version, changed=False)
+        if options.check_mode:
+            return _result(item, options, decision, version=decision.base_version, changed=True)
+        try:
+            return _apply(client, item, options, decision)
+        except CasConflict:
+            if attempt == len(waits):
+                break
+            client.pause(random.uniform(0, CONFLICT_JITTER))
+        except OutcomeUnknown:
+            if attempt == len(waits):
+                raise
+            maybe_written_as = decision.base_version + 1
+            client.pause(waits[attempt])
+    raise VaultCertError(
+        f"check-and-set conflict on {_kv2.data_path(options.mount, item.path)}: other writers kept changing it; "
+        f"gave up after {len(waits) + 1} attempts"
+    )
+
+
+def _apply(client: VaultClient, item: PushItem, options: PushOptions, decision: Decision) -> dict:
+    version = decision.base_version
+    if decision.data_changed:
+        version = _kv2.write(client, options.mount, item.path, decision.desired, cas=decision.base_version)
+    if decision.desired_custom_metadata is not None:
+        _kv2.write_custom_metadata(client, options.mount, item.path, decision.desired_custom_metadata)
+    return _result(item, options, decision, version=version, changed=True)
+
+
+def _result(
+    item: PushItem, options: PushOptions, decision: Decision, *, version: int, changed: bool, previous: int | None = None
+) -> dict:
+    current = decision.current
+    before = current.data if current and current.data is not None else {}
+    return {
+        "changed": changed,
+        "mount": options.mount,
+        "path": item.path,
+        "version": version or None,
+        "previous_version": previous if previous is not None else (current.version if current else None),
+        "created": current is None,
+        "changed_fields": decision.changed_fields if changed else [],
+        "certificate": item.summary,
+        "diff": {
+            "before_header": _kv2.data_path(options.mount, item.path),
+            "after_header": _kv2.data_path(options.mount, item.path),
+            "before": _certs.summarise_secret(before, fields=options.fields),
+            "after": _certs.summarise_secret(decision.desired, fields=options.fields),
+        },
+    }
+
+
+def push_all(client: VaultClient, items: t.Sequence[PushItem], options: PushOptions) -> list[dict]:
+    """Deliver a batch over the client's one connection, results in input order."""
+    _kv2.check_mount(client, options.mount)
+    return [push_one(client, item, options) for item in items]
+
+
+def run_result(results: list[dict], *, batch: bool) -> dict:
+    """The module's return: the single shape, or ``results`` (and one diff per item) for a batch."""
+    if not batch:
+        return results[0]
+    diffs = [result.pop("diff") for result in results]
+    return {"changed": any(result["changed"] for result in results), "results": results, "diff": diffs}

@@ -1,0 +1,107 @@
+# Copyright: CertAutoPilot contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Rollback through KV v2's version history, as ``bao kv rollback -version=N`` does.
+
+Private to the collection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _kv2
+from ansible_collections.certautopilot.vault.plugins.module_utils._client import CasConflict, OutcomeUnknown, VaultClient
+from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
+
+
+@dataclass(frozen=True)
+class RollbackRequest:
+    mount: str
+    path: str
+    version: int | None = None
+    current_version: int | None = None
+    check_mode: bool = False
+
+
+def choose_target(metadata: _kv2.SecretMetadata, request: RollbackRequest, location: str) -> int:
+    """The version to restore, refusing every target that cannot be restored."""
+    current = metadata.current_version
+    if request.version is None:
+        earlier = [n for n, state in metadata.versions.items() if n < current and state.live]
+        if not earlier:
+            raise VaultCertError(f"{location} has no earlier live version to roll back to (current version {current})")
+        return max(earlier)
+    target = request.version
+    if target < 1 or target > current:
+        raise VaultCertError(f"version {target} of {location} does not exist (current version {current})")
+    if target < metadata.oldest_version or target not in metadata.versions:
+        raise VaultCertError(
+            f"version {target} of {location} was pruned: the oldest version kept is {metadata.oldest_version} "
+            f"(max_versions limits the history)"
+        )
+    state = metadata.versions[target]
+    if state.destroyed:
+        raise VaultCertError(f"version {target} of {location} is destroyed and cannot be restored")
+    if state.deleted:
+        raise VaultCertError(
+            f"version {target} of {location} is deleted (deletion_time {state.deletion_time}); undelete it first"
+        )
+    if target == current:
+        raise VaultCertError(f"version {target} of {location} is the current version; nothing to roll back to")
+    return target
+
+
+def rollback(client: VaultClient, request: RollbackRequest) -> dict:
+    """Write the target version's data as a new version, with cas against the current one."""
+    _kv2.check_mount(client, request.mount)
+    location = _kv2.data_path(request.mount, request.path)
+    metadata = _kv2.read_metadata(client, request.mount, request.path)
+    if metadata is None or metadata.current_version == 0:
+        raise VaultCertError(f"{location} does not exist; nothing to roll back")
+    current = metadata.current_version
+    if request.current_version is not None and request.current_version != current:
+        raise VaultCertError(
+            f"current version of {location} is {current}, not {request.current_version} "
+            f"(current_version guard): someone changed it since; nothing written"
+        )
+    target = choose_target(metadata, request, location)
+    target_data = _kv2.read_version(client, request.mount, request.path, target)
+    if target_data is None or target_data.data is None:
+        raise VaultCertError(f"version {target} of {location} could not be read (deleted or destroyed meanwhile)")
+    current_data = _kv2.read_version(client, request.mount, request.path, current)
+    before = (current_data.data if current_data else None) or {}
+    changed = current_data is None or current_data.data != target_data.data
+    version = current
+    if changed and not request.check_mode:
+        version = _write_target(client, request, target_data.data, current, location)
+    return {
+        "changed": changed,
+        "mount": request.mount,
+        "path": request.path,
+        "version": version,
+        "previous_version": current,
+        "restored_version": target,
+        "diff": {
+            "before_header": f"{location} (version {current})",
+            "after_header": f"{location} (data of version {target})",
+            "before": _certs.summarise_secret(before),
+            "after": _certs.summarise_secret(target_data.data),
+        },
+    }
+
+
+def _write_target(client: VaultClient, request: RollbackRequest, data: dict, current: int, location: str) -> int:
+    # A conflict is not re-decided: re-deciding would pick a new target and
+    # could silently undo the other writer's version.
+    try:
+        return _kv2.write(client, request.mount, request.path, data, cas=current)
+    except CasConflict:
+        raise VaultCertError(
+            f"{location} changed while rolling back (it is no longer version {current}); nothing written, "
+            "run again to decide against the new version"
+        ) from None
+    except OutcomeUnknown:
+        written = _kv2.read_current(client, request.mount, request.path)
+        if written is not None and written.version == current + 1 and written.data == data:
+            return written.version
+        raise

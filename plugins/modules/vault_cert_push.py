@@ -1,0 +1,309 @@
+#!/usr/bin/python
+# Copyright: CertAutoPilot contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: vault_cert_push
+short_description: Deliver TLS certificates into HashiCorp Vault / OpenBao KV v2 secrets
+version_added: 0.1.0
+description:
+  - Writes a certificate, its private key, its chain and the fullchain (certificate followed by the chain)
+    into a KV v2 secret at C(<mount>/data/<path>), or a batch of them in one run.
+  - The desired data is compared with the B(current version's data); when equal nothing is written and
+    RV(changed) is V(false). Otherwise one write is made with check-and-set (C(cas) = the version read,
+    V(0) for a new secret), so nothing written by anyone else in between is lost.
+  - A check-and-set conflict re-reads the secret and decides again, up to O(retries) times.
+  - Check mode reads and decides but writes nothing. Diff mode shows each field before and after with every
+    PEM replaced by a summary (subject CN, serial, not_after, SHA-256 fingerprint; a private key by the
+    SHA-256 of its public key). No key material is ever shown.
+  - Request budget of a run, whatever the number of certificates, over one kept-alive HTTP connection -
+    one login, one mount check, then per certificate one read and, when it changed, one write;
+    plus the token revocation at the end.
+author:
+  - CertAutoPilot team
+extends_documentation_fragment:
+  - certautopilot.vault.connection
+  - certautopilot.vault.connection.auth
+  - certautopilot.vault.connection.target
+options:
+  auth_method:
+    description:
+      - How to log in.
+    type: str
+    default: approle
+    choices: [approle, jwt, cert, token]
+  path:
+    description:
+      - Secret path below O(mount), already rendered (the P(certautopilot.vault.cert_distribution#role) role renders templates).
+      - Refused before any request when empty, starting or ending with C(/), holding an empty, C(.) or C(..) segment,
+        whitespace, a control character, C(?), C(#), C(%) or C(\), or longer than 1024 characters.
+      - Required unless O(certificates) is used.
+    type: str
+  certificate:
+    description:
+      - The PEM leaf certificate. Required unless O(certificates) is used.
+      - PEM text is normalised (the certificate is re-encoded, line endings become LF, one trailing newline),
+        so the same certificate always yields the same stored text.
+    type: str
+  private_key:
+    description:
+      - The PEM private key of O(certificate). Never logged.
+      - Required unless O(include_private_key=false). Encrypted keys are refused.
+    type: str
+  chain:
+    description:
+      - PEM intermediates, leaf-first (the issuer of the certificate first), as one bundle text or a list of PEM texts.
+    type: raw
+  certificates:
+    description:
+      - A batch of certificates, each with its own O(certificates[].path). Mutually exclusive with O(path),
+        O(certificate), O(private_key) and O(chain). Every other option applies to every item.
+      - All items are checked before the first request; one login and one mount check serve the whole batch.
+    type: list
+    elements: dict
+    suboptions:
+      path:
+        description: Secret path below O(mount).
+        type: str
+        required: true
+      certificate:
+        description: The PEM leaf certificate.
+        type: str
+        required: true
+      private_key:
+        description: The PEM private key. Never logged.
+        type: str
+      chain:
+        description: PEM intermediates, leaf-first, as a bundle text or a list.
+        type: raw
+  include_private_key:
+    description:
+      - When V(false), cert-only delivery - the private key field is not written, and it is removed from the secret
+        if an earlier version had it.
+    type: bool
+    default: true
+  fields:
+    description:
+      - The JSON key of each logical field - C(certificate), C(private_key), C(chain), C(fullchain).
+      - Keys not given keep their default (the logical name). A field mapped to V(null) or an empty string is
+        neither written nor managed - an existing key of that name is treated as an unmanaged field.
+      - Two logical fields mapped to one key are refused.
+      - When no chain is given, the chain field is not written (and removed if present); fullchain then holds
+        the certificate alone.
+    type: dict
+  keep_other_fields:
+    description:
+      - Keys of the current secret that are none of the managed fields are carried into the new version.
+        A KV v2 write replaces the whole map, so without this they would be lost.
+      - When V(false), such keys are dropped, and RV(changed_fields) lists C(other_fields).
+    type: bool
+    default: true
+  validate:
+    description:
+      - Check that the certificate and chain parse, the private key matches the certificate, each chain link is
+        issued by the next (issuer name and signature), and the certificate is within its validity period.
+      - Parsing itself is never skipped.
+    type: bool
+    default: true
+  custom_metadata:
+    description:
+      - Also write C(cn), C(serial), C(not_after) and C(fingerprint_sha256) into the secret's KV metadata
+        C(custom_metadata), keeping other custom metadata keys.
+      - Needs the C(update) capability on C(<mount>/metadata/<path>). Costs one more request when it changed.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    description: Reads and decides; writes nothing.
+  diff_mode:
+    support: full
+    description: Field summaries only, never PEM bodies or keys. A batch returns one diff per certificate.
+seealso:
+  - module: certautopilot.vault.vault_cert_rollback
+  - module: certautopilot.vault.vault_health
+  - plugin: certautopilot.vault.cert_info
+    plugin_type: filter
+"""
+
+EXAMPLES = r"""
+- name: Deliver a certificate with AppRole
+  certautopilot.vault.vault_cert_push:
+    url: https://vault.example.com:8200
+    ca_cert: /etc/pki/vault-ca.pem
+    role_id: "{{ vault_role_id }}"
+    secret_id: "{{ vault_secret_id }}"
+    path: certs/example.com
+    certificate: "{{ lookup('ansible.builtin.file', 'example.com.crt') }}"
+    private_key: "{{ lookup('ansible.builtin.file', 'example.com.key') }}"
+    chain: "{{ lookup('ansible.builtin.file', 'intermediate.crt') }}"
+  register: pushed
+
+- name: Cert-only delivery under custom JSON keys
+  certautopilot.vault.vault_cert_push:
+    url: https://vault.example.com:8200
+    auth_method: token
+    token: "{{ vault_token }}"
+    path: certs/www.example.com
+    certificate: "{{ lookup('ansible.builtin.file', 'www.crt') }}"
+    include_private_key: false
+    fields:
+      certificate: tls.crt
+      fullchain: tls-fullchain.crt
+      chain:
+
+- name: Deliver a batch with one login, using module_defaults for the connection
+  module_defaults:
+    group/certautopilot.vault.vault:
+      url: https://vault.example.com:8200
+      auth_method: jwt
+      role: certs
+      jwt_file: /var/run/secrets/kubernetes.io/serviceaccount/token
+  certautopilot.vault.vault_cert_push:
+    certificates:
+      - path: certs/a.example.com
+        certificate: "{{ lookup('ansible.builtin.file', 'a.crt') }}"
+        private_key: "{{ lookup('ansible.builtin.file', 'a.key') }}"
+      - path: certs/b.example.com
+        certificate: "{{ lookup('ansible.builtin.file', 'b.crt') }}"
+        private_key: "{{ lookup('ansible.builtin.file', 'b.key') }}"
+"""
+
+RETURN = r"""
+mount:
+  description: The KV v2 mount.
+  returned: single certificate
+  type: str
+  sample: secret
+path:
+  description: The secret path below the mount.
+  returned: single certificate
+  type: str
+  sample: certs/example.com
+version:
+  description: The current version after the run (in check mode, the current one).
+  returned: single certificate
+  type: int
+  sample: 2
+previous_version:
+  description: The current version before the run; V(null) when the secret was new.
+  returned: single certificate
+  type: int
+  sample: 1
+created:
+  description: Whether the secret did not exist before the run.
+  returned: single certificate
+  type: bool
+  sample: false
+changed_fields:
+  description:
+    - Logical names of the fields that differ (C(certificate), C(private_key), C(chain), C(fullchain)),
+      plus C(other_fields) when unmanaged keys were dropped and C(custom_metadata) when it changed.
+  returned: single certificate
+  type: list
+  elements: str
+  sample: [certificate, fullchain]
+certificate:
+  description: Metadata of the delivered certificate.
+  returned: single certificate
+  type: dict
+  contains:
+    cn:
+      description: First common name of the subject.
+      type: str
+      sample: example.com
+    sans:
+      description: Subject alternative names.
+      type: list
+      elements: str
+      sample: [example.com, www.example.com]
+    serial:
+      description: Serial number, colon-separated lowercase hex.
+      type: str
+      sample: "3a:0f:12"
+    not_before:
+      description: Start of validity, ISO 8601 UTC.
+      type: str
+      sample: "2026-01-01T00:00:00Z"
+    not_after:
+      description: End of validity, ISO 8601 UTC.
+      type: str
+      sample: "2027-01-01T00:00:00Z"
+    issuer:
+      description: Issuer distinguished name (RFC 4514).
+      type: str
+      sample: CN=Example Intermediate
+    fingerprint_sha256:
+      description: SHA-256 fingerprint of the DER certificate, lowercase hex.
+      type: str
+results:
+  description: One entry per item of O(certificates), in input order, each with the keys of a single run.
+  returned: batch
+  type: list
+  elements: dict
+"""
+
+from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _push
+from ansible_collections.certautopilot.vault.plugins.module_utils._module import VaultModule, target_argument_spec
+
+SINGLE_OPTIONS = _push.ITEM_OPTIONS
+
+
+def argument_spec() -> dict:
+    spec = target_argument_spec()
+    spec.update(
+        certificate={"type": "str"},
+        private_key={"type": "str", "no_log": True},
+        chain={"type": "raw"},
+        certificates={
+            "type": "list",
+            "elements": "dict",
+            "options": {
+                "path": {"type": "str", "required": True},
+                "certificate": {"type": "str", "required": True},
+                "private_key": {"type": "str", "no_log": True},
+                "chain": {"type": "raw"},
+            },
+        },
+        include_private_key={"type": "bool", "default": True},
+        fields={"type": "dict"},
+        keep_other_fields={"type": "bool", "default": True},
+        validate={"type": "bool", "default": True},
+        custom_metadata={"type": "bool", "default": False},
+    )
+    return spec
+
+
+def push(vault: VaultModule) -> dict:
+    params = vault.params
+    options = _push.PushOptions(
+        mount=params["mount"],
+        fields=_certs.resolve_fields(params["fields"]),
+        include_private_key=params["include_private_key"],
+        keep_other_fields=params["keep_other_fields"],
+        validate=params["validate"],
+        custom_metadata=params["custom_metadata"],
+        check_mode=vault.module.check_mode,
+    )
+    batch = params["certificates"] is not None
+    raw_items = params["certificates"] if batch else [{name: params[name] for name in SINGLE_OPTIONS}]
+    items = _push.prepare_items(raw_items, options)
+    with vault.session() as client:
+        results = _push.push_all(client, items, options)
+    return _push.run_result(results, batch=batch)
+
+
+def main() -> None:
+    vault = VaultModule(
+        argument_spec=argument_spec(),
+        mutually_exclusive=[("certificates", name) for name in SINGLE_OPTIONS],
+        required_one_of=[("certificates", "certificate")],
+        required_together=[("path", "certificate")],
+    )
+    vault.run(lambda: push(vault))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+#!/usr/bin/python
+# Copyright: CertAutoPilot contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: vault_cert_rollback
+short_description: Roll a KV v2 certificate secret back to an earlier version
+version_added: 0.1.0
+description:
+  - Restores the data of an earlier version of a KV v2 secret as a new current version, as
+    C(vault kv rollback -version=N) (or C(bao kv rollback)) does - same new version number, same data - so the
+    history records the round trip.
+  - The write is a normal KV v2 write (POST to C(<mount>/data/<path>), the C(update) capability that a push
+    already needs) with check-and-set against the current version. It also removes keys the target version did
+    not have.
+  - Refuses, writing nothing and naming the version, a target that does not exist or was pruned (below the
+    secret's oldest kept version), is deleted (including a deletion scheduled by C(delete_version_after)),
+    is destroyed, or is the current version; and a secret with no earlier live version.
+    A soft-deleted current version does not block a rollback.
+  - When the current data already equals the target's data, nothing is written and RV(changed) is V(false),
+    so a rollback with an explicit O(version) is idempotent. Without O(version), the module warns that running
+    it again rolls back further.
+  - A check-and-set conflict (someone wrote in between) fails, writing nothing; it is never re-decided, since a
+    new decision could undo the other writer's version.
+  - Request budget - one login, one mount check, one metadata read, two version reads and, when changed,
+    one write; plus the token revocation.
+author:
+  - CertAutoPilot team
+extends_documentation_fragment:
+  - certautopilot.vault.connection
+  - certautopilot.vault.connection.auth
+  - certautopilot.vault.connection.target
+options:
+  auth_method:
+    description:
+      - How to log in.
+    type: str
+    default: approle
+    choices: [approle, jwt, cert, token]
+  path:
+    description:
+      - Secret path below O(mount), checked as in P(certautopilot.vault.vault_cert_push#module).
+    type: str
+    required: true
+  version:
+    description:
+      - The version whose data to restore.
+      - Default - the newest version below the current one that is neither deleted nor destroyed.
+    type: int
+  current_version:
+    description:
+      - Guard - roll back only while the current version is still this one (the RV(certautopilot.vault.vault_cert_push#module:version)
+        a push returned); otherwise fail, writing nothing.
+    type: int
+attributes:
+  check_mode:
+    support: full
+    description: Reads and decides; writes nothing.
+  diff_mode:
+    support: full
+    description: Field summaries only, never PEM bodies or keys.
+seealso:
+  - module: certautopilot.vault.vault_cert_push
+"""
+
+EXAMPLES = r"""
+- name: Push a renewed certificate
+  certautopilot.vault.vault_cert_push:
+    url: https://vault.example.com:8200
+    role_id: "{{ vault_role_id }}"
+    secret_id: "{{ vault_secret_id }}"
+    path: certs/example.com
+    certificate: "{{ lookup('ansible.builtin.file', 'example.com.crt') }}"
+    private_key: "{{ lookup('ansible.builtin.file', 'example.com.key') }}"
+  register: pushed
+
+- name: Undo exactly that push, unless someone wrote after it
+  certautopilot.vault.vault_cert_rollback:
+    url: https://vault.example.com:8200
+    role_id: "{{ vault_role_id }}"
+    secret_id: "{{ vault_secret_id }}"
+    path: certs/example.com
+    version: "{{ pushed.previous_version }}"
+    current_version: "{{ pushed.version }}"
+  when: pushed.changed and pushed.previous_version is not none
+
+- name: Roll back to the previous live version
+  certautopilot.vault.vault_cert_rollback:
+    url: https://vault.example.com:8200
+    auth_method: token
+    token: "{{ vault_token }}"
+    path: certs/example.com
+"""
+
+RETURN = r"""
+mount:
+  description: The KV v2 mount.
+  returned: always
+  type: str
+  sample: secret
+path:
+  description: The secret path below the mount.
+  returned: always
+  type: str
+  sample: certs/example.com
+version:
+  description: The current version after the run (in check mode, the current one).
+  returned: always
+  type: int
+  sample: 3
+previous_version:
+  description: The current version before the run.
+  returned: always
+  type: int
+  sample: 2
+restored_version:
+  description: The version whose data was restored (or already matched).
+  returned: always
+  type: int
+  sample: 1
+"""
+
+from ansible_collections.certautopilot.vault.plugins.module_utils import _rollback
+from ansible_collections.certautopilot.vault.plugins.module_utils._kv2 import validate_path
+from ansible_collections.certautopilot.vault.plugins.module_utils._module import VaultModule, target_argument_spec
+
+FURTHER_WARNING = (
+    "no version was given, so the newest earlier live version was restored; running this again rolls back further"
+)
+
+
+def argument_spec() -> dict:
+    spec = target_argument_spec()
+    spec["path"]["required"] = True
+    spec.update(version={"type": "int"}, current_version={"type": "int"})
+    return spec
+
+
+def rollback(vault: VaultModule) -> dict:
+    params = vault.params
+    validate_path(params["mount"], what="mount")
+    validate_path(params["path"])
+    request = _rollback.RollbackRequest(
+        mount=params["mount"],
+        path=params["path"],
+        version=params["version"],
+        current_version=params["current_version"],
+        check_mode=vault.module.check_mode,
+    )
+    with vault.session() as client:
+        result = _rollback.rollback(client, request)
+    if params["version"] is None and result["changed"]:
+        vault.module.warn(FURTHER_WARNING)
+    return result
+
+
+def main() -> None:
+    vault = VaultModule(argument_spec=argument_spec())
+    vault.run(lambda: rollback(vault))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+#!/usr/bin/python
+# Copyright: CertAutoPilot contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: vault_health
+short_description: Check a Vault / OpenBao server and what certificate delivery needs from it
+version_added: 0.1.0
+description:
+  - Never changes anything.
+  - Calls C(sys/health); standby and sealed answers are read, not raised.
+  - With credentials (O(auth_method) other than V(none)) it logs in; with O(mount) it checks that the mount exists
+    and is KV v2; with O(path) too it checks the token's capabilities on C(<mount>/data/<path>)
+    (C(sys/capabilities-self)) - C(read), C(create) and C(update), what a push needs - and reads C(max_versions)
+    where it can (the secret's metadata, then C(<mount>/config)).
+  - Fails when the server is sealed or uninitialized, or when any check fails; RV(msg) says which.
+author:
+  - CertAutoPilot team
+extends_documentation_fragment:
+  - certautopilot.vault.connection
+  - certautopilot.vault.connection.auth
+options:
+  auth_method:
+    description:
+      - How to log in; V(none) only reads C(sys/health).
+    type: str
+    default: none
+    choices: [none, approle, jwt, cert, token]
+  mount:
+    description:
+      - The KV v2 mount to check.
+    type: str
+    aliases: [engine_mount_point]
+  path:
+    description:
+      - A secret path below O(mount) to check capabilities on; any example path under the pattern the policy grants.
+    type: str
+  check_rollback:
+    description:
+      - Also check what rollback needs - C(read) and C(update) on C(<mount>/data/<path>), C(read) on
+        C(<mount>/metadata/<path>).
+    type: bool
+    default: false
+  min_versions:
+    description:
+      - Fail when the secret's or the mount's C(max_versions) keeps fewer versions than this (C(0) means 10),
+        or when neither can be read.
+    type: int
+  standby_ok:
+    description:
+      - Whether a standby node counts as healthy.
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    support: full
+    description: The module never changes anything, in check mode or not.
+  diff_mode:
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: Is the server up, unsealed and initialized?
+  certautopilot.vault.vault_health:
+    url: https://vault.example.com:8200
+    ca_cert: /etc/pki/vault-ca.pem
+
+- name: Can this AppRole push and roll back certs/example.com, keeping 20 versions?
+  certautopilot.vault.vault_health:
+    url: https://vault.example.com:8200
+    auth_method: approle
+    role_id: "{{ vault_role_id }}"
+    secret_id: "{{ vault_secret_id }}"
+    mount: secret
+    path: certs/example.com
+    check_rollback: true
+    min_versions: 20
+  register: health
+"""
+
+RETURN = r"""
+initialized:
+  description: Whether the server is initialized.
+  returned: when sys/health answered
+  type: bool
+sealed:
+  description: Whether the server is sealed.
+  returned: when sys/health answered
+  type: bool
+standby:
+  description: Whether the node answering is a standby.
+  returned: when sys/health answered
+  type: bool
+server_version:
+  description: The server's version.
+  returned: when sys/health answered
+  type: str
+  sample: 2.7.2
+cluster_name:
+  description: The cluster's name.
+  returned: when sys/health answered
+  type: str
+kv_version:
+  description: The KV version of O(mount).
+  returned: when O(mount) was checked
+  type: int
+  sample: 2
+capabilities:
+  description: The token's capabilities on C(<mount>/data/<path>).
+  returned: when O(path) was checked
+  type: list
+  elements: str
+  sample: [create, patch, read, update]
+max_versions:
+  description: How many versions the secret keeps (the secret's setting, else the mount's; 0 read as 10).
+  returned: when known
+  type: int
+  sample: 10
+checks:
+  description: Each check made, in order.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The check's name (C(server), C(login), C(mount), C(push_capabilities), C(rollback_capabilities),
+        C(rollback_metadata), C(capabilities) or C(max_versions)).
+      type: str
+    ok:
+      description: Whether it passed.
+      type: bool
+    msg:
+      description: What was found.
+      type: str
+"""
+
+from ansible_collections.certautopilot.vault.plugins.module_utils import _health
+from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
+from ansible_collections.certautopilot.vault.plugins.module_utils._kv2 import validate_path
+from ansible_collections.certautopilot.vault.plugins.module_utils._module import PUSH_AUTH_METHODS, VaultModule
+
+
+def argument_spec() -> dict:
+    return {
+        "mount": {"type": "str", "aliases": ["engine_mount_point"]},
+        "path": {"type": "str"},
+        "check_rollback": {"type": "bool", "default": False},
+        "min_versions": {"type": "int"},
+        "standby_ok": {"type": "bool", "default": True},
+    }
+
+
+def check(vault: VaultModule) -> dict:
+    params = vault.params
+    if params["mount"]:
+        validate_path(params["mount"], what="mount")
+    if params["path"]:
+        validate_path(params["path"])
+    elif params["check_rollback"]:
+        raise VaultCertError("check_rollback needs mount and path")
+    request = _health.HealthRequest(
+        mount=params["mount"],
+        path=params["path"],
+        check_rollback=params["check_rollback"],
+        min_versions=params["min_versions"],
+        standby_ok=params["standby_ok"],
+        authenticated=params["auth_method"] != "none",
+    )
+    with vault.session(login=False) as client:
+        return _health.run_checks(client, request, vault.log_in)
+
+
+def main() -> None:
+    vault = VaultModule(
+        argument_spec=argument_spec(),
+        default_auth="none",
+        auth_methods=("none",) + PUSH_AUTH_METHODS,
+        required_by={"path": "mount"},
+    )
+    vault.run(lambda: check(vault))
+
+
+if __name__ == "__main__":
+    main()

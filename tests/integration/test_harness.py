@@ -1,0 +1,216 @@
+"""The test harness itself works: the OpenBao server is set up as the other tests assume.
+
+These tests speak to the server with plain HTTP and the bao CLI, never through
+the collection, so a failure here points at the harness, not the modules.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+def _approle_token(bao, role="certs", namespace=None):
+    role_id = bao.ns_role_id if namespace else bao.role_ids[role]
+    secret_id = bao.new_approle_secret_id(role, namespace=namespace)
+    return bao.login("approle", {"role_id": role_id, "secret_id": secret_id}, namespace=namespace)
+
+
+def _token_policies(bao, token, namespace=None):
+    status, body = bao.api("GET", "auth/token/lookup-self", token=token, namespace=namespace)
+    assert status == 200, body
+    return set(body["data"]["policies"])
+
+
+def test_dev_server_is_initialised_unsealed_and_active(bao):
+    status, body = bao.api("GET", "sys/health", token="")
+
+    assert status == 200
+    assert body["initialized"] is True
+    assert body["sealed"] is False
+    assert bao.addr.startswith("https://127.0.0.1:")
+
+
+def test_approle_login_returns_token_with_certs_policy(bao):
+    token = _approle_token(bao)
+
+    assert _token_policies(bao, token) == {"default", "certs"}
+
+
+def test_jwt_login_with_signed_token_returns_certs_token(bao):
+    token = bao.login("jwt", {"role": "certs", "jwt": bao.sign_jwt()})
+
+    assert _token_policies(bao, token) == {"default", "certs"}
+
+
+def test_jwt_login_refuses_token_for_another_audience(bao):
+    status, body = bao.api(
+        "POST", "auth/jwt/login", {"role": "certs", "jwt": bao.sign_jwt(aud="someone-else")}, token=""
+    )
+
+    assert status == 400, body
+
+
+def test_cert_login_with_client_certificate_returns_certs_token(bao):
+    token = bao.login("cert", {"name": "certs"}, cert=(bao.client_cert, bao.client_key))
+
+    assert _token_policies(bao, token) == {"default", "certs"}
+
+
+def test_namespace_approle_login_writes_only_inside_the_namespace(bao):
+    token = _approle_token(bao, namespace=bao.namespace)
+
+    status, body = bao.api(
+        "POST",
+        "secret/data/certs/harness-ns.example.com",
+        {"data": {"certificate": "x"}},
+        token=token,
+        namespace=bao.namespace,
+    )
+
+    assert status == 200, body
+    assert set(bao.kv_versions("secret", "certs/harness-ns.example.com", namespace=bao.namespace)) == {"1"}
+    assert bao.kv_versions("secret", "certs/harness-ns.example.com") == {}
+
+
+def test_unknown_namespace_answers_namespace_not_found(bao):
+    status, body = bao.api("GET", "secret/data/certs/x", namespace="no-such-team")
+
+    assert status == 404
+    assert "namespace not found" in " ".join(body["errors"])
+
+
+def test_audit_log_records_each_request_with_raw_token(bao):
+    token = _approle_token(bao)
+    mark = bao.audit_mark()
+
+    bao.api("GET", "secret/data/certs/harness-audit.example.com", token=token)
+
+    entries = bao.audit_requests(mark, path_prefix="secret/data/certs/harness-audit")
+    assert len(entries) == 1
+    assert entries[0]["request"]["operation"] == "read"
+    assert entries[0]["request"]["client_token"] == token
+
+
+def test_readonly_role_cannot_write(bao):
+    token = _approle_token(bao, role="readonly")
+
+    status, body = bao.api(
+        "POST", "secret/data/certs/harness-ro.example.com", {"data": {"certificate": "x"}}, token=token
+    )
+
+    assert status == 403
+    assert "permission denied" in " ".join(body["errors"])
+    assert bao.kv_versions("secret", "certs/harness-ro.example.com") == {}
+
+
+def test_meta_role_may_write_custom_metadata_and_certs_role_may_not(bao):
+    path = "secret/metadata/certs/harness-meta.example.com"
+    meta_token = _approle_token(bao, role="meta")
+    certs_token = _approle_token(bao, role="certs")
+
+    allowed, _body = bao.api("POST", path, {"custom_metadata": {"cn": "x"}}, token=meta_token)
+    refused, _body = bao.api("POST", path, {"custom_metadata": {"cn": "y"}}, token=certs_token)
+
+    assert allowed == 204
+    assert refused == 403
+
+
+@pytest.mark.parametrize(("mount", "version"), [("secret", "2"), ("small", "2"), ("kv1", "1")])
+def test_certs_token_can_read_its_mounts_kv_version(bao, mount, version):
+    # The collection checks the mount with sys/internal/ui/mounts/<mount>; the
+    # default policy allows it for any mount the token has a grant on.
+    token = _approle_token(bao)
+
+    status, body = bao.api("GET", f"sys/internal/ui/mounts/{mount}", token=token)
+
+    assert status == 200, body
+    assert body["data"]["type"] == "kv"
+    assert body["data"]["options"]["version"] == version
+
+
+def test_small_mount_keeps_only_two_versions(bao):
+    for n in range(3):
+        bao.api("POST", "small/data/certs/harness-small.example.com", {"data": {"n": n}})
+
+    versions = bao.kv_versions("small", "certs/harness-small.example.com")
+
+    assert sorted(versions) == ["2", "3"]
+
+
+def test_limited_secret_id_works_once(bao):
+    secret_id = bao.new_approle_secret_id("limited")
+    payload = {"role_id": bao.role_ids["limited"], "secret_id": secret_id}
+
+    bao.login("approle", payload)
+    status, _body = bao.api("POST", "auth/approle/login", payload, token="")
+
+    assert status == 400
+
+
+def test_cli_reaches_the_server_as_root(bao):
+    bao.api("POST", "secret/data/certs/harness-cli.example.com", {"data": {"certificate": "cli"}})
+
+    completed = bao.cli("kv", "get", "-format=json", "secret/certs/harness-cli.example.com")
+
+    assert completed.returncode == 0, completed.stderr
+    assert '"certificate": "cli"' in completed.stdout
+
+
+def test_seal_then_unseal_restores_service_and_data(bao):
+    bao.api("POST", "secret/data/certs/harness-seal.example.com", {"data": {"certificate": "kept"}})
+
+    bao.seal()
+    sealed_status, _body = bao.api("GET", "sys/health", token="")
+    bao.unseal()
+
+    assert sealed_status == 503
+    status, body = bao.api("GET", "secret/data/certs/harness-seal.example.com")
+    assert status == 200
+    assert body["data"]["data"] == {"certificate": "kept"}
+
+
+def test_ansible_runner_captures_result_and_output(ansible):
+    run = ansible.run_module("ansible.builtin.debug", {"msg": "hello from the harness"})
+
+    assert run.rc == 0
+    assert not run.failed
+    assert run.result["msg"] == "hello from the harness"
+    assert "hello from the harness" in run.output
+
+
+def test_ansible_runner_captures_failure_message(ansible):
+    run = ansible.run_module("ansible.builtin.fail", {"msg": "expected failure"})
+
+    assert run.failed
+    assert run.rc == 2
+    assert run.msg == "expected failure"
+
+
+def test_ansible_runner_hides_inherited_vault_variables(ansible, monkeypatch):
+    monkeypatch.setenv("VAULT_ADDR", "https://inherited.invalid:8200")
+    lookup = {"msg": "[{{ lookup('ansible.builtin.env', 'VAULT_ADDR') }}]"}
+
+    inherited = ansible.run_module("ansible.builtin.debug", lookup)
+    passed = ansible.run_module("ansible.builtin.debug", lookup, env={"VAULT_ADDR": "https://passed.invalid"})
+
+    assert inherited.result["msg"] == "[]"
+    assert passed.result["msg"] == "[https://passed.invalid]"
+
+
+def test_ansible_runner_applies_module_defaults_and_check_mode(ansible):
+    run = ansible.run_module(
+        "ansible.builtin.debug",
+        {},
+        check=True,
+        module_defaults={"ansible.builtin.debug": {"msg": "from defaults"}},
+    )
+
+    assert run.result["msg"] == "from defaults"
+    assert not run.changed
+
+
+def test_ansible_runner_reports_unknown_module_as_failure(ansible):
+    run = ansible.run_module("no_such_module", {})
+
+    assert run.failed
+    assert "certautopilot.vault.no_such_module" in run.output

@@ -1,0 +1,66 @@
+# Copyright: CertAutoPilot contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The auth registry: selection and offline validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.certautopilot.vault.plugins.module_utils import _auth
+from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
+
+
+def test_every_method_is_registered_under_its_name():
+    assert set(_auth.AUTH_METHODS) == {"approle", "jwt", "cert", "token", "none"}
+
+
+def test_approle_needs_role_id_and_secret_id():
+    with pytest.raises(VaultCertError, match="approle needs secret_id"):
+        _auth.select_auth_method({"auth_method": "approle", "role_id": "r"})
+
+
+def test_mount_point_defaults_to_method_name_and_namespace_to_data_namespace():
+    method = _auth.select_auth_method({"auth_method": "approle", "role_id": "r", "secret_id": "s", "namespace": "ns"})
+    assert (method.mount, method.namespace) == ("approle", "ns")
+
+
+def test_auth_namespace_wins_over_namespace():
+    method = _auth.select_auth_method(
+        {"auth_method": "jwt", "jwt": "x", "namespace": "ns", "auth_namespace": "", "auth_mount_point": "k8s"}
+    )
+    assert (method.mount, method.namespace) == ("k8s", "ns")
+    method = _auth.select_auth_method({"auth_method": "jwt", "jwt": "x", "namespace": "ns", "auth_namespace": "root"})
+    assert method.namespace == "root"
+
+
+def test_jwt_refuses_both_inline_and_file():
+    with pytest.raises(VaultCertError, match="not both"):
+        _auth.select_auth_method({"auth_method": "jwt", "jwt": "x", "jwt_file": "/tmp/jwt"})
+
+
+def test_jwt_file_defaults_to_kubernetes_service_account_token():
+    method = _auth.select_auth_method({"auth_method": "jwt"})
+    with pytest.raises(VaultCertError, match="/var/run/secrets/kubernetes.io/serviceaccount/token"):
+        method._read_jwt()
+
+
+def test_jwt_file_is_read_and_stripped(tmp_path):
+    jwt_file = tmp_path / "jwt"
+    jwt_file.write_text("header.payload.signature\n")
+    method = _auth.select_auth_method({"auth_method": "jwt", "jwt_file": str(jwt_file)})
+    assert method._read_jwt() == "header.payload.signature"
+
+
+def test_cert_needs_client_certificate_and_key():
+    with pytest.raises(VaultCertError, match="client_cert and client_key"):
+        _auth.select_auth_method({"auth_method": "cert", "client_cert": "/c.pem"})
+
+
+def test_given_token_is_never_revoked_but_obtained_ones_are():
+    assert not _auth.TokenAuth.OBTAINS_TOKEN
+    assert _auth.AppRoleAuth.OBTAINS_TOKEN and _auth.JwtAuth.OBTAINS_TOKEN and _auth.CertAuth.OBTAINS_TOKEN
+
+
+def test_unknown_method_is_refused_listing_the_known_ones():
+    with pytest.raises(VaultCertError, match="approle, jwt, cert, token, none"):
+        _auth.select_auth_method({"auth_method": "ldap"})

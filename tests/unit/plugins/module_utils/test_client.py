@@ -1,0 +1,91 @@
+# Copyright: CertAutoPilot contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Connection settings, retry waits and error translation: the pure parts of _client."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from ansible_collections.certautopilot.vault.plugins.module_utils import _client
+from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
+
+
+def _params(**overrides):
+    params = {"url": "https://vault.example.com:8200/", "timeout": 30, "retries": 5}
+    params.update(overrides)
+    return params
+
+
+def test_backoff_doubles_from_half_a_second_to_at_most_eight():
+    waits = _client.backoff_waits(7, jitter=lambda: 0.5)
+    assert waits == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+
+
+def test_default_retry_window_is_about_fifteen_seconds_with_jitter_bounds():
+    low = sum(_client.backoff_waits(5, jitter=lambda: 0.0))
+    high = sum(_client.backoff_waits(5, jitter=lambda: 1.0))
+    assert 12 <= low < 15.5 < high <= 19
+
+
+def test_settings_strip_trailing_slash_of_url():
+    assert _client.ConnectionSettings.from_params(_params()).url == "https://vault.example.com:8200"
+
+
+def test_settings_refuse_missing_url():
+    with pytest.raises(VaultCertError, match="VAULT_ADDR"):
+        _client.ConnectionSettings.from_params(_params(url=None))
+
+
+@pytest.mark.parametrize(
+    ("env_value", "expected"), [(None, True), ("true", False), ("1", False), ("false", True), ("0", True)]
+)
+def test_validate_certs_unset_follows_inverted_vault_skip_verify(monkeypatch, env_value, expected):
+    monkeypatch.delenv("VAULT_SKIP_VERIFY", raising=False)
+    if env_value is not None:
+        monkeypatch.setenv("VAULT_SKIP_VERIFY", env_value)
+    assert _client.ConnectionSettings.from_params(_params(validate_certs=None)).validate_certs is expected
+
+
+def test_explicit_validate_certs_wins_over_environment(monkeypatch):
+    monkeypatch.setenv("VAULT_SKIP_VERIFY", "true")
+    assert _client.ConnectionSettings.from_params(_params(validate_certs=True)).validate_certs is True
+
+
+def test_inline_ca_pem_is_written_to_a_file_that_close_removes(tmp_path):
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    client = _client.VaultClient(_client.ConnectionSettings.from_params(_params(ca_cert=pem)))
+    ca_file = client._ca_file
+    with open(ca_file) as handle:
+        assert handle.read() == pem
+    client.close()
+    with pytest.raises(FileNotFoundError):
+        open(ca_file)
+
+
+def test_ca_cert_path_that_does_not_exist_is_refused(tmp_path):
+    with pytest.raises(VaultCertError, match="ca_cert"):
+        _client.VaultClient(_client.ConnectionSettings.from_params(_params(ca_cert=str(tmp_path / "missing.pem"))))
+
+
+def test_api_path_quotes_segments_but_keeps_slashes():
+    assert _client.api_path("secret", "data", "certs/a b") == "secret/data/certs/a%20b"
+
+
+def test_connection_refused_counts_as_never_sent():
+    try:
+        requests.get("http://127.0.0.1:9/", timeout=2)
+    except requests.exceptions.ConnectionError as exc:
+        assert _client._never_sent(exc)
+    else:  # pragma: no cover - port 9 (discard) is closed on test machines
+        pytest.fail("expected a refused connection")
+
+
+def test_read_timeout_is_not_never_sent():
+    assert not _client._never_sent(requests.exceptions.ReadTimeout("read timed out"))
+
+
+def test_redact_removes_remembered_secrets():
+    client = _client.VaultClient(_client.ConnectionSettings.from_params(_params()))
+    client.remember_secret("s.supersecret")
+    assert client.redact("token s.supersecret rejected") == "token <redacted> rejected"

@@ -1,0 +1,51 @@
+# Copyright: CertAutoPilot contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Path checks made before any request."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.certautopilot.vault.plugins.module_utils import _kv2
+from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["", "../x", "/x", "a//b", "x/", "a/./b", "a/..", "a b", "a\tb", "a\nb", "a\x00b", "a\x7fb", "a?b", "a#b", "a%2e",
+     "x" * 1025],
+)
+def test_invalid_paths_are_refused_naming_the_path(path):
+    with pytest.raises(VaultCertError) as caught:
+        _kv2.validate_path(path)
+    assert "invalid path" in str(caught.value)
+    assert repr(path)[:40] in str(caught.value)
+
+
+@pytest.mark.parametrize("path", ["certs/example.com", "a", "certs/*.example.com", "team-a/certs/x_y-z.example"])
+def test_ordinary_paths_pass(path):
+    _kv2.validate_path(path)
+
+
+def test_mount_is_checked_with_its_own_name():
+    with pytest.raises(VaultCertError, match="invalid mount"):
+        _kv2.validate_path("/secret", what="mount")
+
+
+def test_scheduled_deletion_counts_as_deleted():
+    state = _kv2.VersionState(deletion_time="2999-01-01T00:00:00Z")
+    assert state.deleted and not state.live
+
+
+def test_destroyed_version_is_not_live():
+    assert not _kv2.VersionState(destroyed=True).live
+
+
+def test_version_from_404_body_keeps_number_of_a_deleted_current_version():
+    body = {"data": {"data": None, "metadata": {"version": 3, "deletion_time": "2026-01-01T00:00:00Z"}}}
+    version = _kv2._version_from(body)
+    assert version.version == 3 and version.deleted and version.data is None
+
+
+def test_version_from_404_without_metadata_means_no_secret():
+    assert _kv2._version_from({"errors": []}) is None
