@@ -74,26 +74,29 @@ molecule: venv collection-link
 		echo "no molecule scenario yet"; \
 	fi
 
+# ansible-doc exits 0 with a warning for a plugin it cannot find, so a render
+# only counts when it printed the plugin's header and no warning or error.
 docs-check: venv collection-link
 	@shopt -s nullglob; rendered=0; \
+	render() { \
+		echo "ansible-doc -t $$1 $$2"; \
+		output=$$(ANSIBLE_NOCOLOR=1 $(BIN)/ansible-doc -t "$$1" "$$2" 2>&1) || { echo "$$output"; return 1; }; \
+		if ! grep -q "^> " <<< "$$output" || grep -q "^\[\(WARNING\|ERROR\|DEPRECATION WARNING\)\]" <<< "$$output"; then \
+			echo "$$output"; echo "ansible-doc did not render $$1 $$2 cleanly"; return 1; \
+		fi; \
+		rendered=$$((rendered + 1)); \
+	}; \
 	for file in plugins/modules/*.py; do \
 		name=$$(basename "$$file" .py); [ "$$name" = __init__ ] && continue; \
-		echo "ansible-doc module certautopilot.vault.$$name"; \
-		$(BIN)/ansible-doc -t module "certautopilot.vault.$$name" > /dev/null; \
-		rendered=$$((rendered + 1)); \
+		render module "certautopilot.vault.$$name"; \
 	done; \
-	for name in $$($(BIN)/ansible-doc -t filter --list --json certautopilot.vault \
-			| $(BIN)/python -c 'import json, sys; print("\n".join(json.load(sys.stdin)))'); do \
-		echo "ansible-doc filter $$name"; \
-		$(BIN)/ansible-doc -t filter "$$name" > /dev/null; \
-		rendered=$$((rendered + 1)); \
-	done; \
+	filters=$$($(BIN)/ansible-doc -t filter --list --json certautopilot.vault \
+		| $(BIN)/python -c 'import json, sys; print("\n".join(sorted(json.load(sys.stdin))))'); \
+	for name in $$filters; do render filter "$$name"; done; \
 	for dir in roles/*/; do \
 		name=$$(basename "$$dir"); \
 		[ -f "$$dir/meta/argument_specs.yml" ] || continue; \
-		echo "ansible-doc role certautopilot.vault.$$name"; \
-		$(BIN)/ansible-doc -t role "certautopilot.vault.$$name" > /dev/null; \
-		rendered=$$((rendered + 1)); \
+		render role "certautopilot.vault.$$name"; \
 	done; \
 	if [ $$rendered -eq 0 ]; then echo "no modules, filters or roles to document yet"; fi
 
