@@ -108,6 +108,7 @@ _value:
 import typing as t
 
 from ansible.errors import AnsibleFilterError
+
 from ansible_collections.certautopilot.vault.plugins.module_utils._certs import (
     CRYPTOGRAPHY_REQUIREMENT,
     HAS_CRYPTOGRAPHY,

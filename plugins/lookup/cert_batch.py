@@ -235,7 +235,9 @@ def find_duplicate_paths(paths: t.Sequence[str]) -> list[tuple[str, list[int]]]:
 class LookupModule(LookupBase):
     def run(self, terms: list[t.Any], variables: t.Mapping[str, t.Any] | None = None, **kwargs: t.Any) -> list[dict]:
         if not HAS_CRYPTOGRAPHY:
-            raise AnsibleLookupError(f"cert_batch needs the Python library {CRYPTOGRAPHY_REQUIREMENT} on the controller")
+            raise AnsibleLookupError(
+                f"cert_batch needs the Python library {CRYPTOGRAPHY_REQUIREMENT} on the controller"
+            )
         self.set_options(var_options=variables, direct=kwargs)
         include_private_key = self.get_option("include_private_key")
         template = self._trusted_template(self.get_option("template"))

@@ -8,6 +8,7 @@ place where hvac/requests exceptions become VaultCertError.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import tempfile
@@ -288,7 +289,11 @@ class VaultClient:
         if namespace:
             location += f" in namespace {namespace!r}"
         reply = self.request(
-            "POST", api_path("auth", mount, "login"), json=payload, kind=LOGIN, namespace=namespace,
+            "POST",
+            api_path("auth", mount, "login"),
+            json=payload,
+            kind=LOGIN,
+            namespace=namespace,
             auth_label=location,
         )
         token = (reply.body.get("auth") or {}).get("client_token")
@@ -300,10 +305,8 @@ class VaultClient:
     def revoke_self(self, *, namespace: str | None) -> None:
         """Best effort: a failure to revoke never fails the run; the token expires anyway."""
         headers = {"X-Vault-Namespace": namespace} if namespace else {}
-        try:
+        with contextlib.suppress(requests.exceptions.RequestException):
             self._adapter.request("POST", "/v1/auth/token/revoke-self", headers=headers, raise_exception=False)
-        except requests.exceptions.RequestException:
-            pass
 
 
 def _json_body(response: t.Any) -> dict:

@@ -101,9 +101,7 @@ def metadata_path(mount: str, path: str) -> str:
 
 def check_mount(client: VaultClient, mount: str) -> MountInfo:
     """Refuse anything but a KV v2 mount, before a single write."""
-    reply = client.request(
-        "GET", api_path("sys/internal/ui/mounts", mount), needs=("read",), accept=(403, 404)
-    )
+    reply = client.request("GET", api_path("sys/internal/ui/mounts", mount), needs=("read",), accept=(403, 404))
     if reply.status in (403, 404):
         raise VaultCertError(
             f"mount {mount!r} not found, or the token may not use it "
@@ -112,7 +110,9 @@ def check_mount(client: VaultClient, mount: str) -> MountInfo:
     info = reply.data
     version = str((info.get("options") or {}).get("version") or "1")
     if info.get("type") not in ("kv", "generic"):
-        raise VaultCertError(f"mount {mount!r} is a {info.get('type')} engine, not KV; this collection supports only KV v2")
+        raise VaultCertError(
+            f"mount {mount!r} is a {info.get('type')} engine, not KV; this collection supports only KV v2"
+        )
     if version != "2":
         raise VaultCertError(
             f"mount {mount!r} is a KV v1 engine: this collection supports only KV v2 "
@@ -158,7 +158,9 @@ def read_metadata(client: VaultClient, mount: str, path: str) -> SecretMetadata 
         return None
     meta = reply.data
     versions = {
-        int(number): VersionState(deletion_time=state.get("deletion_time") or "", destroyed=bool(state.get("destroyed")))
+        int(number): VersionState(
+            deletion_time=state.get("deletion_time") or "", destroyed=bool(state.get("destroyed"))
+        )
         for number, state in (meta.get("versions") or {}).items()
     }
     return SecretMetadata(

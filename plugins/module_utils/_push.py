@@ -12,7 +12,11 @@ import typing as t
 from dataclasses import dataclass
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _kv2
-from ansible_collections.certautopilot.vault.plugins.module_utils._client import CasConflict, OutcomeUnknown, VaultClient
+from ansible_collections.certautopilot.vault.plugins.module_utils._client import (
+    CasConflict,
+    OutcomeUnknown,
+    VaultClient,
+)
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
 
 ITEM_OPTIONS = ("path", "certificate", "private_key", "chain")
@@ -98,11 +102,7 @@ def decide(item: PushItem, current: _kv2.SecretVersion | None, options: PushOpti
     desired = dict(item.payload)
     if options.keep_other_fields:
         desired.update({key: value for key, value in current_data.items() if key not in managed})
-    changed = [
-        name
-        for name, key in options.fields.items()
-        if key and current_data.get(key) != desired.get(key)
-    ]
+    changed = [name for name, key in options.fields.items() if key and current_data.get(key) != desired.get(key)]
     unmanaged_before = {k: v for k, v in current_data.items() if k not in managed}
     unmanaged_after = {k: v for k, v in desired.items() if k not in managed}
     if unmanaged_before != unmanaged_after:
@@ -137,9 +137,10 @@ def push_one(client: VaultClient, item: PushItem, options: PushOptions) -> dict:
     for attempt in range(len(waits) + 1):
         current = _kv2.read_current(client, options.mount, item.path)
         decision = decide(item, current, options)
-        if maybe_written_as is not None and current is not None and current.version == maybe_written_as:
-            if not decision.data_changed:
-                return _result(item, options, decision, version=current.version, changed=True, previous=maybe_written_as - 1)
+        if maybe_written_as is not None and _holds_our_write(current, decision, maybe_written_as):
+            return _result(
+                item, options, decision, version=maybe_written_as, changed=True, previous=maybe_written_as - 1
+            )
         if not (decision.data_changed or decision.desired_custom_metadata is not None):
             return _result(item, options, decision, version=decision.base_version, changed=False)
         if options.check_mode:
@@ -161,6 +162,11 @@ def push_one(client: VaultClient, item: PushItem, options: PushOptions) -> dict:
     )
 
 
+def _holds_our_write(current: _kv2.SecretVersion | None, decision: Decision, version: int) -> bool:
+    """After an unknown outcome: is the current version the one our lost answer would have named?"""
+    return current is not None and current.version == version and not decision.data_changed
+
+
 def _apply(client: VaultClient, item: PushItem, options: PushOptions, decision: Decision) -> dict:
     version = decision.base_version
     if decision.data_changed:
@@ -171,17 +177,25 @@ def _apply(client: VaultClient, item: PushItem, options: PushOptions, decision: 
 
 
 def _result(
-    item: PushItem, options: PushOptions, decision: Decision, *, version: int, changed: bool, previous: int | None = None
+    item: PushItem,
+    options: PushOptions,
+    decision: Decision,
+    *,
+    version: int,
+    changed: bool,
+    previous: int | None = None,
 ) -> dict:
     current = decision.current
     before = current.data if current and current.data is not None else {}
+    if previous is None and current is not None:
+        previous = current.version
     return {
         "changed": changed,
         "mount": options.mount,
         "path": item.path,
         "version": version or None,
-        "previous_version": previous if previous is not None else (current.version if current else None),
-        "created": current is None,
+        "previous_version": previous or None,
+        "created": not previous,
         "changed_fields": decision.changed_fields if changed else [],
         "certificate": item.summary,
         "diff": {

@@ -10,7 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _kv2
-from ansible_collections.certautopilot.vault.plugins.module_utils._client import CasConflict, OutcomeUnknown, VaultClient
+from ansible_collections.certautopilot.vault.plugins.module_utils._client import (
+    CasConflict,
+    OutcomeUnknown,
+    VaultClient,
+)
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
 
 

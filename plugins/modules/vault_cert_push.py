@@ -36,7 +36,8 @@ options:
     choices: [approle, jwt, cert, token]
   path:
     description:
-      - Secret path below O(mount), already rendered (the P(certautopilot.vault.cert_distribution#role) role renders templates).
+      - Secret path below O(mount), already rendered
+        (the P(certautopilot.vault.cert_distribution#role) role renders templates).
       - Refused before any request when empty, starting or ending with C(/), holding an empty, C(.) or C(..) segment,
         whitespace, a control character, C(?), C(#), C(%) or C(\), or longer than 1024 characters.
       - Required unless O(certificates) is used.

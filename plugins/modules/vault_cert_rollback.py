@@ -51,8 +51,8 @@ options:
     type: int
   current_version:
     description:
-      - Guard - roll back only while the current version is still this one (the RV(certautopilot.vault.vault_cert_push#module:version)
-        a push returned); otherwise fail, writing nothing.
+      - Guard - roll back only while the current version is still this one
+        (the RV(certautopilot.vault.vault_cert_push#module:version) a push returned); otherwise fail, writing nothing.
     type: int
 attributes:
   check_mode:

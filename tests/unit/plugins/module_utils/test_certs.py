@@ -12,6 +12,10 @@ from datetime import UTC, datetime, timedelta
 
 import pki
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtensionOID, NameOID
+
 from ansible_collections.certautopilot.vault.plugins.module_utils import _certs as _certs_module
 from ansible_collections.certautopilot.vault.plugins.module_utils._certs import (
     DEFAULT_FIELDS,
@@ -32,9 +36,6 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._certs import 
     validate_bundle,
 )
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import ExtensionOID, NameOID
 
 
 def body_lines(pem: str) -> list[str]:

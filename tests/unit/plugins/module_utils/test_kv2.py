@@ -12,8 +12,24 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._errors import
 
 @pytest.mark.parametrize(
     "path",
-    ["", "../x", "/x", "a//b", "x/", "a/./b", "a/..", "a b", "a\tb", "a\nb", "a\x00b", "a\x7fb", "a?b", "a#b", "a%2e",
-     "x" * 1025],
+    [
+        "",
+        "../x",
+        "/x",
+        "a//b",
+        "x/",
+        "a/./b",
+        "a/..",
+        "a b",
+        "a\tb",
+        "a\nb",
+        "a\x00b",
+        "a\x7fb",
+        "a?b",
+        "a#b",
+        "a%2e",
+        "x" * 1025,
+    ],
 )
 def test_invalid_paths_are_refused_naming_the_path(path):
     with pytest.raises(VaultCertError) as caught:

@@ -79,7 +79,10 @@ def test_bad_mount_is_refused_before_any_item():
 
 
 def test_batch_result_keeps_input_order_and_one_diff_per_item():
-    results = [{"changed": False, "path": "a", "diff": {"before": 1}}, {"changed": True, "path": "b", "diff": {"before": 2}}]
+    results = [
+        {"changed": False, "path": "a", "diff": {"before": 1}},
+        {"changed": True, "path": "b", "diff": {"before": 2}},
+    ]
     outcome = _push.run_result(results, batch=True)
     assert outcome["changed"] is True
     assert [r["path"] for r in outcome["results"]] == ["a", "b"]
