@@ -144,6 +144,9 @@ class VaultClient:
         self._ca_file: str | None = None
         self._secrets: list[str] = []
         self.token: str | None = None
+        # When the token from our login runs out (monotonic clock), if it has a TTL.
+        self._token_expires: float | None = None
+        self._token_ttl = 0
         verify = self._verify_setting()
         cert = (settings.client_cert, settings.client_key) if settings.client_cert else None
         self._adapter = hvac.adapters.RawAdapter(
@@ -223,7 +226,7 @@ class VaultClient:
                 return retry_error
             if isinstance(retry_error, VaultCertError):
                 if attempt == len(waits):
-                    raise VaultCertError(f"{retry_error} (gave up after {attempt + 1} attempts)")
+                    raise VaultCertError(f"{retry_error} (gave up after {_attempts(attempt + 1)})")
                 self._sleep(waits[attempt])
                 continue
             self._raise_for_status(retry_error, method, path, kind, needs, namespace, auth_label)
@@ -250,6 +253,9 @@ class VaultClient:
                 raise OutcomeUnknown(str(error)) from None
             return error
         status = response.status_code
+        if status == 404 and "namespace not found" in _server_errors(response):
+            # Not "no such secret": the whole namespace is missing, whatever the caller accepts.
+            return response
         if status < 400 or status in accept:
             return Reply(status, _json_body(response))
         retryable = status in RETRYABLE_STATUS and kind != LOGIN and not (kind == HEALTH and status == 429)
@@ -275,6 +281,13 @@ class VaultClient:
             raise VaultCertError(f"namespace not found: {namespace!r} ({NAMESPACE_HINT})")
         if kind == LOGIN:
             raise VaultCertError(f"login failed: {auth_label}: {errors}")
+        if status == 403 and self._token_expired():
+            # Vault answers an expired token with a bare "permission denied", like a missing grant.
+            raise VaultCertError(
+                f"permission denied on {path}: the token from the login expired (its TTL was {self._token_ttl}s); "
+                "raise the token_ttl of the role the module logs in with, or deliver fewer certificates per run: "
+                f"{errors}"
+            )
         if status == 403:
             wanted = " and ".join(repr(cap) for cap in needs) or "a"
             raise VaultCertError(
@@ -288,6 +301,8 @@ class VaultClient:
         location = f"auth method {method} at mount point {mount!r}"
         if namespace:
             location += f" in namespace {namespace!r}"
+        # Taken before the request, so the estimated expiry is never later than the server's.
+        sent_at = time.monotonic()
         reply = self.request(
             "POST",
             api_path("auth", mount, "login"),
@@ -296,17 +311,29 @@ class VaultClient:
             namespace=namespace,
             auth_label=location,
         )
-        token = (reply.body.get("auth") or {}).get("client_token")
+        auth = reply.body.get("auth") or {}
+        token = auth.get("client_token")
         if not token:
             raise VaultCertError(f"login failed: {location}: the answer held no client token")
         self.set_token(token)
+        ttl = auth.get("lease_duration")
+        if isinstance(ttl, int) and ttl > 0:
+            self._token_ttl = ttl
+            self._token_expires = sent_at + ttl
         return token
+
+    def _token_expired(self) -> bool:
+        return self._token_expires is not None and time.monotonic() >= self._token_expires
 
     def revoke_self(self, *, namespace: str | None) -> None:
         """Best effort: a failure to revoke never fails the run; the token expires anyway."""
         headers = {"X-Vault-Namespace": namespace} if namespace else {}
         with contextlib.suppress(requests.exceptions.RequestException):
             self._adapter.request("POST", "/v1/auth/token/revoke-self", headers=headers, raise_exception=False)
+
+
+def _attempts(count: int) -> str:
+    return "1 attempt" if count == 1 else f"{count} attempts"
 
 
 def _json_body(response: t.Any) -> dict:

@@ -126,7 +126,8 @@ checks:
   contains:
     name:
       description: The check's name (C(server), C(login), C(mount), C(push_capabilities), C(rollback_capabilities),
-        C(rollback_metadata), C(capabilities) or C(max_versions)).
+        C(rollback_metadata), C(max_versions); a step that failed with an error is named
+        C(login), C(mount), C(capabilities) or C(max_versions)).
       type: str
     ok:
       description: Whether it passed.

@@ -1,0 +1,350 @@
+"""Connection and auth options against a real OpenBao server, exercised through vault_health.
+
+A health run with mount=secret path=certs/example.com logs in, checks the
+mount and the token's capabilities, so it proves a login end to end. The
+audit log (raw) shows which requests the module sent, with which token and in
+which namespace. SPEC sections: "Connection options", "Auth options",
+"Error texts".
+"""
+
+from __future__ import annotations
+
+import socket
+import typing as t
+import uuid
+from pathlib import Path
+
+import pytest
+from leaks import assert_no_leak
+
+MODULE = "vault_health"
+TARGET = {"mount": "secret", "path": "certs/example.com"}
+TARGET_DATA_PATH = "secret/data/certs/example.com"
+# What REQUESTS_CA_BUNDLE / SSL_CERT_FILE point at on a typical host: a bundle without the test CA.
+SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+SYSTEM_BUNDLE_ENV = {"REQUESTS_CA_BUNDLE": SYSTEM_BUNDLE, "SSL_CERT_FILE": SYSTEM_BUNDLE}
+ALT_APPROLE_MOUNT = "ci-approle"
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def _health(ansible, args: dict[str, t.Any], **run_options: t.Any):
+    return ansible.run_module(MODULE, {**TARGET, **args}, **run_options)
+
+
+def _requests(bao, mark: int, path_prefix: str, namespace: str | None = None) -> list[dict[str, t.Any]]:
+    return bao.audit_requests(mark, path_prefix=path_prefix, namespace=namespace)
+
+
+def _capability_check_token(bao, mark: int, namespace: str | None = None) -> str:
+    """The token the module's one capability check carried."""
+    checks = _requests(bao, mark, "sys/capabilities-self", namespace=namespace)
+    assert len(checks) == 1, f"expected one capability check, saw {len(checks)}"
+    token = checks[0]["request"]["client_token"]
+    assert token, "the capability check carried no token"
+    return token
+
+
+def _token_status(bao, token: str, namespace: str | None = None) -> int:
+    status, _body = bao.api("GET", "auth/token/lookup-self", token=token, namespace=namespace)
+    return status
+
+
+def _create_token(bao, *policies: str) -> str:
+    status, body = bao.api("POST", "auth/token/create", {"policies": list(policies), "ttl": "5m"})
+    assert status == 200, body
+    return body["auth"]["client_token"]
+
+
+def _assert_passed_with_push_capabilities(run) -> None:
+    assert not run.failed, run.msg
+    assert run.changed is False
+    assert run.result["kv_version"] == 2
+    assert {"read", "create", "update"} <= set(run.result["capabilities"])
+    assert all(check["ok"] for check in run.result["checks"])
+
+
+def _assert_one_login_then_revoked(bao, mark: int, login_path: str, namespace: str | None = None) -> str:
+    """One login at `login_path`, one capability check with the token it gave, and that token revoked."""
+    assert len(_requests(bao, mark, login_path, namespace=namespace)) == 1
+    token = _capability_check_token(bao, mark, namespace=namespace)
+    revokes = _requests(bao, mark, "auth/token/revoke-self", namespace=namespace)
+    assert [entry["request"]["client_token"] for entry in revokes] == [token]
+    assert _token_status(bao, token, namespace=namespace) == 403
+    return token
+
+
+def _ensure_alt_approle_mount(bao) -> str:
+    """A second AppRole mount, so a message can be seen to name the mount point, not just the method."""
+    status, mounts = bao.api("GET", "sys/auth")
+    assert status == 200, mounts
+    if f"{ALT_APPROLE_MOUNT}/" not in mounts["data"]:
+        status, body = bao.api("POST", f"sys/auth/{ALT_APPROLE_MOUNT}", {"type": "approle"})
+        assert status in (200, 204), body
+        status, body = bao.api("POST", f"auth/{ALT_APPROLE_MOUNT}/role/certs", {"token_policies": ["certs"]})
+        assert status in (200, 204), body
+    status, body = bao.api("GET", f"auth/{ALT_APPROLE_MOUNT}/role/certs/role-id")
+    assert status == 200, body
+    return body["data"]["role_id"]
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"https://127.0.0.1:{port}"
+
+
+# -- login methods -------------------------------------------------------------
+
+
+def test_approle_run_logs_in_once_and_revokes_the_token_it_obtained(bao, ansible, vault_conn, approle_auth):
+    mark = bao.audit_mark()
+
+    run = _health(ansible, {**vault_conn, **approle_auth, "check_rollback": True})
+
+    _assert_passed_with_push_capabilities(run)
+    token = _assert_one_login_then_revoked(bao, mark, "auth/approle/login")
+    assert_no_leak([run.output, run.result], approle_auth["secret_id"], token)
+
+
+def test_revoke_token_false_leaves_the_obtained_token_valid(bao, ansible, vault_conn, approle_auth):
+    mark = bao.audit_mark()
+
+    run = _health(ansible, {**vault_conn, **approle_auth, "revoke_token": False})
+
+    _assert_passed_with_push_capabilities(run)
+    token = _capability_check_token(bao, mark)
+    assert _requests(bao, mark, "auth/token/revoke-self") == []
+    assert _token_status(bao, token) == 200
+    assert_no_leak([run.output, run.result], approle_auth["secret_id"], token)
+
+
+@pytest.mark.parametrize("source", ["jwt", "jwt_file"])
+def test_jwt_login_with_inline_or_file_token(bao, ansible, vault_conn, tmp_path, source):
+    jwt = bao.sign_jwt(sub=f"ci-{source}")
+    if source == "jwt":
+        credentials = {"jwt": jwt}
+    else:
+        jwt_file = tmp_path / "jwt"
+        jwt_file.write_text(jwt + "\n")
+        jwt_file.chmod(0o600)
+        credentials = {"jwt_file": str(jwt_file)}
+    mark = bao.audit_mark()
+
+    run = _health(ansible, {**vault_conn, "auth_method": "jwt", "role": "certs", **credentials})
+
+    _assert_passed_with_push_capabilities(run)
+    token = _assert_one_login_then_revoked(bao, mark, "auth/jwt/login")
+    assert_no_leak([run.output, run.result], jwt, token)
+
+
+@pytest.mark.parametrize("source", ["options", "environment"])
+def test_cert_login_with_client_certificate(bao, ansible, vault_conn, source):
+    if source == "options":
+        client_tls, env = {"client_cert": bao.client_cert, "client_key": bao.client_key}, None
+    else:
+        client_tls, env = {}, {"VAULT_CLIENT_CERT": bao.client_cert, "VAULT_CLIENT_KEY": bao.client_key}
+    mark = bao.audit_mark()
+
+    run = _health(ansible, {**vault_conn, "auth_method": "cert", "role": "certs", **client_tls}, env=env)
+
+    _assert_passed_with_push_capabilities(run)
+    token = _assert_one_login_then_revoked(bao, mark, "auth/cert/login")
+    assert_no_leak([run.output, run.result], Path(bao.client_key).read_text(), token)
+
+
+def test_token_auth_uses_the_given_token_and_never_revokes_it(bao, ansible, vault_conn):
+    token = _create_token(bao, "certs")
+    mark = bao.audit_mark()
+
+    run = _health(ansible, {**vault_conn, "auth_method": "token", "token": token})
+
+    _assert_passed_with_push_capabilities(run)
+    assert _capability_check_token(bao, mark) == token
+    assert [entry["request"]["path"] for entry in _requests(bao, mark, "auth/")] == []
+    assert _token_status(bao, token) == 200
+    assert_no_leak([run.output, run.result], token)
+
+
+def test_namespace_login_and_capability_check_happen_in_the_namespace(bao, ansible, vault_conn):
+    secret_id = bao.new_approle_secret_id("certs", namespace=bao.namespace)
+    mark = bao.audit_mark()
+
+    run = _health(
+        ansible,
+        {
+            **vault_conn,
+            "auth_method": "approle",
+            "role_id": bao.ns_role_id,
+            "secret_id": secret_id,
+            "namespace": bao.namespace,
+        },
+    )
+
+    _assert_passed_with_push_capabilities(run)
+    token = _assert_one_login_then_revoked(bao, mark, "auth/approle/login", namespace=bao.namespace)
+    # Every audited request was made in team-a (sys/health, root namespace only, is never audited).
+    everywhere = bao.audit_requests(mark)
+    in_namespace = bao.audit_requests(mark, namespace=bao.namespace)
+    assert everywhere == in_namespace
+    assert {"auth/approle/login", "sys/internal/ui/mounts/secret", "sys/capabilities-self"} <= {
+        entry["request"]["path"] for entry in in_namespace
+    }
+    checked = _requests(bao, mark, "sys/capabilities-self", namespace=bao.namespace)[0]["request"]
+    assert checked["data"]["paths"] == [TARGET_DATA_PATH, "secret/metadata/certs/example.com"]
+    assert_no_leak([run.output, run.result], secret_id, token)
+
+
+# -- refused and limited logins ----------------------------------------------------
+
+
+def test_refused_login_names_method_and_mount_point_and_never_the_secret_id(bao, ansible, vault_conn):
+    role_id = _ensure_alt_approle_mount(bao)
+    wrong_secret_id = str(uuid.uuid4())
+    mark = bao.audit_mark()
+
+    run = _health(
+        ansible,
+        {
+            **vault_conn,
+            "auth_method": "approle",
+            "auth_mount_point": ALT_APPROLE_MOUNT,
+            "role_id": role_id,
+            "secret_id": wrong_secret_id,
+        },
+    )
+
+    assert run.failed
+    assert "login failed" in run.msg
+    assert "approle" in run.msg
+    assert ALT_APPROLE_MOUNT in run.msg
+    # A login the server answered is never sent again.
+    assert len(_requests(bao, mark, f"auth/{ALT_APPROLE_MOUNT}/login")) == 1
+    assert _requests(bao, mark, "sys/capabilities-self") == []
+    assert_no_leak([run.output, run.result], wrong_secret_id)
+
+
+def test_limited_secret_id_is_spent_once_even_when_a_later_check_fails(bao, ansible, vault_conn):
+    secret_id = bao.new_approle_secret_id("limited")
+    mark = bao.audit_mark()
+
+    run = _health(
+        ansible,
+        {
+            **vault_conn,
+            "auth_method": "approle",
+            "role_id": bao.role_ids["limited"],
+            "secret_id": secret_id,
+            "mount": "kv1",
+        },
+    )
+
+    assert run.failed
+    assert "KV v1" in run.msg
+    assert len(_requests(bao, mark, "auth/approle/login")) == 1
+    second_use, _body = bao.api(
+        "POST", "auth/approle/login", {"role_id": bao.role_ids["limited"], "secret_id": secret_id}, token=""
+    )
+    assert second_use == 400
+    assert_no_leak([run.output, run.result], secret_id)
+
+
+# -- environment fallbacks and precedence ---------------------------------------------
+
+
+def test_connection_and_approle_settings_come_from_environment_variables(bao, ansible):
+    secret_id = bao.new_approle_secret_id("certs", namespace=bao.namespace)
+    env = {
+        "VAULT_ADDR": bao.addr,
+        "VAULT_CACERT": bao.ca_cert,
+        "VAULT_NAMESPACE": bao.namespace,
+        "VAULT_ROLE_ID": bao.ns_role_id,
+        "VAULT_SECRET_ID": secret_id,
+    }
+    mark = bao.audit_mark()
+
+    run = _health(ansible, {"auth_method": "approle"}, env=env)
+
+    _assert_passed_with_push_capabilities(run)
+    token = _assert_one_login_then_revoked(bao, mark, "auth/approle/login", namespace=bao.namespace)
+    assert_no_leak([run.output, run.result], secret_id, token)
+
+
+def test_vault_token_comes_from_environment_variable(bao, ansible, vault_conn):
+    token = _create_token(bao, "certs")
+    mark = bao.audit_mark()
+
+    run = _health(ansible, {**vault_conn, "auth_method": "token"}, env={"VAULT_TOKEN": token})
+
+    _assert_passed_with_push_capabilities(run)
+    assert _capability_check_token(bao, mark) == token
+    assert _token_status(bao, token) == 200
+    assert_no_leak([run.output, run.result], token)
+
+
+def test_task_options_beat_environment_variables(bao, ansible, vault_conn, approle_auth):
+    stale_secret_id = str(uuid.uuid4())
+    env = {
+        "VAULT_ADDR": _closed_port_url(),
+        "VAULT_CACERT": SYSTEM_BUNDLE,
+        "VAULT_ROLE_ID": bao.role_ids["readonly"],
+        "VAULT_SECRET_ID": stale_secret_id,
+    }
+    mark = bao.audit_mark()
+
+    run = _health(ansible, {**vault_conn, **approle_auth}, env=env)
+
+    _assert_passed_with_push_capabilities(run)
+    logins = _requests(bao, mark, "auth/approle/login")
+    assert [entry["request"]["data"]["role_id"] for entry in logins] == [approle_auth["role_id"]]
+    token = _capability_check_token(bao, mark)
+    assert_no_leak([run.output, run.result], approle_auth["secret_id"], stale_secret_id, token)
+
+
+# -- TLS ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", ["path", "inline_pem"])
+def test_explicit_ca_cert_wins_over_system_bundle_environment(bao, ansible, approle_auth, tmp_path, form):
+    ca_cert = bao.ca_cert if form == "path" else Path(bao.ca_cert).read_text()
+    module_tmp = tmp_path / "module-tmp"
+    module_tmp.mkdir()
+    mark = bao.audit_mark()
+
+    run = _health(
+        ansible,
+        {"url": bao.addr, "ca_cert": ca_cert, **approle_auth},
+        env={**SYSTEM_BUNDLE_ENV, "TMPDIR": str(module_tmp)},
+    )
+
+    _assert_passed_with_push_capabilities(run)
+    token = _assert_one_login_then_revoked(bao, mark, "auth/approle/login")
+    # An inline CA is written to a temporary file for requests; it is removed afterwards.
+    assert [entry.name for entry in module_tmp.iterdir() if entry.name.startswith("certautopilot-ca-")] == []
+    assert_no_leak([run.output, run.result], approle_auth["secret_id"], token)
+
+
+def test_without_ca_cert_tls_verification_fails_with_ca_cert_hint(bao, ansible):
+    run = ansible.run_module(MODULE, {"url": bao.addr, "retries": 0}, env=SYSTEM_BUNDLE_ENV)
+
+    assert run.failed
+    assert "certificate verify failed" in run.msg or "TLS" in run.msg
+    assert "ca_cert" in run.msg
+
+
+@pytest.mark.parametrize("source", ["option", "VAULT_SKIP_VERIFY"])
+def test_validate_certs_false_connects_without_ca_and_warns(bao, ansible, source):
+    args: dict[str, t.Any] = {"url": bao.addr}
+    env = dict(SYSTEM_BUNDLE_ENV)
+    if source == "option":
+        args["validate_certs"] = False
+    else:
+        env["VAULT_SKIP_VERIFY"] = "true"
+
+    run = ansible.run_module(MODULE, args, env=env)
+
+    assert not run.failed, run.msg
+    assert run.result["initialized"] is True
+    assert any("validate_certs" in warning for warning in run.result.get("warnings", []))

@@ -1,0 +1,350 @@
+"""vault_health against a real OpenBao server: what it reports, what it refuses, and that it changes nothing.
+
+SPEC sections: "vault_health", "Error texts", "Reliability".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import typing as t
+import uuid
+
+import pytest
+from bao import BaoServer
+from leaks import assert_no_leak
+
+MODULE = "vault_health"
+NO_SUCH_NAMESPACE = "no-such-ns"
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def _secret_path(label: str) -> str:
+    return f"certs/health-{label}-{uuid.uuid4().hex[:8]}.example.com"
+
+
+def _tokens_used(bao, mark: int) -> set[str]:
+    """Client tokens that the module's requests after `mark` carried (the audit log is raw)."""
+    return {
+        entry["request"]["client_token"]
+        for entry in bao.audit_requests(mark)
+        if entry["request"].get("client_token") and entry["request"]["client_token"] != bao.root_token
+    }
+
+
+def _check(run, name: str) -> dict[str, t.Any]:
+    found = [check for check in run.result.get("checks", []) if check["name"] == name]
+    assert len(found) == 1, f"no single check {name!r} in {run.result.get('checks')}"
+    return found[0]
+
+
+def _create_token(bao, *policies: str) -> str:
+    status, body = bao.api("POST", "auth/token/create", {"policies": list(policies), "ttl": "5m"})
+    assert status == 200, body
+    return body["auth"]["client_token"]
+
+
+def _capabilities_of_role(bao, role: str, location: str) -> list[str]:
+    token = bao.login("approle", {"role_id": bao.role_ids[role], "secret_id": bao.new_approle_secret_id(role)})
+    status, body = bao.api("POST", "sys/capabilities-self", {"paths": [location]}, token=token)
+    assert status == 200, body
+    return sorted(body["data"][location])
+
+
+@contextlib.contextmanager
+def _silent_listener() -> t.Iterator[str]:
+    """A TCP listener that accepts connections and never sends a byte; yields its https URL."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.2)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_and_hold() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                connection, _peer = server.accept()
+                held.append(connection)
+
+    thread = threading.Thread(target=accept_and_hold, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for connection in held:
+            connection.close()
+        server.close()
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"https://127.0.0.1:{port}"
+
+
+# -- server status -------------------------------------------------------------
+
+
+def test_health_without_credentials_reports_server_status_as_sys_health_does(bao, ansible, vault_conn):
+    run = ansible.run_module(MODULE, {**vault_conn})
+
+    status, health = bao.api("GET", "sys/health", token="")
+    assert status == 200
+    assert not run.failed, run.msg
+    assert run.changed is False
+    assert run.result["initialized"] is True
+    assert run.result["sealed"] is False
+    assert run.result["standby"] is False
+    assert run.result["server_version"] == health["version"]
+    assert run.result["cluster_name"] == health["cluster_name"]
+    assert [(check["name"], check["ok"]) for check in run.result["checks"]] == [("server", True)]
+    # Without credentials nothing beyond sys/health is looked at.
+    assert "kv_version" not in run.result
+    assert "capabilities" not in run.result
+
+
+def test_health_of_sealed_server_fails_and_passes_again_once_unsealed(ansible, tmp_path):
+    root_token = f"throwaway-{uuid.uuid4().hex}"
+    server = BaoServer.start_dev(tmp_path / "sealable", root_token=root_token, audit=False)
+    try:
+        conn = {"url": server.addr, "ca_cert": server.ca_cert}
+        server.seal()
+
+        sealed = ansible.run_module(MODULE, conn)
+
+        server.unseal()
+        unsealed = ansible.run_module(MODULE, conn)
+    finally:
+        server.stop()
+
+    assert sealed.failed
+    assert "sealed" in sealed.msg
+    assert server.addr in sealed.msg
+    assert sealed.result["sealed"] is True
+    assert _check(sealed, "server")["ok"] is False
+    assert not unsealed.failed, unsealed.msg
+    assert unsealed.result["sealed"] is False
+    assert _check(unsealed, "server")["ok"] is True
+    assert_no_leak([sealed.output, sealed.result, unsealed.output, unsealed.result], root_token, server.unseal_key)
+
+
+# -- authenticated checks --------------------------------------------------------
+
+
+def test_health_with_certs_role_passes_push_and_rollback_checks_and_changes_nothing(
+    bao, ansible, vault_conn, approle_auth
+):
+    path = _secret_path("certs-role")
+    bao.api("POST", f"secret/data/{path}", {"data": {"certificate": "existing"}})
+    bao.api("POST", f"secret/metadata/{path}", {"max_versions": 7})
+    versions_before = bao.kv_versions("secret", path)
+    mark = bao.audit_mark()
+
+    run = ansible.run_module(
+        MODULE,
+        {**vault_conn, **approle_auth, "mount": "secret", "path": path, "check_rollback": True, "min_versions": 5},
+        verbosity=3,
+        diff=True,
+    )
+
+    tokens = _tokens_used(bao, mark)
+    assert not run.failed, run.msg
+    assert run.changed is False
+    assert run.result["kv_version"] == 2
+    assert sorted(run.result["capabilities"]) == _capabilities_of_role(bao, "certs", f"secret/data/{path}")
+    assert {"read", "create", "update"} <= set(run.result["capabilities"])
+    assert run.result["max_versions"] == 7
+    assert [(check["name"], check["ok"]) for check in run.result["checks"]] == [
+        ("server", True),
+        ("login", True),
+        ("mount", True),
+        ("push_capabilities", True),
+        ("rollback_capabilities", True),
+        ("rollback_metadata", True),
+        ("max_versions", True),
+    ]
+    assert bao.kv_versions("secret", path) == versions_before
+    writes = [
+        entry
+        for entry in bao.audit_requests(mark, path_prefix="secret/")
+        if entry["request"]["operation"] not in ("read", "list")
+    ]
+    assert writes == []
+    assert len(tokens) == 1
+    assert_no_leak([run.output, run.result], approle_auth["secret_id"], *tokens)
+
+
+def test_health_with_readonly_role_names_path_and_missing_capabilities(bao, ansible, vault_conn):
+    secret_id = bao.new_approle_secret_id("readonly")
+    mark = bao.audit_mark()
+
+    run = ansible.run_module(
+        MODULE,
+        {
+            **vault_conn,
+            "auth_method": "approle",
+            "role_id": bao.role_ids["readonly"],
+            "secret_id": secret_id,
+            "mount": "secret",
+            "path": "certs/example.com",
+            "check_rollback": True,
+        },
+    )
+
+    assert run.failed
+    assert "permission denied" in run.msg
+    assert "secret/data/certs/example.com" in run.msg
+    assert "update" in run.msg
+    assert "create" in run.msg
+    assert run.result["capabilities"] == ["read"]
+    assert _check(run, "push_capabilities")["ok"] is False
+    assert _check(run, "rollback_capabilities")["ok"] is False
+    assert "update" in _check(run, "rollback_capabilities")["msg"]
+    assert _check(run, "rollback_metadata")["ok"] is True
+    assert bao.kv_versions("secret", "certs/example.com") == {}
+    assert_no_leak([run.output, run.result], secret_id, *_tokens_used(bao, mark))
+
+
+def test_min_versions_above_mount_max_versions_fails_naming_the_mount_setting(bao, ansible, vault_conn):
+    # The approle roles may not read small/config; this token may, so the mount's setting is known.
+    bao.api(
+        "PUT", "sys/policies/acl/health-small-config", {"policy": 'path "small/config" { capabilities = ["read"] }'}
+    )
+    token = _create_token(bao, "certs", "health-small-config")
+    status, config = bao.api("GET", "small/config")
+    assert status == 200
+    assert config["data"]["max_versions"] == 2
+
+    run = ansible.run_module(
+        MODULE,
+        {
+            **vault_conn,
+            "auth_method": "token",
+            "token": token,
+            "mount": "small",
+            "path": _secret_path("small"),
+            "min_versions": 5,
+        },
+    )
+
+    assert run.failed
+    assert "max_versions is 2" in run.msg
+    assert "min_versions 5" in run.msg
+    assert run.result["max_versions"] == 2
+    assert _check(run, "max_versions")["ok"] is False
+    assert_no_leak([run.output, run.result], token)
+
+
+def test_secret_max_versions_overrides_the_mount_setting_for_min_versions(bao, ansible, vault_conn):
+    # KV v2 prunes by the secret's own max_versions when it has one, whatever the
+    # mount's: small/ keeps 2, this secret keeps 7, as the server shows below.
+    bao.api(
+        "PUT", "sys/policies/acl/health-small-config", {"policy": 'path "small/config" { capabilities = ["read"] }'}
+    )
+    token = _create_token(bao, "certs", "health-small-config")
+    path = _secret_path("small-own-setting")
+    bao.api("POST", f"small/metadata/{path}", {"max_versions": 7})
+    for number in range(4):
+        bao.api("POST", f"small/data/{path}", {"data": {"n": number}})
+    assert len(bao.kv_versions("small", path)) == 4
+
+    run = ansible.run_module(
+        MODULE,
+        {**vault_conn, "auth_method": "token", "token": token, "mount": "small", "path": path, "min_versions": 5},
+    )
+
+    assert not run.failed, run.msg
+    assert run.result["max_versions"] == 7
+    assert _check(run, "max_versions")["ok"] is True
+    assert_no_leak([run.output, run.result], token)
+
+
+def test_min_versions_with_unreadable_mount_config_fails_as_unknown(bao, ansible, vault_conn, approle_auth):
+    # Role certs may read the secret's metadata (no own max_versions) but not small/config.
+    certs_token = bao.login(
+        "approle", {"role_id": bao.role_ids["certs"], "secret_id": bao.new_approle_secret_id("certs")}
+    )
+    status, _body = bao.api("GET", "small/config", token=certs_token)
+    assert status == 403
+
+    run = ansible.run_module(
+        MODULE,
+        {**vault_conn, **approle_auth, "mount": "small", "path": _secret_path("small-unknown"), "min_versions": 5},
+    )
+
+    assert run.failed
+    assert "unknown" in run.msg
+    assert "min_versions 5" in run.msg
+    assert "max_versions" not in run.result
+    assert _check(run, "max_versions")["ok"] is False
+    assert_no_leak([run.output, run.result], approle_auth["secret_id"])
+
+
+def test_kv1_mount_fails_saying_only_kv2_is_supported(bao, ansible, vault_conn, approle_auth):
+    run = ansible.run_module(MODULE, {**vault_conn, **approle_auth, "mount": "kv1", "path": "certs/example.com"})
+
+    assert run.failed
+    assert "KV v1" in run.msg
+    assert "only KV v2" in run.msg
+    assert _check(run, "mount")["ok"] is False
+    assert "kv_version" not in run.result
+    assert_no_leak([run.output, run.result], approle_auth["secret_id"])
+
+
+@pytest.mark.parametrize("auth_method", ["approle", "token"])
+def test_unknown_namespace_fails_with_namespace_hint(bao, ansible, vault_conn, auth_method):
+    if auth_method == "approle":
+        credentials = {"role_id": bao.role_ids["certs"], "secret_id": bao.new_approle_secret_id("certs")}
+        secret = credentials["secret_id"]
+    else:
+        secret = _create_token(bao, "certs")
+        credentials = {"token": secret}
+
+    run = ansible.run_module(
+        MODULE,
+        {
+            **vault_conn,
+            **credentials,
+            "auth_method": auth_method,
+            "namespace": NO_SUCH_NAMESPACE,
+            "mount": "secret",
+            "path": "certs/example.com",
+        },
+    )
+
+    assert run.failed
+    assert "namespace not found" in run.msg
+    assert NO_SUCH_NAMESPACE in run.msg
+    assert "OpenBao 2.3" in run.msg
+    assert_no_leak([run.output, run.result], secret)
+
+
+# -- transport failures ------------------------------------------------------------
+
+
+def test_closed_port_fails_as_unreachable_naming_the_url(ansible):
+    url = _closed_port_url()
+
+    run = ansible.run_module(MODULE, {"url": url, "retries": 1, "validate_certs": True})
+
+    assert run.failed
+    assert url in run.msg
+    assert "unreachable" in run.msg
+    # A connection refused before any answer is transient: retried once.
+    assert "2 attempts" in run.msg
+
+
+def test_listener_that_never_answers_fails_as_timed_out_naming_the_url(ansible, bao):
+    with _silent_listener() as url:
+        run = ansible.run_module(MODULE, {"url": url, "ca_cert": bao.ca_cert, "timeout": 2, "retries": 0})
+
+    assert run.failed
+    assert url in run.msg
+    assert "timed out" in run.msg
