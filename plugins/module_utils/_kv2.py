@@ -8,11 +8,13 @@ Private to the collection. The only file that knows KV v2's URLs and answers.
 from __future__ import annotations
 
 import typing as t
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 
 from ansible_collections.certautopilot.vault.plugins.module_utils._client import (
     WRITE,
     CasConflict,
+    OutcomeUnknown,
     VaultClient,
     api_path,
 )
@@ -43,6 +45,18 @@ class VersionState:
         # A deletion_time in the future is a deletion scheduled by delete_version_after:
         # the version is about to disappear, so it counts as deleted already.
         return bool(self.deletion_time)
+
+    @property
+    def deletion_scheduled(self) -> bool:
+        """True while a delete_version_after deletion is still in the future."""
+        if not self.deletion_time:
+            return False
+        try:
+            # Vault prints nanoseconds, which datetime cannot parse; seconds are precise enough.
+            moment = datetime.strptime(self.deletion_time[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+        except ValueError:
+            return False
+        return moment > datetime.now(timezone.utc)
 
     @property
     def live(self) -> bool:
@@ -200,7 +214,14 @@ def write(client: VaultClient, mount: str, path: str, data: dict, *, cas: int) -
         if "check-and-set" in errors:
             raise CasConflict(f"check-and-set conflict on {location}: another writer changed it since version {cas}")
         raise VaultCertError(f"POST {location} failed with HTTP 400: {errors}")
-    return int(reply.data.get("version"))
+    version = reply.data.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        # Not Vault's answer (a proxy's page, say): the write may or may not have been applied.
+        raise OutcomeUnknown(
+            f"POST {location} answered HTTP {reply.status} without the new version number; "
+            f"is {client.settings.url} a Vault server, or a proxy that rewrites its answers?"
+        )
+    return version
 
 
 def write_custom_metadata(client: VaultClient, mount: str, path: str, custom_metadata: dict) -> None:

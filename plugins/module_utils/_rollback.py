@@ -46,6 +46,11 @@ def choose_target(metadata: _kv2.SecretMetadata, request: RollbackRequest, locat
     state = metadata.versions[target]
     if state.destroyed:
         raise VaultCertError(f"version {target} of {location} is destroyed and cannot be restored")
+    if state.deletion_scheduled:
+        raise VaultCertError(
+            f"version {target} of {location} is scheduled for deletion at {state.deletion_time} "
+            "(delete_version_after) and cannot be restored"
+        )
     if state.deleted:
         raise VaultCertError(
             f"version {target} of {location} is deleted (deletion_time {state.deletion_time}); undelete it first"

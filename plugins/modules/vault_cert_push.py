@@ -12,7 +12,7 @@ description:
   - Writes a certificate, its private key, its chain and the fullchain (certificate followed by the chain)
     into a KV v2 secret at C(<mount>/data/<path>), or a batch of them in one run.
   - The desired data is compared with the B(current version's data); when equal nothing is written and
-    RV(changed) is V(false). Otherwise one write is made with check-and-set (C(cas) = the version read,
+    C(changed) is V(false). Otherwise one write is made with check-and-set (C(cas) = the version read,
     V(0) for a new secret), so nothing written by anyone else in between is lost.
   - A check-and-set conflict re-reads the secret and decides again, up to O(retries) times.
   - Check mode reads and decides but writes nothing. Diff mode shows each field before and after with every
@@ -22,7 +22,7 @@ description:
     one login, one mount check, then per certificate one read and, when it changed, one write;
     plus the token revocation at the end.
 author:
-  - CertAutoPilot team
+  - CertAutoPilot team (@certautopilot)
 extends_documentation_fragment:
   - certautopilot.vault.connection
   - certautopilot.vault.connection.auth
@@ -130,10 +130,16 @@ seealso:
 """
 
 EXAMPLES = r"""
+# Environment-specific values are variables here: vault_url (https://vault.example.com:8200), vault_ca_cert (the CA
+# of Vault's TLS certificate, a path or PEM text), vault_role_id, and vault_secret_id, vault_token, vault_jwt_file
+# from Ansible Vault or an AWX credential. Left out, url, ca_cert, role_id, secret_id and token fall back to
+# VAULT_ADDR, VAULT_CACERT, VAULT_ROLE_ID, VAULT_SECRET_ID and VAULT_TOKEN.
+# Certificate files are read on the controller (lookup 'file': the playbook's files/ directory, then its own).
+
 - name: Deliver a certificate with AppRole
   certautopilot.vault.vault_cert_push:
-    url: https://vault.example.com:8200
-    ca_cert: /etc/pki/vault-ca.pem
+    url: "{{ vault_url }}"
+    ca_cert: "{{ vault_ca_cert }}"
     role_id: "{{ vault_role_id }}"
     secret_id: "{{ vault_secret_id }}"
     path: certs/example.com
@@ -142,34 +148,60 @@ EXAMPLES = r"""
     chain: "{{ lookup('ansible.builtin.file', 'intermediate.crt') }}"
   register: pushed
 
-- name: Cert-only delivery under custom JSON keys
+- name: Record the version for a later rollback
+  ansible.builtin.debug:
+    msg: "{{ pushed.mount }}/{{ pushed.path }} is at version {{ pushed.version }}, was {{ pushed.previous_version }}"
+
+- name: Preview the same push - check mode reads and compares, writes nothing; the diff shows summaries, no keys
   certautopilot.vault.vault_cert_push:
-    url: https://vault.example.com:8200
+    url: "{{ vault_url }}"
+    ca_cert: "{{ vault_ca_cert }}"
+    role_id: "{{ vault_role_id }}"
+    secret_id: "{{ vault_secret_id }}"
+    path: certs/example.com
+    certificate: "{{ lookup('ansible.builtin.file', 'example.com.crt') }}"
+    private_key: "{{ lookup('ansible.builtin.file', 'example.com.key') }}"
+    chain: "{{ lookup('ansible.builtin.file', 'intermediate.crt') }}"
+  check_mode: true
+  diff: true
+
+- name: Cert-only delivery under custom JSON keys, with a token
+  certautopilot.vault.vault_cert_push:
+    url: "{{ vault_url }}"
+    ca_cert: "{{ vault_ca_cert }}"
     auth_method: token
     token: "{{ vault_token }}"
     path: certs/www.example.com
-    certificate: "{{ lookup('ansible.builtin.file', 'www.crt') }}"
+    certificate: "{{ lookup('ansible.builtin.file', 'www.example.com.crt') }}"
     include_private_key: false
     fields:
       certificate: tls.crt
       fullchain: tls-fullchain.crt
       chain:
 
-- name: Deliver a batch with one login, using module_defaults for the connection
+# In a Kubernetes pod, leave jwt_file out: the service account token
+# /var/run/secrets/kubernetes.io/serviceaccount/token is read.
+- name: Deliver a batch with one login, JWT auth set once with module_defaults
   module_defaults:
     group/certautopilot.vault.vault:
-      url: https://vault.example.com:8200
+      url: "{{ vault_url }}"
+      ca_cert: "{{ vault_ca_cert }}"
       auth_method: jwt
       role: certs
-      jwt_file: /var/run/secrets/kubernetes.io/serviceaccount/token
+      jwt_file: "{{ vault_jwt_file }}"
   certautopilot.vault.vault_cert_push:
     certificates:
       - path: certs/a.example.com
-        certificate: "{{ lookup('ansible.builtin.file', 'a.crt') }}"
-        private_key: "{{ lookup('ansible.builtin.file', 'a.key') }}"
+        certificate: "{{ lookup('ansible.builtin.file', 'a.example.com.crt') }}"
+        private_key: "{{ lookup('ansible.builtin.file', 'a.example.com.key') }}"
       - path: certs/b.example.com
-        certificate: "{{ lookup('ansible.builtin.file', 'b.crt') }}"
-        private_key: "{{ lookup('ansible.builtin.file', 'b.key') }}"
+        certificate: "{{ lookup('ansible.builtin.file', 'b.example.com.crt') }}"
+        private_key: "{{ lookup('ansible.builtin.file', 'b.example.com.key') }}"
+  register: batch
+
+- name: Show which certificates changed
+  ansible.builtin.debug:
+    msg: "{{ batch.results | selectattr('changed') | map(attribute='path') | list }}"
 """
 
 RETURN = r"""

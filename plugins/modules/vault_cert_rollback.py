@@ -19,7 +19,7 @@ description:
     secret's oldest kept version), is deleted (including a deletion scheduled by C(delete_version_after)),
     is destroyed, or is the current version; and a secret with no earlier live version.
     A soft-deleted current version does not block a rollback.
-  - When the current data already equals the target's data, nothing is written and RV(changed) is V(false),
+  - When the current data already equals the target's data, nothing is written and C(changed) is V(false),
     so a rollback with an explicit O(version) is idempotent. Without O(version), the module warns that running
     it again rolls back further.
   - A check-and-set conflict (someone wrote in between) fails, writing nothing; it is never re-decided, since a
@@ -27,7 +27,7 @@ description:
   - Request budget - one login, one mount check, one metadata read, two version reads and, when changed,
     one write; plus the token revocation.
 author:
-  - CertAutoPilot team
+  - CertAutoPilot team (@certautopilot)
 extends_documentation_fragment:
   - certautopilot.vault.connection
   - certautopilot.vault.connection.auth
@@ -66,9 +66,15 @@ seealso:
 """
 
 EXAMPLES = r"""
+# Environment-specific values are variables here: vault_url (https://vault.example.com:8200), vault_ca_cert (the CA
+# of Vault's TLS certificate, a path or PEM text), vault_role_id, and vault_secret_id, vault_token from Ansible
+# Vault or an AWX credential. Left out, they fall back to VAULT_ADDR, VAULT_CACERT, VAULT_ROLE_ID, VAULT_SECRET_ID
+# and VAULT_TOKEN.
+
 - name: Push a renewed certificate
   certautopilot.vault.vault_cert_push:
-    url: https://vault.example.com:8200
+    url: "{{ vault_url }}"
+    ca_cert: "{{ vault_ca_cert }}"
     role_id: "{{ vault_role_id }}"
     secret_id: "{{ vault_secret_id }}"
     path: certs/example.com
@@ -76,19 +82,28 @@ EXAMPLES = r"""
     private_key: "{{ lookup('ansible.builtin.file', 'example.com.key') }}"
   register: pushed
 
+# previous_version is null when the push created the secret: there is nothing to go back to.
 - name: Undo exactly that push, unless someone wrote after it
   certautopilot.vault.vault_cert_rollback:
-    url: https://vault.example.com:8200
+    url: "{{ vault_url }}"
+    ca_cert: "{{ vault_ca_cert }}"
     role_id: "{{ vault_role_id }}"
     secret_id: "{{ vault_secret_id }}"
     path: certs/example.com
     version: "{{ pushed.previous_version }}"
     current_version: "{{ pushed.version }}"
   when: pushed.changed and pushed.previous_version is not none
+  register: undone
 
-- name: Roll back to the previous live version
+- name: Show the round trip in the version history
+  ansible.builtin.debug:
+    msg: "version {{ undone.version }} holds the data of version {{ undone.restored_version }}"
+  when: undone.restored_version is defined
+
+- name: Roll back to the previous live version, with a token
   certautopilot.vault.vault_cert_rollback:
-    url: https://vault.example.com:8200
+    url: "{{ vault_url }}"
+    ca_cert: "{{ vault_ca_cert }}"
     auth_method: token
     token: "{{ vault_token }}"
     path: certs/example.com

@@ -15,9 +15,9 @@ description:
     and is KV v2; with O(path) too it checks the token's capabilities on C(<mount>/data/<path>)
     (C(sys/capabilities-self)) - C(read), C(create) and C(update), what a push needs - and reads C(max_versions)
     where it can (the secret's metadata, then C(<mount>/config)).
-  - Fails when the server is sealed or uninitialized, or when any check fails; RV(msg) says which.
+  - Fails when the server is sealed or uninitialized, or when any check fails; C(msg) says which.
 author:
-  - CertAutoPilot team
+  - CertAutoPilot team (@certautopilot)
 extends_documentation_fragment:
   - certautopilot.vault.connection
   - certautopilot.vault.connection.auth
@@ -59,25 +59,48 @@ attributes:
     description: The module never changes anything, in check mode or not.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to diff.
 """
 
 EXAMPLES = r"""
+# Environment-specific values are variables here: vault_url (https://vault.example.com:8200), vault_ca_cert (the CA
+# of Vault's TLS certificate, a path or PEM text), vault_role_id, and vault_secret_id from Ansible Vault or an AWX
+# credential. Left out, they fall back to VAULT_ADDR, VAULT_CACERT, VAULT_ROLE_ID and VAULT_SECRET_ID.
+
 - name: Is the server up, unsealed and initialized?
   certautopilot.vault.vault_health:
-    url: https://vault.example.com:8200
-    ca_cert: /etc/pki/vault-ca.pem
+    url: "{{ vault_url }}"
+    ca_cert: "{{ vault_ca_cert }}"
 
-- name: Can this AppRole push and roll back certs/example.com, keeping 20 versions?
+- name: Can this AppRole push and roll back certs/example.com?
   certautopilot.vault.vault_health:
-    url: https://vault.example.com:8200
+    url: "{{ vault_url }}"
+    ca_cert: "{{ vault_ca_cert }}"
     auth_method: approle
     role_id: "{{ vault_role_id }}"
     secret_id: "{{ vault_secret_id }}"
     mount: secret
     path: certs/example.com
     check_rollback: true
-    min_versions: 20
   register: health
+
+- name: Show what the token may do on that path
+  ansible.builtin.debug:
+    msg: "{{ health.capabilities }} on secret/data/certs/example.com (server {{ health.server_version }})"
+
+# min_versions reads max_versions from the secret's metadata (read on secret/metadata/certs/*, in the product's
+# sample policy). A secret without its own setting (0) keeps the mount's: that needs read on secret/config too,
+# which the sample policy does not grant.
+- name: Does the existing secret keep at least 10 versions, enough for the rollback window?
+  certautopilot.vault.vault_health:
+    url: "{{ vault_url }}"
+    ca_cert: "{{ vault_ca_cert }}"
+    auth_method: approle
+    role_id: "{{ vault_role_id }}"
+    secret_id: "{{ vault_secret_id }}"
+    mount: secret
+    path: certs/example.com
+    min_versions: 10
 """
 
 RETURN = r"""

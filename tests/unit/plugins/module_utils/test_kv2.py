@@ -65,3 +65,9 @@ def test_version_from_404_body_keeps_number_of_a_deleted_current_version():
 
 def test_version_from_404_without_metadata_means_no_secret():
     assert _kv2._version_from({"errors": []}) is None
+
+
+def test_deletion_in_the_future_is_scheduled_and_in_the_past_is_not():
+    assert _kv2.VersionState(deletion_time="2999-01-01T00:00:00.123456789Z").deletion_scheduled
+    assert not _kv2.VersionState(deletion_time="2020-01-01T00:00:00Z").deletion_scheduled
+    assert not _kv2.VersionState().deletion_scheduled

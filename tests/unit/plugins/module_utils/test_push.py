@@ -14,8 +14,8 @@ PAYLOAD = {"certificate": "C", "private_key": "K", "fullchain": "C"}
 SUMMARY = {"cn": "example.com", "serial": "01", "not_after": "2027-01-01T00:00:00Z", "fingerprint_sha256": "ab"}
 
 
-def _item(payload=PAYLOAD):
-    return _push.PushItem(path="certs/example.com", bundle=None, payload=dict(payload), summary=SUMMARY)
+def _item():
+    return _push.PushItem(path="certs/example.com", bundle=None, payload=dict(PAYLOAD), summary=SUMMARY)
 
 
 def _options(**overrides):

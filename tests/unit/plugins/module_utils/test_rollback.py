@@ -57,3 +57,14 @@ def test_unrestorable_targets_are_refused_naming_the_version(metadata, version, 
 
 def test_explicit_live_version_is_taken():
     assert _target(_metadata(5), 2) == 2
+
+
+def test_scheduled_deletion_is_refused_as_scheduled_not_as_deleted():
+    metadata = SecretMetadata(
+        current_version=2,
+        oldest_version=1,
+        max_versions=0,
+        versions={1: VersionState(deletion_time="2999-01-01T00:00:00Z"), 2: VersionState()},
+    )
+    with pytest.raises(VaultCertError, match="version 1 of .* is scheduled for deletion at 2999"):
+        _target(metadata, 1)

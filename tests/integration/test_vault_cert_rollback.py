@@ -1,0 +1,657 @@
+"""vault_cert_rollback against a real OpenBao server (SPEC.md, section vault_cert_rollback).
+
+Histories are written directly as root (fast); vault_cert_push is used where
+the test is about push and rollback together. Every test checks the server
+afterwards (version numbers through bao.kv_versions, data through bao.api)
+and scans what the run printed and returned for credentials and key material.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import typing as t
+import uuid
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+import pki
+from leaks import assert_no_leak
+
+MODULE = "vault_cert_rollback"
+FURTHER = "running this again rolls back further"
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def unique_path(name: str) -> str:
+    return f"certs/rollback-{name}-{uuid.uuid4().hex[:8]}.example.com"
+
+
+def location(path: str, mount: str = "secret") -> str:
+    return f"{mount}/data/{path}"
+
+
+def cert_data(cn: str, **extra: str) -> dict[str, str]:
+    """Secret data as a push writes it: a certificate and its key (self-signed, EC: fast)."""
+    leaf = pki.make_leaf(None, cn, sans=(cn,))
+    return {"certificate": leaf.cert_pem, "private_key": leaf.key_pem, **extra}
+
+
+def write(bao, path: str, data: dict, mount: str = "secret") -> int:
+    status, body = bao.api("POST", f"{mount}/data/{path}", {"data": data})
+    assert status == 200, body
+    return body["data"]["version"]
+
+
+def write_history(bao, path: str, *datas: dict, mount: str = "secret") -> list[int]:
+    return [write(bao, path, data, mount) for data in datas]
+
+
+def delete_versions(bao, path: str, *versions: int, mount: str = "secret") -> None:
+    status, body = bao.api("POST", f"{mount}/delete/{path}", {"versions": list(versions)})
+    assert status == 204, body
+
+
+def destroy_versions(bao, path: str, *versions: int, mount: str = "secret") -> None:
+    status, body = bao.api("PUT", f"{mount}/destroy/{path}", {"versions": list(versions)})
+    assert status == 204, body
+
+
+def data_of(bao, path: str, version: int, mount: str = "secret") -> dict | None:
+    """The data of one version as the server holds it (None when deleted or destroyed)."""
+    status, body = bao.api("GET", f"{mount}/data/{path}?version={version}")
+    assert status in (200, 404), body
+    return ((body or {}).get("data") or {}).get("data")
+
+
+def current_version(bao, path: str, mount: str = "secret") -> int:
+    return max((int(number) for number in bao.kv_versions(mount, path)), default=0)
+
+
+def history(bao, path: str, mount: str = "secret") -> dict[int, dict | None]:
+    """Every kept version's data, by number."""
+    return {int(n): data_of(bao, path, int(n), mount) for n in bao.kv_versions(mount, path)}
+
+
+def secrets_of(*datas: dict) -> list[str]:
+    """Everything of the histories that must never be printed: keys and PEM bodies."""
+    return [value for data in datas for value in data.values() if "-----BEGIN" in value]
+
+
+def rollback(ansible, vault_conn, auth, path, *, mount="secret", check=False, diff=False, **options):
+    args = {**vault_conn, **auth, "mount": mount, "path": path}
+    args.update({key: value for key, value in options.items() if value is not None})
+    return ansible.run_module(MODULE, args, check=check, diff=diff)
+
+
+def warned_further(run) -> bool:
+    text = " ".join(run.output.split()) + json.dumps(run.result.get("warnings", []))
+    return FURTHER in text
+
+
+def token_with_policy(bao, name: str, rules: dict[str, list[str]]) -> str:
+    """A policy `name` with `rules` (path -> capabilities) and a 5-minute token holding it (plus default)."""
+    hcl = "".join(
+        f'path "{rule_path}" {{\n  capabilities = {json.dumps(caps)}\n}}\n' for rule_path, caps in rules.items() if caps
+    )
+    status, body = bao.api("PUT", f"sys/policies/acl/{name}", {"policy": hcl})
+    assert status == 204, body
+    status, body = bao.api("POST", "auth/token/create", {"policies": [name], "ttl": "5m"})
+    assert status == 200, body
+    return body["auth"]["client_token"]
+
+
+# -- an HTTP proxy to put another writer between the module's read and write --
+
+
+class _KvProxy:
+    """Forwards plain HTTP to the TLS server and can act on the module's write to one secret."""
+
+    def __init__(self, bao, watched: str) -> None:
+        self.bao = bao
+        self.watched = f"/v1/{watched}"
+        self.seen: list[tuple[str, str]] = []
+        self.before_write: t.Callable[[], None] | None = None
+        self.lose_write_answer = False
+
+
+def _proxy_handler(proxy: _KvProxy) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *_args):  # keep pytest output quiet
+            pass
+
+        def _forward(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            proxy.seen.append((self.command, self.path))
+            is_write = self.command in ("POST", "PUT") and self.path.split("?")[0] == proxy.watched
+            if is_write and proxy.before_write:
+                proxy.before_write()
+            headers = {
+                key: value
+                for key, value in self.headers.items()
+                if key.lower() in ("x-vault-token", "x-vault-namespace", "x-vault-request", "content-type")
+            }
+            answer = requests.request(
+                self.command,
+                proxy.bao.addr + self.path,
+                data=body or None,
+                headers=headers,
+                verify=proxy.bao.ca_cert,
+                timeout=30,
+            )
+            status, content = answer.status_code, answer.content
+            if is_write and proxy.lose_write_answer:
+                # The write was applied, but the answer is "lost" behind a failing gateway.
+                status, content = 502, json.dumps({"errors": ["proxy: upstream answer lost"]}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(content)))
+            self.end_headers()
+            self.wfile.write(content)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_LIST = _forward  # noqa: N815
+
+    return Handler
+
+
+@contextmanager
+def kv_proxy(bao, watched: str) -> t.Iterator[tuple[_KvProxy, str]]:
+    proxy = _KvProxy(bao, watched)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _proxy_handler(proxy))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield proxy, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+# -- restoring ----------------------------------------------------------------
+
+
+def test_rollback_without_version_restores_previous_version_and_warns(bao, vault_conn, approle_auth, ansible):
+    path = unique_path("previous")
+    one, two = cert_data(f"one.{path[6:]}"), cert_data(f"two.{path[6:]}")
+    write_history(bao, path, one, two)
+    mark = bao.audit_mark()
+
+    run = rollback(ansible, vault_conn, approle_auth, path, diff=True)
+
+    requests_made = [
+        (entry["request"]["operation"], entry["request"]["path"].split("/")[1])
+        for entry in bao.audit_requests(mark)
+        if entry["request"]["path"] in (f"secret/data/{path}", f"secret/metadata/{path}")
+    ]
+    assert not run.failed, run.msg
+    # The metadata is read once; the target and the current version once each; one write.
+    assert sorted(requests_made) == [("read", "data"), ("read", "data"), ("read", "metadata"), ("update", "data")]
+    assert run.changed
+    assert run.result["mount"] == "secret"
+    assert run.result["path"] == path
+    assert (run.result["previous_version"], run.result["restored_version"], run.result["version"]) == (2, 1, 3)
+    assert warned_further(run)
+    assert history(bao, path) == {1: one, 2: two, 3: one}
+    # Diff mode: certificate summaries of before (version 2) and after (version 1's data), no PEM.
+    diff = run.result["diff"]
+    assert "version 2" in diff["before_header"]
+    assert "version 1" in diff["after_header"]
+    assert set(diff["before"]) == set(diff["after"]) == {"certificate", "private_key"}
+    assert f"CN=two.{path[6:]}" in diff["before"]["certificate"]
+    assert f"CN=one.{path[6:]}" in diff["after"]["certificate"]
+    assert diff["before"]["private_key"].startswith("<private key")
+    assert "-----BEGIN" not in json.dumps(diff)
+    assert_no_leak([run.output, run.result], approle_auth["secret_id"], *secrets_of(one, two))
+
+
+def test_rollback_to_explicit_version_twice_reports_second_run_unchanged(bao, vault_conn, approle_auth, ansible):
+    path = unique_path("twice")
+    one, two, three = (cert_data(f"{n}.example.com") for n in ("one", "two", "three"))
+    write_history(bao, path, one, two, three)
+
+    first = rollback(ansible, vault_conn, approle_auth, path, version=1)
+    second = rollback(ansible, vault_conn, approle_auth, path, version=1)
+
+    assert not first.failed, first.msg
+    assert first.changed
+    assert (first.result["previous_version"], first.result["restored_version"], first.result["version"]) == (3, 1, 4)
+    assert not second.failed, second.msg
+    assert not second.changed
+    assert (second.result["previous_version"], second.result["restored_version"], second.result["version"]) == (4, 1, 4)
+    assert not warned_further(first)
+    assert not warned_further(second)
+    assert history(bao, path) == {1: one, 2: two, 3: three, 4: one}
+    assert_no_leak(
+        [first.output, first.result, second.output, second.result],
+        approle_auth["secret_id"],
+        *secrets_of(one, two, three),
+    )
+
+
+def test_rollback_without_version_skips_deleted_version(bao, vault_conn, approle_auth, ansible):
+    path = unique_path("skip-deleted")
+    one, two, three = (cert_data(f"{n}.example.com") for n in ("one", "two", "three"))
+    write_history(bao, path, one, two, three)
+    delete_versions(bao, path, 2)
+
+    run = rollback(ansible, vault_conn, approle_auth, path)
+
+    assert not run.failed, run.msg
+    assert (run.result["previous_version"], run.result["restored_version"], run.result["version"]) == (3, 1, 4)
+    assert history(bao, path) == {1: one, 2: None, 3: three, 4: one}
+    assert bao.kv_versions("secret", path)["2"]["deletion_time"]  # still deleted, not undeleted
+    assert_no_leak([run.output, run.result], approle_auth["secret_id"], *secrets_of(one, two, three))
+
+
+def test_rollback_is_not_blocked_by_soft_deleted_current_version(bao, vault_conn, approle_auth, ansible):
+    path = unique_path("deleted-current")
+    one, two = cert_data("one.example.com"), cert_data("two.example.com")
+    write_history(bao, path, one, two)
+    delete_versions(bao, path, 2)
+
+    run = rollback(ansible, vault_conn, approle_auth, path)
+
+    assert not run.failed, run.msg
+    assert run.changed
+    assert (run.result["previous_version"], run.result["restored_version"], run.result["version"]) == (2, 1, 3)
+    assert history(bao, path) == {1: one, 2: None, 3: one}
+    assert_no_leak([run.output, run.result], approle_auth["secret_id"], *secrets_of(one, two))
+
+
+def test_rollback_in_check_mode_reports_change_and_writes_nothing(bao, vault_conn, approle_auth, ansible):
+    path = unique_path("check")
+    one, two = cert_data("one.example.com"), cert_data("two.example.com")
+    write_history(bao, path, one, two)
+    before = bao.kv_versions("secret", path)
+
+    run = rollback(ansible, vault_conn, approle_auth, path, version=1, check=True, diff=True)
+
+    assert not run.failed, run.msg
+    assert run.changed
+    assert (run.result["previous_version"], run.result["restored_version"], run.result["version"]) == (2, 1, 2)
+    assert "CN=one.example.com" in run.result["diff"]["after"]["certificate"]
+    assert bao.kv_versions("secret", path) == before
+    assert history(bao, path) == {1: one, 2: two}
+    assert_no_leak([run.output, run.result], approle_auth["secret_id"], *secrets_of(one, two))
+
+
+# -- refusing -------------------------------------------------------------------
+
+
+def _deleted(bao, path):
+    write_history(bao, path, *(cert_data(f"v{n}.example.com") for n in (1, 2, 3)))
+    delete_versions(bao, path, 1)
+
+
+def _scheduled_for_deletion(bao, path):
+    write(bao, path, cert_data("v1.example.com"))
+    status, body = bao.api("POST", f"secret/metadata/{path}", {"delete_version_after": "1h"})
+    assert status == 204, body
+    write_history(bao, path, cert_data("v2.example.com"), cert_data("v3.example.com"))
+    assert bao.kv_versions("secret", path)["2"]["deletion_time"]  # in the future: scheduled
+
+
+def _destroyed(bao, path):
+    write_history(bao, path, *(cert_data(f"v{n}.example.com") for n in (1, 2, 3)))
+    destroy_versions(bao, path, 1)
+
+
+def _pruned(bao, path):
+    write_history(bao, path, *(cert_data(f"v{n}.example.com") for n in (1, 2, 3)), mount="small")
+    assert sorted(bao.kv_versions("small", path)) == ["2", "3"]
+
+
+def _two_versions(bao, path):
+    write_history(bao, path, cert_data("v1.example.com"), cert_data("v2.example.com"))
+
+
+def _single_version(bao, path):
+    write(bao, path, cert_data("v1.example.com"))
+
+
+def _only_deleted_earlier(bao, path):
+    _two_versions(bao, path)
+    delete_versions(bao, path, 1)
+
+
+def _no_secret(bao, path):
+    pass
+
+
+REFUSALS = {
+    # case: (setup, mount, version, words in msg after the location; {loc} is the secret's data path)
+    "deleted": (_deleted, "secret", 1, "version 1 of {loc} is deleted"),
+    "scheduled-deletion": (_scheduled_for_deletion, "secret", 2, "version 2 of {loc} is scheduled for deletion"),
+    "destroyed": (_destroyed, "secret", 1, "version 1 of {loc} is destroyed"),
+    "pruned": (_pruned, "small", 1, "version 1 of {loc} was pruned"),
+    "nonexistent-version": (_two_versions, "secret", 9, "version 9 of {loc} does not exist"),
+    "single-version": (
+        _single_version,
+        "secret",
+        None,
+        "{loc} has no earlier live version to roll back to (current version 1)",
+    ),
+    "only-earlier-deleted": (
+        _only_deleted_earlier,
+        "secret",
+        None,
+        "{loc} has no earlier live version to roll back to (current version 2)",
+    ),
+    "target-is-current": (_two_versions, "secret", 2, "version 2 of {loc} is the current version"),
+    "no-secret": (_no_secret, "secret", 1, "{loc} does not exist; nothing to roll back"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSALS)
+def test_rollback_refuses_unrestorable_target_writing_nothing(bao, vault_conn, approle_auth, ansible, case):
+    setup, mount, version, words = REFUSALS[case]
+    path = unique_path(case)
+    setup(bao, path)
+    before = bao.kv_versions(mount, path)
+    datas = [data for data in history(bao, path, mount).values() if data]
+
+    run = rollback(ansible, vault_conn, approle_auth, path, mount=mount, version=version)
+
+    assert run.failed
+    assert words.format(loc=location(path, mount)) in run.msg
+    assert bao.kv_versions(mount, path) == before  # no new version, no flag changed
+    assert_no_leak([run.output, run.result], approle_auth["secret_id"], *secrets_of(*datas))
+
+
+def test_rollback_refuses_stale_current_version_guard(bao, vault_conn, approle_auth, ansible):
+    path = unique_path("guard")
+    datas = [cert_data(f"v{n}.example.com") for n in (1, 2, 3)]
+    write_history(bao, path, *datas)
+
+    run = rollback(ansible, vault_conn, approle_auth, path, version=1, current_version=2)
+
+    assert run.failed
+    assert f"current version of {location(path)} is 3, not 2" in run.msg
+    assert "nothing written" in run.msg
+    assert current_version(bao, path) == 3
+    assert history(bao, path) == dict(enumerate(datas, start=1))
+    assert_no_leak([run.output, run.result], approle_auth["secret_id"], *secrets_of(*datas))
+
+
+# -- push and rollback together ----------------------------------------------------
+
+
+def test_push_result_drives_guarded_rollback_that_a_rerun_cannot_repeat(bao, vault_conn, approle_auth, ansible):
+    path = unique_path("push")
+    original = cert_data("old.example.com")
+    write(bao, path, original)
+    renewed = pki.make_leaf(None, "new.example.com", sans=("new.example.com",))
+
+    pushed = ansible.run_module(
+        "vault_cert_push",
+        {**vault_conn, **approle_auth, "path": path, "certificate": renewed.cert_pem, "private_key": renewed.key_pem},
+    )
+    assert not pushed.failed, pushed.msg
+    assert (pushed.result["previous_version"], pushed.result["version"]) == (1, 2)
+    guarded = {"version": pushed.result["previous_version"], "current_version": pushed.result["version"]}
+
+    undone = rollback(ansible, vault_conn, approle_auth, path, **guarded)
+    rerun = rollback(ansible, vault_conn, approle_auth, path, **guarded)
+
+    assert not undone.failed, undone.msg
+    assert (undone.result["previous_version"], undone.result["restored_version"], undone.result["version"]) == (2, 1, 3)
+    assert rerun.failed  # the guard names the push's version, which is no longer current
+    assert f"current version of {location(path)} is 3, not 2" in rerun.msg
+    assert current_version(bao, path) == 3
+    assert data_of(bao, path, 3) == original
+    assert data_of(bao, path, 2)["certificate"].strip() == renewed.cert_pem.strip()
+    # The push echoes its (public) certificate in its invocation; keys never appear anywhere.
+    assert_no_leak([pushed.output, pushed.result], approle_auth["secret_id"], renewed.key_pem)
+    assert_no_leak(
+        [undone.output, undone.result, rerun.output, rerun.result],
+        approle_auth["secret_id"],
+        renewed.key_pem,
+        renewed.cert_pem,
+        *secrets_of(original),
+    )
+
+
+# -- the same as bao kv rollback --------------------------------------------------------
+
+
+def _history_with_fewer_keys_in_target():
+    datas = [
+        cert_data("one.example.com"),
+        cert_data("two.example.com", chain="chain-two", note="added later"),
+        cert_data("three.example.com", chain="chain-three", note="kept"),
+    ]
+    return datas, [], 1
+
+
+def _history_with_deleted_middle_and_deleted_current():
+    return [cert_data(f"v{n}.example.com") for n in (1, 2, 3)], [2, 3], 1
+
+
+TWINS = {
+    # case: () -> (data of each version, versions then deleted, target)
+    "target-lacks-keys": _history_with_fewer_keys_in_target,
+    "deleted-middle-and-current": _history_with_deleted_middle_and_deleted_current,
+}
+
+
+@pytest.mark.parametrize("case", TWINS)
+def test_rollback_matches_bao_kv_rollback_on_twin_secrets(bao, vault_conn, approle_auth, ansible, case):
+    ours, theirs = unique_path(f"twin-module-{case}"), unique_path(f"twin-cli-{case}")
+    datas, deleted, target = TWINS[case]()
+    for twin in (ours, theirs):
+        write_history(bao, twin, *datas)
+        if deleted:
+            delete_versions(bao, twin, *deleted)
+
+    run = rollback(ansible, vault_conn, approle_auth, ours, version=target)
+    cli = bao.cli("kv", "rollback", "-format=json", "-mount=secret", f"-version={target}", theirs)
+
+    def shape(path):
+        return {n: (bool(v["deletion_time"]), v["destroyed"]) for n, v in bao.kv_versions("secret", path).items()}
+
+    assert not run.failed, run.msg
+    assert cli.returncode == 0, cli.stderr
+    assert run.result["version"] == json.loads(cli.stdout)["data"]["version"] == len(datas) + 1
+    assert shape(ours) == shape(theirs)
+    assert history(bao, ours) == history(bao, theirs)  # same numbers, same data, version by version
+    assert data_of(bao, ours, len(datas) + 1) == datas[target - 1]  # keys the target lacked are gone
+    assert_no_leak([run.output, run.result], approle_auth["secret_id"], *secrets_of(*datas))
+
+
+# -- vault_health's check_rollback agrees with what rollback needs -----------------------
+
+
+HEALTH_POLICIES = {
+    # case: (data capabilities, metadata capabilities, health rollback checks that pass, rollback succeeds)
+    "lacks-update": (
+        ["read", "create"],
+        ["read", "list"],
+        {"rollback_capabilities": False, "rollback_metadata": True},
+        False,
+    ),
+    "lacks-metadata-read": (
+        ["read", "create", "update"],
+        [],
+        {"rollback_capabilities": True, "rollback_metadata": False},
+        False,
+    ),
+    "rollback-only": (["read", "update"], ["read"], {"rollback_capabilities": True, "rollback_metadata": True}, True),
+}
+
+
+@pytest.mark.parametrize("case", HEALTH_POLICIES)
+def test_health_check_rollback_agrees_with_rollback(bao, vault_conn, ansible, case):
+    data_caps, metadata_caps, expected_checks, rollback_works = HEALTH_POLICIES[case]
+    path = unique_path(f"health-{case}")
+    one, two = cert_data("one.example.com"), cert_data("two.example.com")
+    write_history(bao, path, one, two)
+    token = token_with_policy(
+        bao,
+        f"rollback-{case}-{uuid.uuid4().hex[:8]}",
+        {f"secret/data/{path}": data_caps, f"secret/metadata/{path}": metadata_caps},
+    )
+    auth = {"auth_method": "token", "token": token}
+
+    health = ansible.run_module(
+        "vault_health", {**vault_conn, **auth, "mount": "secret", "path": path, "check_rollback": True}
+    )
+    run = rollback(ansible, vault_conn, auth, path)
+
+    checks = {check["name"]: check for check in health.result["checks"]}
+    assert {name: checks[name]["ok"] for name in expected_checks} == expected_checks, checks
+    if not expected_checks["rollback_capabilities"]:
+        assert "lacks update" in checks["rollback_capabilities"]["msg"]
+    assert (not run.failed) == rollback_works, run.msg
+    if rollback_works:
+        assert (run.result["previous_version"], run.result["restored_version"], run.result["version"]) == (2, 1, 3)
+        assert history(bao, path) == {1: one, 2: two, 3: one}
+    else:
+        assert "permission denied" in run.msg
+        assert history(bao, path) == {1: one, 2: two}
+    assert_no_leak([health.output, health.result, run.output, run.result], token, *secrets_of(one, two))
+
+
+# -- another writer between the rollback's read and its write ---------------------------
+
+
+def test_rollback_fails_when_another_writer_lands_between_read_and_write(bao, approle_auth, ansible):
+    path = unique_path("cas-conflict")
+    one, two, theirs = (cert_data(f"{n}.example.com") for n in ("one", "two", "theirs"))
+    write_history(bao, path, one, two)
+
+    with kv_proxy(bao, location(path)) as (proxy, url):
+        proxy.before_write = lambda: write(bao, path, theirs)
+        run = rollback(ansible, {"url": url}, approle_auth, path, version=1)
+
+    assert run.failed
+    assert f"{location(path)} changed while rolling back (it is no longer version 2); nothing written" in run.msg
+    writes = [seen for seen in proxy.seen if seen[0] == "POST" and seen[1] == f"/v1/{location(path)}"]
+    assert len(writes) == 1  # not re-decided and re-sent
+    assert history(bao, path) == {1: one, 2: two, 3: theirs}  # the other writer's version stays current
+    assert_no_leak([run.output, run.result], approle_auth["secret_id"], *secrets_of(one, two, theirs))
+
+
+def test_rollback_write_whose_answer_is_lost_is_recognised_not_repeated(bao, approle_auth, ansible):
+    path = unique_path("lost-answer")
+    one, two = cert_data("one.example.com"), cert_data("two.example.com")
+    write_history(bao, path, one, two)
+
+    with kv_proxy(bao, location(path)) as (proxy, url):
+        proxy.lose_write_answer = True
+        run = rollback(ansible, {"url": url}, approle_auth, path, version=1)
+
+    assert not run.failed, run.msg
+    assert (run.result["previous_version"], run.result["restored_version"], run.result["version"]) == (2, 1, 3)
+    writes = [seen for seen in proxy.seen if seen[0] == "POST" and seen[1] == f"/v1/{location(path)}"]
+    assert len(writes) == 1
+    assert history(bao, path) == {1: one, 2: two, 3: one}
+    assert_no_leak([run.output, run.result], approle_auth["secret_id"], *secrets_of(one, two))
+
+
+ROUNDS = 10
+
+
+def test_rollback_racing_concurrent_writers_never_loses_their_versions(
+    bao, vault_conn, approle_auth, ansible, tmp_path
+):
+    """Rollbacks (one playbook, ROUNDS loop items) while two root writers keep writing the same secret."""
+    path = unique_path("race")
+    status, body = bao.api("POST", f"secret/metadata/{path}", {"max_versions": 10000})
+    assert status == 204, body
+    original = cert_data("original.example.com")
+    write(bao, path, original)
+    stop = threading.Event()
+    written: list[tuple[int, dict]] = []
+    errors: list[str] = []
+
+    def writer(name: str) -> None:
+        # Bursts of writes with quiet gaps, so some rollbacks race a write and some do not.
+        # Its own connection: bao.api's session is not shared across threads.
+        with requests.Session() as session:
+            number = 0
+            while not stop.is_set():
+                burst_end = time.monotonic() + random.uniform(0.1, 0.3)
+                while time.monotonic() < burst_end and not stop.is_set():
+                    number += 1
+                    data = {"certificate": f"{name}-{number}"}
+                    answer = session.post(
+                        f"{bao.addr}/v1/secret/data/{path}",
+                        json={"data": data},
+                        headers={"X-Vault-Token": bao.root_token},
+                        verify=bao.ca_cert,
+                        timeout=30,
+                    )
+                    if answer.status_code == 200:
+                        written.append((answer.json()["data"]["version"], data))
+                    else:
+                        errors.append(f"{answer.status_code} {answer.text}")
+                    stop.wait(random.uniform(0.005, 0.02))
+                stop.wait(random.uniform(0.4, 1.2))
+
+    playbook = tmp_path / "race.yml"
+    playbook.write_text(
+        json.dumps(
+            [
+                {
+                    "hosts": "localhost",
+                    "gather_facts": False,
+                    "tasks": [
+                        {
+                            "name": "Roll back while others write",
+                            f"certautopilot.vault.{MODULE}": {**vault_conn, **approle_auth, "path": path, "version": 1},
+                            "loop": list(range(ROUNDS)),
+                            "ignore_errors": True,
+                        }
+                    ],
+                }
+            ]
+        )
+    )
+    playbook.chmod(0o600)
+    threads = [threading.Thread(target=writer, args=(name,)) for name in ("writer-a", "writer-b")]
+    for thread in threads:
+        thread.start()
+    try:
+        run = ansible.run_playbook(playbook)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+
+    assert not errors
+    items = run.task("Roll back while others write").result["results"]
+    assert len(items) == ROUNDS
+    final = history(bao, path)
+    conflicts = restored = unchanged = 0
+    for item in items:
+        if item.get("failed"):
+            conflicts += 1
+            assert f"{location(path)} changed while rolling back" in item["msg"], item["msg"]
+        elif item["changed"]:
+            restored += 1
+            assert item["version"] == item["previous_version"] + 1  # written with cas on what it read
+            assert final[item["version"]] == original
+        else:
+            unchanged += 1
+            assert item["version"] == item["previous_version"]
+            assert final[item["version"]] == original
+    # Every version the other writers got still holds their data: nothing overwritten or lost.
+    for version, data in written:
+        assert final[version] == data
+    writer_versions = {version for version, _data in written}
+    rollback_versions = {item["version"] for item in items if not item.get("failed") and item["changed"]}
+    assert not writer_versions & rollback_versions
+    assert set(final) == {1} | writer_versions | rollback_versions
+    print(
+        f"\nrace: {len(written)} concurrent writes; rollbacks: {conflicts} cas conflicts, "
+        f"{restored} restored, {unchanged} unchanged"
+    )
+    assert_no_leak([run.output, items], approle_auth["secret_id"], *secrets_of(original))
