@@ -130,17 +130,15 @@ def push_one(client: VaultClient, item: PushItem, options: PushOptions) -> dict:
 
     A write whose outcome is unknown is never re-sent blindly: the secret is
     read again, and a version holding exactly our data at the number we asked
-    for is taken as ours.
+    for is taken as ours, reported from the decision that wrote it.
     """
     waits = client.retry_waits()
-    maybe_written_as: int | None = None
+    unanswered: Decision | None = None
     for attempt in range(len(waits) + 1):
         current = _kv2.read_current(client, options.mount, item.path)
         decision = decide(item, current, options)
-        if maybe_written_as is not None and _holds_our_write(current, decision, maybe_written_as):
-            return _result(
-                item, options, decision, version=maybe_written_as, changed=True, previous=maybe_written_as - 1
-            )
+        if unanswered is not None and _holds_our_write(current, decision, unanswered):
+            return _result(item, options, unanswered, version=current.version, changed=True)
         if not (decision.data_changed or decision.desired_custom_metadata is not None):
             return _result(item, options, decision, version=decision.base_version, changed=False)
         if options.check_mode:
@@ -154,7 +152,7 @@ def push_one(client: VaultClient, item: PushItem, options: PushOptions) -> dict:
         except OutcomeUnknown:
             if attempt == len(waits):
                 raise
-            maybe_written_as = decision.base_version + 1
+            unanswered = decision
             client.pause(waits[attempt])
     raise VaultCertError(
         f"check-and-set conflict on {_kv2.data_path(options.mount, item.path)}: other writers kept changing it; "
@@ -162,40 +160,31 @@ def push_one(client: VaultClient, item: PushItem, options: PushOptions) -> dict:
     )
 
 
-def _holds_our_write(current: _kv2.SecretVersion | None, decision: Decision, version: int) -> bool:
+def _holds_our_write(current: _kv2.SecretVersion | None, decision: Decision, unanswered: Decision) -> bool:
     """After an unknown outcome: is the current version the one our lost answer would have named?"""
-    return current is not None and current.version == version and not decision.data_changed
+    return current is not None and current.version == unanswered.base_version + 1 and not decision.data_changed
 
 
 def _apply(client: VaultClient, item: PushItem, options: PushOptions, decision: Decision) -> dict:
+    # Metadata first: a token that may not write it is refused before any data is written.
+    if decision.desired_custom_metadata is not None:
+        _kv2.write_custom_metadata(client, options.mount, item.path, decision.desired_custom_metadata)
     version = decision.base_version
     if decision.data_changed:
         version = _kv2.write(client, options.mount, item.path, decision.desired, cas=decision.base_version)
-    if decision.desired_custom_metadata is not None:
-        _kv2.write_custom_metadata(client, options.mount, item.path, decision.desired_custom_metadata)
     return _result(item, options, decision, version=version, changed=True)
 
 
-def _result(
-    item: PushItem,
-    options: PushOptions,
-    decision: Decision,
-    *,
-    version: int,
-    changed: bool,
-    previous: int | None = None,
-) -> dict:
+def _result(item: PushItem, options: PushOptions, decision: Decision, *, version: int, changed: bool) -> dict:
     current = decision.current
     before = current.data if current and current.data is not None else {}
-    if previous is None and current is not None:
-        previous = current.version
     return {
         "changed": changed,
         "mount": options.mount,
         "path": item.path,
         "version": version or None,
-        "previous_version": previous or None,
-        "created": not previous,
+        "previous_version": current.version if current else None,
+        "created": current is None,
         "changed_fields": decision.changed_fields if changed else [],
         "certificate": item.summary,
         "diff": {
@@ -207,10 +196,53 @@ def _result(
     }
 
 
+class BatchStopped(VaultCertError):
+    """A batch stopped at a failed item; carries the results of the items before it."""
+
+    def __init__(self, message: str, result: dict) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 def push_all(client: VaultClient, items: t.Sequence[PushItem], options: PushOptions) -> list[dict]:
-    """Deliver a batch over the client's one connection, results in input order."""
+    """Deliver a batch over the client's one connection, results in input order.
+
+    The first item that fails stops the batch (the server is unlikely to take
+    the next one either); the error names that item and every item after it,
+    so a caller knows what was not written, and carries the results so far.
+    """
     _kv2.check_mount(client, options.mount)
-    return [push_one(client, item, options) for item in items]
+    results: list[dict] = []
+    for index, item in enumerate(items):
+        try:
+            results.append(push_one(client, item, options))
+        except VaultCertError as exc:
+            if len(items) == 1:
+                raise
+            raise _batch_stopped(exc, items, index, results) from None
+    return results
+
+
+def _batch_stopped(exc: VaultCertError, items: t.Sequence[PushItem], index: int, results: list[dict]) -> BatchStopped:
+    failed = items[index].path
+    not_attempted = [item.path for item in items[index + 1 :]]
+    message = f"batch stopped at certificate {index + 1} of {len(items)}, {failed}: {exc}. "
+    if isinstance(exc, OutcomeUnknown):
+        message += f"The write of {failed} may or may not have been applied (run again to find out). "
+    message += f"Not written: {', '.join([failed, *not_attempted])}"
+    if results:
+        message += f". The {len(results)} before it were delivered (see results)"
+    for result in results:
+        result.pop("diff", None)
+    return BatchStopped(
+        message,
+        {
+            "changed": any(result["changed"] for result in results),
+            "results": results,
+            "failed_path": failed,
+            "not_written": [failed, *not_attempted],
+        },
+    )
 
 
 def run_result(results: list[dict], *, batch: bool) -> dict:

@@ -113,6 +113,7 @@ options:
       - Also write C(cn), C(serial), C(not_after) and C(fingerprint_sha256) into the secret's KV metadata
         C(custom_metadata), keeping other custom metadata keys.
       - Needs the C(update) capability on C(<mount>/metadata/<path>). Costs one more request when it changed.
+      - The metadata is written before the data, so a token that may not write it is refused with nothing written.
     type: bool
     default: false
 attributes:
