@@ -107,6 +107,13 @@ def _scan_pem(text: str) -> list[_PemBlock]:
     return blocks
 
 
+def private_key_blocks(text: str) -> list[str]:
+    """The text of every PEM private key block in ``text``, truncated ones included."""
+    if not isinstance(text, str) or "-----" not in text:
+        return []
+    return [text[block.start : block.end] for block in _scan_pem(text) if block.private]
+
+
 def _as_text(value: object, *, what: str, expected: str) -> str:
     """Accept str, or bytes that are UTF-8; anything else is not PEM."""
     if isinstance(value, bytes):

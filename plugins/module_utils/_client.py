@@ -15,7 +15,7 @@ import tempfile
 import time
 import typing as t
 from dataclasses import dataclass, field
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
 
@@ -79,6 +79,7 @@ class ConnectionSettings:
         url = (params.get("url") or "").rstrip("/")
         if not url:
             raise VaultCertError("url is required: set the url option or VAULT_ADDR")
+        _check_url(url)
         if params.get("timeout", 30) <= 0:
             raise VaultCertError("timeout must be a positive number of seconds")
         if params.get("retries", 5) < 0:
@@ -103,6 +104,20 @@ class Reply:
     @property
     def data(self) -> dict:
         return self.body.get("data") or {}
+
+
+def _check_url(url: str) -> None:
+    """Refuse an address no retry could ever reach, before the first request."""
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 0) >= 0
+    except ValueError:  # a port that is not a number or out of range
+        valid = False
+    if not valid:
+        raise VaultCertError(
+            f"url {url!r} is not a Vault address: it needs http:// or https://, a host and optionally a port, "
+            "e.g. https://vault.example.com:8200"
+        )
 
 
 def _env_flag(name: str) -> bool:
@@ -239,13 +254,18 @@ class VaultClient:
                 method, "/v1/" + path, json=json, headers=dict(headers), raise_exception=False
             )
         except requests.exceptions.SSLError as exc:
-            raise VaultCertError(
-                f"TLS error talking to {self.settings.url}: {_short_tls_reason(exc)}. Set ca_cert (or VAULT_CACERT) "
-                "to the CA that signed the server's certificate"
-            ) from None
+            reason = _short_tls_reason(exc)
+            hint = "Set ca_cert (or VAULT_CACERT) to the CA that signed the server's certificate"
+            if "mismatch" in reason.lower():
+                # A trusted certificate for another name: no ca_cert fixes that, the url does.
+                hint = (
+                    "Use a url whose host the server's certificate names (its subject alternative names); "
+                    "ca_cert (or VAULT_CACERT) only chooses the CA to trust"
+                )
+            raise VaultCertError(f"TLS error talking to {self.settings.url}: {reason}. {hint}") from None
         except requests.exceptions.RequestException as exc:
             error = self._transport_error(exc, method, path)
-            if _never_sent(exc):
+            if _never_sent(exc) and not self._redirected(exc):
                 return error
             if kind == LOGIN:
                 raise error from None
@@ -253,6 +273,15 @@ class VaultClient:
                 raise OutcomeUnknown(str(error)) from None
             return error
         status = response.status_code
+        if kind == WRITE and response.history and (status == 400 or status in RETRYABLE_STATUS):
+            # A standby redirects a write after forwarding it to the active
+            # node failed, maybe once the active node had applied it. The
+            # resent write then fails check-and-set against our own version,
+            # or meets an election: neither answer says whether it landed.
+            raise OutcomeUnknown(
+                f"{method} {path} was redirected by {self.settings.url} (a standby whose forwarding failed) "
+                f"and answered HTTP {status}: {self.redact(_server_errors(response))}"
+            )
         if status == 404 and "namespace not found" in _server_errors(response):
             # Not "no such secret": the whole namespace is missing, whatever the caller accepts.
             return response
@@ -266,13 +295,25 @@ class VaultClient:
             raise OutcomeUnknown(message)
         return VaultCertError(message)
 
+    def _redirected(self, exc: Exception) -> bool:
+        """True when the failed request followed a redirect: the server that redirected it had the request."""
+        failed = getattr(getattr(exc, "request", None), "url", None)
+        return bool(failed) and urlsplit(failed).netloc != urlsplit(self.settings.url).netloc
+
     def _transport_error(self, exc: Exception, method: str, path: str) -> VaultCertError:
-        url = self.settings.url
+        url, redirect = self.settings.url, ""
+        if self._redirected(exc):
+            failed = urlsplit(exc.request.url)
+            # A standby answers a write it cannot forward with a redirect to
+            # the active node; when that node is down, say so, not that the
+            # standby (which answered) is unreachable.
+            url = f"{failed.scheme}://{failed.netloc}"
+            redirect = f" (redirected there by {self.settings.url}, as a standby does to reach the active node)"
         if isinstance(exc, requests.exceptions.Timeout):
             return VaultCertError(
-                f"{url} timed out: no answer to {method} {path} within {self.settings.timeout}s (timeout)"
+                f"{url} timed out: no answer to {method} {path} within {self.settings.timeout}s (timeout){redirect}"
             )
-        return VaultCertError(f"{url} unreachable: {type(exc).__name__} on {method} {path}")
+        return VaultCertError(f"{url} unreachable: {type(exc).__name__} on {method} {path}{redirect}")
 
     def _raise_for_status(self, response, method, path, kind, needs, namespace, auth_label) -> t.NoReturn:
         status = response.status_code
@@ -351,5 +392,7 @@ def _short_tls_reason(exc: Exception) -> str:
     for reason in ("certificate verify failed", "hostname mismatch", "wrong version number", "unknown ca"):
         if reason in text.lower():
             start = text.lower().index(reason)
-            return text[start:].split("(")[0].split("')")[0].rstrip(" .'\")")
+            found = text[start:].split("(", 1)[0].split("')", 1)[0].rstrip(' .")')
+            # Keep a quoted host name whole ("not valid for '127.0.0.1'"), drop a stray closing quote.
+            return found if found.count("'") % 2 == 0 else found.rstrip("'")
     return "TLS handshake failed"

@@ -70,8 +70,20 @@ class VaultModule:
         spec.update(argument_spec)
         self.module = AnsibleModule(argument_spec=spec, supports_check_mode=True, **module_kwargs)
         self.params = self.module.params
+        self._hide_private_keys_in_any_option()
         self._require_libraries()
         self.auth: AuthMethod | None = None
+
+    def _hide_private_keys_in_any_option(self) -> None:
+        """Mask a private key pasted into an option that is not no_log (certificate, chain).
+
+        Ansible echoes the module's arguments (-vvv, ``invocation``); no_log values are
+        masked there and in every returned string, so the pasted key joins them.
+        """
+        from ansible_collections.certautopilot.vault.plugins.module_utils import _certs
+
+        for text in _strings(self.params):
+            self.module.no_log_values.update(_certs.private_key_blocks(text))
 
     def _require_libraries(self) -> None:
         from ansible_collections.certautopilot.vault.plugins.module_utils import _certs
@@ -119,6 +131,18 @@ class VaultModule:
         if self.module._diff and diff is not None:
             result["diff"] = diff
         self.module.exit_json(**result)
+
+
+def _strings(value: t.Any) -> t.Iterator[str]:
+    """Every string in a structure of dicts and lists."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)
 
 
 def _format(exc: BaseException | None) -> str | None:

@@ -135,7 +135,13 @@ def push_one(client: VaultClient, item: PushItem, options: PushOptions) -> dict:
     waits = client.retry_waits()
     unanswered: Decision | None = None
     for attempt in range(len(waits) + 1):
-        current = _kv2.read_current(client, options.mount, item.path)
+        try:
+            current = _kv2.read_current(client, options.mount, item.path)
+        except VaultCertError as exc:
+            if unanswered is None:
+                raise
+            # The server went away after a write it may have applied: say so, never "not written".
+            raise OutcomeUnknown(f"{exc}; the write sent before it may or may not have been applied") from None
         decision = decide(item, current, options)
         if unanswered is not None and _holds_our_write(current, decision, unanswered):
             return _result(item, options, unanswered, version=current.version, changed=True)
@@ -225,11 +231,11 @@ def push_all(client: VaultClient, items: t.Sequence[PushItem], options: PushOpti
 
 def _batch_stopped(exc: VaultCertError, items: t.Sequence[PushItem], index: int, results: list[dict]) -> BatchStopped:
     failed = items[index].path
-    not_attempted = [item.path for item in items[index + 1 :]]
-    message = f"batch stopped at certificate {index + 1} of {len(items)}, {failed}: {exc}. "
-    if isinstance(exc, OutcomeUnknown):
-        message += f"The write of {failed} may or may not have been applied (run again to find out). "
-    message += f"Not written: {', '.join([failed, *not_attempted])}"
+    # A write whose answer was lost may have landed: it is named as unknown, not as unwritten.
+    not_written = [item.path for item in items[index + (1 if isinstance(exc, OutcomeUnknown) else 0) :]]
+    message = f"batch stopped at certificate {index + 1} of {len(items)}, {failed}: {exc}"
+    if not_written:
+        message += f". Not written: {', '.join(not_written)}"
     if results:
         message += f". The {len(results)} before it were delivered (see results)"
     for result in results:
@@ -240,7 +246,8 @@ def _batch_stopped(exc: VaultCertError, items: t.Sequence[PushItem], index: int,
             "changed": any(result["changed"] for result in results),
             "results": results,
             "failed_path": failed,
-            "not_written": [failed, *not_attempted],
+            "not_written": not_written,
+            "outcome_unknown": [failed] if isinstance(exc, OutcomeUnknown) else [],
         },
     )
 

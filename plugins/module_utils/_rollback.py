@@ -109,8 +109,11 @@ def _write_target(client: VaultClient, request: RollbackRequest, data: dict, cur
             f"{location} changed while rolling back (it is no longer version {current}); nothing written, "
             "run again to decide against the new version"
         ) from None
-    except OutcomeUnknown:
-        written = _kv2.read_current(client, request.mount, request.path)
+    except OutcomeUnknown as unknown:
+        try:
+            written = _kv2.read_current(client, request.mount, request.path)
+        except VaultCertError as exc:
+            raise OutcomeUnknown(f"{unknown}; then {exc}: the rollback may or may not have been applied") from None
         if written is not None and written.version == current + 1 and written.data == data:
             return written.version
         raise
