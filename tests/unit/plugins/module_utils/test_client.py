@@ -90,3 +90,41 @@ def test_redact_removes_remembered_secrets():
     client = _client.VaultClient(_client.ConnectionSettings.from_params(_params()))
     client.remember_secret("s.supersecret")
     assert client.redact("token s.supersecret rejected") == "token <redacted> rejected"
+
+
+@pytest.mark.parametrize("url", ["vault.example.com:8200", "ftp://vault.example.com", "https://", "https://host:99999"])
+def test_url_without_scheme_host_or_valid_port_is_refused_before_any_request(url):
+    with pytest.raises(VaultCertError, match="is not a Vault address"):
+        _client.ConnectionSettings.from_params(_params(url=url))
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (
+            "HTTPSConnectionPool(host='127.0.0.1', port=8200): Max retries exceeded (Caused by SSLError("
+            "SSLCertVerificationError(1, '[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: "
+            "unable to get local issuer certificate (_ssl.c:1006)')))",
+            "certificate verify failed: unable to get local issuer certificate",
+        ),
+        (
+            "certificate verify failed: IP address mismatch, certificate is not valid for '127.0.0.1'. (_ssl.c:1006)",
+            "certificate verify failed: IP address mismatch, certificate is not valid for '127.0.0.1'",
+        ),
+        ("something else entirely", "TLS handshake failed"),
+    ],
+)
+def test_tls_reason_is_cut_to_the_readable_part(text, reason):
+    assert _client._short_tls_reason(Exception(text)) == reason
+
+
+def test_token_counts_as_expired_only_after_its_ttl():
+    client = _client.VaultClient(_client.ConnectionSettings.from_params(_params()))
+    assert not client._token_expired()
+    client._token_expires = 0.0
+    assert client._token_expired()
+
+
+def test_one_attempt_is_singular():
+    assert _client._attempts(1) == "1 attempt"
+    assert _client._attempts(3) == "3 attempts"
