@@ -21,18 +21,20 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS_ROOT)
 export ANSIBLE_PYTHON_INTERPRETER := $(BIN)/python
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv test units integration sanity lint molecule docs-check build clean collection-link
+.PHONY: help venv test units integration sanity lint molecule docs-check docs changelog-lint build clean collection-link
 
 help:
 	@echo "make venv        create .venv and install requirements-dev.txt"
-	@echo "make test        venv + units + integration + sanity + lint + molecule + docs-check"
+	@echo "make test        venv + units + integration + sanity + lint + molecule + docs-check + docs + changelog-lint"
 	@echo "make units       pytest tests/unit"
 	@echo "make integration pytest tests/integration (starts a local OpenBao server)"
 	@echo "make sanity      ansible-test sanity on a copy of the collection"
 	@echo "make lint        ansible-lint --offline --profile production"
 	@echo "make molecule    molecule test -s default (extensions/molecule)"
 	@echo "make docs-check  ansible-doc renders every module, filter and role"
-	@echo "make build       ansible-galaxy collection build into build/"
+	@echo "make docs        rendered HTML docs with antsibull-docs + Sphinx, offline, into build/docs/html"
+	@echo "make changelog-lint  lint changelogs/fragments and changelog.yaml; CHANGELOG.md is up to date"
+	@echo "make build       ansible-galaxy collection build into build/ (BUILD_DIR=...)"
 	@echo "make clean       remove build output and caches (keeps .venv)"
 
 venv: $(VENV_STAMP)
@@ -49,7 +51,7 @@ $(COLLECTION_LINK):
 	mkdir -p $(dir $@)
 	ln -sfn ../../../.. $@
 
-test: venv units integration sanity lint molecule docs-check
+test: venv units integration sanity lint molecule docs-check docs changelog-lint
 
 # pytest exits 5 when it collected no test: not a failure while tests/unit is
 # still empty. (tests/unit/conftest.py makes the collection importable.)
@@ -100,9 +102,52 @@ docs-check: venv collection-link
 	done; \
 	if [ $$rendered -eq 0 ]; then echo "no modules, filters or roles to document yet"; fi
 
+# The release tarball; galaxy.yml's build_ignore keeps .venv, caches and test artefacts out of it
+# (tests/integration/test_release.py installs it and checks).
+BUILD_DIR ?= build
 build: venv
-	$(BIN)/ansible-galaxy collection build --force --output-path build/
+	$(BIN)/ansible-galaxy collection build --force --output-path $(BUILD_DIR)/
+
+# Fragments and changelog.yaml lint, and CHANGELOG.md is exactly what changelog.yaml renders to.
+# (Release: antsibull-changelog release --version X.Y.Z; see changelogs/config.yaml.)
+changelog-lint: venv
+	$(BIN)/antsibull-changelog lint
+	$(BIN)/antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
+	@rendered=$$(mktemp -d); trap 'rm -rf "$$rendered"' EXIT; \
+	cp -r changelogs galaxy.yml "$$rendered/"; \
+	(cd "$$rendered" && $(BIN)/antsibull-changelog generate); \
+	diff -u CHANGELOG.md "$$rendered/CHANGELOG.md" \
+		|| { echo "CHANGELOG.md is not what changelogs/changelog.yaml renders to: run antsibull-changelog generate"; exit 1; }
+
+# Rendered docs (antsibull-docs + Sphinx, warnings are errors), offline: see scripts/build_docs.py.
+docs: venv collection-link
+	$(BIN)/python scripts/build_docs.py
 
 clean:
 	rm -rf build dist tests/output .pytest_cache
 	find . -path ./.venv -prune -o -type d -name __pycache__ -exec rm -rf {} +
+
+# The collection's cycle against a local OpenBao dev server, or the server in VAULT_ADDR (see scripts/demo.py).
+.PHONY: demo
+demo: venv
+	$(BIN)/python scripts/demo.py
+
+# Performance benchmark (issue 8), not part of `make test`: floor (hvac alone),
+# ours (module, role) and peer (community.hashi_vault.vault_kv2_write in a loop)
+# against one local OpenBao server. `make bench N=200` for another size; only a
+# full run at N=1000 rewrites docs/performance.md. The timed processes run from
+# bench/.venv (the `ansible` package, which ships community.hashi_vault).
+.PHONY: bench bench-venv
+BENCH_VENV := $(CURDIR)/bench/.venv
+BENCH_STAMP := $(BENCH_VENV)/.requirements-installed
+N ?= 1000
+
+bench-venv: $(BENCH_STAMP)
+
+$(BENCH_STAMP): bench/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r bench/requirements.txt
+	touch $@
+
+bench: venv bench-venv
+	$(BIN)/python bench/run.py --n $(N) --bench-python $(BENCH_VENV)/bin/python

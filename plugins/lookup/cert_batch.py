@@ -9,7 +9,7 @@ name: cert_batch
 short_description: Build the O(certautopilot.vault.vault_cert_push#module:certificates) batch from a certificate list
 version_added: 0.1.0
 author:
-  - CertAutoPilot team
+  - CertAutoPilot team (@certautopilot)
 description:
   - Turns a list of certificates, given inline or as file paths, into the list of
     C({path, certificate, private_key, chain}) items that
@@ -28,6 +28,7 @@ description:
     first on every run.
   - Use it with P(ansible.builtin.query#lookup) (or C(wantlist=true)) so that a single certificate still
     yields a list.
+  - The P(certautopilot.vault.cert_distribution#role) role is built on it.
 requirements:
   - cryptography >= 40.0 (Python library, on the controller)
 options:
@@ -81,7 +82,6 @@ seealso:
   - module: certautopilot.vault.vault_cert_push
   - plugin: certautopilot.vault.cert_info
     plugin_type: filter
-  - role: certautopilot.vault.cert_distribution
 """
 
 EXAMPLES = r"""
@@ -167,8 +167,7 @@ try:
 
     HAS_DATA_TAGGING = True
 except ImportError:  # ansible-core 2.17, 2.18
-    from ansible.utils.unsafe_proxy import wrap_var
-
+    trust_as_template = None
     HAS_DATA_TAGGING = False
 
 ITEM_KEYS = frozenset(
@@ -281,10 +280,11 @@ class LookupModule(LookupBase):
 
         if to_render:
             renderer = PathRenderer(self._templar, template, variables)
+            positions = [index for index, _layer in to_render]
             paths = renderer.render_all(
-                [layer for _index, layer in to_render], [describe_item(i, items[i]) for i, _ in to_render]
+                [layer for _index, layer in to_render], [describe_item(index, items[index]) for index in positions]
             )
-            for (index, _layer), path in zip(to_render, paths):
+            for index, path in zip(positions, paths):
                 batch[index]["path"] = path
         for entry in batch:
             entry["path"] = str(entry["path"])
@@ -374,10 +374,15 @@ class PathRenderer:
     def _trusted(self, template: str) -> t.Any:
         return trust_as_template(template) if HAS_DATA_TAGGING else template
 
-    def _layers(self, layer: t.Mapping[str, t.Any]) -> t.Mapping[str, t.Any]:
+    @staticmethod
+    def _layers(layer: t.Mapping[str, t.Any]) -> t.Mapping[str, t.Any]:
+        if HAS_DATA_TAGGING:
+            return layer  # data made in Python is never trusted as a template
         # Before data tagging, a variable's value that holds {{ }} would be rendered again: a certificate's
         # CN must never become a template.
-        return layer if HAS_DATA_TAGGING else wrap_var(dict(layer))
+        from ansible.utils.unsafe_proxy import wrap_var
+
+        return wrap_var(dict(layer))
 
     def render_one(self, layer: t.Mapping[str, t.Any], name: str) -> str:
         self._templar.available_variables = collections.ChainMap(self._layers(layer), self._variables)

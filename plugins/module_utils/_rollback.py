@@ -68,18 +68,29 @@ def rollback(client: VaultClient, request: RollbackRequest) -> dict:
     if metadata is None or metadata.current_version == 0:
         raise VaultCertError(f"{location} does not exist; nothing to roll back")
     current = metadata.current_version
-    if request.current_version is not None and request.current_version != current:
-        raise VaultCertError(
-            f"current version of {location} is {current}, not {request.current_version} "
-            f"(current_version guard): someone changed it since; nothing written"
-        )
-    target = choose_target(metadata, request, location)
+    guard_broken = request.current_version is not None and request.current_version != current
+    guard_error = VaultCertError(
+        f"current version of {location} is {current}, not {request.current_version} "
+        f"(current_version guard): someone changed it since; nothing written"
+    )
+    if guard_broken and request.version is None:
+        raise guard_error
+    try:
+        target = choose_target(metadata, request, location)
+    except VaultCertError:
+        if guard_broken:
+            raise guard_error from None
+        raise
     target_data = _kv2.read_version(client, request.mount, request.path, target)
     if target_data is None or target_data.data is None:
         raise VaultCertError(f"version {target} of {location} could not be read (deleted or destroyed meanwhile)")
     current_data = _kv2.read_version(client, request.mount, request.path, current)
     before = (current_data.data if current_data else None) or {}
     changed = current_data is None or current_data.data != target_data.data
+    if guard_broken and changed:
+        # An explicit version whose data is already current is a rollback that already happened:
+        # re-running it is ok. Anything else moved since the guard was taken.
+        raise guard_error
     version = current
     if changed and not request.check_mode:
         version = _write_target(client, request, target_data.data, current, location)

@@ -384,7 +384,7 @@ def test_rollback_refuses_stale_current_version_guard(bao, vault_conn, approle_a
 # -- push and rollback together ----------------------------------------------------
 
 
-def test_push_result_drives_guarded_rollback_that_a_rerun_cannot_repeat(bao, vault_conn, approle_auth, ansible):
+def test_push_result_drives_guarded_rollback_and_a_rerun_reports_unchanged(bao, vault_conn, approle_auth, ansible):
     path = unique_path("push")
     original = cert_data("old.example.com")
     write(bao, path, original)
@@ -403,8 +403,10 @@ def test_push_result_drives_guarded_rollback_that_a_rerun_cannot_repeat(bao, vau
 
     assert not undone.failed, undone.msg
     assert (undone.result["previous_version"], undone.result["restored_version"], undone.result["version"]) == (2, 1, 3)
-    assert rerun.failed  # the guard names the push's version, which is no longer current
-    assert f"current version of {location(path)} is 3, not 2" in rerun.msg
+    # The guard no longer matches, but the data already is version 1's: the rollback happened, nothing to do.
+    assert not rerun.failed, rerun.msg
+    assert not rerun.changed
+    assert (rerun.result["previous_version"], rerun.result["version"]) == (3, 3)
     assert current_version(bao, path) == 3
     assert data_of(bao, path, 3) == original
     assert data_of(bao, path, 2)["certificate"].strip() == renewed.cert_pem.strip()
