@@ -53,7 +53,7 @@ options:
     description:
       - Guard - roll back only while the current version is still this one
         (the RV(certautopilot.vault.vault_cert_push#module:version) a push returned); otherwise fail, writing nothing.
-      - With an explicit O(version) whose data is already the current data, a mismatching guard is not an error:
+      - With an explicit O(version) whose data is already the current data, a mismatching guard is not an error -
         that rollback already happened, and the module reports ok. Re-running a recorded rollback is safe.
     type: int
 attributes:

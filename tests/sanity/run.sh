@@ -67,9 +67,12 @@ collection=$tree/ansible_collections/$namespace/$name
 mkdir -p "$collection"
 (
     cd "$repo"
-    # Tracked files deleted in the working tree are left out, as they would be in a commit.
+    # Tracked files deleted in the working tree are left out, as they would be
+    # in a commit; so are .venv and build when they are symlinks, which
+    # .gitignore's "dir/" patterns do not match.
     git ls-files -z --cached --others --exclude-standard |
         while IFS= read -r -d '' file; do
+            case $file in .venv | build) continue ;; esac
             if [ -e "$file" ] || [ -L "$file" ]; then printf '%s\0' "$file"; fi
         done |
         tar --null --files-from=- --create --file=- |

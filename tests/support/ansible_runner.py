@@ -98,9 +98,7 @@ class AnsibleRunner:
         workdir.mkdir(parents=True, exist_ok=True)
         self.collections_path = self._link_collection(workdir / "collections")
         self.inventory = workdir / "inventory.ini"
-        self.inventory.write_text(
-            f"localhost ansible_connection=local ansible_python_interpreter={python}\n"
-        )
+        self.inventory.write_text(f"localhost ansible_connection=local ansible_python_interpreter={python}\n")
         # An empty config file keeps any ansible.cfg in a cwd or home out of the runs.
         self.config = workdir / "ansible.cfg"
         self.config.write_text("[defaults]\n")

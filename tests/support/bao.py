@@ -26,7 +26,6 @@ import typing as t
 from pathlib import Path
 
 import requests
-
 from identities import CertificateAuthority, JwtSigner
 
 # Environment variables that would point a child process at some other Vault.
@@ -135,7 +134,7 @@ class BaoServer:
         # tests can check that the collection's output holds none of them.
         config.write_text(
             'audit "file" "main" {\n'
-            f"  options {{\n    file_path = {json.dumps(str(audit_log))}\n    log_raw = \"true\"\n  }}\n"
+            f'  options {{\n    file_path = {json.dumps(str(audit_log))}\n    log_raw = "true"\n  }}\n'
             "}\n"
             if audit
             else "\n"
@@ -336,7 +335,9 @@ class BaoServer:
             body = None
         return answer.status_code, body
 
-    def cli(self, *args: str, namespace: str | None = None, token: str | None = None) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, namespace: str | None = None, token: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run the bao CLI against this server (root token unless `token`); output as text, no check."""
         env = hermetic_environ(
             {
@@ -352,7 +353,12 @@ class BaoServer:
         )
 
     def login(
-        self, mount: str, payload: dict[str, t.Any], *, namespace: str | None = None, cert: tuple[str, str] | None = None
+        self,
+        mount: str,
+        payload: dict[str, t.Any],
+        *,
+        namespace: str | None = None,
+        cert: tuple[str, str] | None = None,
     ) -> str:
         """Log in at auth/<mount>/login and return the client token."""
         status, body = self.api("POST", f"auth/{mount}/login", payload, namespace=namespace, token="", cert=cert)
@@ -411,7 +417,8 @@ class BaoServer:
             request = entry.get("request", {})
             if path_prefix is not None and not request.get("path", "").startswith(path_prefix):
                 continue
-            if namespace is not None and request.get("namespace", {}).get("path", "").strip("/") != namespace.strip("/"):
+            request_namespace = request.get("namespace", {}).get("path", "")
+            if namespace is not None and request_namespace.strip("/") != namespace.strip("/"):
                 continue
             entries.append(entry)
         return entries

@@ -8,6 +8,11 @@ from the file named by CERTAUTOPILOT_TEST_RESULTS.
 
 from __future__ import annotations
 
+import json
+import os
+
+from ansible.plugins.callback import CallbackBase
+
 DOCUMENTATION = """
 name: result_recorder
 type: aggregate
@@ -18,10 +23,6 @@ requirements:
   - enabled in callbacks_enabled
 """
 
-import json
-import os
-
-from ansible.plugins.callback import CallbackBase
 
 RESULTS_FILE_ENV = "CERTAUTOPILOT_TEST_RESULTS"
 
