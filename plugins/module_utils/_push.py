@@ -234,6 +234,8 @@ def _batch_stopped(exc: VaultCertError, items: t.Sequence[PushItem], index: int,
     # A write whose answer was lost may have landed: it is named as unknown, not as unwritten.
     not_written = [item.path for item in items[index + (1 if isinstance(exc, OutcomeUnknown) else 0) :]]
     message = f"batch stopped at certificate {index + 1} of {len(items)}, {failed}: {exc}"
+    if isinstance(exc, OutcomeUnknown) and "may or may not" not in message:
+        message += f". The write of {failed} may or may not have been applied (run again to find out)"
     if not_written:
         message += f". Not written: {', '.join(not_written)}"
     if results:

@@ -273,10 +273,29 @@ certificate:
       description: SHA-256 fingerprint of the DER certificate, lowercase hex.
       type: str
 results:
-  description: One entry per item of O(certificates), in input order, each with the keys of a single run.
+  description:
+    - One entry per item of O(certificates), in input order, each with the keys of a single run.
+    - When a batch fails part-way, the results of the items delivered before the failure.
   returned: batch
   type: list
   elements: dict
+failed_path:
+  description: The path of the item a failed batch stopped at.
+  returned: when a batch failed part-way
+  type: str
+  sample: certs/host-041.example.com
+not_written:
+  description: Paths of a failed batch that were certainly not written (the failed item and every item after it).
+  returned: when a batch failed part-way
+  type: list
+  elements: str
+outcome_unknown:
+  description:
+    - Paths whose write was sent but whose answer was lost (for example the server died); they may or may not
+      have been applied. Run again to find out - the next run compares with the current version.
+  returned: when a batch failed part-way
+  type: list
+  elements: str
 """
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _push
