@@ -19,9 +19,12 @@ from dataclasses import dataclass
 import pki
 import pytest
 from cluster import ClusterNode, RaftCluster
+from fault_proxy import FaultProxy
 
 BATCH_SIZE = 200
 KILL_AFTER_WRITES = 40
+# Seconds each read through the relay waits: 200 reads make the batch last at least 4 s.
+READ_DELAY = 0.02
 MOUNT = "secret"
 WATCH_TIMEOUT = 120.0
 
@@ -103,6 +106,11 @@ def push_while_killing(
     With `await_election`, also time how long the survivors take to present a new active node.
     """
     outcome: dict[str, t.Any] = {}
+    # On an idle machine 200 certificates take about a second: a relay that slows each read a little keeps
+    # the batch running long enough to kill a node mid-run, whatever the load. Redirects pass through it.
+    relay = FaultProxy(entry.addr, cluster.ca_cert)
+    relay.add_rule("GET", f"{MOUNT}/data/", delay=READ_DELAY, times=None)
+    args = {**args, "url": relay.url}
     pushing = threading.Thread(target=lambda: outcome.update(run=ansible.run_module("vault_cert_push", args)))
     started = time.monotonic()
     pushing.start()
@@ -119,6 +127,7 @@ def push_while_killing(
             result.new_active, result.election_seconds = cluster.wait_for_new_active(victims[0])
     finally:
         pushing.join(timeout=300)
+        relay.close()
     result.run, result.seconds = outcome["run"], time.monotonic() - started
     return result
 
