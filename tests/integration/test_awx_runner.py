@@ -1,0 +1,323 @@
+"""playbooks/push.yml as an AWX job: through ansible-runner, with the credential type's injections.
+
+docs/awx/credential_type.yml is the custom credential type an AWX / Automation
+Controller admin creates. AWX runs a job by laying out a private data
+directory (env/envvars, env/extravars, env/cmdline, inventory/, project/) and
+handing it to ansible-runner; a credential's injectors are rendered into it:
+`file` templates become private files under env/, `env` templates become job
+environment variables (with `tower.filename.<name>` the path of each file),
+and `extra_vars` become a YAML file passed with `-e @file`. `inject_credential`
+below does that the way AWX's CredentialType.inject_credential does (Jinja
+sandbox; only non-empty inputs are defined; booleans default to false), and
+the job runs with the `ansible-runner run` command, as AWX's task does inside
+its execution environment, against the real OpenBao server: once per auth
+method the credential type offers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import typing as t
+from pathlib import Path
+
+import pki
+import pytest
+import yaml
+from jinja2 import meta
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from leaks import assert_no_leak
+
+REPO = Path(__file__).resolve().parents[2]
+CREDENTIAL_TYPE = REPO / "docs" / "awx" / "credential_type.yml"
+BIN_DIR = Path(sys.executable).parent
+# AWX refuses these in an `env` injector (awx/main/fields.py and its ENV_BLOCKLIST, abridged).
+AWX_ENV_BLOCKLIST = {
+    "VIRTUAL_ENV", "PATH", "PYTHONPATH", "JOB_ID", "INVENTORY_ID", "INVENTORY_SOURCE_ID", "INVENTORY_UPDATE_ID",
+    "AD_HOC_COMMAND_ID", "REST_API_URL", "REST_API_TOKEN", "MAX_EVENT_RES", "CALLBACK_QUEUE", "CALLBACK_CONNECTION",
+    "CACHE", "JOB_CALLBACK_DEBUG", "INVENTORY_HOSTVARS", "AWX_HOST", "PROJECT_REVISION", "SUPERVISOR_CONFIG_PATH",
+}  # fmt: skip
+RUN_TIMEOUT = 300
+
+
+def load_credential_type() -> dict[str, t.Any]:
+    return yaml.safe_load(CREDENTIAL_TYPE.read_text(encoding="utf-8"))
+
+
+class _Namespace:
+    """AWX's TowerNamespace: `tower.filename` is a path, or an object with one path per file name."""
+
+
+def inject_credential(
+    credential_type: dict[str, t.Any], inputs: dict[str, t.Any], private_data_dir: Path
+) -> tuple[dict[str, str], dict[str, t.Any]]:
+    """Render the injectors for one credential as AWX does: returns (env, extra_vars); files land in env/."""
+    fields = credential_type["inputs"]["fields"]
+    injectors = credential_type["injectors"]
+    namespace: dict[str, t.Any] = {}
+    for name, value in inputs.items():
+        # AWX defines a field only when it has a value; booleans always.
+        if isinstance(value, bool) or len(value):
+            namespace[name] = value
+    for field in fields:
+        if field["type"] == "boolean" and field["id"] not in inputs:
+            namespace[field["id"]] = False
+    tower = _Namespace()
+    namespace["tower"] = tower
+    sandbox = ImmutableSandboxedEnvironment()
+
+    env_dir = private_data_dir / "env"
+    env_dir.mkdir(parents=True, exist_ok=True)
+    for label, template in injectors.get("file", {}).items():
+        handle, path = tempfile.mkstemp(dir=env_dir)
+        with os.fdopen(handle, "w") as file:
+            file.write(sandbox.from_string(template).render(**namespace))
+        os.chmod(path, 0o600)
+        if "." not in label:
+            tower.filename = path
+        else:
+            if not hasattr(tower, "filename"):
+                tower.filename = _Namespace()
+            setattr(tower.filename, label.split(".", 1)[1], path)
+
+    env = {name: sandbox.from_string(source).render(**namespace) for name, source in injectors.get("env", {}).items()}
+
+    def render(node: t.Any) -> t.Any:
+        if isinstance(node, dict):
+            return {render(key): render(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [render(item) for item in node]
+        return sandbox.from_string(node).render(**namespace)
+
+    return env, render(injectors.get("extra_vars", {}))
+
+
+# -- the credential type itself --------------------------------------------------------------------------------
+
+
+def test_credential_type_is_valid_for_awx():
+    credential_type = load_credential_type()
+    fields = credential_type["inputs"]["fields"]
+    ids = [field["id"] for field in fields]
+
+    assert set(credential_type) <= {"name", "description", "kind", "inputs", "injectors"}
+    assert credential_type["kind"] == "cloud"
+    assert len(ids) == len(set(ids))
+    for field in fields:
+        assert re.fullmatch(r"[a-zA-Z_]+[a-zA-Z0-9_]*", field["id"]), field
+        assert field["label"], field
+        assert field["type"] in ("string", "boolean"), field
+        assert set(field) <= {"id", "label", "type", "secret", "multiline", "choices", "default", "help_text"}, field
+    assert set(credential_type["inputs"]["required"]) <= set(ids)
+
+    injectors = credential_type["injectors"]
+    assert set(injectors) <= {"file", "env", "extra_vars"}
+    assert all(label == "template" or label.startswith("template.") for label in injectors["file"])
+    for name, template in injectors["env"].items():
+        assert re.fullmatch(r"[a-zA-Z_]+[a-zA-Z0-9_]*", name), name
+        assert not name.startswith("ANSIBLE_") and name not in AWX_ENV_BLOCKLIST, name
+        assert template.isascii(), name
+    assert all(re.fullmatch(r"[a-zA-Z_]+[a-zA-Z0-9_]*", name) for name in injectors["extra_vars"])
+
+    # Every template refers to the credential's own fields or to tower.filename.
+    sandbox = ImmutableSandboxedEnvironment()
+    templates = [*injectors["file"].values(), *injectors["env"].values()]
+    templates += list(injectors["extra_vars"]["cert_distribution_vault"].values())
+    for template in templates:
+        assert meta.find_undeclared_variables(sandbox.parse(template)) <= set(ids) | {"tower"}, template
+
+
+def test_credential_type_injects_every_environment_variable_the_modules_read():
+    read = set()
+    for path in (REPO / "plugins").rglob("*.py"):
+        read |= set(re.findall(r"[\"'](VAULT_[A-Z_]+)[\"']", path.read_text(encoding="utf-8")))
+
+    assert set(load_credential_type()["injectors"]["env"]) == read
+
+
+def test_secret_inputs_are_marked_secret():
+    secret = {field["id"] for field in load_credential_type()["inputs"]["fields"] if field.get("secret")}
+
+    assert {"secret_id", "jwt", "client_key", "token"} <= secret
+
+
+# -- a push job per auth method ---------------------------------------------------------------------------------
+
+
+def _new_token(bao) -> str:
+    status, body = bao.api("POST", "auth/token/create", {"policies": ["certs"], "ttl": "5m", "no_parent": True})
+    assert status == 200, body
+    return body["auth"]["client_token"]
+
+
+def _credential_inputs(bao, method: str) -> dict[str, t.Any]:
+    """What an admin would enter into the credential for each auth method."""
+    inputs: dict[str, t.Any] = {
+        "vault_addr": bao.addr,
+        "vault_cacert": Path(bao.ca_cert).read_text(),
+        "auth_method": method,
+    }
+    if method == "approle":
+        inputs.update(role_id=bao.role_ids["certs"], secret_id=bao.new_approle_secret_id("certs"))
+    elif method == "jwt":
+        inputs.update(role="certs", jwt=bao.sign_jwt(sub="system:serviceaccount:awx:automation-job"))
+    elif method == "cert":
+        inputs.update(
+            role="certs", client_cert=Path(bao.client_cert).read_text(), client_key=Path(bao.client_key).read_text()
+        )
+    elif method == "token":
+        inputs.update(token=_new_token(bao))
+    return inputs
+
+
+class AwxJob:
+    """An AWX-style private data directory for playbooks/push.yml, run with the ansible-runner command."""
+
+    def __init__(self, root: Path, ansible, credential_inputs: dict[str, t.Any], job_extra_vars: dict[str, t.Any]):
+        self.dir = root / "private_data_dir"
+        project = self.dir / "project"
+        # The job template's project: this repository's playbooks.
+        (project / "playbooks").mkdir(parents=True)
+        for playbook in (REPO / "playbooks").glob("*.yml"):
+            (project / "playbooks" / playbook.name).write_text(playbook.read_text())
+        (self.dir / "inventory").mkdir()
+        (self.dir / "inventory" / "hosts").write_text(
+            f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+        )
+        credential_env, credential_vars = inject_credential(load_credential_type(), credential_inputs, self.dir)
+        self.credential_env = credential_env
+        # AWX writes the credential's extra vars to a private file and passes it with -e @file.
+        handle, credential_vars_file = tempfile.mkstemp(dir=self.dir / "env")
+        with os.fdopen(handle, "w") as file:
+            yaml.safe_dump(credential_vars, file)
+        os.chmod(credential_vars_file, 0o400)
+        job_env = {
+            **credential_env,
+            # The execution environment's settings: where the collection is installed, and no color.
+            "ANSIBLE_COLLECTIONS_PATH": str(ansible.collections_path),
+            "ANSIBLE_HOME": str(root / "ansible-home"),
+            "ANSIBLE_FORCE_COLOR": "0",
+            "ANSIBLE_NOCOLOR": "1",
+        }
+        (self.dir / "env" / "envvars").write_text(yaml.safe_dump(job_env))
+        (self.dir / "env" / "extravars").write_text(yaml.safe_dump(job_extra_vars))
+        (self.dir / "env" / "cmdline").write_text(f"-e @{credential_vars_file}")
+        self.secrets = [
+            str(credential_inputs[name])
+            for name in ("secret_id", "jwt", "client_key", "token")
+            if credential_inputs.get(name)
+        ]
+
+    def run(self, playbook: str = "playbooks/push.yml") -> dict[str, t.Any]:
+        # Nothing of the test's own environment may reach the job: AWX starts it clean.
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("VAULT_", "BAO_", "ANSIBLE_"))}
+        env["PATH"] = f"{BIN_DIR}{os.pathsep}{env.get('PATH', '')}"
+        completed = subprocess.run(  # noqa: S603
+            [str(BIN_DIR / "ansible-runner"), "run", str(self.dir), "-p", playbook, "--ident", "job"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT,
+            check=False,
+        )
+        artifacts = self.dir / "artifacts" / "job"
+        stdout = (artifacts / "stdout").read_text() if (artifacts / "stdout").exists() else completed.stdout
+        events = [json.loads(path.read_text()) for path in sorted((artifacts / "job_events").glob("*.json"))]
+        return {
+            "rc": int((artifacts / "rc").read_text()) if (artifacts / "rc").exists() else completed.returncode,
+            "status": (artifacts / "status").read_text() if (artifacts / "status").exists() else "unknown",
+            "stdout": stdout + completed.stderr,
+            "events": events,
+        }
+
+
+def _task_result(events: list[dict[str, t.Any]], task: str) -> dict[str, t.Any]:
+    for event in events:
+        if event.get("event") == "runner_on_ok" and event["event_data"].get("task") == task:
+            return event["event_data"]["res"]
+    raise AssertionError(f"no successful result for task {task!r}")
+
+
+def _artifact_data(events: list[dict[str, t.Any]]) -> dict[str, t.Any]:
+    """What set_stats published: AWX hands it to the next job of a workflow."""
+    stats = [event for event in events if event.get("event") == "playbook_on_stats"]
+    assert stats, "no playbook_on_stats event"
+    return stats[-1]["event_data"].get("artifact_data", {})
+
+
+LOGIN_PATHS = {"approle": "auth/approle/login", "jwt": "auth/jwt/login", "cert": "auth/cert/login"}
+
+
+def _assert_logged_in_with(bao, mark: int, method: str, inputs: dict[str, t.Any], path: str) -> None:
+    if method == "token":
+        # Every request of the job to the secret carried the credential's token (the test's own use root's).
+        requests = bao.audit_requests(mark, path_prefix=f"secret/data/{path}")
+        assert {entry["request"]["client_token"] for entry in requests} - {bao.root_token} == {inputs["token"]}
+    else:
+        assert bao.audit_requests(mark, path_prefix=LOGIN_PATHS[method]), f"no {LOGIN_PATHS[method]} request"
+
+
+@pytest.mark.parametrize("method", ["approle", "jwt", "cert", "token"])
+def test_push_playbook_runs_as_an_awx_job_with_the_credential_type(bao, ansible, tmp_path, method):
+    cn = f"awx-{method}.example.com"
+    path = f"certs/{cn}"
+    pki.write_leaf(tmp_path / "certs", cn)
+    job_extra_vars = {
+        # What the job template (or its survey) sets; the connection and login come from the credential.
+        "cert_distribution_certs": [
+            {
+                "certificate_file": str(tmp_path / "certs" / "cert.pem"),
+                "private_key_file": str(tmp_path / "certs" / "key.pem"),
+                "chain_file": str(tmp_path / "certs" / "chain.pem"),
+            }
+        ],
+        "push_results_file": str(tmp_path / "push-results.json"),
+    }
+    inputs = _credential_inputs(bao, method)
+    job = AwxJob(tmp_path, ansible, inputs, job_extra_vars)
+    status, body = bao.api("DELETE", f"secret/metadata/{path}")
+    assert status in (204, 404), body
+    mark = bao.audit_mark()
+
+    try:
+        run = job.run()
+
+        assert run["rc"] == 0 and run["status"] == "successful", run["stdout"]
+        pushed = _task_result(run["events"], "Push all certificates with one login")
+        assert [item["path"] for item in pushed["results"]] == [path]
+        assert pushed["results"][0]["version"] == 1
+        # The server holds the certificate, logged in with the credential's method.
+        status, body = bao.api("GET", f"secret/data/{path}")
+        assert status == 200, body
+        assert body["data"]["data"]["certificate"] == (tmp_path / "certs" / "cert.pem").read_text()
+        assert body["data"]["metadata"]["version"] == 1
+        _assert_logged_in_with(bao, mark, method, inputs, path)
+        # What a workflow's rollback job receives, and the results file, record the version.
+        recorded = _artifact_data(run["events"])["cert_distribution_rollback_results"]
+        assert recorded == [{"path": path, "version": 1, "previous_version": None, "changed": True}]
+        results_file = json.loads((tmp_path / "push-results.json").read_text())
+        assert results_file["cert_distribution_rollback_results"] == recorded
+        assert_no_leak([run["stdout"], *run["events"]], *job.secrets, (tmp_path / "certs" / "key.pem").read_text())
+    finally:
+        bao.api("DELETE", f"secret/metadata/{path}")
+
+
+def test_empty_inputs_inject_empty_variables_that_the_modules_read_as_unset(tmp_path):
+    env, extra_vars = inject_credential(
+        load_credential_type(), {"vault_addr": "https://vault.example.com:8200", "auth_method": "approle"}, tmp_path
+    )
+
+    assert env["VAULT_ADDR"] == "https://vault.example.com:8200"
+    assert env["VAULT_SKIP_VERIFY"] == "false"
+    unset = {name for name, value in env.items() if value == ""}
+    assert unset == {
+        "VAULT_NAMESPACE", "VAULT_CACERT", "VAULT_CLIENT_CERT", "VAULT_CLIENT_KEY",
+        "VAULT_ROLE_ID", "VAULT_SECRET_ID", "VAULT_TOKEN",
+    }  # fmt: skip
+    assert extra_vars == {
+        "cert_distribution_vault": {"auth_method": "approle", "auth_mount_point": "", "role": "", "jwt_file": ""}
+    }
