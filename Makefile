@@ -21,7 +21,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS_ROOT)
 export ANSIBLE_PYTHON_INTERPRETER := $(BIN)/python
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv test units integration sanity lint molecule docs-check docs changelog-lint build clean collection-link
+.PHONY: help venv test style units integration sanity lint molecule docs-check docs changelog-lint build clean collection-link
 
 help:
 	@echo "make venv        create .venv and install requirements-dev.txt"
@@ -29,6 +29,7 @@ help:
 	@echo "make units       pytest tests/unit"
 	@echo "make integration pytest tests/integration (starts a local OpenBao server)"
 	@echo "make sanity      ansible-test sanity on a copy of the collection"
+	@echo "make style       ruff check and ruff format --check on the Python code"
 	@echo "make lint        ansible-lint --offline --profile production"
 	@echo "make molecule    molecule test -s default (extensions/molecule)"
 	@echo "make docs-check  ansible-doc renders every module, filter and role"
@@ -51,7 +52,7 @@ $(COLLECTION_LINK):
 	mkdir -p $(dir $@)
 	ln -sfn ../../../.. $@
 
-test: venv units integration sanity lint molecule docs-check docs changelog-lint
+test: venv style units integration sanity lint molecule docs-check docs changelog-lint
 
 # pytest exits 5 when it collected no test: not a failure while tests/unit is
 # still empty. (tests/unit/conftest.py makes the collection importable.)
@@ -65,6 +66,11 @@ integration: venv collection-link
 
 sanity: venv
 	tests/sanity/run.sh
+
+# Python style: ruff lint rules and formatting (ruff.toml), on every Python file of ours.
+style: venv
+	$(BIN)/ruff check plugins tests scripts bench
+	$(BIN)/ruff format --check plugins tests scripts bench
 
 lint: venv collection-link
 	$(BIN)/ansible-lint --offline --profile production --nocolor

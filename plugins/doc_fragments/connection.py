@@ -61,10 +61,11 @@ options:
   auth_mount_point:
     description:
       - Mount point of the auth method. Defaults to the method's own name (V(approle), V(jwt), V(cert)).
+      - Falls back to E(VAULT_AUTH_MOUNT_POINT).
     type: str
   auth_namespace:
     description:
-      - Namespace to log in to. Defaults to O(namespace).
+      - Namespace to log in to. Defaults to O(namespace). Falls back to E(VAULT_AUTH_NAMESPACE).
     type: str
   role_id:
     description:
@@ -78,6 +79,7 @@ options:
   role:
     description:
       - The JWT role, or the cert auth role name. When not set, the method's default role is used.
+      - Falls back to E(VAULT_AUTH_ROLE).
     type: str
   jwt:
     description:
@@ -88,6 +90,7 @@ options:
       - File holding the JWT for O(auth_method=jwt).
       - When neither O(jwt) nor O(jwt_file) is given, the Kubernetes service account token
         C(/var/run/secrets/kubernetes.io/serviceaccount/token) is read.
+      - Falls back to E(VAULT_JWT_FILE).
     type: path
   token:
     description:
@@ -106,6 +109,18 @@ notes:
 requirements:
   - hvac >= 2.0.0
   - cryptography >= 40.0.0
+"""
+
+    # auth_method of the modules that write (push, rollback): they need a login.
+    WRITER_AUTH = r"""
+options:
+  auth_method:
+    description:
+      - How to log in.
+      - Falls back to E(VAULT_AUTH_METHOD).
+    type: str
+    default: approle
+    choices: [approle, jwt, cert, token]
 """
 
     # The KV v2 secret a module works on.

@@ -8,8 +8,8 @@ Private to the collection. The only file that knows KV v2's URLs and answers.
 from __future__ import annotations
 
 import typing as t
-from datetime import datetime, timezone
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from ansible_collections.certautopilot.vault.plugins.module_utils._client import (
     WRITE,

@@ -33,14 +33,19 @@ def connection_argument_spec() -> dict:
 
 def auth_argument_spec(*, default_method: str = "approle", methods: t.Sequence[str] = PUSH_AUTH_METHODS) -> dict:
     return {
-        "auth_method": {"type": "str", "default": default_method, "choices": list(methods)},
-        "auth_mount_point": {"type": "str"},
-        "auth_namespace": {"type": "str"},
+        "auth_method": {
+            "type": "str",
+            "default": default_method,
+            "choices": list(methods),
+            "fallback": (env_fallback, ["VAULT_AUTH_METHOD"]),
+        },
+        "auth_mount_point": {"type": "str", "fallback": (env_fallback, ["VAULT_AUTH_MOUNT_POINT"])},
+        "auth_namespace": {"type": "str", "fallback": (env_fallback, ["VAULT_AUTH_NAMESPACE"])},
         "role_id": {"type": "str", "fallback": (env_fallback, ["VAULT_ROLE_ID"])},
         "secret_id": {"type": "str", "no_log": True, "fallback": (env_fallback, ["VAULT_SECRET_ID"])},
-        "role": {"type": "str"},
+        "role": {"type": "str", "fallback": (env_fallback, ["VAULT_AUTH_ROLE"])},
         "jwt": {"type": "str", "no_log": True},
-        "jwt_file": {"type": "path"},
+        "jwt_file": {"type": "path", "fallback": (env_fallback, ["VAULT_JWT_FILE"])},
         "token": {"type": "str", "no_log": True, "fallback": (env_fallback, ["VAULT_TOKEN"])},
         "revoke_token": {"type": "bool", "default": True},
     }

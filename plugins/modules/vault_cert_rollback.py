@@ -32,13 +32,8 @@ extends_documentation_fragment:
   - certautopilot.vault.connection
   - certautopilot.vault.connection.auth
   - certautopilot.vault.connection.target
+  - certautopilot.vault.connection.writer_auth
 options:
-  auth_method:
-    description:
-      - How to log in.
-    type: str
-    default: approle
-    choices: [approle, jwt, cert, token]
   path:
     description:
       - Secret path below O(mount), checked as in P(certautopilot.vault.vault_cert_push#module).

@@ -25,6 +25,7 @@ options:
   auth_method:
     description:
       - How to log in; V(none) only reads C(sys/health).
+      - Falls back to E(VAULT_AUTH_METHOD).
     type: str
     default: none
     choices: [none, approle, jwt, cert, token]

@@ -6,12 +6,15 @@ directory (env/envvars, env/extravars, env/cmdline, inventory/, project/) and
 handing it to ansible-runner; a credential's injectors are rendered into it:
 `file` templates become private files under env/, `env` templates become job
 environment variables (with `tower.filename.<name>` the path of each file),
-and `extra_vars` become a YAML file passed with `-e @file`. `inject_credential`
-below does that the way AWX's CredentialType.inject_credential does (Jinja
-sandbox; only non-empty inputs are defined; booleans default to false), and
-the job runs with the `ansible-runner run` command, as AWX's task does inside
-its execution environment, against the real OpenBao server: once per auth
-method the credential type offers.
+and `extra_vars` would become a YAML file passed with `-e @file` (this
+credential type injects none: the auth method, its role, mount point and JWT
+file reach the modules as VAULT_AUTH_* / VAULT_JWT_FILE like everything else).
+`inject_credential` below does that the way AWX's CredentialType.inject_credential
+does (Jinja sandbox; only non-empty inputs are defined; booleans default to
+false), and the job runs with the `ansible-runner run` command, as AWX's task
+does inside its execution environment, against the real OpenBao server: once
+per auth method the credential type offers, with push.yml, then health.yml and
+rollback.yml, which must log in with the credential's method too.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pathlib import Path
 import pki
 import pytest
 import yaml
-from jinja2 import meta
+from jinja2 import StrictUndefined, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from leaks import assert_no_leak
 
@@ -121,14 +124,33 @@ def test_credential_type_is_valid_for_awx():
         assert re.fullmatch(r"[a-zA-Z_]+[a-zA-Z0-9_]*", name), name
         assert not name.startswith("ANSIBLE_") and name not in AWX_ENV_BLOCKLIST, name
         assert template.isascii(), name
-    assert all(re.fullmatch(r"[a-zA-Z_]+[a-zA-Z0-9_]*", name) for name in injectors["extra_vars"])
 
     # Every template refers to the credential's own fields or to tower.filename.
     sandbox = ImmutableSandboxedEnvironment()
     templates = [*injectors["file"].values(), *injectors["env"].values()]
-    templates += list(injectors["extra_vars"]["cert_distribution_vault"].values())
     for template in templates:
         assert meta.find_undeclared_variables(sandbox.parse(template)) <= set(ids) | {"tower"}, template
+
+    # AWX's own check when the type is saved (CredentialTypeInjectorField): every template renders with
+    # StrictUndefined, every field defined, and tower.filename.<name> only for a declared file template.
+    filename = _Namespace()
+    for label in injectors["file"]:
+        setattr(filename, label.split(".", 1)[1], "EXAMPLE_FILENAME")
+    tower = _Namespace()
+    tower.filename = filename
+    example = {field["id"]: True if field["type"] == "boolean" else "EXAMPLE" for field in fields}
+    strict = ImmutableSandboxedEnvironment(undefined=StrictUndefined)
+    for template in templates:
+        strict.from_string(template).render(**example, tower=tower)
+    # A choice field's default is one of its choices.
+    for field in fields:
+        if "choices" in field and "default" in field:
+            assert field["default"] in field["choices"], field
+
+
+def test_credential_type_injects_environment_variables_only():
+    """No extra variable: a cert_distribution_vault of the job template (or a task's option) still wins."""
+    assert "extra_vars" not in load_credential_type()["injectors"]
 
 
 def test_credential_type_injects_every_environment_variable_the_modules_read():
@@ -190,11 +212,13 @@ class AwxJob:
         )
         credential_env, credential_vars = inject_credential(load_credential_type(), credential_inputs, self.dir)
         self.credential_env = credential_env
-        # AWX writes the credential's extra vars to a private file and passes it with -e @file.
-        handle, credential_vars_file = tempfile.mkstemp(dir=self.dir / "env")
-        with os.fdopen(handle, "w") as file:
-            yaml.safe_dump(credential_vars, file)
-        os.chmod(credential_vars_file, 0o400)
+        if credential_vars:
+            # AWX writes a credential's extra vars to a private file and passes it with -e @file.
+            handle, credential_vars_file = tempfile.mkstemp(dir=self.dir / "env")
+            with os.fdopen(handle, "w") as file:
+                yaml.safe_dump(credential_vars, file)
+            os.chmod(credential_vars_file, 0o400)
+            (self.dir / "env" / "cmdline").write_text(f"-e @{credential_vars_file}")
         job_env = {
             **credential_env,
             # The execution environment's settings: where the collection is installed, and no color.
@@ -204,27 +228,34 @@ class AwxJob:
             "ANSIBLE_NOCOLOR": "1",
         }
         (self.dir / "env" / "envvars").write_text(yaml.safe_dump(job_env))
-        (self.dir / "env" / "extravars").write_text(yaml.safe_dump(job_extra_vars))
-        (self.dir / "env" / "cmdline").write_text(f"-e @{credential_vars_file}")
+        self.set_extra_vars(job_extra_vars)
+        self.runs = 0
         self.secrets = [
             str(credential_inputs[name])
             for name in ("secret_id", "jwt", "client_key", "token")
             if credential_inputs.get(name)
         ]
 
+    def set_extra_vars(self, job_extra_vars: dict[str, t.Any]) -> None:
+        """What the job template (or its survey, or the workflow before it) passes."""
+        (self.dir / "env" / "extravars").write_text(yaml.safe_dump(job_extra_vars))
+
     def run(self, playbook: str = "playbooks/push.yml") -> dict[str, t.Any]:
+        # Each run its own artifacts directory, as each AWX job has.
+        self.runs += 1
+        ident = f"job{self.runs}"
         # Nothing of the test's own environment may reach the job: AWX starts it clean.
         env = {key: value for key, value in os.environ.items() if not key.startswith(("VAULT_", "BAO_", "ANSIBLE_"))}
         env["PATH"] = f"{BIN_DIR}{os.pathsep}{env.get('PATH', '')}"
         completed = subprocess.run(  # noqa: S603
-            [str(BIN_DIR / "ansible-runner"), "run", str(self.dir), "-p", playbook, "--ident", "job"],
+            [str(BIN_DIR / "ansible-runner"), "run", str(self.dir), "-p", playbook, "--ident", ident],
             env=env,
             capture_output=True,
             text=True,
             timeout=RUN_TIMEOUT,
             check=False,
         )
-        artifacts = self.dir / "artifacts" / "job"
+        artifacts = self.dir / "artifacts" / ident
         stdout = (artifacts / "stdout").read_text() if (artifacts / "stdout").exists() else completed.stdout
         events = [json.loads(path.read_text()) for path in sorted((artifacts / "job_events").glob("*.json"))]
         return {
@@ -252,13 +283,21 @@ def _artifact_data(events: list[dict[str, t.Any]]) -> dict[str, t.Any]:
 LOGIN_PATHS = {"approle": "auth/approle/login", "jwt": "auth/jwt/login", "cert": "auth/cert/login"}
 
 
-def _assert_logged_in_with(bao, mark: int, method: str, inputs: dict[str, t.Any], path: str) -> None:
+def _assert_logged_in_with(bao, mark: int, method: str, inputs: dict[str, t.Any]) -> None:
+    """The job's requests since `mark` were made with the credential's method, and no other login was tried."""
     if method == "token":
-        # Every request of the job to the secret carried the credential's token (the test's own use root's).
-        requests = bao.audit_requests(mark, path_prefix=f"secret/data/{path}")
-        assert {entry["request"]["client_token"] for entry in requests} - {bao.root_token} == {inputs["token"]}
+        # Every authenticated request of the job carried the credential's token (the test's own use root's).
+        tokens = {entry["request"].get("client_token") for entry in bao.audit_requests(mark)}
+        assert tokens - {bao.root_token, None, ""} == {inputs["token"]}
     else:
         assert bao.audit_requests(mark, path_prefix=LOGIN_PATHS[method]), f"no {LOGIN_PATHS[method]} request"
+    for other, login_path in LOGIN_PATHS.items():
+        if other != method:
+            assert not bao.audit_requests(mark, path_prefix=login_path), f"{method} job logged in at {login_path}"
+
+
+def _assert_job_succeeded(run: dict[str, t.Any]) -> None:
+    assert run["rc"] == 0 and run["status"] == "successful", run["stdout"]
 
 
 @pytest.mark.parametrize("method", ["approle", "jwt", "cert", "token"])
@@ -279,6 +318,13 @@ def test_push_playbook_runs_as_an_awx_job_with_the_credential_type(bao, ansible,
     }
     inputs = _credential_inputs(bao, method)
     job = AwxJob(tmp_path, ansible, inputs, job_extra_vars)
+    # The login reaches the job as environment variables only (no cert_distribution_vault).
+    assert job.credential_env["VAULT_AUTH_METHOD"] == method
+    assert job.credential_env["VAULT_AUTH_ROLE"] == inputs.get("role", "")
+    if method == "jwt":
+        assert Path(job.credential_env["VAULT_JWT_FILE"]).read_text() == inputs["jwt"]
+    else:
+        assert job.credential_env["VAULT_JWT_FILE"] == ""
     status, body = bao.api("DELETE", f"secret/metadata/{path}")
     assert status in (204, 404), body
     mark = bao.audit_mark()
@@ -286,7 +332,10 @@ def test_push_playbook_runs_as_an_awx_job_with_the_credential_type(bao, ansible,
     try:
         run = job.run()
 
-        assert run["rc"] == 0 and run["status"] == "successful", run["stdout"]
+        _assert_job_succeeded(run)
+        # The role's health check ran first, logged in (its own default would be no login).
+        health = _task_result(run["events"], "Check Vault, the mount and the first secret path")
+        assert {check["name"] for check in health["checks"] if check["ok"]} >= {"server", "login", "mount"}
         pushed = _task_result(run["events"], "Push all certificates with one login")
         assert [item["path"] for item in pushed["results"]] == [path]
         assert pushed["results"][0]["version"] == 1
@@ -295,29 +344,118 @@ def test_push_playbook_runs_as_an_awx_job_with_the_credential_type(bao, ansible,
         assert status == 200, body
         assert body["data"]["data"]["certificate"] == (tmp_path / "certs" / "cert.pem").read_text()
         assert body["data"]["metadata"]["version"] == 1
-        _assert_logged_in_with(bao, mark, method, inputs, path)
+        _assert_logged_in_with(bao, mark, method, inputs)
         # What a workflow's rollback job receives, and the results file, record the version.
         recorded = _artifact_data(run["events"])["cert_distribution_rollback_results"]
         assert recorded == [{"path": path, "version": 1, "previous_version": None, "changed": True}]
         results_file = json.loads((tmp_path / "push-results.json").read_text())
         assert results_file["cert_distribution_rollback_results"] == recorded
-        assert_no_leak([run["stdout"], *run["events"]], *job.secrets, (tmp_path / "certs" / "key.pem").read_text())
+        runs = [run]
+
+        # health.yml, same credential: logs in with its method too.
+        job.set_extra_vars({"health_path": path, "health_check_rollback": True})
+        mark = bao.audit_mark()
+        run = job.run("playbooks/health.yml")
+        _assert_job_succeeded(run)
+        health = _task_result(run["events"], "Check the server, the login, the mount and the path")
+        assert {check["name"] for check in health["checks"] if check["ok"]} >= {
+            "server", "login", "mount", "push_capabilities", "rollback_capabilities",
+        }  # fmt: skip
+        _assert_logged_in_with(bao, mark, method, inputs)
+        runs.append(run)
+
+        # A renewal, pushed by the same job template, then undone by rollback.yml as the next workflow node: it
+        # receives what the push published, and its health check and the rollback log in with the method too.
+        pki.write_leaf(tmp_path / "renewed", cn)
+        renewal = {
+            "certificate_file": str(tmp_path / "renewed" / "cert.pem"),
+            "private_key_file": str(tmp_path / "renewed" / "key.pem"),
+            "chain_file": str(tmp_path / "renewed" / "chain.pem"),
+        }
+        job.set_extra_vars({"cert_distribution_certs": [renewal]})
+        mark = bao.audit_mark()
+        run = job.run()
+        _assert_job_succeeded(run)
+        _assert_logged_in_with(bao, mark, method, inputs)
+        recorded = _artifact_data(run["events"])["cert_distribution_rollback_results"]
+        assert recorded == [{"path": path, "version": 2, "previous_version": 1, "changed": True}]
+        runs.append(run)
+
+        job.set_extra_vars({"cert_distribution_rollback_results": recorded})
+        mark = bao.audit_mark()
+        run = job.run("playbooks/rollback.yml")
+        _assert_job_succeeded(run)
+        health = _task_result(run["events"], "Check Vault, the mount and what rollback needs on the first secret path")
+        assert {check["name"] for check in health["checks"] if check["ok"]} >= {"login", "rollback_capabilities"}
+        restored = _task_result(run["events"], "Restore the chosen version of each secret")
+        assert [(item["path"], item["version"], item["restored_version"]) for item in restored["results"]] == [
+            (path, 3, 1)
+        ]
+        status, body = bao.api("GET", f"secret/data/{path}")
+        assert status == 200, body
+        assert body["data"]["data"]["certificate"] == (tmp_path / "certs" / "cert.pem").read_text()
+        _assert_logged_in_with(bao, mark, method, inputs)
+        runs.append(run)
+
+        texts = [text for run in runs for text in (run["stdout"], *run["events"])]
+        assert_no_leak(texts, *job.secrets, (tmp_path / "certs" / "key.pem").read_text())
+    finally:
+        bao.api("DELETE", f"secret/metadata/{path}")
+
+
+def test_cert_distribution_vault_of_the_job_template_wins_over_the_credential(bao, ansible, tmp_path):
+    """Task option > environment: the role's health check and push both log in as cert_distribution_vault says."""
+    cn = "awx-precedence.example.com"
+    path = f"certs/{cn}"
+    pki.write_leaf(tmp_path / "certs", cn)
+    job_extra_vars = {
+        "cert_distribution_certs": [
+            {
+                "certificate_file": str(tmp_path / "certs" / "cert.pem"),
+                "private_key_file": str(tmp_path / "certs" / "key.pem"),
+                "chain_file": str(tmp_path / "certs" / "chain.pem"),
+            }
+        ],
+        # The job template overrides the credential's JWT login (VAULT_AUTH_METHOD=jwt) with AppRole.
+        "cert_distribution_vault": {
+            "auth_method": "approle",
+            "role_id": bao.role_ids["certs"],
+            "secret_id": bao.new_approle_secret_id("certs"),
+        },
+    }
+    inputs = _credential_inputs(bao, "jwt")
+    job = AwxJob(tmp_path, ansible, inputs, job_extra_vars)
+    status, body = bao.api("DELETE", f"secret/metadata/{path}")
+    assert status in (204, 404), body
+    mark = bao.audit_mark()
+
+    try:
+        run = job.run()
+
+        _assert_job_succeeded(run)
+        # Health check and push: two AppRole logins, no JWT login.
+        assert len(bao.audit_requests(mark, path_prefix=LOGIN_PATHS["approle"])) == 2
+        _assert_logged_in_with(bao, mark, "approle", {})
+        assert_no_leak(
+            [run["stdout"], *run["events"]], *job.secrets, job_extra_vars["cert_distribution_vault"]["secret_id"]
+        )
     finally:
         bao.api("DELETE", f"secret/metadata/{path}")
 
 
 def test_empty_inputs_inject_empty_variables_that_the_modules_read_as_unset(tmp_path):
-    env, extra_vars = inject_credential(
-        load_credential_type(), {"vault_addr": "https://vault.example.com:8200", "auth_method": "approle"}, tmp_path
-    )
+    # Through the API a credential may leave out a required input that has a default (auth_method).
+    inputs = {"vault_addr": "https://vault.example.com:8200"}
+    env, extra_vars = inject_credential(load_credential_type(), inputs, tmp_path)
 
     assert env["VAULT_ADDR"] == "https://vault.example.com:8200"
     assert env["VAULT_SKIP_VERIFY"] == "false"
+    # Never empty: the modules would refuse an empty auth_method.
+    assert env["VAULT_AUTH_METHOD"] == "approle"
     unset = {name for name, value in env.items() if value == ""}
     assert unset == {
         "VAULT_NAMESPACE", "VAULT_CACERT", "VAULT_CLIENT_CERT", "VAULT_CLIENT_KEY",
-        "VAULT_ROLE_ID", "VAULT_SECRET_ID", "VAULT_TOKEN",
+        "VAULT_AUTH_MOUNT_POINT", "VAULT_AUTH_NAMESPACE", "VAULT_AUTH_ROLE",
+        "VAULT_ROLE_ID", "VAULT_SECRET_ID", "VAULT_JWT_FILE", "VAULT_TOKEN",
     }  # fmt: skip
-    assert extra_vars == {
-        "cert_distribution_vault": {"auth_method": "approle", "auth_mount_point": "", "role": "", "jwt_file": ""}
-    }
+    assert extra_vars == {}

@@ -4,7 +4,8 @@ goes away, a listener that never answers, a sealed server, an expiring token, TL
 Faults come from tests/support/fault_proxy.py: a reverse proxy on loopback that answers some
 requests itself. The scenarios that share the session server run as the tasks of one
 ansible-playbook run (one task per scenario, failures ignored) to keep the suite fast; each test
-then checks one scenario's result and the server. Sealing and token expiry happen on a throwaway server of this file, never on the session one.
+then checks one scenario's result and the server. Sealing and token expiry happen on a throwaway
+server of this file, never on the session one.
 """
 
 from __future__ import annotations

@@ -17,10 +17,9 @@ import uuid
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pki
 import pytest
 import requests
-
-import pki
 from leaks import assert_no_leak
 
 MODULE = "vault_cert_rollback"

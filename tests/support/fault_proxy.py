@@ -20,6 +20,7 @@ Paths in rules are API paths without `/v1/` and without the query string.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import http.server
 import re
@@ -218,10 +219,8 @@ class _ProxyServer(http.server.ThreadingHTTPServer):
         with self.connections_lock:
             connections, self.connections = list(self.connections), set()
         for connection in connections:
-            try:
+            with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             connection.close()
 
     def handle_error(self, request: t.Any, client_address: t.Any) -> None:
@@ -286,10 +285,8 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
 
         def _drop(self) -> None:
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_LIST = do_HEAD = _handle  # noqa: N815
 
@@ -328,10 +325,8 @@ class BlackHole:
 
     def close(self) -> None:
         self._stopped.set()
-        try:
+        with contextlib.suppress(OSError):
             self._socket.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self._socket.close()
         for connection in self._held:
             connection.close()

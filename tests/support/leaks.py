@@ -20,7 +20,9 @@ def secret_needles(*secrets: str | None) -> list[str]:
         if not secret:
             continue
         if "-----BEGIN" in secret:
-            needles += [line.strip() for line in secret.splitlines() if len(line.strip()) >= _MIN_LINE and "-----" not in line]
+            needles += [
+                line.strip() for line in secret.splitlines() if len(line.strip()) >= _MIN_LINE and "-----" not in line
+            ]
         else:
             needles.append(secret)
     return needles

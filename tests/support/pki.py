@@ -233,6 +233,9 @@ def make_intermediate(
     )
 
 
+_EXTENDED_USAGE = {"server": ExtendedKeyUsageOID.SERVER_AUTH, "client": ExtendedKeyUsageOID.CLIENT_AUTH}
+
+
 def make_leaf(
     issuer: Issued | None,
     cn: str | None = "www.example.com",
@@ -244,8 +247,10 @@ def make_leaf(
     key_type: str = "ec",
     key: CertificateIssuerPrivateKeyTypes | None = None,
     serial: int | None = None,
+    purpose: str = "server",
 ) -> Issued:
-    """A TLS server certificate signed by ``issuer`` (self-signed when None), with a fresh key.
+    """A TLS server (or, with ``purpose="client"``, client) certificate signed by ``issuer``
+    (self-signed when None), with a fresh key.
 
     ``sans`` items are ``DNS:name``, ``IP:address``, ``email:address``, ``URI:uri`` or a bare
     name or address. ``cn=None`` leaves the CN out of the subject. For an expired certificate
@@ -267,7 +272,7 @@ def make_leaf(
     extensions: list[tuple[x509.ExtensionType, bool]] = [
         (x509.BasicConstraints(ca=False, path_length=None), True),
         (usage, True),
-        (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False),
+        (x509.ExtendedKeyUsage([_EXTENDED_USAGE[purpose]]), False),
     ]
     names = [_general_name(san) for san in sans]
     if names:

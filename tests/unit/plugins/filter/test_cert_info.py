@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
+
 from ansible_collections.certautopilot.vault.plugins.filter import cert_info as cert_info_plugin
 from ansible_collections.certautopilot.vault.plugins.module_utils._certs import summarise_certificate
 
