@@ -73,7 +73,7 @@ class VaultModule:
         spec = connection_argument_spec()
         spec.update(auth_argument_spec(default_method=default_auth, methods=auth_methods))
         spec.update(argument_spec)
-        self.module = AnsibleModule(argument_spec=spec, supports_check_mode=True, **module_kwargs)
+        self.module = _BatchAwareModule(argument_spec=spec, supports_check_mode=True, **module_kwargs)
         self.params = self.module.params
         self._hide_private_keys_in_any_option()
         self._require_libraries()
@@ -131,11 +131,65 @@ class VaultModule:
         try:
             result = action()
         except VaultCertError as exc:
-            self.module.fail_json(msg=str(exc), **getattr(exc, "result", {}))
+            self._finish(self.module.fail_json, {"msg": str(exc), **getattr(exc, "result", {})})
         diff = result.pop("diff", None)
         if self.module._diff and diff is not None:
             result["diff"] = diff
-        self.module.exit_json(**result)
+        self._finish(self.module.exit_json, result)
+
+    def _finish(self, finish: t.Callable[..., t.NoReturn], result: dict) -> t.NoReturn:
+        """Return through exit_json/fail_json with the private keys masked in linear time.
+
+        Ansible replaces every no_log value in every returned string, and a batch brings one
+        key per certificate: quadratic. Every PEM private key holds ``PRIVATE KEY-----``, so
+        only strings that hold that text can hold a key; the rest of the no_log values
+        (secret_id, token, jwt) are still masked by Ansible.
+        """
+        keys = {value for value in self.module.no_log_values if PEM_KEY_MARK in value}
+        if keys:
+            result = _mask_keys({"invocation": {"module_args": self.params}, **result}, keys)
+            self.module.no_log_values = self.module.no_log_values - keys
+        finish(**result)
+
+
+# Text in the BEGIN and END lines of every PEM private key, whatever its type.
+PEM_KEY_MARK = "PRIVATE KEY-----"
+NO_LOG_PLACEHOLDER = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+
+
+def _mask_keys(value: t.Any, keys: set[str]) -> t.Any:
+    """What Ansible's remove_values does for these values: a whole value is replaced, a part starred."""
+    if isinstance(value, str):
+        if value in keys:
+            return NO_LOG_PLACEHOLDER
+        if PEM_KEY_MARK in value:
+            for key in sorted(keys, key=len, reverse=True):
+                value = value.replace(key, "********")
+        return value
+    if isinstance(value, dict):
+        return {name: _mask_keys(item, keys) for name, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_mask_keys(item, keys) for item in value]
+    return value
+
+
+class _BatchAwareModule(AnsibleModule):
+    """AnsibleModule whose invocation log names a batch by its size.
+
+    Ansible logs every argument at start-up and masks each no_log value in that
+    line: with one key per certificate that is quadratic, and the line is megabytes.
+    """
+
+    def _log_invocation(self) -> None:
+        batch = self.params.get("certificates")
+        if not batch:
+            super()._log_invocation()
+            return
+        self.params["certificates"] = f"<{len(batch)} certificates>"
+        try:
+            super()._log_invocation()
+        finally:
+            self.params["certificates"] = batch
 
 
 def _strings(value: t.Any) -> t.Iterator[str]:

@@ -35,6 +35,8 @@ class PushOptions:
     validate: bool = True
     custom_metadata: bool = False
     check_mode: bool = False
+    # Summaries for the diff cost a PEM parse per field: made only in diff mode.
+    diff: bool = False
 
 
 @dataclass(frozen=True)
@@ -183,8 +185,7 @@ def _apply(client: VaultClient, item: PushItem, options: PushOptions, decision: 
 
 def _result(item: PushItem, options: PushOptions, decision: Decision, *, version: int, changed: bool) -> dict:
     current = decision.current
-    before = current.data if current and current.data is not None else {}
-    return {
+    result = {
         "changed": changed,
         "mount": options.mount,
         "path": item.path,
@@ -193,13 +194,16 @@ def _result(item: PushItem, options: PushOptions, decision: Decision, *, version
         "created": current is None,
         "changed_fields": decision.changed_fields if changed else [],
         "certificate": item.summary,
-        "diff": {
+    }
+    if options.diff:
+        before = current.data if current and current.data is not None else {}
+        result["diff"] = {
             "before_header": _kv2.data_path(options.mount, item.path),
             "after_header": _kv2.data_path(options.mount, item.path),
             "before": _certs.summarise_secret(before, fields=options.fields),
             "after": _certs.summarise_secret(decision.desired, fields=options.fields),
-        },
-    }
+        }
+    return result
 
 
 class BatchStopped(VaultCertError):
@@ -258,5 +262,8 @@ def run_result(results: list[dict], *, batch: bool) -> dict:
     """The module's return: the single shape, or ``results`` (and one diff per item) for a batch."""
     if not batch:
         return results[0]
-    diffs = [result.pop("diff") for result in results]
-    return {"changed": any(result["changed"] for result in results), "results": results, "diff": diffs}
+    diffs = [result.pop("diff") for result in results if "diff" in result]
+    outcome = {"changed": any(result["changed"] for result in results), "results": results}
+    if diffs:
+        outcome["diff"] = diffs
+    return outcome

@@ -334,6 +334,7 @@ def push(vault: VaultModule) -> dict:
         validate=params["validate"],
         custom_metadata=params["custom_metadata"],
         check_mode=vault.module.check_mode,
+        diff=vault.module._diff,
     )
     batch = params["certificates"] is not None
     raw_items = params["certificates"] if batch else [{name: params[name] for name in SINGLE_OPTIONS}]
