@@ -69,8 +69,8 @@ sanity: venv
 
 # Python style: ruff lint rules and formatting (ruff.toml), on every Python file of ours.
 style: venv
-	$(BIN)/ruff check plugins tests scripts bench
-	$(BIN)/ruff format --check plugins tests scripts bench
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 lint: venv collection-link
 	$(BIN)/ansible-lint --offline --profile production --nocolor
@@ -142,9 +142,9 @@ demo: venv
 # ours (module, role) and peer (community.hashi_vault.vault_kv2_write in a loop)
 # against one local OpenBao server. `make bench N=200` for another size; only a
 # full run at N=1000 rewrites docs/performance.md. The timed processes run from
-# bench/.venv (the `ansible` package, which ships community.hashi_vault).
+# build/bench-venv (the `ansible` package, which ships community.hashi_vault).
 .PHONY: bench bench-venv
-BENCH_VENV := $(CURDIR)/bench/.venv
+BENCH_VENV := $(CURDIR)/build/bench-venv
 BENCH_STAMP := $(BENCH_VENV)/.requirements-installed
 N ?= 1000
 
