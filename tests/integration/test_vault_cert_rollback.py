@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 import time
-import typing as t
 import uuid
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pki
 import pytest
 import requests
+from fault_proxy import FaultProxy
 from leaks import assert_no_leak
 
 MODULE = "vault_cert_rollback"
@@ -105,73 +104,6 @@ def token_with_policy(bao, name: str, rules: dict[str, list[str]]) -> str:
     status, body = bao.api("POST", "auth/token/create", {"policies": [name], "ttl": "5m"})
     assert status == 200, body
     return body["auth"]["client_token"]
-
-
-# -- an HTTP proxy to put another writer between the module's read and write --
-
-
-class _KvProxy:
-    """Forwards plain HTTP to the TLS server and can act on the module's write to one secret."""
-
-    def __init__(self, bao, watched: str) -> None:
-        self.bao = bao
-        self.watched = f"/v1/{watched}"
-        self.seen: list[tuple[str, str]] = []
-        self.before_write: t.Callable[[], None] | None = None
-        self.lose_write_answer = False
-
-
-def _proxy_handler(proxy: _KvProxy) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *_args):  # keep pytest output quiet
-            pass
-
-        def _forward(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            proxy.seen.append((self.command, self.path))
-            is_write = self.command in ("POST", "PUT") and self.path.split("?")[0] == proxy.watched
-            if is_write and proxy.before_write:
-                proxy.before_write()
-            headers = {
-                key: value
-                for key, value in self.headers.items()
-                if key.lower() in ("x-vault-token", "x-vault-namespace", "x-vault-request", "content-type")
-            }
-            answer = requests.request(
-                self.command,
-                proxy.bao.addr + self.path,
-                data=body or None,
-                headers=headers,
-                verify=proxy.bao.ca_cert,
-                timeout=30,
-            )
-            status, content = answer.status_code, answer.content
-            if is_write and proxy.lose_write_answer:
-                # The write was applied, but the answer is "lost" behind a failing gateway.
-                status, content = 502, json.dumps({"errors": ["proxy: upstream answer lost"]}).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(content)))
-            self.end_headers()
-            self.wfile.write(content)
-
-        do_GET = do_POST = do_PUT = do_DELETE = do_LIST = _forward  # noqa: N815
-
-    return Handler
-
-
-@contextmanager
-def kv_proxy(bao, watched: str) -> t.Iterator[tuple[_KvProxy, str]]:
-    proxy = _KvProxy(bao, watched)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _proxy_handler(proxy))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield proxy, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 # -- restoring ----------------------------------------------------------------
@@ -528,14 +460,14 @@ def test_rollback_fails_when_another_writer_lands_between_read_and_write(bao, ap
     one, two, theirs = (cert_data(f"{n}.example.com") for n in ("one", "two", "theirs"))
     write_history(bao, path, one, two)
 
-    with kv_proxy(bao, location(path)) as (proxy, url):
-        proxy.before_write = lambda: write(bao, path, theirs)
-        run = rollback(ansible, {"url": url}, approle_auth, path, version=1)
+    watched = re.escape(location(path)) + "$"
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        proxy.add_rule("POST", watched, action=lambda: write(bao, path, theirs), times=None)
+        run = rollback(ansible, {"url": proxy.url}, approle_auth, path, version=1)
 
     assert run.failed
     assert f"{location(path)} changed while rolling back (it is no longer version 2); nothing written" in run.msg
-    writes = [seen for seen in proxy.seen if seen[0] == "POST" and seen[1] == f"/v1/{location(path)}"]
-    assert len(writes) == 1  # not re-decided and re-sent
+    assert len(proxy.hits("POST", watched)) == 1  # not re-decided and re-sent
     assert history(bao, path) == {1: one, 2: two, 3: theirs}  # the other writer's version stays current
     assert_no_leak([run.output, run.result], approle_auth["secret_id"], *secrets_of(one, two, theirs))
 
@@ -545,14 +477,15 @@ def test_rollback_write_whose_answer_is_lost_is_recognised_not_repeated(bao, app
     one, two = cert_data("one.example.com"), cert_data("two.example.com")
     write_history(bao, path, one, two)
 
-    with kv_proxy(bao, location(path)) as (proxy, url):
-        proxy.lose_write_answer = True
-        run = rollback(ansible, {"url": url}, approle_auth, path, version=1)
+    watched = re.escape(location(path)) + "$"
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        # The write is applied, but its answer is lost behind a failing gateway.
+        proxy.add_rule("POST", watched, status=502, after_forward=True, times=None)
+        run = rollback(ansible, {"url": proxy.url}, approle_auth, path, version=1)
 
     assert not run.failed, run.msg
     assert (run.result["previous_version"], run.result["restored_version"], run.result["version"]) == (2, 1, 3)
-    writes = [seen for seen in proxy.seen if seen[0] == "POST" and seen[1] == f"/v1/{location(path)}"]
-    assert len(writes) == 1
+    assert len(proxy.hits("POST", watched)) == 1
     assert history(bao, path) == {1: one, 2: two, 3: one}
     assert_no_leak([run.output, run.result], approle_auth["secret_id"], *secrets_of(one, two))
 
