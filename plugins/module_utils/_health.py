@@ -74,7 +74,7 @@ def server_status(client: VaultClient, report: HealthReport, *, standby_ok: bool
     return report.record("server", True, f"{url} is initialized, unsealed and {role} (version {body.get('version')})")
 
 
-def _has(capabilities: t.Sequence[str], needed: t.Sequence[str]) -> list[str]:
+def _missing(capabilities: t.Sequence[str], needed: t.Sequence[str]) -> list[str]:
     """The needed capabilities missing from a capability list."""
     if "root" in capabilities:
         return []
@@ -97,7 +97,7 @@ def check_capabilities(client: VaultClient, report: HealthReport, request: Healt
 
 
 def _record_capabilities(report, name, location, granted, needed) -> None:
-    missing = _has(granted, needed)
+    missing = _missing(granted, needed)
     if missing:
         report.record(
             name,

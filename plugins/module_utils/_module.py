@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
-from ansible_collections.certautopilot.vault.plugins.module_utils import _client
+from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _client
 from ansible_collections.certautopilot.vault.plugins.module_utils._auth import AuthMethod, select_auth_method
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
 
@@ -85,14 +85,10 @@ class VaultModule:
         Ansible echoes the module's arguments (-vvv, ``invocation``); no_log values are
         masked there and in every returned string, so the pasted key joins them.
         """
-        from ansible_collections.certautopilot.vault.plugins.module_utils import _certs
-
         for text in _strings(self.params):
             self.module.no_log_values.update(_certs.private_key_blocks(text))
 
     def _require_libraries(self) -> None:
-        from ansible_collections.certautopilot.vault.plugins.module_utils import _certs
-
         if not _client.HAS_HVAC:
             self.module.fail_json(msg=missing_required_lib("hvac"), exception=_format(_client.HVAC_IMPORT_ERROR))
         if not _certs.HAS_CRYPTOGRAPHY:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import typing as t
 from dataclasses import dataclass
+from functools import cached_property
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _kv2
 from ansible_collections.certautopilot.vault.plugins.module_utils._client import (
@@ -37,6 +38,11 @@ class PushOptions:
     check_mode: bool = False
     # Summaries for the diff cost a PEM parse per field: made only in diff mode.
     diff: bool = False
+
+    @cached_property
+    def managed_keys(self) -> frozenset[str]:
+        """The JSON keys a push owns, worked out once per run, not per certificate."""
+        return _certs.managed_keys(self.fields)
 
 
 @dataclass(frozen=True)
@@ -100,7 +106,7 @@ def _prepare_item(raw: t.Mapping[str, t.Any], path: str, options: PushOptions) -
 def decide(item: PushItem, current: _kv2.SecretVersion | None, options: PushOptions) -> Decision:
     """What the new version's data should be, and which fields that changes."""
     current_data = (current.data if current else None) or {}
-    managed = _certs.managed_keys(options.fields)
+    managed = options.managed_keys
     desired = dict(item.payload)
     if options.keep_other_fields:
         desired.update({key: value for key, value in current_data.items() if key not in managed})
