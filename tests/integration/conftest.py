@@ -18,6 +18,7 @@ if str(SUPPORT_DIR) not in sys.path:
 
 from ansible_runner import AnsibleRunner  # noqa: E402
 from bao import ProvisionedBao  # noqa: E402
+from module_process import ModuleProcess  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +52,9 @@ def approle_auth(bao: ProvisionedBao) -> dict[str, str]:
 def ansible(tmp_path_factory: pytest.TempPathFactory) -> AnsibleRunner:
     """Runs the collection's modules and playbooks with ansible-playbook on localhost."""
     return AnsibleRunner(tmp_path_factory.mktemp("ansible"))
+
+
+@pytest.fixture(scope="session")
+def module_process(tmp_path_factory: pytest.TempPathFactory) -> ModuleProcess:
+    """Runs one module as its own process, without a playbook, capturing its syslog lines."""
+    return ModuleProcess(tmp_path_factory.mktemp("module-process"))
