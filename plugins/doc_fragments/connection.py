@@ -12,6 +12,8 @@ options:
     description:
       - Address of the Vault or OpenBao server, for example C(https://vault.example.com:8200).
       - Falls back to the E(VAULT_ADDR) environment variable. Required one way or the other.
+      - An address with credentials in it (C(https://user:password@host)) is refused, without showing them;
+        give credentials as auth options.
     type: str
     aliases: [address]
   namespace:
@@ -23,8 +25,11 @@ options:
   ca_cert:
     description:
       - The CA certificate that signed the server's TLS certificate, as a file path or as inline PEM text.
+      - Inline PEM text is written to a private (0600) temporary file that is removed when the module ends.
       - Wins over E(REQUESTS_CA_BUNDLE) and E(SSL_CERT_FILE). Falls back to E(VAULT_CACERT).
-      - When not set, the system trust store is used.
+      - When not set, the CA bundle of the Python C(requests) library is used - the C(certifi) package's
+        bundle, or the file named by E(REQUESTS_CA_BUNDLE) or E(CURL_CA_BUNDLE) when set - not
+        necessarily the system trust store.
     type: str
   validate_certs:
     description:
@@ -33,13 +38,19 @@ options:
     type: bool
   client_cert:
     description:
-      - TLS client certificate (PEM file) presented on every connection, for mTLS listeners and O(auth_method=cert).
+      - TLS client certificate presented on every connection, for mTLS listeners and O(auth_method=cert).
+      - A file path or inline PEM text (for example C(lookup('ansible.builtin.file', 'client.crt'))); inline text is
+        written to a private (0600) temporary file that is removed when the module ends.
+      - The file may hold the private key too; then O(client_key) is not needed.
       - Falls back to E(VAULT_CLIENT_CERT).
-    type: path
+    type: str
   client_key:
     description:
-      - Private key (PEM file) of O(client_cert). Falls back to E(VAULT_CLIENT_KEY).
-    type: path
+      - Private key of O(client_cert), unencrypted, as a file path or inline PEM text (handled as O(client_cert)).
+      - Never logged or shown, neither as a path nor as text.
+      - The certificate and key are checked to load together before any connection.
+      - Falls back to E(VAULT_CLIENT_KEY).
+    type: str
   timeout:
     description:
       - Seconds to wait for each HTTP request.
@@ -48,11 +59,17 @@ options:
   retries:
     description:
       - How many times a transient failure is retried, with waits of 0.5 s doubling to at most 8 s (with jitter).
-      - Transient means a connection error before an answer, or HTTP 412, 429, 500, 502 or 503.
+        The default waits about 40 s in all, which rides through a raft leader election under OpenBao's default
+        timing (11 to 21 s measured on a 3-node cluster).
+      - Transient means a connection error before an answer, or HTTP 412, 429, 500, 502, 503 or 504.
         A login is never sent again once the server answered it.
+      - A write is never sent again blindly. When its answer does not prove it was refused (anything but Vault's
+        own sealed or not-active-node answer, or a C(4xx) refusal), the secret is read back; a write that landed
+        is reported as written, one that did not is sent again with the same check-and-set version. Only when
+        even the read fails is the outcome reported as unknown.
       - Check-and-set conflicts are re-read and re-decided up to this many times too.
     type: int
-    default: 5
+    default: 8
 """
 
     # Auth options shared by every module of the collection.

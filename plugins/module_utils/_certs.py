@@ -559,20 +559,42 @@ def summarise_value(text: str) -> str:
     return "".join(parts)
 
 
-def summarise_secret(data: t.Mapping[str, t.Any], *, fields: t.Mapping[str, str | None] = DEFAULT_FIELDS) -> dict:
-    """A secret's data as a diff may show it: no PEM body, key or unknown value in clear.
+def _summarise_pem_only(text: str) -> str | None:
+    """Summaries of the PEM blocks of ``text``, or None when it holds anything else but whitespace."""
+    blocks = _scan_pem(text) if "-----" in text else []
+    position = 0
+    for block in blocks:
+        if text[position : block.start].strip():
+            return None
+        position = block.end
+    if not blocks or text[position:].strip():
+        return None
+    return "\n".join(_summarise_block(text, block) for block in blocks)
 
-    PEM blocks become summaries. The private key field is summarised even when it holds no PEM,
-    and any other value is shown only as a short hash, since an unmanaged key may hold a secret.
+
+def _opaque(value: t.Any) -> str:
+    """A value shown only by its size and a short hash: it may be anything, a password included."""
+    text = value if isinstance(value, str) else repr(value)
+    return f"<value: {len(text)} characters, sha256 {_sha256_hex(text.encode('utf-8'))[:16]}>"
+
+
+def summarise_secret(data: t.Mapping[str, t.Any], *, fields: t.Mapping[str, str | None] = DEFAULT_FIELDS) -> dict:
+    """A secret's data as a diff may show it: no PEM body, key or unmanaged value in clear.
+
+    The managed certificate fields are shown as summaries of their PEM blocks when they hold
+    nothing else; the private key field only by the SHA-256 of its public key. Every other
+    value, and a managed field holding anything but PEM, is shown by its length and a short
+    hash, since it may hold a secret.
     """
     key_field = fields.get("private_key")
+    certificate_fields = {key for name, key in fields.items() if key and name != "private_key"}
     summary = {}
     for key, value in data.items():
-        text = value if isinstance(value, str) else repr(value)
-        if "-----BEGIN" in text:
-            summary[key] = summarise_value(text)
-        elif key == key_field:
-            summary[key] = "<private key: not PEM>"
+        shown = _summarise_pem_only(value) if isinstance(value, str) else None
+        if key == key_field:
+            summary[key] = shown if shown and shown.startswith("<private key") else "<private key: not PEM>"
+        elif key in certificate_fields and shown is not None:
+            summary[key] = shown
         else:
-            summary[key] = f"<value: sha256 {_sha256_hex(text.encode('utf-8'))[:16]}>"
+            summary[key] = _opaque(value)
     return summary

@@ -11,13 +11,17 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import ssl
 import tempfile
 import time
 import typing as t
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
-from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
+from ansible_collections.certautopilot.vault.plugins.module_utils._errors import (
+    OutcomeUnknown,
+    VaultCertError,
+)
 
 try:
     import hvac
@@ -32,12 +36,18 @@ else:
 
 # Statuses that mean "not now" rather than "no": a sealed or standby node
 # (503), a rate limit (429), a read-after-write miss on a performance standby
-# (412) and transient server or proxy failures (500, 502).
-RETRYABLE_STATUS = frozenset({412, 429, 500, 502, 503})
-# A write answered with one of these may or may not have been applied.
-AMBIGUOUS_STATUS = frozenset({500, 502})
+# (412) and transient server or proxy failures (500, 502, 504).
+RETRYABLE_STATUS = frozenset({412, 429, 500, 502, 503, 504})
+# Vault's own words for "this node did not process the request": a write
+# answered with them may be sent again. Any other failed answer to a write
+# (a proxy's 502/504, a 500, a lost connection) leaves its fate unknown.
+NOT_PROCESSED_ERRORS = ("vault is sealed", "local node not active", "node not active")
 FIRST_WAIT = 0.5
 MAX_WAIT = 8.0
+# Eight retries wait about 40 s in all: a 3-node raft cluster with OpenBao's
+# default timing took 11 to 21 s here to elect a new leader.
+DEFAULT_RETRIES = 8
+DEFAULT_TIMEOUT = 30
 NAMESPACE_HINT = "namespaces need Vault Enterprise or OpenBao 2.3+"
 
 IDEMPOTENT = "idempotent"
@@ -46,18 +56,8 @@ LOGIN = "login"
 HEALTH = "health"
 
 _USE_DEFAULT = object()
-
-
-class OutcomeUnknown(VaultCertError):
-    """A write was sent but no answer says whether it was applied.
-
-    The KV layer reacts by re-reading before deciding again, so a write is
-    never applied twice.
-    """
-
-
-class CasConflict(VaultCertError):
-    """Someone else wrote the secret between our read and our write."""
+# A value this short on one line may be shown in a message as the path it claims to be.
+_SHOWABLE_PATH_LENGTH = 256
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,8 @@ class ConnectionSettings:
     validate_certs: bool = True
     client_cert: str | None = None
     client_key: str | None = None
-    timeout: int = 30
-    retries: int = 5
+    timeout: int = DEFAULT_TIMEOUT
+    retries: int = DEFAULT_RETRIES
 
     @classmethod
     def from_params(cls, params: t.Mapping[str, t.Any]) -> ConnectionSettings:
@@ -80,10 +80,14 @@ class ConnectionSettings:
         if not url:
             raise VaultCertError("url is required: set the url option or VAULT_ADDR")
         _check_url(url)
-        if params.get("timeout", 30) <= 0:
+        timeout = params.get("timeout", DEFAULT_TIMEOUT)
+        retries = params.get("retries", DEFAULT_RETRIES)
+        if timeout <= 0:
             raise VaultCertError("timeout must be a positive number of seconds")
-        if params.get("retries", 5) < 0:
+        if retries < 0:
             raise VaultCertError("retries must not be negative")
+        if params.get("client_key") and not params.get("client_cert"):
+            raise VaultCertError("client_key is set without client_cert: set both, or client_cert alone")
         return cls(
             url=url,
             namespace=params.get("namespace") or None,
@@ -91,8 +95,8 @@ class ConnectionSettings:
             validate_certs=validate_certs,
             client_cert=params.get("client_cert") or None,
             client_key=params.get("client_key") or None,
-            timeout=params.get("timeout", 30),
-            retries=params.get("retries", 5),
+            timeout=timeout,
+            retries=retries,
         )
 
 
@@ -107,7 +111,14 @@ class Reply:
 
 
 def _check_url(url: str) -> None:
-    """Refuse an address no retry could ever reach, before the first request."""
+    """Refuse an address no retry could ever reach, or one that carries credentials, before the first request."""
+    netloc = url.split("://", 1)[-1].split("/", 1)[0]
+    if "@" in netloc:
+        # Shown without what stands before the @: it is a user name and password.
+        raise VaultCertError(
+            f"url {_without_userinfo(url)!r} must not hold credentials (user:password@ before the host): "
+            "give them as auth options (token, role_id/secret_id, ...) instead"
+        )
     try:
         parts = urlsplit(url)
         valid = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 0) >= 0
@@ -118,6 +129,13 @@ def _check_url(url: str) -> None:
             f"url {url!r} is not a Vault address: it needs http:// or https://, a host and optionally a port, "
             "e.g. https://vault.example.com:8200"
         )
+
+
+def _without_userinfo(url: str) -> str:
+    scheme, _, rest = url.rpartition("://")
+    netloc, slash, path = rest.partition("/")
+    netloc = netloc.rpartition("@")[2]
+    return f"{scheme}://{netloc}{slash}{path}" if scheme else f"{netloc}{slash}{path}"
 
 
 def _env_flag(name: str) -> bool:
@@ -150,20 +168,31 @@ def _server_errors(response: t.Any) -> str:
     return "; ".join(str(error) for error in errors) or f"HTTP {response.status_code}"
 
 
+@dataclass(frozen=True)
+class _Retry:
+    """An attempt that failed in a way that may pass if tried again."""
+
+    error: VaultCertError
+
+
 class VaultClient:
     """One HTTP connection to Vault, reused for every request of a module run."""
 
     def __init__(self, settings: ConnectionSettings, *, sleep: t.Callable[[float], None] = time.sleep) -> None:
         self.settings = settings
         self._sleep = sleep
-        self._ca_file: str | None = None
+        self._temp_files: list[str] = []
         self._secrets: list[str] = []
         self.token: str | None = None
         # When the token from our login runs out (monotonic clock), if it has a TTL.
         self._token_expires: float | None = None
         self._token_ttl = 0
-        verify = self._verify_setting()
-        cert = (settings.client_cert, settings.client_key) if settings.client_cert else None
+        try:
+            verify = self._verify_setting()
+            cert = self._client_certificate()
+        except BaseException:
+            self._remove_temp_files()
+            raise
         self._adapter = hvac.adapters.RawAdapter(
             base_uri=settings.url, cert=cert, verify=verify, timeout=settings.timeout
         )
@@ -174,18 +203,54 @@ class VaultClient:
 
             warnings.simplefilter("ignore", InsecureRequestWarning)
             return False
-        ca_cert = self.settings.ca_cert
-        if not ca_cert:
+        if not self.settings.ca_cert:
             return True
-        if "-----BEGIN" in ca_cert:
-            # requests wants a file; an explicit CA must win over REQUESTS_CA_BUNDLE.
-            handle, self._ca_file = tempfile.mkstemp(prefix="certautopilot-ca-", suffix=".pem")
-            with os.fdopen(handle, "w") as ca_file:
-                ca_file.write(ca_cert)
-            return self._ca_file
-        if not os.path.isfile(ca_cert):
-            raise VaultCertError(f"ca_cert {ca_cert!r} is neither a readable file nor inline PEM text")
-        return ca_cert
+        # A file path for requests: an explicit CA must win over REQUESTS_CA_BUNDLE.
+        ca_file = self._pem_file(self.settings.ca_cert, option="ca_cert", secret=False)
+        try:
+            ssl.create_default_context(cafile=ca_file)
+        except (ssl.SSLError, ValueError):
+            raise VaultCertError("ca_cert holds no PEM CA certificate that TLS can load") from None
+        return ca_file
+
+    def _client_certificate(self) -> tuple[str, str] | str | None:
+        """The TLS client certificate (and key) as files, checked to load before any connection."""
+        if not self.settings.client_cert:
+            return None
+        cert_file = self._pem_file(self.settings.client_cert, option="client_cert", secret=False)
+        key_file = None
+        if self.settings.client_key:
+            key_file = self._pem_file(self.settings.client_key, option="client_key", secret=True)
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert_file, key_file)
+        except (ssl.SSLError, ValueError):
+            # Never the values: client_key is a private key or the path to one.
+            raise VaultCertError(
+                "client_cert and client_key could not be loaded as a PEM certificate and its matching, "
+                "unencrypted private key"
+            ) from None
+        return (cert_file, key_file) if key_file else cert_file
+
+    def _pem_file(self, value: str, *, option: str, secret: bool) -> str:
+        """A path for ``value``: inline PEM text goes into a 0600 file removed by close()."""
+        if "-----BEGIN" in value:
+            handle, name = tempfile.mkstemp(prefix=f"certautopilot-{option.replace('_', '-')}-", suffix=".pem")
+            self._temp_files.append(name)
+            with os.fdopen(handle, "w") as pem_file:
+                pem_file.write(value)
+            return name
+        path = os.path.expanduser(value)
+        if os.path.isfile(path) and os.access(path, os.R_OK):
+            return path
+        showable = not secret and "\n" not in value and len(value) < _SHOWABLE_PATH_LENGTH
+        shown = f" {value!r}" if showable else ""
+        raise VaultCertError(f"{option}{shown} is neither a readable file nor inline PEM text")
+
+    def _remove_temp_files(self) -> None:
+        for name in self._temp_files:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+        self._temp_files = []
 
     def retry_waits(self) -> list[float]:
         return backoff_waits(self.settings.retries)
@@ -195,9 +260,12 @@ class VaultClient:
 
     def close(self) -> None:
         self._adapter.close()
-        if self._ca_file:
-            os.unlink(self._ca_file)
-            self._ca_file = None
+        self._remove_temp_files()
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The secrets this client learned (issued token, JWT read from a file)."""
+        return tuple(self._secrets)
 
     def remember_secret(self, value: str | None) -> None:
         """Values that must never appear in a message, whatever the server echoes."""
@@ -230,49 +298,41 @@ class VaultClient:
 
         ``path`` is the API path without ``/v1/``. ``needs`` names the
         capabilities a 403 should report. Statuses in ``accept`` are returned
-        instead of raised.
+        instead of raised. A ``WRITE`` is sent again only when the answer
+        proves it was not processed; otherwise OutcomeUnknown is raised for the
+        caller to resolve by reading.
         """
         namespace = self.settings.namespace if namespace is _USE_DEFAULT else namespace
         headers = {"X-Vault-Namespace": namespace} if namespace else {}
         waits = self.retry_waits()
         for attempt in range(len(waits) + 1):
-            retry_error = self._attempt(method, path, json, headers, kind, accept)
-            if isinstance(retry_error, Reply):
-                return retry_error
-            if isinstance(retry_error, VaultCertError):
-                if attempt == len(waits):
-                    raise VaultCertError(f"{retry_error} (gave up after {_attempts(attempt + 1)})")
-                self._sleep(waits[attempt])
-                continue
-            self._raise_for_status(retry_error, method, path, kind, needs, namespace, auth_label)
+            outcome = self._attempt(method, path, json, headers, kind, accept, needs, namespace, auth_label)
+            if isinstance(outcome, Reply):
+                return outcome
+            if attempt == len(waits):
+                raise VaultCertError(f"{outcome.error} (gave up after {_attempts(attempt + 1)})")
+            self._sleep(waits[attempt])
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _attempt(self, method, path, json, headers, kind, accept):
-        """One try. Returns a Reply, a retryable VaultCertError, or a final response to translate."""
+    def _attempt(self, method, path, json, headers, kind, accept, needs, namespace, auth_label) -> Reply | _Retry:
+        """One try: a Reply, a _Retry, or an exception that ends the request."""
         try:
             response = self._adapter.request(
                 method, "/v1/" + path, json=json, headers=dict(headers), raise_exception=False
             )
         except requests.exceptions.SSLError as exc:
-            reason = _short_tls_reason(exc)
-            hint = "Set ca_cert (or VAULT_CACERT) to the CA that signed the server's certificate"
-            if "mismatch" in reason.lower():
-                # A trusted certificate for another name: no ca_cert fixes that, the url does.
-                hint = (
-                    "Use a url whose host the server's certificate names (its subject alternative names); "
-                    "ca_cert (or VAULT_CACERT) only chooses the CA to trust"
-                )
-            raise VaultCertError(f"TLS error talking to {self.settings.url}: {reason}. {hint}") from None
+            raise self._tls_error(exc) from None
         except requests.exceptions.RequestException as exc:
             error = self._transport_error(exc, method, path)
             if _never_sent(exc) and not self._redirected(exc):
-                return error
+                return _Retry(error)
             if kind == LOGIN:
                 raise error from None
             if kind == WRITE:
-                raise OutcomeUnknown(str(error)) from None
-            return error
+                raise OutcomeUnknown(f"{error}; the write may or may not have been applied") from None
+            return _Retry(error)
         status = response.status_code
+        errors = self.redact(_server_errors(response))
         if kind == WRITE and response.history and (status == 400 or status in RETRYABLE_STATUS):
             # A standby redirects a write after forwarding it to the active
             # node failed, maybe once the active node had applied it. The
@@ -280,20 +340,32 @@ class VaultClient:
             # or meets an election: neither answer says whether it landed.
             raise OutcomeUnknown(
                 f"{method} {path} was redirected by {self.settings.url} (a standby whose forwarding failed) "
-                f"and answered HTTP {status}: {self.redact(_server_errors(response))}"
+                f"and answered HTTP {status}: {errors}; the write may or may not have been applied"
             )
-        if status == 404 and "namespace not found" in _server_errors(response):
+        if status == 404 and "namespace not found" in errors:
             # Not "no such secret": the whole namespace is missing, whatever the caller accepts.
-            return response
+            raise VaultCertError(f"namespace not found: {namespace!r} ({NAMESPACE_HINT})")
         if status < 400 or status in accept:
             return Reply(status, _json_body(response))
-        retryable = status in RETRYABLE_STATUS and kind != LOGIN and not (kind == HEALTH and status == 429)
-        if not retryable:
-            return response
-        message = f"{method} {path} answered HTTP {status}: {self.redact(_server_errors(response))}"
-        if kind == WRITE and status in AMBIGUOUS_STATUS:
-            raise OutcomeUnknown(message)
-        return VaultCertError(message)
+        if kind == LOGIN or (status not in RETRYABLE_STATUS and status < 500):
+            self._raise_for_status(status, errors, method, path, kind, needs, auth_label)
+        message = f"{method} {path} answered HTTP {status}: {errors}"
+        if kind == WRITE and not _proves_not_processed(status, errors):
+            raise OutcomeUnknown(f"{message}; the write may or may not have been applied")
+        if status not in RETRYABLE_STATUS or (kind == HEALTH and status == 429):
+            self._raise_for_status(status, errors, method, path, kind, needs, auth_label)
+        return _Retry(VaultCertError(message))
+
+    def _tls_error(self, exc: Exception) -> VaultCertError:
+        reason = _short_tls_reason(exc)
+        hint = "Set ca_cert (or VAULT_CACERT) to the CA that signed the server's certificate"
+        if "mismatch" in reason.lower():
+            # A trusted certificate for another name: no ca_cert fixes that, the url does.
+            hint = (
+                "Use a url whose host the server's certificate names (its subject alternative names); "
+                "ca_cert (or VAULT_CACERT) only chooses the CA to trust"
+            )
+        return VaultCertError(f"TLS error talking to {self.settings.url}: {reason}. {hint}")
 
     def _redirected(self, exc: Exception) -> bool:
         """True when the failed request followed a redirect: the server that redirected it had the request."""
@@ -315,11 +387,7 @@ class VaultClient:
             )
         return VaultCertError(f"{url} unreachable: {type(exc).__name__} on {method} {path}{redirect}")
 
-    def _raise_for_status(self, response, method, path, kind, needs, namespace, auth_label) -> t.NoReturn:
-        status = response.status_code
-        errors = self.redact(_server_errors(response))
-        if "namespace not found" in errors:
-            raise VaultCertError(f"namespace not found: {namespace!r} ({NAMESPACE_HINT})")
+    def _raise_for_status(self, status, errors, method, path, kind, needs, auth_label) -> t.NoReturn:
         if kind == LOGIN:
             raise VaultCertError(f"login failed: {auth_label}: {errors}")
         if status == 403 and self._token_expired():
@@ -371,6 +439,11 @@ class VaultClient:
         headers = {"X-Vault-Namespace": namespace} if namespace else {}
         with contextlib.suppress(requests.exceptions.RequestException):
             self._adapter.request("POST", "/v1/auth/token/revoke-self", headers=headers, raise_exception=False)
+
+
+def _proves_not_processed(status: int, errors: str) -> bool:
+    """True when Vault itself says the node did not process the request (sealed, not the active node)."""
+    return status == 503 and any(words in errors.lower() for words in NOT_PROCESSED_ERRORS)
 
 
 def _attempts(count: int) -> str:

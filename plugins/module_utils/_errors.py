@@ -1,6 +1,6 @@
 # Copyright: CertAutoPilot contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The collection's one exception type. Private to the collection."""
+"""The collection's exceptions: one base type, whose message is the user-facing text. Private to the collection."""
 
 from __future__ import annotations
 
@@ -9,4 +9,21 @@ class VaultCertError(Exception):
     """A failure whose message is already the user-facing text.
 
     Messages never hold a PEM body, a private key, a token, a secret_id or a JWT.
+    ``result`` holds return values the module reports along with the failure.
     """
+
+    def __init__(self, message: str, *, result: dict | None = None) -> None:
+        super().__init__(message)
+        self.result = dict(result or {})
+
+
+class OutcomeUnknown(VaultCertError):
+    """A write was sent and no answer proves whether it was applied.
+
+    The KV layer resolves it by re-reading; this is raised only when even the re-read
+    cannot tell, so the write must be reported as "may or may not have been applied".
+    """
+
+
+class CasConflict(VaultCertError):
+    """Someone else wrote the secret between our read and our write; ours was not applied."""

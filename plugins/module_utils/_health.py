@@ -22,14 +22,6 @@ ROLLBACK_DATA_CAPABILITIES = ("read", "update")
 ROLLBACK_METADATA_CAPABILITIES = ("read",)
 
 
-class HealthCheckFailed(VaultCertError):
-    """A failed check; carries the partial result so the module can still return it."""
-
-    def __init__(self, message: str, result: dict) -> None:
-        super().__init__(message)
-        self.result = result
-
-
 @dataclass(frozen=True)
 class HealthRequest:
     mount: str | None = None
@@ -150,13 +142,13 @@ def _effective_max_versions(client: VaultClient, request: HealthRequest) -> int 
 
 
 def run_checks(client: VaultClient, request: HealthRequest, log_in: t.Callable[[VaultClient], None]) -> dict:
-    """Every check that applies, in order; raises HealthCheckFailed naming the failed ones."""
+    """Every check that applies, in order; raises VaultCertError naming the failed ones, with the result."""
     report = HealthReport()
     if server_status(client, report, standby_ok=request.standby_ok) and request.authenticated:
         _authenticated_checks(client, report, request, log_in)
     failures = report.failures()
     if failures:
-        raise HealthCheckFailed("health check failed: " + "; ".join(failures), report.result)
+        raise VaultCertError("health check failed: " + "; ".join(failures), result=report.result)
     return report.result
 
 

@@ -13,12 +13,14 @@ from datetime import datetime, timezone
 
 from ansible_collections.certautopilot.vault.plugins.module_utils._client import (
     WRITE,
-    CasConflict,
-    OutcomeUnknown,
     VaultClient,
     api_path,
 )
-from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
+from ansible_collections.certautopilot.vault.plugins.module_utils._errors import (
+    CasConflict,
+    OutcomeUnknown,
+    VaultCertError,
+)
 
 # KV v2 keeps 10 versions when max_versions is 0 (unset).
 DEFAULT_MAX_VERSIONS = 10
@@ -122,6 +124,14 @@ def check_mount(client: VaultClient, mount: str) -> MountInfo:
             f"(permission denied on sys/internal/ui/mounts/{mount})"
         )
     info = reply.data
+    owner = str(info.get("path") or "").strip("/")
+    if owner != mount.strip("/"):
+        # Vault answers for the mount that holds the path: "secret/data" is inside "secret",
+        # and writing there would land in another place than the one reported.
+        raise VaultCertError(
+            f"mount {mount!r} is not the path of a KV v2 mount: it lies inside mount {owner!r}; "
+            f"set mount to {owner!r} and put the rest into the secret's path"
+        )
     version = str((info.get("options") or {}).get("version") or "1")
     if info.get("type") not in ("kv", "generic"):
         raise VaultCertError(
@@ -162,10 +172,6 @@ def read_version(client: VaultClient, mount: str, path: str, version: int | None
     return _version_from(reply.body)
 
 
-def read_current(client: VaultClient, mount: str, path: str) -> SecretVersion | None:
-    return read_version(client, mount, path)
-
-
 def read_metadata(client: VaultClient, mount: str, path: str) -> SecretMetadata | None:
     reply = client.request("GET", metadata_path(mount, path), needs=("read",), accept=(404,))
     if reply.status == 404:
@@ -195,11 +201,54 @@ def read_mount_max_versions(client: VaultClient, mount: str) -> int | None:
 
 
 def write(client: VaultClient, mount: str, path: str, data: dict, *, cas: int) -> int:
-    """Write a new version with check-and-set; returns its number.
+    """Write ``data`` as a new version with check-and-set against ``cas``; returns its number.
 
-    Raises CasConflict when the current version is no longer ``cas``, and
-    OutcomeUnknown when the write was sent but its fate is not known.
+    A write whose answer does not prove it was refused is never sent again
+    blindly: the secret is read back. Version ``cas + 1`` holding ``data`` is
+    our write; a secret still at ``cas`` means it did not land, and it is sent
+    again; anyone else's version there is a CasConflict. OutcomeUnknown is
+    raised only when even the reads cannot tell.
     """
+    waits = client.retry_waits()
+    unanswered = False
+    for attempt in range(len(waits) + 1):
+        try:
+            return _send_write(client, mount, path, data, cas=cas)
+        except CasConflict:
+            # After an unanswered write, the version that beat this one may be that write.
+            if unanswered and _write_landed(client, mount, path, data, cas=cas):
+                return cas + 1
+            raise
+        except OutcomeUnknown:
+            unanswered = True
+            if attempt == len(waits):
+                raise
+            client.pause(waits[attempt])
+            if _write_landed(client, mount, path, data, cas=cas):
+                return cas + 1
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _write_landed(client: VaultClient, mount: str, path: str, data: dict, *, cas: int) -> bool:
+    """After a write's answer was lost: did it land? CasConflict when another writer's version took its place."""
+    location = data_path(mount, path)
+    try:
+        current = read_version(client, mount, path)
+        if (current.version if current else 0) == cas:
+            return False
+        if current is not None and current.version > cas:
+            ours = current if current.version == cas + 1 else read_version(client, mount, path, cas + 1)
+            if ours is not None and ours.data == data:
+                return True
+    except VaultCertError as exc:
+        raise OutcomeUnknown(
+            f"the write to {location} was sent but its answer was lost, and reading it back failed: {exc}; "
+            "the write may or may not have been applied (run again to find out)"
+        ) from None
+    raise CasConflict(f"check-and-set conflict on {location}: another writer changed it since version {cas}")
+
+
+def _send_write(client: VaultClient, mount: str, path: str, data: dict, *, cas: int) -> int:
     location = data_path(mount, path)
     reply = client.request(
         "POST",

@@ -24,10 +24,11 @@ def connection_argument_spec() -> dict:
         "ca_cert": {"type": "str", "fallback": (env_fallback, ["VAULT_CACERT"])},
         # None means "not set": VAULT_SKIP_VERIFY (inverted) decides, then true.
         "validate_certs": {"type": "bool"},
-        "client_cert": {"type": "path", "fallback": (env_fallback, ["VAULT_CLIENT_CERT"])},
-        "client_key": {"type": "path", "fallback": (env_fallback, ["VAULT_CLIENT_KEY"])},
-        "timeout": {"type": "int", "default": 30},
-        "retries": {"type": "int", "default": 5},
+        # A path or inline PEM text, as ca_cert; the key is no_log since it may be the key itself.
+        "client_cert": {"type": "str", "fallback": (env_fallback, ["VAULT_CLIENT_CERT"])},
+        "client_key": {"type": "str", "no_log": True, "fallback": (env_fallback, ["VAULT_CLIENT_KEY"])},
+        "timeout": {"type": "int", "default": _client.DEFAULT_TIMEOUT},
+        "retries": {"type": "int", "default": _client.DEFAULT_RETRIES},
     }
 
 
@@ -73,20 +74,11 @@ class VaultModule:
         spec = connection_argument_spec()
         spec.update(auth_argument_spec(default_method=default_auth, methods=auth_methods))
         spec.update(argument_spec)
-        self.module = _BatchAwareModule(argument_spec=spec, supports_check_mode=True, **module_kwargs)
+        self.module = _KeySafeModule(argument_spec=spec, supports_check_mode=True, **module_kwargs)
         self.params = self.module.params
-        self._hide_private_keys_in_any_option()
         self._require_libraries()
         self.auth: AuthMethod | None = None
-
-    def _hide_private_keys_in_any_option(self) -> None:
-        """Mask a private key pasted into an option that is not no_log (certificate, chain).
-
-        Ansible echoes the module's arguments (-vvv, ``invocation``); no_log values are
-        masked there and in every returned string, so the pasted key joins them.
-        """
-        for text in _strings(self.params):
-            self.module.no_log_values.update(_certs.private_key_blocks(text))
+        self._client: _client.VaultClient | None = None
 
     def _require_libraries(self) -> None:
         if not _client.HAS_HVAC:
@@ -95,6 +87,10 @@ class VaultModule:
             self.module.fail_json(
                 msg=missing_required_lib(_certs.CRYPTOGRAPHY_REQUIREMENT), exception=_certs.CRYPTOGRAPHY_IMPORT_ERROR
             )
+
+    @property
+    def diff_mode(self) -> bool:
+        return bool(self.module._diff)
 
     @contextmanager
     def session(self, *, login: bool = True) -> t.Iterator[_client.VaultClient]:
@@ -106,7 +102,7 @@ class VaultModule:
         self.auth = select_auth_method(self.params)
         if not settings.validate_certs:
             self.module.warn("validate_certs is false: the server's TLS certificate is not checked (bring-up only)")
-        client = _client.VaultClient(settings)
+        client = self._client = _client.VaultClient(settings)
         try:
             if login:
                 self.log_in(client)
@@ -120,63 +116,96 @@ class VaultModule:
         self.auth.login(client)
 
     def run(self, action: t.Callable[[], dict]) -> t.NoReturn:
-        """Run the module's action; the one place a VaultCertError becomes fail_json.
+        """Run the module's action; the one place where any exception becomes fail_json.
 
+        A VaultCertError's message is the user's text. Anything else is a bug or a
+        library surprise: it is reported as unexpected, its text and traceback
+        scrubbed of every secret like everything else the module returns.
         A ``diff`` in the action's result is returned only in diff mode.
         """
         try:
             result = action()
         except VaultCertError as exc:
-            self._finish(self.module.fail_json, {"msg": str(exc), **getattr(exc, "result", {})})
+            self._fail({"msg": str(exc), **exc.result})
+        except Exception as exc:  # noqa: BLE001 - the last resort: no raw exception text may leave unscrubbed
+            self._fail(
+                {
+                    "msg": f"unexpected error ({type(exc).__name__}): {exc}",
+                    "exception": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+                }
+            )
         diff = result.pop("diff", None)
-        if self.module._diff and diff is not None:
+        if self.diff_mode and diff is not None:
             result["diff"] = diff
-        self._finish(self.module.exit_json, result)
+        self.module.exit_json(**result)
 
-    def _finish(self, finish: t.Callable[..., t.NoReturn], result: dict) -> t.NoReturn:
-        """Return through exit_json/fail_json with the private keys masked in linear time.
-
-        Ansible replaces every no_log value in every returned string, and a batch brings one
-        key per certificate: quadratic. Every PEM private key holds ``PRIVATE KEY-----``, so
-        only strings that hold that text can hold a key; the rest of the no_log values
-        (secret_id, token, jwt) are still masked by Ansible.
-        """
-        keys = {value for value in self.module.no_log_values if PEM_KEY_MARK in value}
-        if keys:
-            result = _mask_keys({"invocation": {"module_args": self.params}, **result}, keys)
-            self.module.no_log_values = self.module.no_log_values - keys
-        finish(**result)
+    def _fail(self, result: dict) -> t.NoReturn:
+        # Secrets the client learned (an issued token, a JWT read from a file) join Ansible's masking.
+        if self._client is not None:
+            self.module.no_log_values.update(self._client.secrets)
+        self.module.fail_json(**result)
 
 
 # Text in the BEGIN and END lines of every PEM private key, whatever its type.
 PEM_KEY_MARK = "PRIVATE KEY-----"
 NO_LOG_PLACEHOLDER = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+MASK = "********"
 
 
-def _mask_keys(value: t.Any, keys: set[str]) -> t.Any:
-    """What Ansible's remove_values does for these values: a whole value is replaced, a part starred."""
+def mask_private_keys(value: t.Any, keys: t.Collection[str] = ()) -> t.Any:
+    """``value`` with every PEM private key block masked, in linear time.
+
+    A string equal to one of ``keys`` becomes Ansible's no_log placeholder; inside
+    longer text the ``keys`` and any other private key block (found by its PEM
+    markers, truncated or re-wrapped ones included) become ``********``.
+    """
     if isinstance(value, str):
         if value in keys:
             return NO_LOG_PLACEHOLDER
-        if PEM_KEY_MARK in value:
-            for key in sorted(keys, key=len, reverse=True):
-                value = value.replace(key, "********")
+        if PEM_KEY_MARK not in value:
+            return value
+        for key in sorted(keys, key=len, reverse=True):
+            value = value.replace(key, MASK)
+        for block in _certs.private_key_blocks(value):
+            value = value.replace(block, MASK)
         return value
     if isinstance(value, dict):
-        return {name: _mask_keys(item, keys) for name, item in value.items()}
+        return {name: mask_private_keys(item, keys) for name, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_mask_keys(item, keys) for item in value]
+        return [mask_private_keys(item, keys) for item in value]
     return value
 
 
-class _BatchAwareModule(AnsibleModule):
-    """AnsibleModule whose invocation log names a batch by its size.
+class _KeySafeModule(AnsibleModule):
+    """AnsibleModule that keeps PEM private keys out of its log line and answers, whatever option holds them.
 
-    Ansible logs every argument at start-up and masks each no_log value in that
-    line: with one key per certificate that is quadratic, and the line is megabytes.
+    A key pasted into an option that is not no_log (certificate, chain, path, ...) is found by
+    its PEM markers and masked in the syslog/journal line and in every answer, argument errors
+    included (those are answered from inside AnsibleModule's own start-up).
+
+    Ansible masks each no_log value in every string it logs or returns; a batch brings one key
+    per certificate, which makes that quadratic. Private keys are masked here instead, in linear
+    time (every PEM private key holds ``PRIVATE KEY-----``); secret_id, token and jwt are still
+    masked by Ansible.
     """
 
+    def log(self, msg: str, log_args: dict | None = None) -> None:
+        log_args = {name: mask_private_keys(str(value)) for name, value in (log_args or {}).items()}
+        super().log(mask_private_keys(msg), log_args=log_args)
+
+    def exit_json(self, **kwargs: t.Any) -> t.NoReturn:
+        super().exit_json(**self._masked(kwargs))
+
+    def fail_json(self, msg: str, **kwargs: t.Any) -> t.NoReturn:
+        super().fail_json(**self._masked({"msg": msg, **kwargs}))
+
+    def _masked(self, result: dict) -> dict:
+        keys = {value for value in self.no_log_values if PEM_KEY_MARK in value}
+        self.no_log_values.difference_update(keys)
+        return mask_private_keys({"invocation": {"module_args": self.params}, **result}, keys)
+
     def _log_invocation(self) -> None:
+        """Name a batch by its size: masking one key per certificate in a megabyte line is quadratic."""
         batch = self.params.get("certificates")
         if not batch:
             super()._log_invocation()
@@ -186,18 +215,6 @@ class _BatchAwareModule(AnsibleModule):
             super()._log_invocation()
         finally:
             self.params["certificates"] = batch
-
-
-def _strings(value: t.Any) -> t.Iterator[str]:
-    """Every string in a structure of dicts and lists."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _strings(item)
 
 
 def _format(exc: BaseException | None) -> str | None:

@@ -14,11 +14,13 @@ from functools import cached_property
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _kv2
 from ansible_collections.certautopilot.vault.plugins.module_utils._client import (
-    CasConflict,
-    OutcomeUnknown,
     VaultClient,
 )
-from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
+from ansible_collections.certautopilot.vault.plugins.module_utils._errors import (
+    CasConflict,
+    OutcomeUnknown,
+    VaultCertError,
+)
 
 ITEM_OPTIONS = ("path", "certificate", "private_key", "chain")
 OTHER_FIELDS = "other_fields"
@@ -103,8 +105,18 @@ def _prepare_item(raw: t.Mapping[str, t.Any], path: str, options: PushOptions) -
     return PushItem(path=path, bundle=bundle, payload=payload, summary=_certs.summarise_certificate(bundle.certificate))
 
 
-def decide(item: PushItem, current: _kv2.SecretVersion | None, options: PushOptions) -> Decision:
-    """What the new version's data should be, and which fields that changes."""
+def decide(
+    item: PushItem,
+    current: _kv2.SecretVersion | None,
+    options: PushOptions,
+    *,
+    metadata_without_version: dict | None = None,
+) -> Decision:
+    """What the new version's data should be, and which fields that changes.
+
+    ``metadata_without_version`` is the custom metadata of a secret that has no version
+    yet, which the data read (``current`` None) cannot show.
+    """
     current_data = (current.data if current else None) or {}
     managed = options.managed_keys
     desired = dict(item.payload)
@@ -117,7 +129,7 @@ def decide(item: PushItem, current: _kv2.SecretVersion | None, options: PushOpti
         changed.append(OTHER_FIELDS)
     desired_metadata = None
     if options.custom_metadata:
-        existing = dict((current.custom_metadata if current else None) or {})
+        existing = dict((current.custom_metadata if current else metadata_without_version) or {})
         desired_metadata = {**existing, **certificate_custom_metadata(item.summary)}
         if desired_metadata == existing and current is not None:
             desired_metadata = None
@@ -134,25 +146,18 @@ def certificate_custom_metadata(summary: dict) -> dict[str, str]:
 
 
 def push_one(client: VaultClient, item: PushItem, options: PushOptions) -> dict:
-    """Deliver one certificate: read, decide, write with cas; re-read after a conflict.
+    """Deliver one certificate: read, decide, write with cas; re-read and re-decide after a conflict.
 
-    A write whose outcome is unknown is never re-sent blindly: the secret is
-    read again, and a version holding exactly our data at the number we asked
-    for is taken as ours, reported from the decision that wrote it.
+    A write whose answer was lost is resolved by ``_kv2.write`` (it reads the
+    secret back); what reaches here is a write that landed, a conflict with
+    another writer, or an outcome nobody can know yet (OutcomeUnknown).
     """
     waits = client.retry_waits()
-    unanswered: Decision | None = None
     for attempt in range(len(waits) + 1):
-        try:
-            current = _kv2.read_current(client, options.mount, item.path)
-        except VaultCertError as exc:
-            if unanswered is None:
-                raise
-            # The server went away after a write it may have applied: say so, never "not written".
-            raise OutcomeUnknown(f"{exc}; the write sent before it may or may not have been applied") from None
-        decision = decide(item, current, options)
-        if unanswered is not None and _holds_our_write(current, decision, unanswered):
-            return _result(item, options, unanswered, version=current.version, changed=True)
+        current = _kv2.read_version(client, options.mount, item.path)
+        decision = decide(
+            item, current, options, metadata_without_version=_metadata_without_version(client, item, current, options)
+        )
         if not (decision.data_changed or decision.desired_custom_metadata is not None):
             return _result(item, options, decision, version=decision.base_version, changed=False)
         if options.check_mode:
@@ -163,20 +168,25 @@ def push_one(client: VaultClient, item: PushItem, options: PushOptions) -> dict:
             if attempt == len(waits):
                 break
             client.pause(random.uniform(0, CONFLICT_JITTER))
-        except OutcomeUnknown:
-            if attempt == len(waits):
-                raise
-            unanswered = decision
-            client.pause(waits[attempt])
     raise VaultCertError(
         f"check-and-set conflict on {_kv2.data_path(options.mount, item.path)}: other writers kept changing it; "
         f"gave up after {len(waits) + 1} attempts"
     )
 
 
-def _holds_our_write(current: _kv2.SecretVersion | None, decision: Decision, unanswered: Decision) -> bool:
-    """After an unknown outcome: is the current version the one our lost answer would have named?"""
-    return current is not None and current.version == unanswered.base_version + 1 and not decision.data_changed
+def _metadata_without_version(
+    client: VaultClient, item: PushItem, current: _kv2.SecretVersion | None, options: PushOptions
+) -> dict | None:
+    """The custom metadata to keep when the data read could not show it.
+
+    A secret can have metadata and no version yet (someone wrote its metadata
+    first); a data read then answers 404 without it, and writing ours alone
+    would wipe theirs.
+    """
+    if not options.custom_metadata or current is not None:
+        return None
+    metadata = _kv2.read_metadata(client, options.mount, item.path)
+    return metadata.custom_metadata if metadata else None
 
 
 def _apply(client: VaultClient, item: PushItem, options: PushOptions, decision: Decision) -> dict:
@@ -212,20 +222,12 @@ def _result(item: PushItem, options: PushOptions, decision: Decision, *, version
     return result
 
 
-class BatchStopped(VaultCertError):
-    """A batch stopped at a failed item; carries the results of the items before it."""
+def push_all(client: VaultClient, items: t.Sequence[PushItem], options: PushOptions, *, batch: bool) -> list[dict]:
+    """Deliver the items over the client's one connection, results in input order.
 
-    def __init__(self, message: str, result: dict) -> None:
-        super().__init__(message)
-        self.result = result
-
-
-def push_all(client: VaultClient, items: t.Sequence[PushItem], options: PushOptions) -> list[dict]:
-    """Deliver a batch over the client's one connection, results in input order.
-
-    The first item that fails stops the batch (the server is unlikely to take
-    the next one either); the error names that item and every item after it,
-    so a caller knows what was not written, and carries the results so far.
+    The first item that fails stops the run (the server is unlikely to take
+    the next one either). In a batch the error names that item and every item
+    after it, so a caller knows what was not written, and carries the results so far.
     """
     _kv2.check_mount(client, options.mount)
     results: list[dict] = []
@@ -233,33 +235,33 @@ def push_all(client: VaultClient, items: t.Sequence[PushItem], options: PushOpti
         try:
             results.append(push_one(client, item, options))
         except VaultCertError as exc:
-            if len(items) == 1:
+            if not batch:
                 raise
-            raise _batch_stopped(exc, items, index, results) from None
+            raise batch_stopped(exc, items, index, results) from None
     return results
 
 
-def _batch_stopped(exc: VaultCertError, items: t.Sequence[PushItem], index: int, results: list[dict]) -> BatchStopped:
+def batch_stopped(exc: VaultCertError, items: t.Sequence[PushItem], index: int, results: list[dict]) -> VaultCertError:
+    """The failure of a batch at ``items[index]``: what was delivered, what was not, what nobody knows."""
     failed = items[index].path
+    unknown = isinstance(exc, OutcomeUnknown)
     # A write whose answer was lost may have landed: it is named as unknown, not as unwritten.
-    not_written = [item.path for item in items[index + (1 if isinstance(exc, OutcomeUnknown) else 0) :]]
+    not_written = [item.path for item in items[index + (1 if unknown else 0) :]]
     message = f"batch stopped at certificate {index + 1} of {len(items)}, {failed}: {exc}"
-    if isinstance(exc, OutcomeUnknown) and "may or may not" not in message:
-        message += f". The write of {failed} may or may not have been applied (run again to find out)"
     if not_written:
         message += f". Not written: {', '.join(not_written)}"
     if results:
         message += f". The {len(results)} before it were delivered (see results)"
     for result in results:
         result.pop("diff", None)
-    return BatchStopped(
+    return VaultCertError(
         message,
-        {
+        result={
             "changed": any(result["changed"] for result in results),
             "results": results,
             "failed_path": failed,
             "not_written": not_written,
-            "outcome_unknown": [failed] if isinstance(exc, OutcomeUnknown) else [],
+            "outcome_unknown": [failed] if unknown else [],
         },
     )
 

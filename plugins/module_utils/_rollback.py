@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _kv2
 from ansible_collections.certautopilot.vault.plugins.module_utils._client import (
-    CasConflict,
-    OutcomeUnknown,
     VaultClient,
 )
-from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
+from ansible_collections.certautopilot.vault.plugins.module_utils._errors import (
+    CasConflict,
+    VaultCertError,
+)
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,8 @@ def rollback(client: VaultClient, request: RollbackRequest) -> dict:
 
 def _write_target(client: VaultClient, request: RollbackRequest, data: dict, current: int, location: str) -> int:
     # A conflict is not re-decided: re-deciding would pick a new target and
-    # could silently undo the other writer's version.
+    # could silently undo the other writer's version. A lost answer is
+    # resolved by _kv2.write, which reads the secret back.
     try:
         return _kv2.write(client, request.mount, request.path, data, cas=current)
     except CasConflict:
@@ -120,11 +122,3 @@ def _write_target(client: VaultClient, request: RollbackRequest, data: dict, cur
             f"{location} changed while rolling back (it is no longer version {current}); nothing written, "
             "run again to decide against the new version"
         ) from None
-    except OutcomeUnknown as unknown:
-        try:
-            written = _kv2.read_current(client, request.mount, request.path)
-        except VaultCertError as exc:
-            raise OutcomeUnknown(f"{unknown}; then {exc}: the rollback may or may not have been applied") from None
-        if written is not None and written.version == current + 1 and written.data == data:
-            return written.version
-        raise

@@ -334,13 +334,13 @@ def push(vault: VaultModule) -> dict:
         validate=params["validate"],
         custom_metadata=params["custom_metadata"],
         check_mode=vault.module.check_mode,
-        diff=vault.module._diff,
+        diff=vault.diff_mode,
     )
     batch = params["certificates"] is not None
     raw_items = params["certificates"] if batch else [{name: params[name] for name in SINGLE_OPTIONS}]
     items = _push.prepare_items(raw_items, options)
     with vault.session() as client:
-        results = _push.push_all(client, items, options)
+        results = _push.push_all(client, items, options, batch=batch)
     return _push.run_result(results, batch=batch)
 
 

@@ -79,7 +79,8 @@ EXAMPLES = r"""
     private_key: "{{ lookup('ansible.builtin.file', 'example.com.key') }}"
   register: pushed
 
-# previous_version is null when the push created the secret: there is nothing to go back to.
+# Nothing to go back to when the push created the secret (previous_version is null) or wrote only its
+# metadata (custom_metadata: version equals previous_version).
 - name: Undo exactly that push, unless someone wrote after it
   certautopilot.vault.vault_cert_rollback:
     url: "{{ vault_url }}"
@@ -89,7 +90,7 @@ EXAMPLES = r"""
     path: certs/example.com
     version: "{{ pushed.previous_version }}"
     current_version: "{{ pushed.version }}"
-  when: pushed.changed and pushed.previous_version is not none
+  when: pushed.changed and pushed.previous_version is not none and pushed.version != pushed.previous_version
   register: undone
 
 - name: Show the round trip in the version history

@@ -828,3 +828,42 @@ def test_summarise_value_returns_non_pem_text_unchanged(value):
 @pytest.mark.parametrize("value", [None, 3, ["x"]])
 def test_summarise_value_returns_non_strings_unchanged(value):
     assert summarise_value(value) == value
+
+
+# -- diffs of a whole secret -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "db_password=hunter2-unmanaged",
+        "-----BEGIN-----\nhunter2-unmanaged\n-----END-----",
+        "-----BEGIN FOO-----\nhunter2-unmanaged\n-----END FOO-----",
+        "hunter2-unmanaged\n-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
+    ],
+    ids=["plain", "empty-label", "unknown-label", "text-around-pem"],
+)
+def test_secret_summary_never_shows_an_unmanaged_value(value):
+    summary = _certs_module.summarise_secret({"notes": value})
+    assert "hunter2" not in summary["notes"]
+    assert summary["notes"].startswith(f"<value: {len(value)} characters, sha256 ")
+
+
+def test_secret_summary_hides_text_around_pem_in_a_managed_field(ec_chain):
+    summary = _certs_module.summarise_secret({"certificate": "hunter2-text\n" + ec_chain.leaf.cert_pem})
+    assert "hunter2" not in summary["certificate"]
+    assert summary["certificate"].startswith("<value: ")
+
+
+def test_secret_summary_shows_managed_pem_fields_by_their_summaries(ec_chain):
+    summary = _certs_module.summarise_secret(
+        {"certificate": ec_chain.leaf.cert_pem, "private_key": ec_chain.leaf.key_pem, "chain": ec_chain.chain_pem}
+    )
+    assert summary["certificate"].startswith("<certificate CN=www.example.com, serial=")
+    assert summary["private_key"].startswith("<private key: sha256 ")
+    assert summary["chain"].startswith("<certificate CN=")
+    assert "PRIVATE KEY" not in str(summary)
+
+
+def test_secret_summary_of_a_key_field_that_is_not_a_key():
+    assert _certs_module.summarise_secret({"private_key": "hunter2"}) == {"private_key": "<private key: not PEM>"}

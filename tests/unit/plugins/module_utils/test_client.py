@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import os
+import stat
+import tempfile
 
 import pytest
 import requests
@@ -24,10 +26,11 @@ def test_backoff_doubles_from_half_a_second_to_at_most_eight():
     assert waits == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
 
 
-def test_default_retry_window_is_about_fifteen_seconds_with_jitter_bounds():
-    low = sum(_client.backoff_waits(5, jitter=lambda: 0.0))
-    high = sum(_client.backoff_waits(5, jitter=lambda: 1.0))
-    assert 12 <= low < 15.5 < high <= 19
+def test_default_retry_window_outlasts_a_raft_election_under_default_timing():
+    # A 3-node OpenBao cluster with default raft timing took 11 to 21 s to elect a leader here.
+    low = sum(_client.backoff_waits(_client.DEFAULT_RETRIES, jitter=lambda: 0.0))
+    high = sum(_client.backoff_waits(_client.DEFAULT_RETRIES, jitter=lambda: 1.0))
+    assert 30 <= low < 39.5 < high <= 48
 
 
 def test_settings_strip_trailing_slash_of_url():
@@ -54,14 +57,67 @@ def test_explicit_validate_certs_wins_over_environment(monkeypatch):
     assert _client.ConnectionSettings.from_params(_params(validate_certs=True)).validate_certs is True
 
 
-def test_inline_ca_pem_is_written_to_a_file_that_close_removes(tmp_path):
-    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
-    client = _client.VaultClient(_client.ConnectionSettings.from_params(_params(ca_cert=pem)))
-    ca_file = client._ca_file
-    with open(ca_file) as handle:
-        assert handle.read() == pem
+def _temp_pem_files():
+    return {name for name in os.listdir(tempfile.gettempdir()) if name.startswith("certautopilot-")}
+
+
+def test_inline_ca_pem_is_written_to_a_private_file_that_close_removes(ec_chain):
+    before = _temp_pem_files()
+    client = _client.VaultClient(_client.ConnectionSettings.from_params(_params(ca_cert=ec_chain.root.cert_pem)))
+    (created,) = _temp_pem_files() - before
+    path = os.path.join(tempfile.gettempdir(), created)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    with open(path) as handle:
+        assert handle.read() == ec_chain.root.cert_pem
     client.close()
-    assert not os.path.exists(ca_file)
+    assert not os.path.exists(path)
+
+
+def test_inline_client_cert_and_key_are_accepted_and_their_files_removed(ec_chain):
+    before = _temp_pem_files()
+    params = _params(client_cert=ec_chain.leaf.cert_pem, client_key=ec_chain.leaf.key_pem)
+    client = _client.VaultClient(_client.ConnectionSettings.from_params(params))
+    created = _temp_pem_files() - before
+    assert len(created) == 2
+    client.close()
+    assert _temp_pem_files() - before == set()
+
+
+def test_client_key_that_is_no_file_is_refused_without_echoing_it(ec_chain):
+    value = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQ secret-looking"
+    params = _params(client_cert=ec_chain.leaf.cert_pem, client_key=value)
+    with pytest.raises(VaultCertError, match="client_key is neither a readable file nor inline PEM text") as error:
+        _client.VaultClient(_client.ConnectionSettings.from_params(params))
+    assert value not in str(error.value)
+
+
+def test_client_key_that_does_not_match_is_refused_and_leaves_no_file(ec_chain, rsa_chain):
+    before = _temp_pem_files()
+    params = _params(client_cert=ec_chain.leaf.cert_pem, client_key=rsa_chain.leaf.key_pem)
+    with pytest.raises(VaultCertError, match="could not be loaded") as error:
+        _client.VaultClient(_client.ConnectionSettings.from_params(params))
+    assert "PRIVATE KEY" not in str(error.value)
+    assert _temp_pem_files() - before == set()
+
+
+def test_missing_client_cert_file_is_refused_naming_the_option(tmp_path):
+    with pytest.raises(VaultCertError, match="client_cert .*missing.pem.* is neither a readable file"):
+        _client.VaultClient(_client.ConnectionSettings.from_params(_params(client_cert=str(tmp_path / "missing.pem"))))
+
+
+def test_client_key_without_client_cert_is_refused():
+    with pytest.raises(VaultCertError, match="client_key is set without client_cert"):
+        _client.ConnectionSettings.from_params(_params(client_key="/etc/ssl/client.key"))
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://user:hunter2-pw@vault.example.com:8200", "https://hunter2-pw@vault.example.com", "ftp://u:hunter2-pw@h"],
+)
+def test_url_with_credentials_is_refused_without_showing_them(url):
+    with pytest.raises(VaultCertError, match="must not hold credentials") as error:
+        _client.ConnectionSettings.from_params(_params(url=url))
+    assert "hunter2-pw" not in str(error.value)
 
 
 def test_ca_cert_path_that_does_not_exist_is_refused(tmp_path):

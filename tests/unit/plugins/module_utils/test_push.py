@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _push
-from ansible_collections.certautopilot.vault.plugins.module_utils._client import OutcomeUnknown
-from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
+from ansible_collections.certautopilot.vault.plugins.module_utils._errors import OutcomeUnknown, VaultCertError
 from ansible_collections.certautopilot.vault.plugins.module_utils._kv2 import SecretVersion
 
 PAYLOAD = {"certificate": "C", "private_key": "K", "fullchain": "C"}
@@ -95,7 +94,7 @@ def _items(*paths):
 
 
 def test_stopped_batch_names_the_failed_item_and_every_item_after_it():
-    stopped = _push._batch_stopped(
+    stopped = _push.batch_stopped(
         VaultCertError("permission denied"), _items("a", "b", "c"), 1, [{"changed": True, "path": "a", "diff": {}}]
     )
     assert stopped.result["not_written"] == ["b", "c"]
@@ -105,7 +104,9 @@ def test_stopped_batch_names_the_failed_item_and_every_item_after_it():
 
 
 def test_stopped_batch_keeps_an_unknown_outcome_apart_from_the_unwritten():
-    stopped = _push._batch_stopped(OutcomeUnknown("answer lost"), _items("a", "b", "c"), 1, [])
+    stopped = _push.batch_stopped(
+        OutcomeUnknown("answer lost; the write may or may not have been applied"), _items("a", "b", "c"), 1, []
+    )
     assert stopped.result["not_written"] == ["c"]
     assert stopped.result["outcome_unknown"] == ["b"]
     assert "may or may not have been applied" in str(stopped)
