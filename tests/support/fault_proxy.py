@@ -8,6 +8,7 @@ make it misbehave for matching requests:
     proxy = FaultProxy(bao.addr, bao.ca_cert)
     proxy.add_rule("POST", r"^secret/data/certs/a$", status=503, times=2)   # refused twice, then forwarded
     proxy.add_rule("POST", r"^secret/data/certs/b$", status=500, after_forward=True)  # applied, answer lost
+    proxy.add_rule("POST", r"^secret/data/certs/c$", drop=True, after_forward=True)   # applied, connection lost
     proxy.add_rule("GET", r"^secret/data/", delay=0.3)                       # slow reads
     proxy.add_rule("POST", r"^secret/data/", skip=9, action=bao.seal)        # seal before the 10th write
     ... module run with url=proxy.url ...
@@ -59,7 +60,8 @@ class Rule:
     order: ``action()`` runs, the proxy waits ``delay`` seconds, then either
     answers ``status`` without forwarding, forwards and answers ``status``
     instead of the server's answer (``after_forward``), or, with ``status``
-    None, forwards normally. ``drop`` closes the connection without an answer.
+    None, forwards normally. ``drop`` closes the connection without an answer:
+    before forwarding, or with ``after_forward`` once the server has answered.
     """
 
     method: str
@@ -247,7 +249,7 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
                     rule.action()
                 if rule.delay:
                     time.sleep(rule.delay)
-                if rule.drop:
+                if rule.drop and not rule.after_forward:
                     proxy._record(Hit(method, api_path, None, forwarded=False, injected=True))
                     self._drop()
                     return
@@ -260,6 +262,10 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
             except requests.RequestException:
                 # The server is gone: so is the proxy, as far as the client can tell.
                 proxy._record(Hit(method, api_path, None, forwarded=False, injected=False))
+                self._drop()
+                return
+            if rule is not None and rule.drop and rule.after_forward:
+                proxy._record(Hit(method, api_path, None, forwarded=True, injected=True))
                 self._drop()
                 return
             if rule is not None and rule.status is not None and rule.after_forward:
