@@ -176,6 +176,15 @@ def mask_private_keys(value: t.Any, keys: t.Collection[str] = ()) -> t.Any:
     return value
 
 
+def url_credentials(url: t.Any) -> list[str]:
+    """The ``user:password`` part of a URL, if it has one."""
+    if not isinstance(url, str) or "@" not in url:
+        return []
+    authority = url.split("://", 1)[-1].split("/", 1)[0]
+    userinfo = authority.rpartition("@")[0]
+    return [userinfo] if userinfo else []
+
+
 class _KeySafeModule(AnsibleModule):
     """AnsibleModule that keeps PEM private keys out of its log line and answers, whatever option holds them.
 
@@ -200,6 +209,8 @@ class _KeySafeModule(AnsibleModule):
         super().fail_json(**self._masked({"msg": msg, **kwargs}))
 
     def _masked(self, result: dict) -> dict:
+        # A url with user:password@ is refused, but Ansible would still echo it in ``invocation``.
+        self.no_log_values.update(url_credentials(self.params.get("url")))
         keys = {value for value in self.no_log_values if PEM_KEY_MARK in value}
         self.no_log_values.difference_update(keys)
         return mask_private_keys({"invocation": {"module_args": self.params}, **result}, keys)
