@@ -86,7 +86,7 @@ def test_key_pasted_into_a_plain_option_is_masked_in_the_syslog_line(capsys, sys
 def test_unexpected_exception_fails_clearly_with_every_secret_scrubbed(capsys, syslog_lines, monkeypatch, ec_chain):
     args = {"url": "https://vault.example.com", "token": "s.the-token-value", "auth_method": "token"}
     # As with ANSIBLE_DISPLAY_TRACEBACK=error: the answer then carries the traceback too.
-    monkeypatch.setattr(_traceback, "_module_tracebacks_enabled_events", frozenset({_traceback.TracebackEvent.ERROR}))
+    monkeypatch.setattr(_traceback, "_is_traceback_enabled", lambda event: event == _traceback.TracebackEvent.ERROR)
 
     def explode() -> dict:
         raise RuntimeError(f"library surprise with {ec_chain.leaf.key_pem} and s.the-token-value")
