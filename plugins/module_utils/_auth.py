@@ -8,12 +8,14 @@ entry in AUTH_METHODS.
 
 from __future__ import annotations
 
+import re
 import typing as t
 
-from ansible_collections.certautopilot.vault.plugins.module_utils._client import VaultClient
+from ansible_collections.certautopilot.vault.plugins.module_utils._client import VaultClient, header_value_problem
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
 
 DEFAULT_JWT_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 
 
 class AuthMethod:
@@ -78,6 +80,14 @@ class JwtAuth(AuthMethod):
     def login(self, client: VaultClient) -> None:
         jwt = self._read_jwt()
         client.remember_secret(jwt)
+        if not _looks_like_jwt(jwt):
+            # Whatever the file holds (a key, say) is not sent to the server; nor shown.
+            source = (
+                "jwt" if self.params.get("jwt") else f"jwt_file {self.params.get('jwt_file') or DEFAULT_JWT_FILE!r}"
+            )
+            raise VaultCertError(
+                f"auth_method jwt: {source} does not hold a JWT (three base64url parts joined by dots)"
+            )
         payload = {"jwt": jwt}
         if self.params.get("role"):
             payload["role"] = self.params["role"]
@@ -105,6 +115,8 @@ class TokenAuth(AuthMethod):
 
     def validate(self) -> None:
         self._require("token")
+        if header_value_problem(self.params["token"]):
+            raise VaultCertError("invalid token: it holds whitespace, a line break or a control character")
 
     def login(self, client: VaultClient) -> None:
         client.set_token(self.params["token"])
@@ -116,6 +128,11 @@ class NoAuth(AuthMethod):
 
     def login(self, client: VaultClient) -> None:
         """Unauthenticated: only endpoints like sys/health answer."""
+
+
+def _looks_like_jwt(text: str) -> bool:
+    parts = text.split(".")
+    return len(parts) == 3 and all(part and _BASE64URL.fullmatch(part) for part in parts[:2])
 
 
 AUTH_METHODS: dict[str, type[AuthMethod]] = {

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import typing as t
 from dataclasses import dataclass, field
@@ -41,6 +43,8 @@ if t.TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
 FIELD_NAMES = ("certificate", "private_key", "chain", "fullchain")
+# What a JSON key of a certificate secret may look like (tls.crt, ssl_certificate, cert.pem, ...).
+_JSON_KEY = re.compile(r"[A-Za-z0-9._-]{1,128}")
 DEFAULT_FIELDS = {name: name for name in FIELD_NAMES}
 
 # RFC 7468 markers. Labels are bounded so that a megabyte of junk is scanned in linear time.
@@ -112,6 +116,25 @@ def private_key_blocks(text: str) -> list[str]:
     if not isinstance(text, str) or "-----" not in text:
         return []
     return [text[block.start : block.end] for block in _scan_pem(text) if block.private]
+
+
+# A DER private key is over a hundred bytes: shorter base64 runs are not one. Line breaks may
+# wrap it; spaces and "=" (but for the padding) end a run, as between key=value log arguments.
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/][A-Za-z0-9+/\r\n]{98,}[A-Za-z0-9+/]={0,2}")
+
+
+def headerless_private_keys(text: str) -> list[str]:
+    """Base64 runs in ``text`` that decode to a DER private key: a key pasted without its PEM lines."""
+    if not isinstance(text, str) or len(text) < 100:
+        return []
+    found = []
+    for run in _BASE64_RUN.findall(text):
+        try:
+            serialization.load_der_private_key(base64.b64decode("".join(run.split())), password=None)
+        except (ValueError, TypeError, UnsupportedAlgorithm, binascii.Error):
+            continue
+        found.append(run)
+    return found
 
 
 def _as_text(value: object, *, what: str, expected: str) -> str:
@@ -408,6 +431,11 @@ def resolve_fields(fields: dict[str, str | None] | None) -> dict[str, str | None
     for name, key in fields.items():
         if key is not None and not isinstance(key, str):
             raise VaultCertError(f"fields: {name} must map to a JSON key (a string) or null")
+        if key and not _JSON_KEY.fullmatch(key):
+            # Not shown: a value pasted here by mistake may be anything, a key included.
+            raise VaultCertError(
+                f"fields: {name} must map to a JSON key of at most 128 letters, digits and . _ - characters"
+            )
         resolved[name] = key or None
     owners: dict[str, str] = {}
     for name in FIELD_NAMES:

@@ -86,6 +86,10 @@ class ConnectionSettings:
             raise VaultCertError("timeout must be a positive number of seconds")
         if retries < 0:
             raise VaultCertError("retries must not be negative")
+        for option in ("namespace", "auth_namespace"):
+            problem = header_value_problem(params.get(option) or "")
+            if problem:
+                raise VaultCertError(f"invalid {option} {params[option]!r}: {problem}")
         if params.get("client_key") and not params.get("client_cert"):
             raise VaultCertError("client_key is set without client_cert: set both, or client_cert alone")
         return cls(
@@ -168,6 +172,38 @@ def _server_errors(response: t.Any) -> str:
     return "; ".join(str(error) for error in errors) or f"HTTP {response.status_code}"
 
 
+def header_value_problem(value: str) -> str:
+    """Why ``value`` cannot travel in an HTTP header (a line break would split the request), or ""."""
+    if any(char.isspace() or not char.isprintable() for char in value):
+        return "it holds whitespace, a line break or a control character"
+    return ""
+
+
+def redirect_allowed(origin: str, target: str) -> bool:
+    """A redirect is followed only to https, or to the very origin it came from.
+
+    A standby redirects to the active node, another host: fine over verified
+    TLS. A redirect to plain http elsewhere would carry the token and the
+    request body (a private key) in clear to whoever answers there.
+    """
+    source, destination = urlsplit(origin), urlsplit(target)
+    if destination.scheme == "https":
+        return True
+    return (destination.scheme, destination.netloc) == (source.scheme, source.netloc)
+
+
+if HAS_HVAC:
+
+    class _RedirectSafeSession(requests.Session):
+        """A requests session that does not follow a redirect redirect_allowed() refuses; its 3xx is returned."""
+
+        def get_redirect_target(self, resp: requests.Response) -> str | None:
+            target = super().get_redirect_target(resp)
+            if target and not redirect_allowed(resp.url, requests.compat.urljoin(resp.url, target)):
+                return None
+            return target
+
+
 @dataclass(frozen=True)
 class _Retry:
     """An attempt that failed in a way that may pass if tried again."""
@@ -193,8 +229,11 @@ class VaultClient:
         except BaseException:
             self._remove_temp_files()
             raise
+        session = _RedirectSafeSession()
+        # hvac takes verify and cert from a session it is given, over its own arguments.
+        session.verify, session.cert = verify, cert
         self._adapter = hvac.adapters.RawAdapter(
-            base_uri=settings.url, cert=cert, verify=verify, timeout=settings.timeout
+            base_uri=settings.url, cert=cert, verify=verify, timeout=settings.timeout, session=session
         )
 
     def _verify_setting(self) -> bool | str:
@@ -322,6 +361,9 @@ class VaultClient:
             )
         except requests.exceptions.SSLError as exc:
             raise self._tls_error(exc) from None
+        except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL) as exc:
+            # Refused by requests before anything was sent; no retry changes that.
+            raise VaultCertError(f"{method} {path} could not be sent: {type(exc).__name__}") from None
         except requests.exceptions.RequestException as exc:
             error = self._transport_error(exc, method, path)
             if _never_sent(exc) and not self._redirected(exc):
@@ -329,7 +371,7 @@ class VaultClient:
             if kind == LOGIN:
                 raise error from None
             if kind == WRITE:
-                raise OutcomeUnknown(f"{error}; the write may or may not have been applied") from None
+                raise OutcomeUnknown(str(error), answered=False) from None
             return _Retry(error)
         status = response.status_code
         errors = self.redact(_server_errors(response))
@@ -340,8 +382,19 @@ class VaultClient:
             # or meets an election: neither answer says whether it landed.
             raise OutcomeUnknown(
                 f"{method} {path} was redirected by {self.settings.url} (a standby whose forwarding failed) "
-                f"and answered HTTP {status}: {errors}; the write may or may not have been applied"
+                f"and answered HTTP {status}: {errors}",
+                answered=False,
             )
+        if 300 <= status < 400:
+            # A redirect redirect_allowed() refused, or one past requests' limit: like a standby that
+            # cannot reach the active node, it may pass once the cluster settles.
+            target = _without_userinfo(response.headers.get("Location") or "")
+            message = f"{method} {path} was redirected to {target!r}, which is not followed (only https is)"
+            if kind == LOGIN:
+                raise VaultCertError(f"login failed: {auth_label}: {message}")
+            if kind == WRITE:
+                raise OutcomeUnknown(message, answered=False)
+            return _Retry(VaultCertError(message))
         if status == 404 and "namespace not found" in errors:
             # Not "no such secret": the whole namespace is missing, whatever the caller accepts.
             raise VaultCertError(f"namespace not found: {namespace!r} ({NAMESPACE_HINT})")
@@ -351,7 +404,8 @@ class VaultClient:
             self._raise_for_status(status, errors, method, path, kind, needs, auth_label)
         message = f"{method} {path} answered HTTP {status}: {errors}"
         if kind == WRITE and not _proves_not_processed(status, errors):
-            raise OutcomeUnknown(f"{message}; the write may or may not have been applied")
+            # A gateway timeout answers while the server may still be working on the write.
+            raise OutcomeUnknown(message, answered=status != 504)
         if status not in RETRYABLE_STATUS or (kind == HEALTH and status == 429):
             self._raise_for_status(status, errors, method, path, kind, needs, auth_label)
         return _Retry(VaultCertError(message))

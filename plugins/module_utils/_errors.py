@@ -20,9 +20,16 @@ class VaultCertError(Exception):
 class OutcomeUnknown(VaultCertError):
     """A write was sent and no answer proves whether it was applied.
 
-    The KV layer resolves it by re-reading; this is raised only when even the re-read
-    cannot tell, so the write must be reported as "may or may not have been applied".
+    The KV layer resolves it by reading the secret back; it leaves the KV layer only
+    when even that cannot tell, as a write that "may or may not have been applied".
+    ``answered`` is true when the server (or a proxy) finished the request with an
+    answer, so a read after it sees the write if it landed; false when the request may
+    still be in progress (lost connection, timeout, gateway timeout).
     """
+
+    def __init__(self, message: str, *, answered: bool = False, result: dict | None = None) -> None:
+        super().__init__(message, result=result)
+        self.answered = answered
 
 
 class CasConflict(VaultCertError):

@@ -169,7 +169,14 @@ def read_version(client: VaultClient, mount: str, path: str, version: int | None
     if version is not None:
         location += f"?version={int(version)}"
     reply = client.request("GET", location, needs=("read",), accept=(404,))
-    return _version_from(reply.body)
+    found = _version_from(reply.body)
+    if found is None and reply.status != 404:
+        # Taking this for "no such secret" would decide on nothing; cas still guards, but say what is wrong.
+        raise VaultCertError(
+            f"GET {location} answered HTTP {reply.status} without a KV v2 version; "
+            f"is {client.settings.url} a Vault server, or a proxy that rewrites its answers?"
+        )
+    return found
 
 
 def read_metadata(client: VaultClient, mount: str, path: str) -> SecretMetadata | None:
@@ -206,8 +213,9 @@ def write(client: VaultClient, mount: str, path: str, data: dict, *, cas: int) -
     A write whose answer does not prove it was refused is never sent again
     blindly: the secret is read back. Version ``cas + 1`` holding ``data`` is
     our write; a secret still at ``cas`` means it did not land, and it is sent
-    again; anyone else's version there is a CasConflict. OutcomeUnknown is
-    raised only when even the reads cannot tell.
+    again; anyone else's version there is a CasConflict. OutcomeUnknown leaves
+    here only when the reads cannot tell, or the last write may still be in
+    progress (its connection was lost, or a gateway timed out on it).
     """
     waits = client.retry_waits()
     unanswered = False
@@ -219,13 +227,22 @@ def write(client: VaultClient, mount: str, path: str, data: dict, *, cas: int) -
             if unanswered and _write_landed(client, mount, path, data, cas=cas):
                 return cas + 1
             raise
-        except OutcomeUnknown:
+        except OutcomeUnknown as unknown:
             unanswered = True
-            if attempt == len(waits):
-                raise
-            client.pause(waits[attempt])
+            last = attempt == len(waits)
+            if not last:
+                client.pause(waits[attempt])
             if _write_landed(client, mount, path, data, cas=cas):
                 return cas + 1
+            if last and unknown.answered:
+                # Answered, and the read after the answer does not hold it: it did not land.
+                raise VaultCertError(
+                    f"{unknown}; reading {data_path(mount, path)} back shows it was not written"
+                ) from None
+            if last:
+                raise OutcomeUnknown(
+                    f"{unknown}; the write may or may not have been applied (run again to find out)"
+                ) from None
     raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -153,27 +153,33 @@ MASK = "********"
 
 
 def mask_private_keys(value: t.Any, keys: t.Collection[str] = ()) -> t.Any:
-    """``value`` with every PEM private key block masked, in linear time.
+    """``value`` with every private key masked, in linear time; dict keys included.
 
     A string equal to one of ``keys`` becomes Ansible's no_log placeholder; inside
-    longer text the ``keys`` and any other private key block (found by its PEM
-    markers, truncated or re-wrapped ones included) become ``********``.
+    longer text the ``keys``, any other PEM private key block (found by its markers,
+    truncated or re-wrapped ones included) and a key pasted as bare base64 DER
+    become ``********``.
     """
     if isinstance(value, str):
-        if value in keys:
-            return NO_LOG_PLACEHOLDER
-        if PEM_KEY_MARK not in value:
-            return value
-        for key in sorted(keys, key=len, reverse=True):
-            value = value.replace(key, MASK)
-        for block in _certs.private_key_blocks(value):
-            value = value.replace(block, MASK)
-        return value
+        return _mask_key_text(value, keys)
     if isinstance(value, dict):
-        return {name: mask_private_keys(item, keys) for name, item in value.items()}
+        return {mask_private_keys(name, keys): mask_private_keys(item, keys) for name, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [mask_private_keys(item, keys) for item in value]
     return value
+
+
+def _mask_key_text(text: str, keys: t.Collection[str]) -> str:
+    if text in keys:
+        return NO_LOG_PLACEHOLDER
+    if PEM_KEY_MARK in text:
+        for key in sorted(keys, key=len, reverse=True):
+            text = text.replace(key, MASK)
+        for block in _certs.private_key_blocks(text):
+            text = text.replace(block, MASK)
+    for run in _certs.headerless_private_keys(text):
+        text = text.replace(run, MASK)
+    return text
 
 
 def url_credentials(url: t.Any) -> list[str]:

@@ -8,7 +8,17 @@ One test (or a few) per defect the audit reproduced, named after the promise it 
 5. ``custom_metadata: true`` keeps foreign custom metadata on a secret with no live version;
 6. the role's rollback from recorded results skips a metadata-only push;
 7. diffs never show values of keys the collection does not manage;
-8. credentials in the url are refused before any request, and never echoed.
+8. credentials in the url are refused before any request, and never echoed;
+
+and the findings of the second attack, on the fixed code:
+
+- a redirect to plain http elsewhere is not followed (it would carry the token, secret_id or key);
+- a token or namespace with a line break is refused before any request;
+- ``fields`` mapping to anything but a plain JSON key (a pasted key, say) is refused unseen;
+- a private key pasted as bare base64 DER is masked like a PEM one;
+- a ``jwt_file`` that holds no JWT (a key, say) is neither sent nor shown;
+- a write every answer of which refuses it is reported as not written, not as an unknown outcome;
+- a read answered 200 without a KV v2 version is an error, not "no such secret".
 
 Every test uses its own secret path and checks the server afterwards (versions, data and
 metadata through the API, requests through the audit log), not only what the module claims.
@@ -23,6 +33,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from fault_proxy import FaultProxy
+from identities import CertificateAuthority
 from leaks import assert_no_leak, secret_needles
 from pki import Chain, Issued, key_pem, load_issued, make_chain, new_key
 
@@ -563,3 +575,149 @@ def test_url_with_credentials_is_refused_before_any_request_without_echoing_them
     assert password not in json.dumps(run.result)
     assert bao.audit_requests(mark) == []
     assert versions(bao, path) == []
+
+
+# -- the second attack's findings ----------------------------------------------------------------
+
+
+@pytest.fixture
+def redirecting_proxy(bao, tmp_path):
+    """An https endpoint the module trusts that redirects every request to a plain-http listener elsewhere."""
+    authority = CertificateAuthority("certautopilot redirect test CA")
+    identity = authority.issue_server("127.0.0.1")
+    cert_file, key_file, ca_file = tmp_path / "proxy.pem", tmp_path / "proxy-key.pem", tmp_path / "ca.pem"
+    cert_file.write_text(identity.cert_pem)
+    key_file.write_text(identity.key_pem)
+    ca_file.write_text(authority.cert_pem)
+    listener = FaultProxy(bao.addr, bao.ca_cert)
+    proxy = FaultProxy(bao.addr, bao.ca_cert, tls_cert=str(cert_file), tls_key=str(key_file))
+    try:
+        for method in ("GET", "POST", "PUT", "LIST"):
+            proxy.add_rule(method, r".", redirect=listener.url, times=None)
+        yield proxy, listener, str(ca_file)
+    finally:
+        proxy.close()
+        listener.close()
+
+
+def test_redirect_to_plain_http_elsewhere_is_not_followed(bao, module_process, redirecting_proxy):
+    proxy, listener, ca_file = redirecting_proxy
+    path = unique_path("redirect")
+    chain = chain_for(path)
+    creds = approle(bao)
+
+    run = module_process.run(PUSH, {"url": proxy.url, "ca_cert": ca_file, **creds, **cert_args(path, chain)})
+
+    assert run.failed
+    assert "login failed" in run.msg and "not followed" in run.msg, run.msg
+    assert listener.hits() == []
+    assert len(proxy.hits()) == 1  # the login, answered by the redirect and never sent again
+    assert_no_leak(run.texts + [run.result], creds["secret_id"], chain.leaf.key_pem)
+    assert versions(bao, path) == []
+
+
+@pytest.mark.parametrize("option", ["token", "namespace"])
+def test_header_value_with_a_line_break_is_refused_before_any_request(bao, module_process, vault_conn, option):
+    path = unique_path("header")
+    token = token_with_policy(bao, "audit-header", {"secret/*": ["read"]})
+    args = {**vault_conn, "auth_method": "token", "token": token, "mount": "secret", "path": path}
+    args[option] = args.get(option, "team-a") + "\nX-Injected: 1"
+    mark = bao.audit_mark()
+
+    run = module_process.run("vault_health", args)
+
+    assert run.failed
+    assert f"invalid {option}" in run.msg and "line break" in run.msg, run.msg
+    assert "gave up" not in run.msg
+    assert_no_leak(run.texts + [run.result], token)
+    assert bao.audit_requests(mark) == []
+
+
+def test_fields_that_map_to_a_pasted_key_are_refused_unseen(bao, module_process, vault_conn):
+    path = unique_path("fields-key")
+    chain = chain_for(path)
+    other = make_chain("pasted.example.com")
+    args = {**vault_conn, **approle(bao), **cert_args(path, chain)}
+    mark = bao.audit_mark()
+
+    as_value = module_process.run(PUSH, {**args, "fields": {"certificate": other.leaf.key_pem}})
+    as_name = module_process.run(PUSH, {**args, "fields": {other.leaf.key_pem: "certificate"}})
+
+    assert as_value.failed and "fields: certificate must map to a JSON key" in as_value.msg, as_value.msg
+    assert as_name.failed and "unknown field name" in as_name.msg, as_name.msg
+    assert_no_leak(as_value.texts + as_name.texts + [as_value.result, as_name.result], other.leaf.key_pem)
+    assert kv_writes(bao, mark) == []
+
+
+def test_key_pasted_as_bare_base64_der_is_masked(bao, module_process, vault_conn):
+    chain = chain_for(unique_path("der-key"))
+    der = "".join(line for line in chain.leaf.key_pem.splitlines() if "-----" not in line)
+    path = unique_path("der")
+    args = {**vault_conn, **approle(bao), **cert_args(path, chain), "mount": der}
+
+    run = module_process.run(PUSH, args)
+
+    assert run.failed and "mount '********' not found" in run.msg, run.msg
+    assert any(line.startswith("Invoked with") for line in run.syslog), run.syslog
+    assert der not in json.dumps(run.result) and all(der not in text for text in run.texts)
+
+
+def test_jwt_file_without_a_jwt_is_neither_sent_nor_shown(bao, module_process, vault_conn, tmp_path):
+    chain = chain_for(unique_path("jwt-file"))
+    key_file = tmp_path / "not-a-jwt.pem"
+    key_file.write_text(chain.leaf.key_pem)
+    args = {**vault_conn, "auth_method": "jwt", "role": "certs", "jwt_file": str(key_file), "path": "certs/x"}
+    mark = bao.audit_mark()
+
+    run = module_process.run("vault_cert_rollback", args)
+
+    assert run.failed and "does not hold a JWT" in run.msg, run.msg
+    assert_no_leak(run.texts + [run.result], chain.leaf.key_pem)
+    assert bao.audit_requests(mark) == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "reported_as"),
+    [({"status": 412}, "not_written"), ({"status": 429}, "not_written"), ({"status": 504}, "outcome_unknown")],
+    ids=["412-every-time", "429-every-time", "504-every-time"],
+)
+def test_write_refused_by_every_answer_is_reported_for_what_the_server_holds(
+    bao, module_process, vault_conn, answer, reported_as
+):
+    base = unique_path("refused")
+    chains = {f"{base}/{name}": chain_for(f"{base}/{name}") for name in ("a", "b", "c")}
+    batch = [cert_args(path, chain) for path, chain in chains.items()]
+    paths = list(chains)
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        proxy.add_rule("POST", rf"^secret/data/{paths[1]}$", times=None, **answer)
+
+        run = module_process.run(
+            PUSH,
+            {"url": proxy.url, "ca_cert": vault_conn["ca_cert"], **approle(bao), "certificates": batch, "retries": 1},
+        )
+
+    assert run.failed
+    assert run.result["failed_path"] == paths[1]
+    assert [result["path"] for result in run.result["results"]] == paths[:1]
+    if reported_as == "not_written":
+        assert run.result["not_written"] == paths[1:] and run.result["outcome_unknown"] == []
+        assert "shows it was not written" in run.msg, run.msg
+    else:
+        assert run.result["not_written"] == paths[2:] and run.result["outcome_unknown"] == [paths[1]]
+        assert "may or may not have been applied" in run.msg, run.msg
+    assert [len(versions(bao, path)) for path in paths] == [1, 0, 0]
+
+
+def test_read_answered_200_without_a_version_is_an_error_not_a_missing_secret(bao, module_process, vault_conn):
+    path = unique_path("not-vault")
+    chain = chain_for(path)
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        proxy.add_rule("GET", rf"^secret/data/{path}$", status=200, times=None)
+        mark = bao.audit_mark()
+
+        run = module_process.run(
+            PUSH, {"url": proxy.url, "ca_cert": vault_conn["ca_cert"], **approle(bao), **cert_args(path, chain)}
+        )
+
+    assert run.failed and "without a KV v2 version" in run.msg, run.msg
+    assert kv_writes(bao, mark) == []

@@ -11,6 +11,7 @@ make it misbehave for matching requests:
     proxy.add_rule("POST", r"^secret/data/certs/c$", drop=True, after_forward=True)   # applied, connection lost
     proxy.add_rule("GET", r"^secret/data/", delay=0.3)                       # slow reads
     proxy.add_rule("POST", r"^secret/data/", skip=9, action=bao.seal)        # seal before the 10th write
+    proxy.add_rule("GET", r"^sys/", redirect="http://127.0.0.1:9")             # 307 to another origin
     ... module run with url=proxy.url ...
     proxy.hits("POST", r"^secret/data/certs/a$")  # what the proxy saw, in order
 
@@ -62,6 +63,8 @@ class Rule:
     instead of the server's answer (``after_forward``), or, with ``status``
     None, forwards normally. ``drop`` closes the connection without an answer:
     before forwarding, or with ``after_forward`` once the server has answered.
+    ``redirect`` answers 307 to that origin with the request's own path, as a
+    standby sends a client to the active node.
     """
 
     method: str
@@ -72,6 +75,7 @@ class Rule:
     after_forward: bool = False
     delay: float = 0.0
     drop: bool = False
+    redirect: str | None = None
     action: t.Callable[[], None] | None = None
     matched: int = 0
     applied: int = 0
@@ -249,6 +253,10 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
                     rule.action()
                 if rule.delay:
                     time.sleep(rule.delay)
+                if rule.redirect:
+                    proxy._record(Hit(method, api_path, 307, forwarded=False, injected=True))
+                    self._send_redirect(rule.redirect.rstrip("/") + self.path)
+                    return
                 if rule.drop and not rule.after_forward:
                     proxy._record(Hit(method, api_path, None, forwarded=False, injected=True))
                     self._drop()
@@ -288,6 +296,12 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
+
+        def _send_redirect(self, location: str) -> None:
+            self.send_response(307)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
         def _drop(self) -> None:
             self.close_connection = True

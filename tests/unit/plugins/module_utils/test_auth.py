@@ -64,3 +64,17 @@ def test_given_token_is_never_revoked_but_obtained_ones_are():
 def test_unknown_method_is_refused_listing_the_known_ones():
     with pytest.raises(VaultCertError, match="approle, jwt, cert, token, none"):
         _auth.select_auth_method({"auth_method": "ldap"})
+
+
+def test_token_that_cannot_be_a_header_value_is_refused_without_showing_it():
+    with pytest.raises(VaultCertError, match="invalid token: it holds whitespace") as error:
+        _auth.select_auth_method({"auth_method": "token", "token": "s.abc\nX-Injected: 1"})
+    assert "s.abc" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "looks_like_jwt"),
+    [("eyJh.eyJz.c2ln", True), ("eyJh.eyJz.", True), ("-----BEGIN PRIVATE KEY-----\nMIIB", False), ("a.b", False)],
+)
+def test_only_text_shaped_like_a_jwt_is_sent_as_one(text, looks_like_jwt):
+    assert _auth._looks_like_jwt(text) is looks_like_jwt

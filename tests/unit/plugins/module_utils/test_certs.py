@@ -867,3 +867,10 @@ def test_secret_summary_shows_managed_pem_fields_by_their_summaries(ec_chain):
 
 def test_secret_summary_of_a_key_field_that_is_not_a_key():
     assert _certs_module.summarise_secret({"private_key": "hunter2"}) == {"private_key": "<private key: not PEM>"}
+
+
+@pytest.mark.parametrize("key", ["tls crt", "-----BEGIN PRIVATE KEY-----\nMIIB", "a" * 129, "cert\n"])
+def test_resolve_fields_refuses_what_is_no_plain_json_key_without_showing_it(key):
+    with pytest.raises(VaultCertError, match="fields: certificate must map to a JSON key") as error:
+        _certs_module.resolve_fields({"certificate": key})
+    assert key not in str(error.value)

@@ -184,3 +184,24 @@ def test_token_counts_as_expired_only_after_its_ttl():
 def test_one_attempt_is_singular():
     assert _client._attempts(1) == "1 attempt"
     assert _client._attempts(3) == "3 attempts"
+
+
+@pytest.mark.parametrize(
+    ("origin", "target", "allowed"),
+    [
+        ("https://standby:8200/v1/x", "https://active:8200/v1/x", True),
+        ("http://relay:8080/v1/x", "https://active:8200/v1/x", True),
+        ("http://vault:8200/v1/x", "http://vault:8200/v1/y", True),
+        ("https://vault:8200/v1/x", "http://vault:8200/v1/x", False),
+        ("https://vault:8200/v1/x", "http://elsewhere:80/v1/x", False),
+        ("http://vault:8200/v1/x", "http://elsewhere:8200/v1/x", False),
+    ],
+)
+def test_redirects_are_followed_only_to_https_or_the_same_origin(origin, target, allowed):
+    assert _client.redirect_allowed(origin, target) is allowed
+
+
+@pytest.mark.parametrize("value", ["team a", "team\na", "team\ta", "team\x00a"])
+def test_namespace_that_cannot_be_a_header_value_is_refused(value):
+    with pytest.raises(VaultCertError, match="invalid namespace .*line break"):
+        _client.ConnectionSettings.from_params(_params(namespace=value))

@@ -112,3 +112,16 @@ def test_library_error_carries_its_result_fields_into_the_failure(capsys, syslog
         answer = _answer(capsys, lambda: vault.run(refuse))
     assert answer["msg"] == "batch stopped"
     assert answer["failed_path"] == "certs/a" and answer["not_written"] == ["certs/a"]
+
+
+def test_mask_finds_a_key_pasted_as_bare_base64_der_in_log_arguments(rsa_chain):
+    der = "".join(line for line in rsa_chain.leaf.key_pem.splitlines() if "-----" not in line)
+    line = f"Invoked with mount={der} path=certs/a certificate={rsa_chain.leaf.cert_pem}"
+    masked = mask_private_keys(line)
+    assert der not in masked and f"mount={MASK} path=certs/a" in masked
+    assert rsa_chain.leaf.cert_pem in masked
+
+
+def test_mask_covers_dictionary_keys(ec_chain):
+    masked = mask_private_keys({"fields": {ec_chain.leaf.key_pem: "certificate"}})
+    assert masked == {"fields": {MASK + "\n": "certificate"}}
