@@ -14,6 +14,9 @@ options:
       - Falls back to the E(VAULT_ADDR) environment variable. Required one way or the other.
       - An address with credentials in it (C(https://user:password@host)) is refused, without showing them;
         give credentials as auth options.
+      - A redirect (a standby sending the client to the active node) is followed only to an C(https) address,
+        or to the same scheme, host and port; a redirect to plain C(http) elsewhere would carry the token and
+        the request body in clear, so it is treated like a standby that cannot reach the active node.
     type: str
     aliases: [address]
   namespace:
