@@ -152,21 +152,35 @@ NO_LOG_PLACEHOLDER = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
 MASK = "********"
 
 
-def mask_private_keys(value: t.Any, keys: t.Collection[str] = ()) -> t.Any:
+def mask_private_keys(value: t.Any, keys: t.Collection[str] = (), *, secrets: t.Collection[str] = ()) -> t.Any:
     """``value`` with every private key masked, in linear time; dict keys included.
 
     A string equal to one of ``keys`` becomes Ansible's no_log placeholder; inside
     longer text the ``keys``, any other PEM private key block (found by its markers,
     truncated or re-wrapped ones included) and a key pasted as bare base64 DER
-    become ``********``.
+    become ``********``. Dict keys are also cleared of ``secrets`` (the other no_log
+    values), which Ansible masks in values only.
     """
     if isinstance(value, str):
         return _mask_key_text(value, keys)
     if isinstance(value, dict):
-        return {mask_private_keys(name, keys): mask_private_keys(item, keys) for name, item in value.items()}
+        return {
+            _mask_name(name, keys, secrets): mask_private_keys(item, keys, secrets=secrets)
+            for name, item in value.items()
+        }
     if isinstance(value, (list, tuple)):
-        return [mask_private_keys(item, keys) for item in value]
+        return [mask_private_keys(item, keys, secrets=secrets) for item in value]
     return value
+
+
+def _mask_name(name: t.Any, keys: t.Collection[str], secrets: t.Collection[str]) -> t.Any:
+    if not isinstance(name, str):
+        return name
+    name = _mask_key_text(name, keys)
+    for secret in secrets:
+        if secret and secret in name:
+            name = name.replace(secret, MASK)
+    return name
 
 
 def _mask_key_text(text: str, keys: t.Collection[str]) -> str:
@@ -219,7 +233,8 @@ class _KeySafeModule(AnsibleModule):
         self.no_log_values.update(url_credentials(self.params.get("url")))
         keys = {value for value in self.no_log_values if PEM_KEY_MARK in value}
         self.no_log_values.difference_update(keys)
-        return mask_private_keys({"invocation": {"module_args": self.params}, **result}, keys)
+        result = {"invocation": {"module_args": self.params}, **result}
+        return mask_private_keys(result, keys, secrets=frozenset(self.no_log_values))
 
     def _log_invocation(self) -> None:
         """Name a batch by its size: masking one key per certificate in a megabyte line is quadratic."""

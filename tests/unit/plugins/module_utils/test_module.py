@@ -125,3 +125,8 @@ def test_mask_finds_a_key_pasted_as_bare_base64_der_in_log_arguments(rsa_chain):
 def test_mask_covers_dictionary_keys(ec_chain):
     masked = mask_private_keys({"fields": {ec_chain.leaf.key_pem: "certificate"}})
     assert masked == {"fields": {MASK + "\n": "certificate"}}
+
+
+def test_mask_clears_other_secrets_from_dictionary_keys_too():
+    masked = mask_private_keys({"diff": {"before": {"s.token-value": "<value>"}}}, secrets={"s.token-value"})
+    assert masked == {"diff": {"before": {MASK: "<value>"}}}
