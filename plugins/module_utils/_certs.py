@@ -4,13 +4,12 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 import typing as t
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from ansible_collections.certautopilot.vault.plugins.module_utils import _pem
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
 
 # verify_directly_issued_by() arrived in cryptography 40; older releases (still shipped by some
@@ -47,94 +46,8 @@ FIELD_NAMES = ("certificate", "private_key", "chain", "fullchain")
 _JSON_KEY = re.compile(r"[A-Za-z0-9._-]{1,128}")
 DEFAULT_FIELDS = {name: name for name in FIELD_NAMES}
 
-# RFC 7468 markers. Labels are bounded so that a megabyte of junk is scanned in linear time.
-_PEM_MARKER = re.compile(r"-----(BEGIN|END) ([A-Za-z0-9 ]{1,64})-----")
-_CERTIFICATE_LABEL = "CERTIFICATE"
-_PRIVATE_KEY_LABEL = "PRIVATE KEY"
 # `openssl ecparam -genkey` writes this block in front of the key; it carries no secret.
 _IGNORED_KEY_FILE_LABELS = frozenset({"EC PARAMETERS"})
-
-
-@dataclass(frozen=True)
-class _PemBlock:
-    """Where one PEM block sits in a text. Incomplete blocks (truncated, orphan END) are kept."""
-
-    label: str
-    start: int
-    end: int
-    complete: bool
-    private: bool
-
-
-def normalise_pem(text: str) -> str:
-    """Return PEM text with LF line endings, no surrounding whitespace and exactly one trailing newline.
-
-    Empty or whitespace-only text becomes the empty string.
-    """
-    text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
-    return f"{text}\n" if text else ""
-
-
-def _is_private_key_label(*labels: str) -> bool:
-    return any(_PRIVATE_KEY_LABEL in label.upper() for label in labels)
-
-
-def _scan_pem(text: str) -> list[_PemBlock]:
-    """Find every PEM block, pairing BEGIN and END markers in one linear pass.
-
-    A BEGIN without its END runs to the next BEGIN or to the end of the text; an END without a
-    BEGIN runs back to the previous block. Both are returned as incomplete so that callers can
-    refuse them and summaries can still hide them.
-    """
-    blocks: list[_PemBlock] = []
-    open_label: str | None = None
-    open_start = 0
-    for marker in _PEM_MARKER.finditer(text):
-        kind, label = marker.group(1), marker.group(2).strip()
-        if kind == "BEGIN":
-            if open_label is not None:
-                private = _is_private_key_label(open_label)
-                blocks.append(_PemBlock(open_label, open_start, marker.start(), complete=False, private=private))
-            open_label, open_start = label, marker.start()
-        elif open_label is not None:
-            complete = open_label == label
-            private = _is_private_key_label(open_label, label)
-            blocks.append(_PemBlock(open_label, open_start, marker.end(), complete=complete, private=private))
-            open_label = None
-        else:
-            start = blocks[-1].end if blocks else 0
-            private = _is_private_key_label(label)
-            blocks.append(_PemBlock(label, start, marker.end(), complete=False, private=private))
-    if open_label is not None:
-        private = _is_private_key_label(open_label)
-        blocks.append(_PemBlock(open_label, open_start, len(text), complete=False, private=private))
-    return blocks
-
-
-def private_key_blocks(text: str) -> list[str]:
-    """The text of every PEM private key block in ``text``, truncated ones included."""
-    if not isinstance(text, str) or "-----" not in text:
-        return []
-    return [text[block.start : block.end] for block in _scan_pem(text) if block.private]
-
-
-# A DER private key is over a hundred bytes: shorter base64 runs are not one. Line breaks may
-# wrap it; spaces and "=" (but for the padding) end a run, as between key=value log arguments.
-_BASE64_RUN = re.compile(r"[A-Za-z0-9+/][A-Za-z0-9+/\r\n]{98,}[A-Za-z0-9+/]={0,2}")
-
-
-def headerless_private_keys(text: str) -> list[str]:
-    """Base64 runs in ``text`` that decode to a DER private key: a key pasted without its PEM lines."""
-    if not isinstance(text, str) or len(text) < 100:
-        return []
-    found = []
-    for run in _BASE64_RUN.findall(text):
-        try:
-            serialization.load_der_private_key(base64.b64decode("".join(run.split())), password=None)
-        except (ValueError, TypeError, UnsupportedAlgorithm, binascii.Error):
-            continue
-        found.append(run)
-    return found
 
 
 def _as_text(value: object, *, what: str, expected: str) -> str:
@@ -149,15 +62,15 @@ def _as_text(value: object, *, what: str, expected: str) -> str:
     raise VaultCertError(f"{what} is not a valid PEM {expected} (expected text, got {type(value).__name__})")
 
 
-def _block_bytes(text: str, block: _PemBlock) -> bytes | None:
+def _block_bytes(text: str, block: _pem.PemBlock) -> bytes | None:
     try:
         return text[block.start : block.end].encode("ascii")
     except UnicodeEncodeError:
         return None
 
 
-def _load_certificate_block(text: str, block: _PemBlock) -> x509.Certificate | None:
-    if not block.complete or block.label != _CERTIFICATE_LABEL:
+def _load_certificate_block(text: str, block: _pem.PemBlock) -> x509.Certificate | None:
+    if not block.complete or block.label != _pem.CERTIFICATE_LABEL:
         return None
     data = _block_bytes(text, block)
     if data is None:
@@ -168,19 +81,19 @@ def _load_certificate_block(text: str, block: _PemBlock) -> x509.Certificate | N
         return None
 
 
-def _truncation_hint(block: _PemBlock) -> str:
+def _truncation_hint(block: _pem.PemBlock) -> str:
     return "" if block.complete else " (its BEGIN and END lines do not pair up: truncated?)"
 
 
 def _parse_certificates(text: str, *, describe: t.Callable[[int, int], str]) -> list[x509.Certificate]:
     """Parse every block of ``text`` as a certificate; ``describe(position, count)`` names a block in errors."""
-    blocks = _scan_pem(text)
+    blocks = _pem.scan(text)
     if not blocks:
         raise VaultCertError(f"{describe(1, 1)} is not a valid PEM certificate")
     certificates = []
     for position, block in enumerate(blocks, 1):
         name = describe(position, len(blocks))
-        if block.complete and block.label != _CERTIFICATE_LABEL:
+        if block.complete and block.label != _pem.CERTIFICATE_LABEL:
             raise VaultCertError(f"{name} is a PEM {block.label} block, not a PEM certificate")
         certificate = _load_certificate_block(text, block)
         if certificate is None:
@@ -192,10 +105,10 @@ def _parse_certificates(text: str, *, describe: t.Callable[[int, int], str]) -> 
 def parse_certificate(pem: str, *, what: str = "certificate") -> x509.Certificate:
     """Parse text that holds exactly one PEM certificate; ``what`` names the input in errors."""
     text = _as_text(pem, what=what, expected="certificate")
-    blocks = _scan_pem(text)
+    blocks = _pem.scan(text)
     if len(blocks) > 1:
         labels = {block.label for block in blocks}
-        if labels == {_CERTIFICATE_LABEL}:
+        if labels == {_pem.CERTIFICATE_LABEL}:
             raise VaultCertError(f"{what} must hold exactly one PEM certificate; put intermediates in chain")
         raise VaultCertError(f"{what} must hold exactly one PEM certificate and nothing else")
     return _parse_certificates(text, describe=lambda position, count: what)[0]
@@ -231,7 +144,7 @@ def _load_private_key(pem: str) -> tuple[PrivateKeyTypes, str]:
     """Return the key and its PEM block, normalised, without any text around it."""
     invalid = "private key is not a valid PEM private key"
     text = _as_text(pem, what="private key", expected="private key")
-    blocks = [block for block in _scan_pem(text) if block.label not in _IGNORED_KEY_FILE_LABELS]
+    blocks = [block for block in _pem.scan(text) if block.label not in _IGNORED_KEY_FILE_LABELS]
     if not blocks:
         raise VaultCertError(invalid)
     if len(blocks) > 1:
@@ -253,7 +166,7 @@ def _load_private_key(pem: str) -> tuple[PrivateKeyTypes, str]:
         raise _encrypted_key_error() from None
     except (ValueError, UnsupportedAlgorithm):
         raise VaultCertError(invalid) from None
-    return key, normalise_pem(data.decode("ascii"))
+    return key, _pem.normalise_pem(data.decode("ascii"))
 
 
 def _encrypted_key_error() -> VaultCertError:
@@ -536,7 +449,7 @@ def certificate_info(pem: str) -> dict[str, t.Any]:
     return summarise_certificate(parse_certificate(pem))
 
 
-def _summarise_private_key_block(text: str, block: _PemBlock) -> str:
+def _summarise_private_key_block(text: str, block: _pem.PemBlock) -> str:
     data = _block_bytes(text, block) if block.complete else None
     if data is not None:
         try:
@@ -547,10 +460,10 @@ def _summarise_private_key_block(text: str, block: _PemBlock) -> str:
     return "<private key: unreadable>"
 
 
-def _summarise_block(text: str, block: _PemBlock) -> str:
+def _summarise_block(text: str, block: _pem.PemBlock) -> str:
     if block.private:
         return _summarise_private_key_block(text, block)
-    if block.label == _CERTIFICATE_LABEL:
+    if block.label == _pem.CERTIFICATE_LABEL:
         certificate = _load_certificate_block(text, block)
         if certificate is None:
             return "<certificate: unreadable>"
@@ -574,7 +487,7 @@ def summarise_value(text: str) -> str:
     """
     if not isinstance(text, str) or "-----" not in text:
         return text
-    blocks = _scan_pem(text)
+    blocks = _pem.scan(text)
     if not blocks:
         return text
     parts: list[str] = []
@@ -589,7 +502,7 @@ def summarise_value(text: str) -> str:
 
 def _summarise_pem_only(text: str) -> str | None:
     """Summaries of the PEM blocks of ``text``, or None when it holds anything else but whitespace."""
-    blocks = _scan_pem(text) if "-----" in text else []
+    blocks = _pem.scan(text) if "-----" in text else []
     position = 0
     for block in blocks:
         if text[position : block.start].strip():

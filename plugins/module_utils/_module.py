@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
-from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _client
+from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _client, _pem
 from ansible_collections.certautopilot.vault.plugins.module_utils._auth import AuthMethod, select_auth_method
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
 
@@ -189,9 +189,9 @@ def _mask_key_text(text: str, keys: t.Collection[str]) -> str:
     if PEM_KEY_MARK in text:
         for key in sorted(keys, key=len, reverse=True):
             text = text.replace(key, MASK)
-        for block in _certs.private_key_blocks(text):
+        for block in _pem.private_key_blocks(text):
             text = text.replace(block, MASK)
-    for run in _certs.headerless_private_keys(text):
+    for run in _pem.headerless_private_keys(text):
         text = text.replace(run, MASK)
     return text
 

@@ -12,13 +12,12 @@ import typing as t
 from dataclasses import dataclass
 from functools import cached_property
 
-from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _kv2
+from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _certs, _kv2
 from ansible_collections.certautopilot.vault.plugins.module_utils._client import (
     VaultClient,
 )
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import (
     CasConflict,
-    OutcomeUnknown,
     VaultCertError,
 )
 
@@ -76,13 +75,9 @@ class Decision:
 def prepare_items(raw_items: t.Sequence[t.Mapping[str, t.Any]], options: PushOptions) -> list[PushItem]:
     """Check every path and certificate of the run; nothing is sent before all pass."""
     _kv2.validate_path(options.mount, what="mount")
-    seen: set[str] = set()
     for raw in raw_items:
-        path = raw.get("path")
-        _kv2.validate_path(path)
-        if path in seen:
-            raise VaultCertError(f"invalid path {path!r}: it appears twice in certificates")
-        seen.add(path)
+        _kv2.validate_path(raw.get("path"))
+    _batch.refuse_repeated_paths((raw["path"] for raw in raw_items), option="certificates")
     return [_prepare_item(raw, raw["path"], options) for raw in raw_items]
 
 
@@ -223,55 +218,12 @@ def _result(item: PushItem, options: PushOptions, decision: Decision, *, version
 
 
 def push_all(client: VaultClient, items: t.Sequence[PushItem], options: PushOptions, *, batch: bool) -> list[dict]:
-    """Deliver the items over the client's one connection, results in input order.
-
-    The first item that fails stops the run (the server is unlikely to take
-    the next one either). In a batch the error names that item and every item
-    after it, so a caller knows what was not written, and carries the results so far.
-    """
+    """Deliver the items over the client's one connection, results in input order (see _batch.run_each)."""
     _kv2.check_mount(client, options.mount)
-    results: list[dict] = []
-    for index, item in enumerate(items):
-        try:
-            results.append(push_one(client, item, options))
-        except VaultCertError as exc:
-            if not batch:
-                raise
-            raise batch_stopped(exc, items, index, results) from None
-    return results
-
-
-def batch_stopped(exc: VaultCertError, items: t.Sequence[PushItem], index: int, results: list[dict]) -> VaultCertError:
-    """The failure of a batch at ``items[index]``: what was delivered, what was not, what nobody knows."""
-    failed = items[index].path
-    unknown = isinstance(exc, OutcomeUnknown)
-    # A write whose answer was lost may have landed: it is named as unknown, not as unwritten.
-    not_written = [item.path for item in items[index + (1 if unknown else 0) :]]
-    message = f"batch stopped at certificate {index + 1} of {len(items)}, {failed}: {exc}"
-    if not_written:
-        message += f". Not written: {', '.join(not_written)}"
-    if results:
-        message += f". The {len(results)} before it were delivered (see results)"
-    for result in results:
-        result.pop("diff", None)
-    return VaultCertError(
-        message,
-        result={
-            "changed": any(result["changed"] for result in results),
-            "results": results,
-            "failed_path": failed,
-            "not_written": not_written,
-            "outcome_unknown": [failed] if unknown else [],
-        },
+    return _batch.run_each(
+        items,
+        lambda item: push_one(client, item, options),
+        paths=[item.path for item in items],
+        batch=batch,
+        noun="certificate",
     )
-
-
-def run_result(results: list[dict], *, batch: bool) -> dict:
-    """The module's return: the single shape, or ``results`` (and one diff per item) for a batch."""
-    if not batch:
-        return results[0]
-    diffs = [result.pop("diff") for result in results if "diff" in result]
-    outcome = {"changed": any(result["changed"] for result in results), "results": results}
-    if diffs:
-        outcome["diff"] = diffs
-    return outcome

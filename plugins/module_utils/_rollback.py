@@ -7,9 +7,10 @@ Private to the collection.
 
 from __future__ import annotations
 
+import typing as t
 from dataclasses import dataclass
 
-from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _kv2
+from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _certs, _kv2
 from ansible_collections.certautopilot.vault.plugins.module_utils._client import (
     VaultClient,
 )
@@ -61,9 +62,43 @@ def choose_target(metadata: _kv2.SecretMetadata, request: RollbackRequest, locat
     return target
 
 
+def prepare_requests(
+    mount: str, items: t.Sequence[t.Mapping[str, t.Any]], *, check_mode: bool
+) -> list[RollbackRequest]:
+    """Check the mount and every path of the run; nothing is sent before all pass."""
+    _kv2.validate_path(mount, what="mount")
+    for item in items:
+        _kv2.validate_path(item.get("path"))
+    _batch.refuse_repeated_paths((item["path"] for item in items), option="secrets")
+    return [
+        RollbackRequest(
+            mount=mount,
+            path=item["path"],
+            version=item.get("version"),
+            current_version=item.get("current_version"),
+            check_mode=check_mode,
+        )
+        for item in items
+    ]
+
+
+def rollback_all(client: VaultClient, requests: t.Sequence[RollbackRequest], *, batch: bool) -> list[dict]:
+    """Roll every secret back over the client's one connection, results in input order (see _batch.run_each).
+
+    Every request is of the same mount, checked once.
+    """
+    _kv2.check_mount(client, requests[0].mount)
+    return _batch.run_each(
+        requests,
+        lambda request: rollback(client, request),
+        paths=[request.path for request in requests],
+        batch=batch,
+        noun="secret",
+    )
+
+
 def rollback(client: VaultClient, request: RollbackRequest) -> dict:
     """Write the target version's data as a new version, with cas against the current one."""
-    _kv2.check_mount(client, request.mount)
     location = _kv2.data_path(request.mount, request.path)
     metadata = _kv2.read_metadata(client, request.mount, request.path)
     if metadata is None or metadata.current_version == 0:
@@ -122,3 +157,27 @@ def _write_target(client: VaultClient, request: RollbackRequest, data: dict, cur
             f"{location} changed while rolling back (it is no longer version {current}); nothing written, "
             "run again to decide against the new version"
         ) from None
+
+
+def targets_from_results(recorded: t.Iterable[t.Mapping[str, t.Any]], *, guard: bool = True) -> list[dict]:
+    """The rollback that undoes each recorded push, as ``secrets`` items of vault_cert_rollback.
+
+    A recorded push result goes back to its ``previous_version``, guarded by the ``version`` it
+    left (unless ``guard`` is false). A push that created the secret, changed nothing, or wrote
+    only metadata (``version`` equal to ``previous_version``) has nothing to undo and is left
+    out. Anything else with a ``path`` (a certificate batch item, say) becomes a plain
+    ``{path}``: roll back to the newest earlier live version.
+    """
+    targets = []
+    for entry in recorded:
+        if "previous_version" not in entry:
+            targets.append({"path": entry["path"]})
+            continue
+        previous, version = entry.get("previous_version"), entry.get("version")
+        if not entry.get("changed", True) or previous is None or version == previous:
+            continue
+        target = {"path": entry["path"], "version": previous}
+        if guard:
+            target["current_version"] = version
+        targets.append(target)
+    return targets

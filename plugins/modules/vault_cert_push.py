@@ -293,7 +293,7 @@ outcome_unknown:
   elements: str
 """
 
-from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _push
+from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _certs, _push
 from ansible_collections.certautopilot.vault.plugins.module_utils._module import VaultModule, target_argument_spec
 
 SINGLE_OPTIONS = _push.ITEM_OPTIONS
@@ -341,7 +341,7 @@ def push(vault: VaultModule) -> dict:
     items = _push.prepare_items(raw_items, options)
     with vault.session() as client:
         results = _push.push_all(client, items, options, batch=batch)
-    return _push.run_result(results, batch=batch)
+    return _batch.run_result(results, batch=batch)
 
 
 def main() -> None:

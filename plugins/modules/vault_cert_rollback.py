@@ -24,8 +24,11 @@ description:
     it again rolls back further.
   - A check-and-set conflict (someone wrote in between) fails, writing nothing; it is never re-decided, since a
     new decision could undo the other writer's version.
-  - Request budget - one login, one mount check, one metadata read, two version reads and, when changed,
-    one write; plus the token revocation.
+  - O(secrets) rolls back a batch in one run - one login, one mount check - with the failure report of a
+    P(certautopilot.vault.vault_cert_push#module) batch - RV(results), RV(failed_path), RV(not_written),
+    RV(outcome_unknown).
+  - Request budget - one login and one mount check per run; per secret one metadata read, two version reads
+    and, when changed, one write; plus the token revocation.
 author:
   - CertAutoPilot team (@certautopilot)
 extends_documentation_fragment:
@@ -37,8 +40,28 @@ options:
   path:
     description:
       - Secret path below O(mount), checked as in P(certautopilot.vault.vault_cert_push#module).
+      - Required unless O(secrets) is used.
     type: str
-    required: true
+  secrets:
+    description:
+      - A batch - each item a secret to roll back, with its own O(secrets[].version) and
+        O(secrets[].current_version); mutually exclusive with O(path), O(version) and O(current_version).
+      - The items are rolled back in order; the first that fails stops the run (see RV(failed_path)).
+      - Two items for one path are refused before any request.
+      - The filter P(certautopilot.vault.rollback_targets#filter) turns recorded push results into this list.
+    type: list
+    elements: dict
+    suboptions:
+      path:
+        description: Secret path below O(mount).
+        type: str
+        required: true
+      version:
+        description: As O(version), for this secret.
+        type: int
+      current_version:
+        description: As O(current_version), for this secret.
+        type: int
   version:
     description:
       - The version whose data to restore.
@@ -60,6 +83,8 @@ attributes:
     description: Field summaries only, never PEM bodies or keys.
 seealso:
   - module: certautopilot.vault.vault_cert_push
+  - plugin: certautopilot.vault.rollback_targets
+    plugin_type: filter
 """
 
 EXAMPLES = r"""
@@ -98,6 +123,30 @@ EXAMPLES = r"""
     msg: "version {{ undone.version }} holds the data of version {{ undone.restored_version }}"
   when: undone.restored_version is defined
 
+- name: Push a batch of certificates
+  certautopilot.vault.vault_cert_push:
+    url: "{{ vault_url }}"
+    ca_cert: "{{ vault_ca_cert }}"
+    role_id: "{{ vault_role_id }}"
+    secret_id: "{{ vault_secret_id }}"
+    certificates:
+      - path: certs/a.example.com
+        certificate: "{{ lookup('ansible.builtin.file', 'a.example.com.crt') }}"
+        private_key: "{{ lookup('ansible.builtin.file', 'a.example.com.key') }}"
+      - path: certs/b.example.com
+        certificate: "{{ lookup('ansible.builtin.file', 'b.example.com.crt') }}"
+        private_key: "{{ lookup('ansible.builtin.file', 'b.example.com.key') }}"
+  register: pushed_batch
+
+- name: Undo that whole batch in one run (one login), skipping what it created or left unchanged
+  certautopilot.vault.vault_cert_rollback:
+    url: "{{ vault_url }}"
+    ca_cert: "{{ vault_ca_cert }}"
+    role_id: "{{ vault_role_id }}"
+    secret_id: "{{ vault_secret_id }}"
+    secrets: "{{ pushed_batch.results | certautopilot.vault.rollback_targets }}"
+  when: pushed_batch.results | certautopilot.vault.rollback_targets | length > 0
+
 - name: Roll back to the previous live version, with a token
   certautopilot.vault.vault_cert_rollback:
     url: "{{ vault_url }}"
@@ -110,35 +159,59 @@ EXAMPLES = r"""
 RETURN = r"""
 mount:
   description: The KV v2 mount.
-  returned: always
+  returned: single secret
   type: str
   sample: secret
 path:
   description: The secret path below the mount.
-  returned: always
+  returned: single secret
   type: str
   sample: certs/example.com
 version:
   description: The current version after the run (in check mode, the current one).
-  returned: always
+  returned: single secret
   type: int
   sample: 3
 previous_version:
   description: The current version before the run.
-  returned: always
+  returned: single secret
   type: int
   sample: 2
 restored_version:
   description: The version whose data was restored (or already matched).
-  returned: always
+  returned: single secret
   type: int
   sample: 1
+results:
+  description:
+    - One entry per item of O(secrets), in input order, each with the keys of a single run.
+    - When a batch fails part-way, the results of the items done before the failure.
+  returned: batch
+  type: list
+  elements: dict
+failed_path:
+  description: The path of the item a failed batch stopped at.
+  returned: when a batch failed part-way
+  type: str
+  sample: certs/host-041.example.com
+not_written:
+  description: Paths of a failed batch that were certainly not written (the failed item and every item after it).
+  returned: when a batch failed part-way
+  type: list
+  elements: str
+outcome_unknown:
+  description:
+    - Paths whose write was sent but whose fate nobody can tell yet (the connection was lost and the secret could
+      not be read back). Run again to find out - a repeated rollback with an explicit version reports ok.
+  returned: when a batch failed part-way
+  type: list
+  elements: str
 """
 
-from ansible_collections.certautopilot.vault.plugins.module_utils import _rollback
-from ansible_collections.certautopilot.vault.plugins.module_utils._kv2 import validate_path
+from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _rollback
 from ansible_collections.certautopilot.vault.plugins.module_utils._module import VaultModule, target_argument_spec
 
+SINGLE_OPTIONS = ("path", "version", "current_version")
 FURTHER_WARNING = (
     "no version was given, so the newest earlier live version was restored; running this again rolls back further"
 )
@@ -146,31 +219,43 @@ FURTHER_WARNING = (
 
 def argument_spec() -> dict:
     spec = target_argument_spec()
-    spec["path"]["required"] = True
-    spec.update(version={"type": "int"}, current_version={"type": "int"})
+    spec.update(
+        version={"type": "int"},
+        current_version={"type": "int"},
+        secrets={
+            "type": "list",
+            "elements": "dict",
+            "options": {
+                "path": {"type": "str", "required": True},
+                "version": {"type": "int"},
+                "current_version": {"type": "int"},
+            },
+        },
+    )
     return spec
 
 
 def rollback(vault: VaultModule) -> dict:
     params = vault.params
-    validate_path(params["mount"], what="mount")
-    validate_path(params["path"])
-    request = _rollback.RollbackRequest(
-        mount=params["mount"],
-        path=params["path"],
-        version=params["version"],
-        current_version=params["current_version"],
-        check_mode=vault.module.check_mode,
-    )
+    batch = params["secrets"] is not None
+    items = params["secrets"] if batch else [{name: params[name] for name in SINGLE_OPTIONS}]
+    requests = _rollback.prepare_requests(params["mount"], items, check_mode=vault.module.check_mode)
     with vault.session() as client:
-        result = _rollback.rollback(client, request)
-    if params["version"] is None and result["changed"]:
-        vault.module.warn(FURTHER_WARNING)
-    return result
+        results = _rollback.rollback_all(client, requests, batch=batch)
+    further = [
+        result["path"] for request, result in zip(requests, results) if request.version is None and result["changed"]
+    ]
+    if further:
+        vault.module.warn(f"{FURTHER_WARNING} ({', '.join(further)})" if batch else FURTHER_WARNING)
+    return _batch.run_result(results, batch=batch)
 
 
 def main() -> None:
-    vault = VaultModule(argument_spec=argument_spec())
+    vault = VaultModule(
+        argument_spec=argument_spec(),
+        mutually_exclusive=[("secrets", name) for name in SINGLE_OPTIONS],
+        required_one_of=[("secrets", "path")],
+    )
     vault.run(lambda: rollback(vault))
 
 

@@ -589,3 +589,90 @@ def test_rollback_racing_concurrent_writers_never_loses_their_versions(
         f"{restored} restored, {unchanged} unchanged"
     )
     assert_no_leak([run.output, items], approle_auth["secret_id"], *secrets_of(original))
+
+
+# -- batches (secrets) ----------------------------------------------------------
+
+
+def renewed_batch(bao, name: str, size: int) -> list[str]:
+    """`size` secrets, each at version 2 (a renewal over version 1)."""
+    paths = [unique_path(f"{name}-{index:02d}") for index in range(size)]
+    for path in paths:
+        write_history(bao, path, cert_data(f"v1.{path[6:]}"), cert_data(f"v2.{path[6:]}"))
+    return paths
+
+
+def test_rollback_batch_of_twenty_is_one_login_and_restores_each_in_input_order(bao, vault_conn, approle_auth, ansible):
+    paths = renewed_batch(bao, "batch", 20)
+    secrets = [{"path": path, "version": 1, "current_version": 2} for path in paths]
+    mark = bao.audit_mark()
+
+    run = ansible.run_module(MODULE, {**vault_conn, **approle_auth, "secrets": secrets})
+
+    assert not run.failed, run.msg
+    assert [result["path"] for result in run.result["results"]] == paths
+    assert all(
+        (result["changed"], result["version"], result["previous_version"], result["restored_version"])
+        == (True, 3, 2, 1)
+        for result in run.result["results"]
+    )
+    requests_seen = [entry["request"]["path"] for entry in bao.audit_requests(mark)]
+    assert [path for path in requests_seen if path.endswith("/login")] == ["auth/approle/login"]
+    assert len([path for path in requests_seen if path.startswith("sys/internal/ui/mounts/")]) == 1
+    for path in paths:
+        assert history(bao, path)[3] == history(bao, path)[1]
+    assert_no_leak([run.output, run.result], approle_auth["secret_id"])
+
+
+def test_rollback_batch_stops_at_a_refused_secret_and_names_what_was_not_written(
+    bao, vault_conn, approle_auth, ansible
+):
+    paths = renewed_batch(bao, "stopped", 3)
+    # The middle secret moved on since the recorded push: its guard refuses it, and the batch stops there.
+    write(bao, paths[1], cert_data("v3.stopped.example.com"))
+    secrets = [{"path": path, "version": 1, "current_version": 2} for path in paths]
+
+    run = ansible.run_module(MODULE, {**vault_conn, **approle_auth, "secrets": secrets})
+
+    assert run.failed
+    assert "batch stopped at secret 2 of 3" in run.msg and "current_version guard" in run.msg, run.msg
+    assert run.result["failed_path"] == paths[1]
+    assert run.result["not_written"] == paths[1:]
+    assert run.result["outcome_unknown"] == []
+    assert [result["path"] for result in run.result["results"]] == paths[:1]
+    assert [current_version(bao, path) for path in paths] == [3, 3, 2]
+
+
+def test_rollback_batch_in_check_and_diff_mode_writes_nothing_and_diffs_each(bao, vault_conn, approle_auth, ansible):
+    paths = renewed_batch(bao, "check", 2)
+
+    run = ansible.run_module(
+        MODULE, {**vault_conn, **approle_auth, "secrets": [{"path": path} for path in paths]}, check=True, diff=True
+    )
+
+    assert not run.failed, run.msg
+    assert [result["changed"] for result in run.result["results"]] == [True, True]
+    assert len(run.result["diff"]) == 2
+    assert FURTHER in run.output and all(path in run.output for path in paths)
+    assert [current_version(bao, path) for path in paths] == [2, 2]
+    assert "PRIVATE KEY" not in json.dumps(run.result["diff"])
+
+
+def test_rollback_batch_with_one_path_twice_is_refused_before_any_request(bao, vault_conn, approle_auth, ansible):
+    path = unique_path("twice")
+    mark = bao.audit_mark()
+
+    run = ansible.run_module(
+        MODULE, {**vault_conn, **approle_auth, "secrets": [{"path": path, "version": 1}, {"path": path}]}
+    )
+
+    assert run.failed and f"invalid path {path!r}: it appears twice in secrets" in run.msg, run.msg
+    assert bao.audit_requests(mark) == []
+
+
+def test_rollback_batch_and_single_options_are_mutually_exclusive(vault_conn, approle_auth, ansible):
+    run = ansible.run_module(
+        MODULE, {**vault_conn, **approle_auth, "path": "certs/a", "secrets": [{"path": "certs/b"}]}
+    )
+
+    assert run.failed and "mutually exclusive" in run.msg, run.msg

@@ -26,7 +26,6 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._certs import 
     certificate_info,
     load_bundle,
     managed_keys,
-    normalise_pem,
     parse_certificate,
     parse_chain,
     parse_private_key,
@@ -80,23 +79,6 @@ def test_module_imports_without_cryptography_and_says_so(monkeypatch):
     assert module.HAS_CRYPTOGRAPHY is False
     assert "cryptography" in module.CRYPTOGRAPHY_IMPORT_ERROR
     assert module.CRYPTOGRAPHY_REQUIREMENT == "cryptography >= 40.0"
-
-
-# --- normalise_pem ---------------------------------------------------------------------------
-
-
-def test_normalise_converts_crlf_and_cr_to_lf():
-    assert normalise_pem("a\r\nb\rc\n") == "a\nb\nc\n"
-
-
-def test_normalise_strips_surrounding_whitespace_and_ends_with_one_newline():
-    assert normalise_pem("\n\n  a\nb  \n\n\n") == "a\nb\n"
-    assert normalise_pem("a\nb") == "a\nb\n"
-
-
-def test_normalise_of_empty_text_is_empty():
-    assert normalise_pem("") == ""
-    assert normalise_pem(" \r\n\t") == ""
 
 
 def test_crlf_and_missing_trailing_newline_store_the_same_bytes(ec_chain):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _push
-from ansible_collections.certautopilot.vault.plugins.module_utils._errors import OutcomeUnknown, VaultCertError
+from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
 from ansible_collections.certautopilot.vault.plugins.module_utils._kv2 import SecretVersion
 
 PAYLOAD = {"certificate": "C", "private_key": "K", "fullchain": "C"}
@@ -76,37 +76,3 @@ def test_duplicate_paths_in_a_batch_are_refused_before_parsing():
 def test_bad_mount_is_refused_before_any_item():
     with pytest.raises(VaultCertError, match="invalid mount"):
         _push.prepare_items([], _options(mount="a//b"))
-
-
-def test_batch_result_keeps_input_order_and_one_diff_per_item():
-    results = [
-        {"changed": False, "path": "a", "diff": {"before": 1}},
-        {"changed": True, "path": "b", "diff": {"before": 2}},
-    ]
-    outcome = _push.run_result(results, batch=True)
-    assert outcome["changed"] is True
-    assert [r["path"] for r in outcome["results"]] == ["a", "b"]
-    assert outcome["diff"] == [{"before": 1}, {"before": 2}]
-
-
-def _items(*paths):
-    return [_push.PushItem(path=path, bundle=None, payload={}, summary=SUMMARY) for path in paths]
-
-
-def test_stopped_batch_names_the_failed_item_and_every_item_after_it():
-    stopped = _push.batch_stopped(
-        VaultCertError("permission denied"), _items("a", "b", "c"), 1, [{"changed": True, "path": "a", "diff": {}}]
-    )
-    assert stopped.result["not_written"] == ["b", "c"]
-    assert stopped.result["outcome_unknown"] == []
-    assert stopped.result["results"] == [{"changed": True, "path": "a"}]
-    assert "certificate 2 of 3, b" in str(stopped) and "Not written: b, c" in str(stopped)
-
-
-def test_stopped_batch_keeps_an_unknown_outcome_apart_from_the_unwritten():
-    stopped = _push.batch_stopped(
-        OutcomeUnknown("answer lost; the write may or may not have been applied"), _items("a", "b", "c"), 1, []
-    )
-    assert stopped.result["not_written"] == ["c"]
-    assert stopped.result["outcome_unknown"] == ["b"]
-    assert "may or may not have been applied" in str(stopped)
