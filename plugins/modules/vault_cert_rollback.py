@@ -53,9 +53,9 @@ options:
     elements: dict
     suboptions:
       path:
-        description: Secret path below O(mount).
-        type: str
+        description: The secret to roll back, checked as O(path) is.
         required: true
+        type: str
       version:
         description: As O(version), for this secret.
         type: int
@@ -184,25 +184,25 @@ restored_version:
   sample: 1
 results:
   description:
-    - One entry per item of O(secrets), in input order, each with the keys of a single run.
-    - When a batch fails part-way, the results of the items done before the failure.
+    - Per item of O(secrets), in input order, what a single rollback returns for it.
+    - After a failure part-way, only the items before the failed one.
   returned: batch
   type: list
   elements: dict
 failed_path:
-  description: The path of the item a failed batch stopped at.
+  description: The secret whose rollback stopped the batch.
   returned: when a batch failed part-way
   type: str
   sample: certs/host-041.example.com
 not_written:
-  description: Paths of a failed batch that were certainly not written (the failed item and every item after it).
+  description: The secrets left as they were - the failed one and all after it.
   returned: when a batch failed part-way
   type: list
   elements: str
 outcome_unknown:
   description:
-    - Paths whose write was sent but whose fate nobody can tell yet (the connection was lost and the secret could
-      not be read back). Run again to find out - a repeated rollback with an explicit version reports ok.
+    - Secrets whose rollback write was sent but could not be confirmed or ruled out (the connection was lost and
+      reading the secret back failed). A rerun with the same explicit versions reports ok where it landed.
   returned: when a batch failed part-way
   type: list
   elements: str

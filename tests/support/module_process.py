@@ -21,7 +21,7 @@ import tempfile
 import typing as t
 from pathlib import Path
 
-from ansible_runner import COLLECTION_NAME, COLLECTION_NAMESPACE, COLLECTION_ROOT
+from ansible_runner import COLLECTION_NAME, COLLECTION_NAMESPACE, COLLECTION_ROOT, ModuleRun
 
 SYSLOG_STANDIN = Path(__file__).resolve().parent / "syslog_standin"
 SYSLOG_FILE_ENV = "CERTAUTOPILOT_SYSLOG_FILE"
@@ -30,24 +30,12 @@ _STRIPPED_ENV_PREFIXES = ("VAULT_", "BAO_", "ANSIBLE_")
 
 
 @dataclasses.dataclass
-class ModuleProcessRun:
-    rc: int
+class ModuleProcessRun(ModuleRun):
+    """A ModuleRun (failed, changed, msg) with the process's own streams and syslog lines."""
+
     stdout: str
     stderr: str
     syslog: list[str]
-    result: dict[str, t.Any]
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.result.get("failed")) or self.rc != 0
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.result.get("changed"))
-
-    @property
-    def msg(self) -> str:
-        return str(self.result.get("msg", ""))
 
     @property
     def texts(self) -> list[str]:
@@ -113,10 +101,12 @@ class ModuleProcess:
             syslog = syslog_file.read_text(encoding="utf-8").splitlines() if syslog_file.exists() else []
         return ModuleProcessRun(
             rc=completed.returncode,
+            output=completed.stdout + completed.stderr,
+            result=_last_json_document(completed.stdout),
+            command=completed.args,
             stdout=completed.stdout,
             stderr=completed.stderr,
             syslog=syslog,
-            result=_last_json_document(completed.stdout),
         )
 
 
