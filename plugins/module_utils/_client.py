@@ -136,10 +136,9 @@ def _check_url(url: str) -> None:
 
 
 def _without_userinfo(url: str) -> str:
-    scheme, _, rest = url.rpartition("://")
+    scheme, separator, rest = url.rpartition("://")
     netloc, slash, path = rest.partition("/")
-    netloc = netloc.rpartition("@")[2]
-    return f"{scheme}://{netloc}{slash}{path}" if scheme else f"{netloc}{slash}{path}"
+    return f"{scheme}{separator}{netloc.rpartition('@')[2]}{slash}{path}"
 
 
 def _env_flag(name: str) -> bool:
