@@ -337,10 +337,9 @@ def resolve_fields(fields: dict[str, str | None] | None) -> dict[str, str | None
         raise VaultCertError(f"fields must be a dictionary of field names to JSON keys, not {type(fields).__name__}")
     unknown = sorted(str(name) for name in fields if name not in DEFAULT_FIELDS)
     if unknown:
-        raise VaultCertError(
-            f"fields: unknown field name(s) {', '.join(repr(name) for name in unknown)}; "
-            f"known: {', '.join(FIELD_NAMES)}"
-        )
+        # A name that is no plain key is not shown: it may be anything pasted there, a key included.
+        shown = [repr(name) if _JSON_KEY.fullmatch(name) else "(a name that is no plain key)" for name in unknown]
+        raise VaultCertError(f"fields: unknown field name(s) {', '.join(shown)}; known: {', '.join(FIELD_NAMES)}")
     for name, key in fields.items():
         if key is not None and not isinstance(key, str):
             raise VaultCertError(f"fields: {name} must map to a JSON key (a string) or null")

@@ -191,9 +191,18 @@ def _mask_key_text(text: str, keys: t.Collection[str]) -> str:
             text = text.replace(key, MASK)
         for block in _pem.private_key_blocks(text):
             text = text.replace(block, MASK)
-    for run in _pem.headerless_private_keys(text):
-        text = text.replace(run, MASK)
+    for found in _pem.headerless_private_keys(text) + _pem.token_like_secrets(text):
+        text = text.replace(found, MASK)
     return text
+
+
+def _declared_secrets(argument_spec: dict, params: dict) -> list[str]:
+    """The string values of the top-level options declared no_log."""
+    return [
+        params[name]
+        for name, spec in argument_spec.items()
+        if spec.get("no_log") and isinstance(params.get(name), str) and params[name]
+    ]
 
 
 def url_credentials(url: t.Any) -> list[str]:
@@ -229,6 +238,9 @@ class _KeySafeModule(AnsibleModule):
         super().fail_json(**self._masked({"msg": msg, **kwargs}))
 
     def _masked(self, result: dict) -> dict:
+        # Ansible collects no_log values while validating; an argument error can stop it before
+        # it got to them (a batch item that is not a dictionary), so the declared ones are added.
+        self.no_log_values.update(_declared_secrets(self.argument_spec, self.params))
         # A url with user:password@ is refused, but Ansible would still echo it in ``invocation``.
         self.no_log_values.update(url_credentials(self.params.get("url")))
         keys = {value for value in self.no_log_values if PEM_KEY_MARK in value}

@@ -87,22 +87,49 @@ def private_key_blocks(text: str) -> list[str]:
     return [text[block.start : block.end] for block in scan(text) if block.private]
 
 
-# A DER private key is over a hundred bytes: shorter base64 runs are not one. Line breaks may
-# wrap it; spaces and "=" (but for the padding) end a run, as between key=value log arguments.
-_BASE64_RUN = re.compile(r"[A-Za-z0-9+/][A-Za-z0-9+/\r\n]{98,}[A-Za-z0-9+/]={0,2}")
+# A DER private key is over a hundred bytes: shorter runs are not one. Base64 (standard or
+# URL-safe) may be wrapped by line breaks, real or escaped as \n by a repr(); spaces and "="
+# (but for the padding) end a run, as between key=value log arguments. Hex is looked for too.
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-](?:[A-Za-z0-9+/_\r\n-]|\\n){98,}[A-Za-z0-9+/_-]={0,2}")
+_HEX_RUN = re.compile(r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{200,}(?![0-9A-Fa-f])")
+# Vault/OpenBao tokens (hvs./hvb./hvr., legacy s./b.) and JWTs: recognisable wherever they are pasted.
+_TOKEN = re.compile(
+    r"(?<![A-Za-z0-9_.-])(?:hv[sbr]\.[A-Za-z0-9_-]{20,}|[sb]\.[A-Za-z0-9]{24}(?![A-Za-z0-9])"
+    r"|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*)"
+)
+
+
+def _der_private_key(data: bytes) -> bool:
+    try:
+        serialization.load_der_private_key(data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def _base64_bytes(run: str) -> bytes | None:
+    text = "".join(run.replace("\\n", "").split()).replace("-", "+").replace("_", "/")
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        return None
 
 
 def headerless_private_keys(text: str) -> list[str]:
-    """Base64 runs in ``text`` that decode to a DER private key: a key pasted without its PEM lines."""
-    if not isinstance(text, str) or len(text) < 100:
-        return []
-    if serialization is None:
+    """Runs in ``text`` that decode to a DER private key: a key pasted without its PEM lines (base64 or hex)."""
+    if serialization is None or not isinstance(text, str) or len(text) < 100:
         return []
     found = []
     for run in _BASE64_RUN.findall(text):
-        try:
-            serialization.load_der_private_key(base64.b64decode("".join(run.split())), password=None)
-        except (ValueError, TypeError, UnsupportedAlgorithm, binascii.Error):
-            continue
-        found.append(run)
+        data = _base64_bytes(run)
+        if data is not None and _der_private_key(data):
+            found.append(run)
+    found += [run for run in _HEX_RUN.findall(text) if _der_private_key(bytes.fromhex(run[: len(run) // 2 * 2]))]
     return found
+
+
+def token_like_secrets(text: str) -> list[str]:
+    """Vault/OpenBao tokens and JWTs in ``text``, found by their shape."""
+    if not isinstance(text, str) or len(text) < 26:
+        return []
+    return _TOKEN.findall(text)

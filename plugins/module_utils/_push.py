@@ -18,6 +18,7 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._client import
 )
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import (
     CasConflict,
+    OutcomeUnknown,
     VaultCertError,
 )
 
@@ -62,6 +63,8 @@ class Decision:
     desired: dict
     desired_custom_metadata: dict | None
     changed_fields: list[str]
+    # The custom metadata before this run, set back if the data write after it is refused.
+    previous_custom_metadata: dict | None = None
 
     @property
     def base_version(self) -> int:
@@ -122,7 +125,7 @@ def decide(
     unmanaged_after = {k: v for k, v in desired.items() if k not in managed}
     if unmanaged_before != unmanaged_after:
         changed.append(OTHER_FIELDS)
-    desired_metadata = None
+    desired_metadata = existing = None
     if options.custom_metadata:
         existing = dict((current.custom_metadata if current else metadata_without_version) or {})
         desired_metadata = {**existing, **certificate_custom_metadata(item.summary)}
@@ -133,7 +136,13 @@ def decide(
     if current is not None and current.data is None and not changed:
         # The current version is deleted or destroyed: writing restores a readable version.
         changed = [name for name, key in options.fields.items() if key and key in desired]
-    return Decision(current=current, desired=desired, desired_custom_metadata=desired_metadata, changed_fields=changed)
+    return Decision(
+        current=current,
+        desired=desired,
+        desired_custom_metadata=desired_metadata,
+        changed_fields=changed,
+        previous_custom_metadata=existing,
+    )
 
 
 def certificate_custom_metadata(summary: dict) -> dict[str, str]:
@@ -186,12 +195,34 @@ def _metadata_without_version(
 
 def _apply(client: VaultClient, item: PushItem, options: PushOptions, decision: Decision) -> dict:
     # Metadata first: a token that may not write it is refused before any data is written.
-    if decision.desired_custom_metadata is not None:
+    metadata_written = decision.desired_custom_metadata is not None
+    if metadata_written:
         _kv2.write_custom_metadata(client, options.mount, item.path, decision.desired_custom_metadata)
     version = decision.base_version
     if decision.data_changed:
-        version = _kv2.write(client, options.mount, item.path, decision.desired, cas=decision.base_version)
+        try:
+            version = _kv2.write(client, options.mount, item.path, decision.desired, cas=decision.base_version)
+        except OutcomeUnknown:
+            raise
+        except VaultCertError as exc:
+            if metadata_written:
+                _set_metadata_back(client, item, options, decision, exc)
+            raise
     return _result(item, options, decision, version=version, changed=True)
+
+
+def _set_metadata_back(
+    client: VaultClient, item: PushItem, options: PushOptions, decision: Decision, refusal: VaultCertError
+) -> None:
+    """The data write was refused after the metadata was written: the metadata must not describe it."""
+    try:
+        _kv2.write_custom_metadata(client, options.mount, item.path, decision.previous_custom_metadata or {})
+    except VaultCertError as exc:
+        raise type(refusal)(
+            f"{refusal}; the secret's custom_metadata, written just before, already describes the refused "
+            f"certificate and could not be set back: {exc}",
+            result=refusal.result,
+        ) from None
 
 
 def _result(item: PushItem, options: PushOptions, decision: Decision, *, version: int, changed: bool) -> dict:

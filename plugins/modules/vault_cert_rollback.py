@@ -47,7 +47,8 @@ options:
       - A batch - each item a secret to roll back, with its own O(secrets[].version) and
         O(secrets[].current_version); mutually exclusive with O(path), O(version) and O(current_version).
       - The items are rolled back in order; the first that fails stops the run (see RV(failed_path)).
-      - Two items for one path are refused before any request.
+      - Two items for one path are refused before any request. An empty list does nothing and sends no request
+        but the login.
       - The filter P(certautopilot.vault.rollback_targets#filter) turns recorded push results into this list.
     type: list
     elements: dict
@@ -138,14 +139,14 @@ EXAMPLES = r"""
         private_key: "{{ lookup('ansible.builtin.file', 'b.example.com.key') }}"
   register: pushed_batch
 
-- name: Undo that whole batch in one run (one login), skipping what it created or left unchanged
+# A secret the push created, left unchanged or changed only the metadata of has nothing to undo: left out.
+- name: Undo that whole batch in one run (one login)
   certautopilot.vault.vault_cert_rollback:
     url: "{{ vault_url }}"
     ca_cert: "{{ vault_ca_cert }}"
     role_id: "{{ vault_role_id }}"
     secret_id: "{{ vault_secret_id }}"
     secrets: "{{ pushed_batch.results | certautopilot.vault.rollback_targets }}"
-  when: pushed_batch.results | certautopilot.vault.rollback_targets | length > 0
 
 - name: Roll back to the previous live version, with a token
   certautopilot.vault.vault_cert_rollback:

@@ -721,3 +721,58 @@ def test_read_answered_200_without_a_version_is_an_error_not_a_missing_secret(ba
 
     assert run.failed and "without a KV v2 version" in run.msg, run.msg
     assert kv_writes(bao, mark) == []
+
+
+# -- the third attack's findings -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("item", ["not-a-dictionary", 5, None], ids=["string", "number", "null"])
+def test_batch_item_that_is_no_dictionary_never_shows_the_token(bao, module_process, vault_conn, item):
+    token = token_with_policy(bao, "audit-batch-item", {"secret/*": ["read"]})
+    args = {**vault_conn, "auth_method": "token", "token": token, "certificates": [item]}
+
+    run = module_process.run(PUSH, args)
+
+    assert run.failed
+    assert_no_leak(run.texts + [run.result], token)
+
+
+def test_key_wrapped_as_bare_base64_lines_in_a_field_name_is_never_shown(bao, module_process, vault_conn):
+    chain = chain_for(unique_path("wrapped-der"))
+    wrapped = "\n".join(line for line in chain.leaf.key_pem.splitlines() if "-----" not in line)
+    args = {**vault_conn, **approle(bao), **cert_args(unique_path("wrapped-der"), chain), "fields": {wrapped: "x"}}
+
+    run = module_process.run(PUSH, args)
+
+    assert run.failed and "unknown field name(s) (a name that is no plain key)" in run.msg, run.msg
+    assert_no_leak(run.texts + [run.result], chain.leaf.key_pem)
+
+
+@pytest.mark.parametrize("option", ["namespace", "path", "role_id"])
+def test_token_pasted_into_another_option_is_masked_by_its_shape(bao, module_process, vault_conn, option):
+    pasted = token_with_policy(bao, "audit-pasted-token", {"secret/*": ["read"]})
+    path = unique_path("pasted-token")
+    args = {**vault_conn, **approle(bao), **cert_args(path, chain_for(path))}
+    args[option] = pasted if option != "path" else f"certs/{pasted}"
+
+    run = module_process.run(PUSH, args)
+
+    assert_no_leak(run.texts + [run.result], pasted)
+
+
+def test_metadata_written_before_a_refused_data_write_is_set_back(bao, module_process, vault_conn):
+    path = unique_path("metadata-set-back")
+    first, renewed = chain_for(path), make_chain("renewed." + path.removeprefix("certs/"))
+    args = {**vault_conn, **approle(bao, "meta"), "custom_metadata": True}
+    assert not module_process.run(PUSH, {**args, **cert_args(path, first)}).failed
+    status, before = bao.api("GET", f"secret/metadata/{path}")
+    assert status == 200, before
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        proxy.add_rule("POST", rf"^secret/data/{path}$", status=403, times=None)
+
+        run = module_process.run(PUSH, {**args, "url": proxy.url, **cert_args(path, renewed)})
+
+    assert run.failed and "permission denied" in run.msg, run.msg
+    status, after = bao.api("GET", f"secret/metadata/{path}")
+    assert after["data"]["custom_metadata"] == before["data"]["custom_metadata"]
+    assert versions(bao, path) == [1]
