@@ -53,7 +53,6 @@ NAMESPACE_HINT = "namespaces need Vault Enterprise or OpenBao 2.3+"
 IDEMPOTENT = "idempotent"
 WRITE = "write"
 LOGIN = "login"
-HEALTH = "health"
 
 _USE_DEFAULT = object()
 # A value this short on one line may be shown in a message as the path it claims to be.
@@ -405,7 +404,7 @@ class VaultClient:
         if kind == WRITE and not _proves_not_processed(status, errors):
             # A gateway timeout answers while the server may still be working on the write.
             raise OutcomeUnknown(message, answered=status != 504)
-        if status not in RETRYABLE_STATUS or (kind == HEALTH and status == 429):
+        if status not in RETRYABLE_STATUS:
             self._raise_for_status(status, errors, method, path, kind, needs, auth_label)
         return _Retry(VaultCertError(message))
 

@@ -11,7 +11,7 @@ import typing as t
 from dataclasses import dataclass, field
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _kv2
-from ansible_collections.certautopilot.vault.plugins.module_utils._client import HEALTH, VaultClient
+from ansible_collections.certautopilot.vault.plugins.module_utils._client import VaultClient
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
 
 # sys/health answers these codes for an unsealed active, a standby, a DR or
@@ -45,8 +45,9 @@ class HealthReport:
 
 
 def server_status(client: VaultClient, report: HealthReport, *, standby_ok: bool) -> bool:
-    # sys/health lives in the root namespace only; a namespace header makes it fail.
-    reply = client.request("GET", "sys/health", kind=HEALTH, accept=HEALTH_STATUS, namespace=None)
+    # sys/health lives in the root namespace only; a namespace header makes it fail. Its status
+    # codes describe the node (429 standby, 503 sealed, ...): every one is read, none retried.
+    reply = client.request("GET", "sys/health", accept=HEALTH_STATUS, namespace=None)
     body = reply.body
     report.result.update(
         initialized=bool(body.get("initialized")),
@@ -55,15 +56,19 @@ def server_status(client: VaultClient, report: HealthReport, *, standby_ok: bool
         server_version=body.get("version"),
         cluster_name=body.get("cluster_name"),
     )
-    url = client.settings.url
+    return report.record("server", *server_verdict(body, url=client.settings.url, standby_ok=standby_ok))
+
+
+def server_verdict(body: t.Mapping[str, t.Any], *, url: str, standby_ok: bool) -> tuple[bool, str]:
+    """What a sys/health answer says about the server: usable or not, and why."""
     if not body.get("initialized"):
-        return report.record("server", False, f"{url} is not initialized")
+        return False, f"{url} is not initialized"
     if body.get("sealed"):
-        return report.record("server", False, f"{url} is sealed")
+        return False, f"{url} is sealed"
     if body.get("standby") and not standby_ok:
-        return report.record("server", False, f"{url} is a standby node and standby_ok is false")
+        return False, f"{url} is a standby node and standby_ok is false"
     role = "standby" if body.get("standby") else "active"
-    return report.record("server", True, f"{url} is initialized, unsealed and {role} (version {body.get('version')})")
+    return True, f"{url} is initialized, unsealed and {role} (version {body.get('version')})"
 
 
 def _missing(capabilities: t.Sequence[str], needed: t.Sequence[str]) -> list[str]:
@@ -105,24 +110,23 @@ def check_max_versions(client: VaultClient, report: HealthReport, request: Healt
     effective = _effective_max_versions(client, request)
     if effective is not None:
         report.result["max_versions"] = effective
-    if request.min_versions is None:
-        return
+    if request.min_versions is not None:
+        report.record("max_versions", *max_versions_verdict(effective, request.min_versions, mount=request.mount))
+
+
+def max_versions_verdict(effective: int | None, min_versions: int, *, mount: str) -> tuple[bool, str]:
+    """Whether the versions KV v2 keeps (``effective``, None when unknown) reach ``min_versions`` back."""
     if effective is None:
-        report.record(
-            "max_versions",
-            False,
-            f"max_versions of {request.mount} is unknown: the token may read neither the secret's metadata "
-            f"nor {request.mount}/config, so min_versions {request.min_versions} cannot be confirmed",
+        return False, (
+            f"max_versions of {mount} is unknown: the token may read neither the secret's metadata "
+            f"nor {mount}/config, so min_versions {min_versions} cannot be confirmed"
         )
-    elif effective < request.min_versions:
-        report.record(
-            "max_versions",
-            False,
-            f"max_versions is {effective}, fewer than min_versions {request.min_versions}: "
-            "rollback could not reach that far back",
+    if effective < min_versions:
+        return False, (
+            f"max_versions is {effective}, fewer than min_versions {min_versions}: "
+            "rollback could not reach that far back"
         )
-    else:
-        report.record("max_versions", True, f"max_versions {effective} keeps at least {request.min_versions} versions")
+    return True, f"max_versions {effective} keeps at least {min_versions} versions"
 
 
 def _effective_max_versions(client: VaultClient, request: HealthRequest) -> int | None:
