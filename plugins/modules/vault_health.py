@@ -11,7 +11,9 @@ version_added: 0.1.0
 description:
   - Never changes anything.
   - Calls C(sys/health); standby and sealed answers are read, not raised.
-  - With credentials (O(auth_method) other than V(none)) it logs in; with O(mount) it checks that the mount exists
+  - It logs in as P(certautopilot.vault.vault_cert_push#module) and P(certautopilot.vault.vault_cert_rollback#module)
+    do (the same O(auth_method) default and E(VAULT_AUTH_METHOD) fallback), so one setting serves all three;
+    O(auth_method=none) checks the server alone. With O(mount) it checks that the mount exists
     and is KV v2; with O(path) too it checks the token's capabilities on C(<mount>/data/<path>)
     (C(sys/capabilities-self)) - C(read), C(create) and C(update), what a push needs - and reads C(max_versions)
     where it can (the secret's metadata, then C(<mount>/config)).
@@ -24,10 +26,11 @@ extends_documentation_fragment:
 options:
   auth_method:
     description:
-      - How to log in; V(none) only reads C(sys/health).
+      - How to log in, as for the writers; V(none) only reads C(sys/health), with no login.
       - Falls back to E(VAULT_AUTH_METHOD).
+      - Until 0.2.0 the default was V(none).
     type: str
-    default: none
+    default: approle
     choices: [none, approle, jwt, cert, token]
   mount:
     description:
@@ -68,10 +71,11 @@ EXAMPLES = r"""
 # of Vault's TLS certificate, a path or PEM text), vault_role_id, and vault_secret_id from Ansible Vault or an AWX
 # credential. Left out, they fall back to VAULT_ADDR, VAULT_CACERT, VAULT_ROLE_ID and VAULT_SECRET_ID.
 
-- name: Is the server up, unsealed and initialized?
+- name: Is the server up, unsealed and initialized? (no login)
   certautopilot.vault.vault_health:
     url: "{{ vault_url }}"
     ca_cert: "{{ vault_ca_cert }}"
+    auth_method: none
 
 - name: Can this AppRole push and roll back certs/example.com?
   certautopilot.vault.vault_health:
@@ -200,7 +204,6 @@ def check(vault: VaultModule) -> dict:
 def main() -> None:
     vault = VaultModule(
         argument_spec=argument_spec(),
-        default_auth="none",
         auth_methods=("none",) + PUSH_AUTH_METHODS,
         required_by={"path": "mount"},
     )

@@ -327,7 +327,7 @@ def test_explicit_ca_cert_wins_over_system_bundle_environment(bao, ansible, appr
 
 
 def test_without_ca_cert_tls_verification_fails_with_ca_cert_hint(bao, ansible):
-    run = ansible.run_module(MODULE, {"url": bao.addr, "retries": 0}, env=SYSTEM_BUNDLE_ENV)
+    run = ansible.run_module(MODULE, {"url": bao.addr, "retries": 0, "auth_method": "none"}, env=SYSTEM_BUNDLE_ENV)
 
     assert run.failed
     assert "certificate verify failed" in run.msg or "TLS" in run.msg
@@ -336,7 +336,7 @@ def test_without_ca_cert_tls_verification_fails_with_ca_cert_hint(bao, ansible):
 
 @pytest.mark.parametrize("source", ["option", "VAULT_SKIP_VERIFY"])
 def test_validate_certs_false_connects_without_ca_and_warns(bao, ansible, source):
-    args: dict[str, t.Any] = {"url": bao.addr}
+    args: dict[str, t.Any] = {"url": bao.addr, "auth_method": "none"}
     env = dict(SYSTEM_BUNDLE_ENV)
     if source == "option":
         args["validate_certs"] = False

@@ -92,8 +92,10 @@ def _closed_port_url() -> str:
 # -- server status -------------------------------------------------------------
 
 
-def test_health_without_credentials_reports_server_status_as_sys_health_does(bao, ansible, vault_conn):
-    run = ansible.run_module(MODULE, {**vault_conn})
+def test_health_with_auth_method_none_reports_server_status_as_sys_health_does(bao, ansible, vault_conn):
+    mark = bao.audit_mark()
+
+    run = ansible.run_module(MODULE, {**vault_conn, "auth_method": "none"})
 
     status, health = bao.api("GET", "sys/health", token="")
     assert status == 200
@@ -105,16 +107,32 @@ def test_health_without_credentials_reports_server_status_as_sys_health_does(bao
     assert run.result["server_version"] == health["version"]
     assert run.result["cluster_name"] == health["cluster_name"]
     assert [(check["name"], check["ok"]) for check in run.result["checks"]] == [("server", True)]
-    # Without credentials nothing beyond sys/health is looked at.
+    # Without a login nothing beyond sys/health is looked at.
     assert "kv_version" not in run.result
     assert "capabilities" not in run.result
+    # sys/health answers without a token and is not audited: no login, nor anything else, was sent.
+    assert bao.audit_requests(mark) == []
+
+
+def test_health_logs_in_as_the_writers_do_by_default(bao, ansible, vault_conn, approle_auth):
+    credentials = {key: value for key, value in approle_auth.items() if key != "auth_method"}
+    mark = bao.audit_mark()
+
+    run = ansible.run_module(MODULE, {**vault_conn, **credentials, "mount": "secret"})
+    without_credentials = ansible.run_module(MODULE, {**vault_conn})
+
+    assert not run.failed, run.msg
+    assert [check["name"] for check in run.result["checks"]] == ["server", "login", "mount"]
+    assert "auth/approle/login" in [entry["request"]["path"] for entry in bao.audit_requests(mark)]
+    assert without_credentials.failed
+    assert "auth_method approle needs role_id, secret_id" in without_credentials.msg
 
 
 def test_health_of_sealed_server_fails_and_passes_again_once_unsealed(ansible, tmp_path):
     root_token = f"throwaway-{uuid.uuid4().hex}"
     server = BaoServer.start_dev(tmp_path / "sealable", root_token=root_token, audit=False)
     try:
-        conn = {"url": server.addr, "ca_cert": server.ca_cert}
+        conn = {"url": server.addr, "ca_cert": server.ca_cert, "auth_method": "none"}
         server.seal()
 
         sealed = ansible.run_module(MODULE, conn)
@@ -332,7 +350,7 @@ def test_unknown_namespace_fails_with_namespace_hint(bao, ansible, vault_conn, a
 def test_closed_port_fails_as_unreachable_naming_the_url(ansible):
     url = _closed_port_url()
 
-    run = ansible.run_module(MODULE, {"url": url, "retries": 1, "validate_certs": True})
+    run = ansible.run_module(MODULE, {"url": url, "retries": 1, "validate_certs": True, "auth_method": "none"})
 
     assert run.failed
     assert url in run.msg
@@ -343,7 +361,9 @@ def test_closed_port_fails_as_unreachable_naming_the_url(ansible):
 
 def test_listener_that_never_answers_fails_as_timed_out_naming_the_url(ansible, bao):
     with _silent_listener() as url:
-        run = ansible.run_module(MODULE, {"url": url, "ca_cert": bao.ca_cert, "timeout": 2, "retries": 0})
+        run = ansible.run_module(
+            MODULE, {"url": url, "ca_cert": bao.ca_cert, "timeout": 2, "retries": 0, "auth_method": "none"}
+        )
 
     assert run.failed
     assert url in run.msg
