@@ -96,14 +96,29 @@ def check_capabilities(client: VaultClient, report: HealthReport, request: Healt
 def _record_capabilities(report, name, location, granted, needed) -> None:
     missing = _missing(granted, needed)
     if missing:
-        report.record(
-            name,
-            False,
-            f"permission denied on {location}: the token needs {', '.join(needed)} and lacks {', '.join(missing)} "
-            f"(it has: {', '.join(granted) or 'none'})",
-        )
+        report.record(name, False, _denied(location, granted, needed, missing))
     else:
         report.record(name, True, f"the token has {', '.join(needed)} on {location}")
+
+
+def _denied(location: str, granted: t.Sequence[str], needed: t.Sequence[str], missing: t.Sequence[str]) -> str:
+    return (
+        f"permission denied on {location}: the token needs {', '.join(needed)} and lacks {', '.join(missing)} "
+        f"(it has: {', '.join(granted) or 'none'})"
+    )
+
+
+def require_capabilities(client: VaultClient, needs: t.Mapping[str, t.Sequence[str]]) -> None:
+    """Refuse, before any write, when the token lacks what an operation needs on any of these API paths.
+
+    One ``sys/capabilities-self`` request for all of them, in the run's own login: what the health
+    check would find, without a second module run.
+    """
+    granted = _kv2.capabilities_self(client, list(needs))
+    for location, needed in needs.items():
+        missing = _missing(granted[location], needed)
+        if missing:
+            raise VaultCertError(f"{_denied(location, granted[location], needed, missing)}; nothing written")
 
 
 def check_max_versions(client: VaultClient, report: HealthReport, request: HealthRequest) -> None:

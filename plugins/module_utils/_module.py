@@ -60,6 +60,11 @@ def target_argument_spec() -> dict:
     }
 
 
+def writer_argument_spec() -> dict:
+    """Options every writing module has besides the target: the up-front capability check."""
+    return {"check_capabilities": {"type": "bool", "default": False}}
+
+
 class VaultModule:
     """AnsibleModule plus the session every module needs: login once, revoke at the end."""
 

@@ -12,7 +12,7 @@ import typing as t
 from dataclasses import dataclass
 from functools import cached_property
 
-from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _certs, _kv2
+from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _certs, _health, _kv2
 from ansible_collections.certautopilot.vault.plugins.module_utils._client import (
     VaultClient,
 )
@@ -37,6 +37,8 @@ class PushOptions:
     keep_other_fields: bool = True
     validate: bool = True
     custom_metadata: bool = False
+    # Ask the server, before any write, whether the token may write every path of the run.
+    check_capabilities: bool = False
     check_mode: bool = False
     # Summaries for the diff cost a PEM parse per field: made only in diff mode.
     diff: bool = False
@@ -251,6 +253,10 @@ def _result(item: PushItem, options: PushOptions, decision: Decision, *, version
 def push_all(client: VaultClient, items: t.Sequence[PushItem], options: PushOptions, *, batch: bool) -> list[dict]:
     """Deliver the items over the client's one connection, results in input order (see _batch.run_each)."""
     _kv2.check_mount(client, options.mount)
+    if options.check_capabilities:
+        _health.require_capabilities(
+            client, {_kv2.data_path(options.mount, item.path): _health.PUSH_CAPABILITIES for item in items}
+        )
     return _batch.run_each(
         items,
         lambda item: push_one(client, item, options),

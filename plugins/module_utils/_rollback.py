@@ -10,7 +10,7 @@ from __future__ import annotations
 import typing as t
 from dataclasses import dataclass
 
-from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _certs, _kv2
+from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _certs, _health, _kv2
 from ansible_collections.certautopilot.vault.plugins.module_utils._client import (
     VaultClient,
 )
@@ -82,14 +82,23 @@ def prepare_requests(
     ]
 
 
-def rollback_all(client: VaultClient, requests: t.Sequence[RollbackRequest], *, batch: bool) -> list[dict]:
+def rollback_all(
+    client: VaultClient, requests: t.Sequence[RollbackRequest], *, batch: bool, check_capabilities: bool = False
+) -> list[dict]:
     """Roll every secret back over the client's one connection, results in input order (see _batch.run_each).
 
-    Every request is of the same mount, checked once (not at all for an empty batch).
+    Every request is of the same mount, checked once (not at all for an empty batch). With
+    ``check_capabilities`` the token's capabilities on every path are checked before any write.
     """
     if not requests:
         return []
     _kv2.check_mount(client, requests[0].mount)
+    if check_capabilities:
+        needs: dict[str, t.Sequence[str]] = {}
+        for request in requests:
+            needs[_kv2.data_path(request.mount, request.path)] = _health.ROLLBACK_DATA_CAPABILITIES
+            needs[_kv2.metadata_path(request.mount, request.path)] = _health.ROLLBACK_METADATA_CAPABILITIES
+        _health.require_capabilities(client, needs)
     return _batch.run_each(
         requests,
         lambda request: rollback(client, request),

@@ -103,6 +103,14 @@ options:
       - Parsing itself is never skipped.
     type: bool
     default: true
+  check_capabilities:
+    description:
+      - Before any write, ask the server (C(sys/capabilities-self), one request for the whole run, in the run's own
+        login) whether the token has C(read), C(create) and C(update) on every C(<mount>/data/<path>) of the run,
+        and refuse the run, writing nothing, when it lacks any - instead of failing part-way through a batch.
+      - What P(certautopilot.vault.vault_health#module) checks on one path, for every path, without a second login.
+    type: bool
+    default: false
   custom_metadata:
     description:
       - Also write C(cn), C(serial), C(not_after) and C(fingerprint_sha256) into the secret's KV metadata
@@ -294,7 +302,11 @@ outcome_unknown:
 """
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _certs, _push
-from ansible_collections.certautopilot.vault.plugins.module_utils._module import VaultModule, target_argument_spec
+from ansible_collections.certautopilot.vault.plugins.module_utils._module import (
+    VaultModule,
+    target_argument_spec,
+    writer_argument_spec,
+)
 
 SINGLE_OPTIONS = _push.ITEM_OPTIONS
 
@@ -321,6 +333,7 @@ def argument_spec() -> dict:
         validate={"type": "bool", "default": True},
         custom_metadata={"type": "bool", "default": False},
     )
+    spec.update(writer_argument_spec())
     return spec
 
 
@@ -333,6 +346,7 @@ def push(vault: VaultModule) -> dict:
         keep_other_fields=params["keep_other_fields"],
         validate=params["validate"],
         custom_metadata=params["custom_metadata"],
+        check_capabilities=params["check_capabilities"],
         check_mode=vault.module.check_mode,
         diff=vault.diff_mode,
     )

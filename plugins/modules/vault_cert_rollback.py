@@ -63,6 +63,15 @@ options:
       current_version:
         description: As O(current_version), for this secret.
         type: int
+  check_capabilities:
+    description:
+      - Before any write, ask the server (C(sys/capabilities-self), one request for the whole run, in the run's own
+        login) whether the token has C(read) and C(update) on every C(<mount>/data/<path>) and C(read) on every
+        C(<mount>/metadata/<path>) of the run, and refuse the run, writing nothing, when it lacks any.
+      - What P(certautopilot.vault.vault_health#module) checks with
+        O(certautopilot.vault.vault_health#module:check_rollback), for every path, without a second login.
+    type: bool
+    default: false
   version:
     description:
       - The version whose data to restore.
@@ -210,7 +219,11 @@ outcome_unknown:
 """
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _rollback
-from ansible_collections.certautopilot.vault.plugins.module_utils._module import VaultModule, target_argument_spec
+from ansible_collections.certautopilot.vault.plugins.module_utils._module import (
+    VaultModule,
+    target_argument_spec,
+    writer_argument_spec,
+)
 
 SINGLE_OPTIONS = ("path", "version", "current_version")
 FURTHER_WARNING = (
@@ -233,6 +246,7 @@ def argument_spec() -> dict:
             },
         },
     )
+    spec.update(writer_argument_spec())
     return spec
 
 
@@ -242,7 +256,7 @@ def rollback(vault: VaultModule) -> dict:
     items = params["secrets"] if batch else [{name: params[name] for name in SINGLE_OPTIONS}]
     requests = _rollback.prepare_requests(params["mount"], items, check_mode=vault.module.check_mode)
     with vault.session() as client:
-        results = _rollback.rollback_all(client, requests, batch=batch)
+        results = _rollback.rollback_all(client, requests, batch=batch, check_capabilities=params["check_capabilities"])
     further = [
         result["path"] for request, result in zip(requests, results) if request.version is None and result["changed"]
     ]
