@@ -914,3 +914,51 @@ def test_custom_metadata_is_written_even_when_the_data_write_answer_was_lost(ans
         "not_after": iso(leaf.cert.not_valid_after_utc),
         "fingerprint_sha256": fingerprint(leaf),
     }
+
+
+# -- check_capabilities: the health check in the push's own login ---------------------------------
+
+
+def token_for(bao, name: str, rules: dict[str, list[str]]) -> dict[str, str]:
+    """Token auth with a policy `name` of `rules` (path -> capabilities)."""
+    hcl = "".join(f'path "{path}" {{ capabilities = {json.dumps(caps)} }}\n' for path, caps in rules.items())
+    status, body = bao.api("PUT", f"sys/policies/acl/{name}", {"policy": hcl})
+    assert status in (200, 204), body
+    status, body = bao.api("POST", "auth/token/create", {"policies": [name], "ttl": "5m"})
+    assert status == 200, body
+    return {"auth_method": "token", "token": body["auth"]["client_token"]}
+
+
+def test_check_capabilities_refuses_the_whole_batch_before_any_write(ansible, bao, vault_conn, cert_path):
+    allowed, denied = f"{cert_path}/allowed", f"{cert_path}/denied"
+    auth = token_for(
+        bao,
+        "push-check-capabilities",
+        {f"secret/data/{allowed}": ["read", "create", "update"], f"secret/data/{denied}": ["read"]},
+    )
+    leaf_a, leaf_b = make_chain("allowed.example.com").leaf, make_chain("denied.example.com").leaf
+    batch = [single(allowed, leaf_a), single(denied, leaf_b)]
+
+    run = push(ansible, bao, {**vault_conn, **auth, "certificates": batch, "check_capabilities": True})
+
+    assert run.failed
+    assert (
+        f"permission denied on secret/data/{denied}: the token needs read, create, update and lacks create, update"
+        in run.msg
+    ), run.msg
+    assert "nothing written" in run.msg
+    assert versions(bao, allowed) == [] and versions(bao, denied) == []
+    counts = request_counts(run.requests)
+    assert counts["update sys/capabilities-self"] == 1 and counts["write"] == 0
+
+
+def test_check_capabilities_costs_one_request_and_no_second_login(ansible, bao, connect, cert_path):
+    leaf = make_chain("checked.example.com").leaf
+
+    run = push(ansible, bao, {**connect, **single(cert_path, leaf), "check_capabilities": True})
+
+    assert not run.failed, run.msg
+    counts = request_counts(run.requests)
+    assert counts["update sys/capabilities-self"] == 1
+    assert sum(count for kind, count in counts.items() if kind.startswith("login")) == 1
+    assert versions(bao, cert_path) == [1]

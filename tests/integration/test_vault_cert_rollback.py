@@ -676,3 +676,25 @@ def test_rollback_batch_and_single_options_are_mutually_exclusive(vault_conn, ap
     )
 
     assert run.failed and "mutually exclusive" in run.msg, run.msg
+
+
+def test_rollback_check_capabilities_refuses_the_batch_before_any_write(bao, vault_conn, ansible):
+    paths = renewed_batch(bao, "checked", 2)
+    hcl = "".join(
+        f'path "secret/data/{path}" {{ capabilities = ["read", "update"] }}\n'
+        f'path "secret/metadata/{path}" {{ capabilities = {json.dumps(["read"] if index == 0 else [])} }}\n'
+        for index, path in enumerate(paths)
+    )
+    status, body = bao.api("PUT", "sys/policies/acl/rollback-check-capabilities", {"policy": hcl})
+    assert status in (200, 204), body
+    status, body = bao.api("POST", "auth/token/create", {"policies": ["rollback-check-capabilities"], "ttl": "5m"})
+    assert status == 200, body
+    auth = {"auth_method": "token", "token": body["auth"]["client_token"]}
+
+    run = ansible.run_module(
+        MODULE, {**vault_conn, **auth, "secrets": [{"path": path} for path in paths], "check_capabilities": True}
+    )
+
+    assert run.failed
+    assert f"permission denied on secret/metadata/{paths[1]}: the token needs read and lacks read" in run.msg, run.msg
+    assert [current_version(bao, path) for path in paths] == [2, 2]
