@@ -74,12 +74,6 @@ class SecretMetadata:
     custom_metadata: dict | None = None
 
 
-@dataclass(frozen=True)
-class MountInfo:
-    path: str
-    kv_version: int
-
-
 MAX_PATH_LENGTH = 1024
 
 
@@ -115,7 +109,7 @@ def metadata_path(mount: str, path: str) -> str:
     return api_path(mount, "metadata", path)
 
 
-def check_mount(client: VaultClient, mount: str) -> MountInfo:
+def check_mount(client: VaultClient, mount: str) -> None:
     """Refuse anything but a KV v2 mount, before a single write."""
     reply = client.request("GET", api_path("sys/internal/ui/mounts", mount), needs=("read",), accept=(403, 404))
     if reply.status in (403, 404):
@@ -142,7 +136,6 @@ def check_mount(client: VaultClient, mount: str) -> MountInfo:
             f"mount {mount!r} is a KV v1 engine: this collection supports only KV v2 "
             "(remount it as KV v2 or migrate it with 'bao kv enable-versioning')"
         )
-    return MountInfo(path=mount, kv_version=2)
 
 
 def _version_from(body: dict) -> SecretVersion | None:
