@@ -236,9 +236,11 @@ def argument_spec() -> dict:
     spec.update(
         version={"type": "int"},
         current_version={"type": "int"},
+        # Paths and version numbers: nothing secret, whatever validate-modules guesses from the name.
         secrets={
             "type": "list",
             "elements": "dict",
+            "no_log": False,
             "options": {
                 "path": {"type": "str", "required": True},
                 "version": {"type": "int"},
