@@ -443,6 +443,14 @@ def summarise_certificate(certificate: x509.Certificate) -> dict[str, t.Any]:
     }
 
 
+# What custom_metadata: true records of the certificate in the secret's KV metadata.
+CUSTOM_METADATA_KEYS = ("cn", "serial", "not_after", "fingerprint_sha256")
+
+
+def certificate_custom_metadata(summary: t.Mapping[str, t.Any]) -> dict[str, str]:
+    return {key: str(summary.get(key) or "") for key in CUSTOM_METADATA_KEYS}
+
+
 def certificate_info(pem: str) -> dict[str, t.Any]:
     """summarise_certificate() of one PEM certificate; what the cert_info filter returns."""
     return summarise_certificate(parse_certificate(pem))

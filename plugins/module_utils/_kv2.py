@@ -283,6 +283,42 @@ def _send_write(client: VaultClient, mount: str, path: str, data: dict, *, cas: 
     return version
 
 
+def write_with_custom_metadata(
+    client: VaultClient,
+    mount: str,
+    path: str,
+    data: dict,
+    *,
+    cas: int,
+    custom_metadata: dict | None,
+    previous_custom_metadata: dict | None,
+) -> int:
+    """write(), with the secret's custom metadata written first when ``custom_metadata`` is given.
+
+    Metadata first: a token that may not write it is refused before any data is written. When
+    the data write is then refused, the metadata is set back to ``previous_custom_metadata``,
+    so it never describes data that was not stored. (After an unknown outcome it is left: the
+    data may have landed.)
+    """
+    if custom_metadata is None:
+        return write(client, mount, path, data, cas=cas)
+    write_custom_metadata(client, mount, path, custom_metadata)
+    try:
+        return write(client, mount, path, data, cas=cas)
+    except OutcomeUnknown:
+        raise
+    except VaultCertError as refusal:
+        try:
+            write_custom_metadata(client, mount, path, previous_custom_metadata or {})
+        except VaultCertError as exc:
+            raise type(refusal)(
+                f"{refusal}; the secret's custom_metadata, written just before, already describes the refused "
+                f"data and could not be set back: {exc}",
+                result=refusal.result,
+            ) from None
+        raise
+
+
 def write_custom_metadata(client: VaultClient, mount: str, path: str, custom_metadata: dict) -> None:
     """Set the secret's custom_metadata; other metadata settings are left as they are.
 

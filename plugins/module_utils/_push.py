@@ -18,7 +18,6 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._client import
 )
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import (
     CasConflict,
-    OutcomeUnknown,
     VaultCertError,
 )
 
@@ -130,7 +129,7 @@ def decide(
     desired_metadata = existing = None
     if options.custom_metadata:
         existing = dict((current.custom_metadata if current else metadata_without_version) or {})
-        desired_metadata = {**existing, **certificate_custom_metadata(item.summary)}
+        desired_metadata = {**existing, **_certs.certificate_custom_metadata(item.summary)}
         if desired_metadata == existing and current is not None:
             desired_metadata = None
         else:
@@ -145,10 +144,6 @@ def decide(
         changed_fields=changed,
         previous_custom_metadata=existing,
     )
-
-
-def certificate_custom_metadata(summary: dict) -> dict[str, str]:
-    return {key: str(summary.get(key) or "") for key in ("cn", "serial", "not_after", "fingerprint_sha256")}
 
 
 def push_one(client: VaultClient, item: PushItem, options: PushOptions) -> dict:
@@ -196,35 +191,20 @@ def _metadata_without_version(
 
 
 def _apply(client: VaultClient, item: PushItem, options: PushOptions, decision: Decision) -> dict:
-    # Metadata first: a token that may not write it is refused before any data is written.
-    metadata_written = decision.desired_custom_metadata is not None
-    if metadata_written:
-        _kv2.write_custom_metadata(client, options.mount, item.path, decision.desired_custom_metadata)
     version = decision.base_version
     if decision.data_changed:
-        try:
-            version = _kv2.write(client, options.mount, item.path, decision.desired, cas=decision.base_version)
-        except OutcomeUnknown:
-            raise
-        except VaultCertError as exc:
-            if metadata_written:
-                _set_metadata_back(client, item, options, decision, exc)
-            raise
+        version = _kv2.write_with_custom_metadata(
+            client,
+            options.mount,
+            item.path,
+            decision.desired,
+            cas=decision.base_version,
+            custom_metadata=decision.desired_custom_metadata,
+            previous_custom_metadata=decision.previous_custom_metadata,
+        )
+    elif decision.desired_custom_metadata is not None:
+        _kv2.write_custom_metadata(client, options.mount, item.path, decision.desired_custom_metadata)
     return _result(item, options, decision, version=version, changed=True)
-
-
-def _set_metadata_back(
-    client: VaultClient, item: PushItem, options: PushOptions, decision: Decision, refusal: VaultCertError
-) -> None:
-    """The data write was refused after the metadata was written: the metadata must not describe it."""
-    try:
-        _kv2.write_custom_metadata(client, options.mount, item.path, decision.previous_custom_metadata or {})
-    except VaultCertError as exc:
-        raise type(refusal)(
-            f"{refusal}; the secret's custom_metadata, written just before, already describes the refused "
-            f"certificate and could not be set back: {exc}",
-            result=refusal.result,
-        ) from None
 
 
 def _result(item: PushItem, options: PushOptions, decision: Decision, *, version: int, changed: bool) -> dict:

@@ -140,7 +140,7 @@ def rollback(client: VaultClient, request: RollbackRequest) -> dict:
         raise guard_error
     version = current
     if changed and not request.check_mode:
-        version = _write_target(client, request, target_data.data, current, location)
+        version = _write_target(client, request, target_data.data, current, location, metadata.custom_metadata)
     return {
         "changed": changed,
         "mount": request.mount,
@@ -157,12 +157,27 @@ def rollback(client: VaultClient, request: RollbackRequest) -> dict:
     }
 
 
-def _write_target(client: VaultClient, request: RollbackRequest, data: dict, current: int, location: str) -> int:
+def _write_target(
+    client: VaultClient,
+    request: RollbackRequest,
+    data: dict,
+    current: int,
+    location: str,
+    custom_metadata: dict | None,
+) -> int:
     # A conflict is not re-decided: re-deciding would pick a new target and
     # could silently undo the other writer's version. A lost answer is
     # resolved by _kv2.write, which reads the secret back.
     try:
-        return _kv2.write(client, request.mount, request.path, data, cas=current)
+        return _kv2.write_with_custom_metadata(
+            client,
+            request.mount,
+            request.path,
+            data,
+            cas=current,
+            custom_metadata=restored_custom_metadata(custom_metadata, data),
+            previous_custom_metadata=custom_metadata,
+        )
     except CasConflict:
         raise VaultCertError(
             f"{location} changed while rolling back (it is no longer version {current}); nothing written, "
@@ -192,3 +207,23 @@ def targets_from_results(recorded: t.Iterable[t.Mapping[str, t.Any]], *, guard: 
             target["current_version"] = version
         targets.append(target)
     return targets
+
+
+def restored_custom_metadata(existing: dict | None, data: dict) -> dict | None:
+    """The custom metadata that describes the restored certificate, when a push recorded one there.
+
+    A push with custom_metadata: true writes the certificate's cn, serial, not_after and
+    fingerprint; after a rollback they must describe the certificate the secret holds again.
+    None when there is nothing to update (no such record, or no readable certificate).
+    """
+    if not existing or not all(key in existing for key in _certs.CUSTOM_METADATA_KEYS):
+        return None
+    certificate = data.get("certificate")
+    if not isinstance(certificate, str):
+        return None
+    try:
+        summary = _certs.certificate_info(certificate)
+    except VaultCertError:
+        return None
+    desired = {**existing, **_certs.certificate_custom_metadata(summary)}
+    return desired if desired != existing else None

@@ -22,6 +22,11 @@ description:
   - When the current data already equals the target's data, nothing is written and C(changed) is V(false),
     so a rollback with an explicit O(version) is idempotent. Without O(version), the module warns that running
     it again rolls back further.
+  - When the secret's custom metadata holds the certificate record a push with
+    O(certautopilot.vault.vault_cert_push#module:custom_metadata=true) writes (C(cn), C(serial), C(not_after),
+    C(fingerprint_sha256)), it is updated to describe the restored certificate, keeping every other key. It is
+    written before the data, so a token without C(update) on C(<mount>/metadata/<path>) is refused with nothing
+    written; a refused data write sets it back.
   - A check-and-set conflict (someone wrote in between) fails, writing nothing; it is never re-decided, since a
     new decision could undo the other writer's version.
   - O(secrets) rolls back a batch in one run - one login, one mount check - with the failure report of a

@@ -698,3 +698,60 @@ def test_rollback_check_capabilities_refuses_the_batch_before_any_write(bao, vau
     assert run.failed
     assert f"permission denied on secret/metadata/{paths[1]}: the token needs read and lacks read" in run.msg, run.msg
     assert [current_version(bao, path) for path in paths] == [2, 2]
+
+
+# -- the custom metadata a push recorded ------------------------------------------------------
+
+
+def test_rollback_makes_recorded_custom_metadata_describe_the_restored_certificate(bao, vault_conn, ansible):
+    path = unique_path("metadata")
+    meta = {"auth_method": "approle", "role_id": bao.role_ids["meta"], "secret_id": bao.new_approle_secret_id("meta")}
+    first, renewed = pki.make_chain(f"first.{path[6:]}").leaf, pki.make_chain(f"renewed.{path[6:]}").leaf
+    for leaf in (first, renewed):
+        pushed = ansible.run_module(
+            "vault_cert_push",
+            {
+                **vault_conn,
+                **meta,
+                "path": path,
+                "certificate": leaf.cert_pem,
+                "private_key": leaf.key_pem,
+                "custom_metadata": True,
+                "secret_id": bao.new_approle_secret_id("meta"),
+            },
+        )
+        assert not pushed.failed, pushed.msg
+    status, body = bao.api(
+        "POST",
+        f"secret/metadata/{path}",
+        {
+            "custom_metadata": {
+                **bao.api("GET", f"secret/metadata/{path}")[1]["data"]["custom_metadata"],
+                "owner": "team-a",
+            }
+        },
+    )
+    assert status in (200, 204), body
+
+    run = ansible.run_module(
+        MODULE, {**vault_conn, **meta, "secret_id": bao.new_approle_secret_id("meta"), "path": path, "version": 1}
+    )
+
+    assert not run.failed, run.msg
+    custom = bao.api("GET", f"secret/metadata/{path}")[1]["data"]["custom_metadata"]
+    assert custom["cn"] == f"first.{path[6:]}" and custom["owner"] == "team-a"
+    assert current_version(bao, path) == 3
+
+
+def test_rollback_that_may_not_update_recorded_metadata_writes_nothing(bao, vault_conn, approle_auth, ansible):
+    path = unique_path("metadata-denied")
+    write_history(bao, path, cert_data(f"first.{path[6:]}"), cert_data(f"renewed.{path[6:]}"))
+    recorded = {"cn": f"renewed.{path[6:]}", "serial": "01", "not_after": "x", "fingerprint_sha256": "f"}
+    status, body = bao.api("POST", f"secret/metadata/{path}", {"custom_metadata": recorded})
+    assert status in (200, 204), body
+
+    run = ansible.run_module(MODULE, {**vault_conn, **approle_auth, "path": path, "version": 1})
+
+    assert run.failed and "permission denied" in run.msg and f"secret/metadata/{path}" in run.msg, run.msg
+    assert current_version(bao, path) == 2
+    assert bao.api("GET", f"secret/metadata/{path}")[1]["data"]["custom_metadata"] == recorded

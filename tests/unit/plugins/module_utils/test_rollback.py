@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _rollback
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
 from ansible_collections.certautopilot.vault.plugins.module_utils._kv2 import SecretMetadata, VersionState
 from ansible_collections.certautopilot.vault.plugins.module_utils._rollback import RollbackRequest, choose_target
@@ -68,3 +69,32 @@ def test_scheduled_deletion_is_refused_as_scheduled_not_as_deleted():
     )
     with pytest.raises(VaultCertError, match="version 1 of .* is scheduled for deletion at 2999"):
         _target(metadata, 1)
+
+
+# -- the custom metadata a push recorded ---------------------------------------------------------
+
+
+def test_recorded_certificate_metadata_is_made_to_describe_the_restored_certificate(ec_chain, rsa_chain):
+    recorded = {
+        "owner": "team-a",
+        **_certs.certificate_custom_metadata(_certs.certificate_info(rsa_chain.leaf.cert_pem)),
+    }
+    restored = _rollback.restored_custom_metadata(recorded, {"certificate": ec_chain.leaf.cert_pem})
+    assert restored == {
+        "owner": "team-a",
+        **_certs.certificate_custom_metadata(_certs.certificate_info(ec_chain.leaf.cert_pem)),
+    }
+
+
+@pytest.mark.parametrize(
+    ("existing", "data"),
+    [
+        (None, {"certificate": "x"}),
+        ({"owner": "team-a"}, {"certificate": "x"}),
+        ({"cn": "a", "serial": "1", "not_after": "x", "fingerprint_sha256": "f"}, {"certificate": "not PEM"}),
+        ({"cn": "a", "serial": "1", "not_after": "x", "fingerprint_sha256": "f"}, {"notes": "no certificate"}),
+    ],
+    ids=["no-metadata", "no-certificate-record", "unreadable-certificate", "no-certificate-field"],
+)
+def test_metadata_without_a_certificate_record_or_a_readable_certificate_is_left_alone(existing, data):
+    assert _rollback.restored_custom_metadata(existing, data) is None
