@@ -143,6 +143,21 @@ options:
     choices: [approle, jwt, cert, token]
 """
 
+    # Filled in by the action plugin of a writing module (plugins/plugin_utils/_action.py).
+    ACTION = r"""
+options:
+  with_diff:
+    description:
+      - Ansible's diff mode (C(--diff) or the task's C(diff) keyword), which the module's action plugin passes on
+        because a module cannot read it itself. A value given in a task is replaced by it.
+    type: bool
+    default: false
+attributes:
+  action:
+    support: full
+    description: An action plugin of the same name runs on the controller before the module.
+"""
+
     # The KV v2 secret a module works on.
     TARGET = r"""
 options:

@@ -15,6 +15,8 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._auth import A
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
 
 PUSH_AUTH_METHODS = ("approle", "jwt", "cert", "token")
+# Set by the writers' action plugins from Ansible's diff mode (plugins/plugin_utils/_action.py).
+DIFF_OPTION = "with_diff"
 
 
 def connection_argument_spec() -> dict:
@@ -61,8 +63,8 @@ def target_argument_spec() -> dict:
 
 
 def writer_argument_spec() -> dict:
-    """Options every writing module has besides the target: the up-front capability check."""
-    return {"check_capabilities": {"type": "bool", "default": False}}
+    """Options every writing module has besides the target: the up-front capability check, and diff mode."""
+    return {"check_capabilities": {"type": "bool", "default": False}, DIFF_OPTION: {"type": "bool", "default": False}}
 
 
 class VaultModule:
@@ -95,7 +97,7 @@ class VaultModule:
 
     @property
     def diff_mode(self) -> bool:
-        return bool(self.module._diff)
+        return bool(self.params.get(DIFF_OPTION))
 
     @contextmanager
     def session(self, *, login: bool = True) -> t.Iterator[_client.VaultClient]:
@@ -224,12 +226,8 @@ class _KeySafeModule(AnsibleModule):
 
     A key pasted into an option that is not no_log (certificate, chain, path, ...) is found by
     its PEM markers and masked in the syslog/journal line and in every answer, argument errors
-    included (those are answered from inside AnsibleModule's own start-up).
-
-    Ansible masks each no_log value in every string it logs or returns; a batch brings one key
-    per certificate, which makes that quadratic. Private keys are masked here instead, in linear
-    time (every PEM private key holds ``PRIVATE KEY-----``); secret_id, token and jwt are still
-    masked by Ansible.
+    included (those are answered from inside AnsibleModule's own start-up). Declared no_log
+    values stay Ansible's to mask; a batch's keys are one of them (``key_bundle``, see _keys.py).
     """
 
     def log(self, msg: str, log_args: dict | None = None) -> None:
@@ -248,22 +246,9 @@ class _KeySafeModule(AnsibleModule):
         self.no_log_values.update(_declared_secrets(self.argument_spec, self.params))
         # A url with user:password@ is refused, but Ansible would still echo it in ``invocation``.
         self.no_log_values.update(url_credentials(self.params.get("url")))
-        keys = {value for value in self.no_log_values if PEM_KEY_MARK in value}
-        self.no_log_values.difference_update(keys)
         result = {"invocation": {"module_args": self.params}, **result}
+        keys = {value for value in self.no_log_values if PEM_KEY_MARK in value}
         return mask_private_keys(result, keys, secrets=frozenset(self.no_log_values))
-
-    def _log_invocation(self) -> None:
-        """Name a batch by its size: masking one key per certificate in a megabyte line is quadratic."""
-        batch = self.params.get("certificates")
-        if not batch:
-            super()._log_invocation()
-            return
-        self.params["certificates"] = f"<{len(batch)} certificates>"
-        try:
-            super()._log_invocation()
-        finally:
-            self.params["certificates"] = batch
 
 
 def _format(exc: BaseException | None) -> str | None:

@@ -21,7 +21,7 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._errors import
     VaultCertError,
 )
 
-ITEM_OPTIONS = ("path", "certificate", "private_key", "chain")
+ITEM_OPTIONS = ("path", "certificate", "private_key", "private_key_file", "chain")
 OTHER_FIELDS = "other_fields"
 CUSTOM_METADATA = "custom_metadata"
 # Spread racing writers apart a little before they re-read after a cas conflict.

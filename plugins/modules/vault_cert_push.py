@@ -28,6 +28,7 @@ extends_documentation_fragment:
   - certautopilot.vault.connection.auth
   - certautopilot.vault.connection.target
   - certautopilot.vault.connection.writer_auth
+  - certautopilot.vault.connection.action
 options:
   path:
     description:
@@ -46,7 +47,21 @@ options:
   private_key:
     description:
       - The PEM private key of O(certificate). Never logged.
-      - Required unless O(include_private_key=false). Encrypted keys are refused.
+      - Required unless O(include_private_key=false) or O(private_key_file) is given. Encrypted keys are refused.
+    type: str
+  private_key_file:
+    description:
+      - A file on the B(controller) holding the PEM private key of O(certificate); mutually exclusive with
+        O(private_key). The action plugin reads it, decrypting it first when it is encrypted with Ansible Vault.
+      - A relative path is searched like the C(src) of M(ansible.builtin.copy) - the role's or playbook's C(files/)
+        directory, then the directory itself.
+      - Not read when O(include_private_key=false).
+    type: str
+  key_bundle:
+    description:
+      - Filled by the action plugin, which takes every private key (O(private_key), O(private_key_file), and those
+        of O(certificates)) out of the module's arguments and hands them over in this one no_log value, so that
+        the keys of a batch are masked in one pass. A task does not set it; one that does is refused.
     type: str
   chain:
     description:
@@ -55,7 +70,7 @@ options:
   certificates:
     description:
       - A batch of certificates, each with its own O(certificates[].path). Mutually exclusive with O(path),
-        O(certificate), O(private_key) and O(chain). Every other option applies to every item.
+        O(certificate), O(private_key), O(private_key_file) and O(chain). Every other option applies to every item.
       - All items are checked before the first request; one login and one mount check serve the whole batch.
     type: list
     elements: dict
@@ -70,6 +85,11 @@ options:
         required: true
       private_key:
         description: The PEM private key. Never logged.
+        type: str
+      private_key_file:
+        description:
+          - A controller file holding the PEM private key, read as O(private_key_file) is; mutually exclusive with
+            O(certificates[].private_key).
         type: str
       chain:
         description: PEM intermediates, leaf-first, as a bundle text or a list.
@@ -301,7 +321,7 @@ outcome_unknown:
   elements: str
 """
 
-from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _certs, _push
+from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _certs, _keys, _push
 from ansible_collections.certautopilot.vault.plugins.module_utils._module import (
     VaultModule,
     target_argument_spec,
@@ -316,6 +336,7 @@ def argument_spec() -> dict:
     spec.update(
         certificate={"type": "str"},
         private_key={"type": "str", "no_log": True},
+        private_key_file={"type": "str"},
         chain={"type": "raw"},
         certificates={
             "type": "list",
@@ -324,9 +345,12 @@ def argument_spec() -> dict:
                 "path": {"type": "str", "required": True},
                 "certificate": {"type": "str", "required": True},
                 "private_key": {"type": "str", "no_log": True},
+                "private_key_file": {"type": "str"},
                 "chain": {"type": "raw"},
             },
+            "mutually_exclusive": [("private_key", "private_key_file")],
         },
+        key_bundle={"type": "str", "no_log": True},
         include_private_key={"type": "bool", "default": True},
         fields={"type": "dict"},
         keep_other_fields={"type": "bool", "default": True},
@@ -352,7 +376,7 @@ def push(vault: VaultModule) -> dict:
     )
     batch = params["certificates"] is not None
     raw_items = params["certificates"] if batch else [{name: params[name] for name in SINGLE_OPTIONS}]
-    items = _push.prepare_items(raw_items, options)
+    items = _push.prepare_items(_keys.attach_keys(raw_items, params["key_bundle"]), options)
     with vault.session() as client:
         results = _push.push_all(client, items, options, batch=batch)
     return _batch.run_result(results, batch=batch)
@@ -361,7 +385,7 @@ def push(vault: VaultModule) -> dict:
 def main() -> None:
     vault = VaultModule(
         argument_spec=argument_spec(),
-        mutually_exclusive=[("certificates", name) for name in SINGLE_OPTIONS],
+        mutually_exclusive=[("certificates", name) for name in SINGLE_OPTIONS] + [("private_key", "private_key_file")],
         required_one_of=[("certificates", "certificate")],
         required_together=[("path", "certificate")],
     )

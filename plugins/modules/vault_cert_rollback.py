@@ -41,6 +41,7 @@ extends_documentation_fragment:
   - certautopilot.vault.connection.auth
   - certautopilot.vault.connection.target
   - certautopilot.vault.connection.writer_auth
+  - certautopilot.vault.connection.action
 options:
   path:
     description:

@@ -1,0 +1,63 @@
+# Copyright: CertAutoPilot contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The controller half of the writing modules. Private to the collection."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleActionFail
+from ansible.module_utils.parsing.convert_bool import boolean
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.certautopilot.vault.plugins.module_utils import _keys
+from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
+from ansible_collections.certautopilot.vault.plugins.module_utils._module import DIFF_OPTION
+from ansible_collections.certautopilot.vault.plugins.plugin_utils._files import read_text
+
+
+class ModuleAction(ActionBase):
+    """Runs the module of the same name, telling it whether Ansible is in diff mode.
+
+    Diff summaries cost a certificate parse per field, so the module makes them only
+    when asked; the task's diff mode is known here, on the controller.
+    """
+
+    _supports_check_mode = True
+    _supports_async = False
+
+    def run(self, tmp: str | None = None, task_vars: dict | None = None) -> dict:
+        result = super().run(tmp, task_vars)
+        try:
+            module_args = self.module_args(dict(self._task.args))
+        except VaultCertError as exc:
+            raise AnsibleActionFail(str(exc)) from None
+        module_args[DIFF_OPTION] = bool(self._task.diff)
+        result.update(self._execute_module(module_args=module_args, task_vars=task_vars))
+        return result
+
+    def module_args(self, args: dict) -> dict:
+        return args
+
+
+class KeyBundleAction(ModuleAction):
+    """Also hands the private keys over in one no_log option (see module_utils/_keys.py).
+
+    ``private_key_file`` is found like the copy module's ``src`` (the role's or play's
+    ``files/``, then relative to it) and decrypted when it is Ansible Vault-encrypted.
+    """
+
+    def module_args(self, args: dict) -> dict:
+        args, sources = _keys.take_keys(args)
+        if not boolean(args.get("include_private_key", True), strict=False):
+            return args
+        if any(source.text or source.file for source in sources):
+            args[_keys.BUNDLE_OPTION] = _keys.seal([self._key_text(source) for source in sources])
+        return args
+
+    def _key_text(self, source: _keys.KeySource) -> str | None:
+        if source.file is None:
+            return source.text
+        try:
+            found = self._find_needle("files", source.file)
+        except Exception as exc:  # AnsibleError and its kinds: not found, in no search path
+            raise VaultCertError(f"private_key_file {source.file} not found on the controller") from exc
+        return read_text(self._loader, found, what="private_key_file")
