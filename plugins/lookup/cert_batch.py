@@ -152,6 +152,7 @@ _raw:
       type: raw
 """
 
+import os
 import re
 import typing as t
 from collections import ChainMap
@@ -174,7 +175,9 @@ except ImportError:  # ansible-core 2.17, 2.18
     trust_as_template = None
 
 # {{ .name }} of a Go template (the product's own path syntax) is {{ name }} in Jinja.
-GO_FIELD = re.compile(r"\{\{-?\s*\.([A-Za-z_][A-Za-z0-9_]*)\s*-?\}\}")
+GO_FIELD = re.compile(r"\{\{(-?)\s*\.([A-Za-z_][A-Za-z0-9_]*)\s*(-?)\}\}")
+# A whole template in {% raw %}: written so for whoever renders it first; read as written, the wrapper goes.
+RAW_WRAPPED = re.compile(r"\A\s*\{%-?\s*raw\s*-?%\}(.*)\{%-?\s*endraw\s*-?%\}\s*\Z", re.DOTALL)
 
 
 def flatten_terms(terms: t.Iterable[t.Any]) -> list[t.Mapping[str, t.Any]]:
@@ -204,7 +207,9 @@ def jinja_template(template: t.Any) -> str:
     if not isinstance(template, str) or not template.strip():
         raise AnsibleLookupError("cert_batch: the path template must be a non-empty string")
     # str.__str__ copies a str subclass (2.17/2.18 unsafe text, 2.19 tagged text) into a plain str.
-    return GO_FIELD.sub(r"{{ \1 }}", str.__str__(template))
+    text = str.__str__(template)
+    raw = RAW_WRAPPED.match(text)
+    return GO_FIELD.sub(r"{{\1 \2 \3}}", raw.group(1) if raw else text)
 
 
 class PathRenderer:
@@ -260,7 +265,8 @@ class LookupModule(LookupBase):
     def _batch_item(self, index: int, item: t.Mapping[str, t.Any], with_key: bool) -> dict[str, t.Any]:
         name = describe_item(index, item)
         entry = dict(item)
-        extra = entry.pop("vars", None) or {}
+        extra = entry.pop("vars", None)
+        extra = {} if extra is None else extra
         if not isinstance(extra, t.Mapping):
             raise AnsibleLookupError(f"cert_batch: vars of {name} must be a dictionary, got {type(extra).__name__}")
         entry["certificate"] = self._inline_or_file(entry, "certificate", name, required=True)
@@ -296,6 +302,8 @@ class LookupModule(LookupBase):
         found = self.find_file_in_search_path(self._variables, "files", path, ignore_missing=True)
         if not found:
             raise AnsibleLookupError(f"cert_batch: {what} {path} of {name} not found on the controller")
+        if not os.path.isfile(found):
+            raise AnsibleLookupError(f"cert_batch: {what} {found} of {name} is not a file")
         return found
 
     def _read(self, path: t.Any, what: str, name: str) -> str:

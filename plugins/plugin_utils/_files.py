@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 import typing as t
 
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
@@ -14,6 +15,8 @@ def read_text(loader: t.Any, path: str, *, what: str) -> str:
 
     Errors name the file, never its contents (it may be a private key).
     """
+    if not os.path.isfile(path):
+        raise VaultCertError(f"cannot read {what} {path}: " + ("not a file" if os.path.exists(path) else "no such file"))
     try:
         real = loader.get_real_file(path, decrypt=True)
         try:

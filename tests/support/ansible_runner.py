@@ -144,17 +144,21 @@ class AnsibleRunner:
         playbook_path: str | os.PathLike[str],
         *,
         extra_vars: dict[str, t.Any] | None = None,
+        extra_vars_args: t.Sequence[str] = (),
         check: bool = False,
         diff: bool = False,
         verbosity: int = 0,
         env: t.Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
     ) -> PlaybookRun:
+        """``extra_vars_args`` are more ``-e`` values as a user types them (``key=value``, ``@file``)."""
         results_file = self.workdir / f"results-{uuid.uuid4().hex}.jsonl"
         command = [str(self.bin_dir / "ansible-playbook"), str(playbook_path)]
         if extra_vars:
             # JSON on the command line: typed values, no key=value splitting.
             command += ["--extra-vars", json.dumps(extra_vars)]
+        for value in extra_vars_args:
+            command += ["--extra-vars", value]
         if check:
             command.append("--check")
         if diff:

@@ -1,0 +1,211 @@
+"""The cert_distribution role's path template, written every way a user writes it, against a real OpenBao.
+
+Each case sets ``cert_distribution_path_template`` to ``certs/<prefix>/<cn>`` in one place Ansible takes
+variables from - plainly, with ``!unsafe``, ``{% raw %}`` or the Go-template form - runs the role, and
+checks that the server holds the certificate at exactly that path. Also: private keys in Ansible
+Vault-encrypted files reach the secret and no output.
+"""
+
+from __future__ import annotations
+
+import json
+import typing as t
+import uuid
+from pathlib import Path
+
+import pytest
+from ansible.parsing.vault import VaultLib, VaultSecret
+from leaks import assert_no_leak
+from pki import Chain, make_chain
+
+ROLE = "certautopilot.vault.cert_distribution"
+VAULT_PASSWORD = "integration-vault-password"
+PLAIN = "certs/{{ tpl_prefix }}/{{ cn }}"
+
+
+def approle(bao, role: str = "certs") -> dict[str, str]:
+    return {"auth_method": "approle", "role_id": bao.role_ids[role], "secret_id": bao.new_approle_secret_id(role)}
+
+
+def data_of(bao, path: str) -> dict | None:
+    status, body = bao.api("GET", f"secret/data/{path}")
+    assert status in (200, 404), body
+    return ((body or {}).get("data") or {}).get("data")
+
+
+def yaml_text(value: t.Any) -> str:
+    """JSON is YAML: a file Ansible reads, with nothing tagged."""
+    return json.dumps(value, indent=2) + "\n"
+
+
+def play(**extra: t.Any) -> dict[str, t.Any]:
+    return {"name": "Deliver", "hosts": "localhost", "connection": "local", "gather_facts": False, **extra}
+
+
+def role_play(**role_params: t.Any) -> list[dict]:
+    return [play(roles=[{"role": ROLE, **role_params}])]
+
+
+class Case(t.NamedTuple):
+    """Where the template is set: the playbook, files next to it, and more -e values."""
+
+    playbook: str
+    files: dict[str, str] = {}
+    extra_vars_args: tuple[str, ...] = ()
+
+
+def cases() -> dict[str, Case]:
+    role_only = yaml_text(role_play())
+    return {
+        "play vars, plain": Case(yaml_text([play(vars={"cert_distribution_path_template": PLAIN}, roles=[ROLE])])),
+        # A role parameter is rendered by Ansible's own argument validation before the role runs; vars on the
+        # role's entry are not.
+        "role entry vars, plain": Case(yaml_text(role_play(vars={"cert_distribution_path_template": PLAIN}))),
+        "role parameter, !unsafe": Case(
+            "- name: Deliver\n  hosts: localhost\n  connection: local\n  gather_facts: false\n  roles:\n"
+            f"    - role: {ROLE}\n      cert_distribution_path_template: !unsafe '{PLAIN}'\n"
+        ),
+        "include_role vars, plain": Case(
+            yaml_text(
+                [
+                    play(
+                        tasks=[
+                            {
+                                "name": "Run the role",
+                                "ansible.builtin.include_role": {"name": ROLE},
+                                "vars": {"cert_distribution_path_template": PLAIN},
+                            }
+                        ]
+                    )
+                ]
+            )
+        ),
+        "group_vars, plain": Case(
+            role_only, files={"group_vars/all.yml": f"cert_distribution_path_template: '{PLAIN}'\n"}
+        ),
+        "extra vars key=value, plain": Case(role_only, extra_vars_args=(f"cert_distribution_path_template={PLAIN}",)),
+        # What AWX writes for a survey answer or a variable prompted at launch: tagged unsafe.
+        "AWX survey (extra vars file, !unsafe)": Case(
+            role_only,
+            files={"extravars.yml": f"cert_distribution_path_template: !unsafe '{PLAIN}'\n"},
+            extra_vars_args=("@extravars.yml",),
+        ),
+        "play vars, !unsafe": Case(
+            "- name: Deliver\n  hosts: localhost\n  connection: local\n  gather_facts: false\n"
+            f"  vars:\n    cert_distribution_path_template: !unsafe '{PLAIN}'\n  roles:\n    - {ROLE}\n"
+        ),
+        "play vars, raw": Case(
+            yaml_text(
+                [play(vars={"cert_distribution_path_template": "{% raw %}" + PLAIN + "{% endraw %}"}, roles=[ROLE])]
+            )
+        ),
+        "play vars, Go-template form": Case(
+            yaml_text(
+                [play(vars={"cert_distribution_path_template": "certs/{{ .tpl_prefix }}/{{ .cn }}"}, roles=[ROLE])]
+            )
+        ),
+    }
+
+
+def write_case(directory: Path, case: Case) -> Path:
+    directory.mkdir()
+    for name, text in case.files.items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_text(text)
+    playbook = directory / "site.yml"
+    playbook.write_text(case.playbook)
+    return playbook
+
+
+@pytest.mark.parametrize("where", list(cases()))
+def test_the_path_template_works_as_written(bao, ansible, vault_conn, tmp_path, where):
+    case = cases()[where]
+    prefix = f"tpl-{uuid.uuid4().hex[:8]}"
+    chain = make_chain(f"{prefix}.example.com")
+    playbook = write_case(tmp_path / "play", case)
+    role_vars = {
+        "tpl_prefix": prefix,
+        "cert_distribution_vault": {**vault_conn, **approle(bao)},
+        "cert_distribution_certs": [{"certificate": chain.leaf.cert_pem, "private_key": chain.leaf.key_pem}],
+    }
+
+    run = ansible.run_playbook(
+        playbook, extra_vars=role_vars, extra_vars_args=case.extra_vars_args, cwd=playbook.parent
+    )
+
+    assert run.rc == 0, run.output
+    stored = data_of(bao, f"certs/{prefix}/{prefix}.example.com")
+    assert stored is not None, f"nothing at certs/{prefix}/{prefix}.example.com:\n{run.output}"
+    assert stored["certificate"] == chain.leaf.cert_pem
+
+
+def test_a_template_naming_an_unknown_variable_says_which_certificate_and_what_it_has(
+    bao, ansible, vault_conn, tmp_path
+):
+    chain = make_chain(f"tpl-{uuid.uuid4().hex[:8]}.example.com")
+    playbook = write_case(
+        tmp_path / "play",
+        Case(yaml_text([play(vars={"cert_distribution_path_template": "x/{{ cname }}"}, roles=[ROLE])])),
+    )
+    login = {**vault_conn, **approle(bao)}
+    mark = bao.audit_mark()
+
+    run = ansible.run_playbook(
+        playbook,
+        extra_vars={
+            "cert_distribution_vault": login,
+            "cert_distribution_certs": [{"certificate": chain.leaf.cert_pem, "private_key": chain.leaf.key_pem}],
+        },
+    )
+
+    assert run.rc != 0
+    assert "rendering the path template for certificate 1 failed" in run.output
+    assert "cname" in run.output and "fingerprint_sha256" in run.output, run.output
+    assert bao.audit_requests(mark) == [], "nothing may reach the server"
+
+
+# -- private keys in Ansible Vault-encrypted files ----------------------------------------------
+
+
+def encrypted_key_files(directory: Path, chain: Chain) -> tuple[Path, Path]:
+    """The leaf's key encrypted with Ansible Vault, and the password file that opens it."""
+    vault = VaultLib([("default", VaultSecret(VAULT_PASSWORD.encode()))])
+    directory.mkdir(parents=True, exist_ok=True)
+    key_file = directory / "key.pem.vault"
+    key_file.write_bytes(vault.encrypt(chain.leaf.key_pem))
+    password_file = directory / "vault-password"
+    password_file.write_text(VAULT_PASSWORD + "\n")
+    return key_file, password_file
+
+
+def test_a_vault_encrypted_key_file_is_decrypted_on_the_controller_and_never_shown(bao, ansible, vault_conn, tmp_path):
+    prefix = f"enc-{uuid.uuid4().hex[:8]}"
+    names = [f"{prefix}-{index}.example.com" for index in range(3)]
+    chains = [make_chain(name) for name in names]
+    certs = []
+    for index, chain in enumerate(chains):
+        key_file, password_file = encrypted_key_files(tmp_path / f"c{index}", chain)
+        (tmp_path / f"c{index}" / "cert.pem").write_text(chain.leaf.cert_pem)
+        certs.append({"certificate_file": str(tmp_path / f"c{index}" / "cert.pem"), "private_key_file": str(key_file)})
+    auth = approle(bao)
+    playbook = write_case(tmp_path / "play", Case(yaml_text(role_play())))
+
+    run = ansible.run_playbook(
+        playbook,
+        extra_vars={
+            "cert_distribution_vault": {**vault_conn, **auth},
+            "cert_distribution_certs": certs,
+            "cert_distribution_path_template": f"certs/{prefix}/{{{{ cn }}}}",
+        },
+        diff=True,
+        verbosity=3,
+        env={"ANSIBLE_VAULT_PASSWORD_FILE": str(password_file)},
+    )
+
+    assert run.rc == 0, run.output
+    for name, chain in zip(names, chains):
+        stored = data_of(bao, f"certs/{prefix}/{name}")
+        assert stored is not None and stored["private_key"] == chain.leaf.key_pem
+    assert_no_leak(
+        [run.output, *(task.result for task in run.tasks)], *(c.leaf.key_pem for c in chains), auth["secret_id"]
+    )

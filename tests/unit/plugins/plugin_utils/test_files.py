@@ -1,0 +1,133 @@
+# Copyright: CertAutoPilot contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""read_text: a controller file's text through a real DataLoader, Ansible Vault-encrypted or not."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+from ansible.parsing.dataloader import DataLoader
+from ansible.parsing.vault import VaultLib, VaultSecret
+
+from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
+from ansible_collections.certautopilot.vault.plugins.plugin_utils._files import read_text
+
+VAULT_PASSWORD = b"unit-test-vault-password"
+SECRET = "-----BEGIN PRIVATE KEY-----\nTOP-SECRET-KEY-MATERIAL\n-----END PRIVATE KEY-----\n"
+
+
+class RecordingLoader(DataLoader):
+    """A real DataLoader that also remembers the real files it handed out and the ones it was asked to clean up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handed_out: list[str] = []
+        self.cleaned: list[str] = []
+
+    def get_real_file(self, file_path: str, decrypt: bool = True) -> str:
+        real = super().get_real_file(file_path, decrypt=decrypt)
+        self.handed_out.append(real)
+        return real
+
+    def cleanup_tmp_file(self, file_path: str) -> None:
+        self.cleaned.append(file_path)
+        super().cleanup_tmp_file(file_path)
+
+
+@pytest.fixture
+def loader() -> RecordingLoader:
+    loader = RecordingLoader()
+    loader.set_vault_secrets([("default", VaultSecret(VAULT_PASSWORD))])
+    yield loader
+    loader.cleanup_all_tmp_files()
+
+
+def vault_file(path, text: str, password: bytes = VAULT_PASSWORD):
+    path.write_bytes(VaultLib([("default", VaultSecret(password))]).encrypt(text))
+    return path
+
+
+def test_a_plain_file_is_read_as_text_and_left_in_place(loader, tmp_path):
+    key = tmp_path / "key.pem"
+    key.write_text(SECRET)
+    assert read_text(loader, str(key), what="private_key_file") == SECRET
+    assert loader.handed_out == [str(key)]
+    assert key.read_text() == SECRET  # cleaning up after a plain file does not remove it
+
+
+def test_a_vault_encrypted_file_is_decrypted(loader, tmp_path):
+    key = vault_file(tmp_path / "key.vault", SECRET)
+    assert SECRET.encode() not in key.read_bytes()
+    assert read_text(loader, str(key), what="private_key_file") == SECRET
+
+
+def test_the_decrypted_copy_is_cleaned_up(loader, tmp_path):
+    key = vault_file(tmp_path / "key.vault", SECRET)
+    read_text(loader, str(key), what="private_key_file")
+    [decrypted] = loader.handed_out
+    assert decrypted != str(key)
+    assert loader.cleaned == [decrypted]
+    assert not os.path.exists(decrypted)
+    assert key.exists()
+
+
+def test_the_decrypted_copy_is_cleaned_up_when_it_is_not_text(loader, tmp_path):
+    key = tmp_path / "key.vault"
+    key.write_bytes(VaultLib([("default", VaultSecret(VAULT_PASSWORD))]).encrypt(b"\xff\xfe\x00binary"))
+    with pytest.raises(VaultCertError, match="not UTF-8"):
+        read_text(loader, str(key), what="private_key_file")
+    [decrypted] = loader.handed_out
+    assert loader.cleaned == [decrypted]
+    assert not os.path.exists(decrypted)
+
+
+def test_a_file_that_is_not_utf8_is_refused_naming_it(loader, tmp_path):
+    key = tmp_path / "key.der"
+    key.write_bytes(b"\x30\x82\xff\xfe TOP-SECRET-KEY-MATERIAL")
+    with pytest.raises(VaultCertError) as raised:
+        read_text(loader, str(key), what="private_key_file")
+    assert str(raised.value) == f"cannot read private_key_file {key}: it is not UTF-8 text"
+
+
+def test_a_missing_file_is_named(loader, tmp_path):
+    missing = tmp_path / "missing.pem"
+    with pytest.raises(VaultCertError, match=rf"^cannot read certificate_file {re.escape(str(missing))}: "):
+        read_text(loader, str(missing), what="certificate_file")
+
+
+def test_a_missing_file_is_named_with_the_system_reason(loader, tmp_path):
+    missing = tmp_path / "missing.pem"
+    with pytest.raises(VaultCertError, match=r"missing\.pem: no such file"):
+        read_text(loader, str(missing), what="certificate_file")
+
+
+@pytest.mark.parametrize(
+    ("password", "content"),
+    [
+        (b"another-password", None),  # a vault file this password does not open
+        (VAULT_PASSWORD, "$ANSIBLE_VAULT;1.1;AES256\nTOP-SECRET-KEY-MATERIAL\n"),  # a broken vault file
+    ],
+    ids=["wrong-password", "broken-vault-file"],
+)
+def test_a_vault_file_that_does_not_open_is_named_without_its_contents(loader, tmp_path, password, content):
+    key = tmp_path / "key.vault"
+    if content is None:
+        vault_file(key, SECRET, password=password)
+    else:
+        key.write_text(content)
+    with pytest.raises(VaultCertError) as raised:
+        read_text(loader, str(key), what="private_key_file")
+    message = str(raised.value)
+    assert message.startswith(f"cannot read private_key_file {key}: ")
+    assert "TOP-SECRET-KEY-MATERIAL" not in message
+    for line in key.read_text().splitlines()[1:]:  # the ciphertext lines
+        assert line not in message
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+
+
+def test_a_vault_file_without_any_vault_password_is_refused(tmp_path):
+    key = vault_file(tmp_path / "key.vault", SECRET)
+    with pytest.raises(VaultCertError, match=rf"^cannot read private_key_file {re.escape(str(key))}: "):
+        read_text(DataLoader(), str(key), what="private_key_file")
