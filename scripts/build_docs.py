@@ -33,6 +33,7 @@ OUTPUT = REPO_ROOT / "build" / "docs"
 KNOWN_ANSIBLE_LABELS = {
     "common_return_values": "reference_appendices/common_return_values.html",
     "ansible_configuration_settings": "reference_appendices/config.html",
+    "action_plugins": "plugins/action.html",
 }
 BUILTIN_PLUGIN_LABEL = re.compile(
     r"ansible_collections\.ansible\.builtin\.(?P<page>\w+?_\w+?)(?:__(?P<anchor>[\w/-]+))?"

@@ -16,7 +16,8 @@ def read_text(loader: t.Any, path: str, *, what: str) -> str:
     Errors name the file, never its contents (it may be a private key).
     """
     if not os.path.isfile(path):
-        raise VaultCertError(f"cannot read {what} {path}: " + ("not a file" if os.path.exists(path) else "no such file"))
+        reason = "not a file" if os.path.exists(path) else "no such file"
+        raise VaultCertError(f"cannot read {what} {path}: {reason}")
     try:
         real = loader.get_real_file(path, decrypt=True)
         try:

@@ -962,3 +962,91 @@ def test_check_capabilities_costs_one_request_and_no_second_login(ansible, bao, 
     assert counts["update sys/capabilities-self"] == 1
     assert sum(count for kind, count in counts.items() if kind.startswith("login")) == 1
     assert versions(bao, cert_path) == [1]
+
+
+# -- private keys from files on the controller (the action plugin) --------------------------------
+
+
+def test_private_key_file_single_and_batch_with_a_relative_path_found_in_files(
+    ansible, bao, connect, cert_path, tmp_path
+):
+    ca = make_ca()
+    leaves = [make_leaf(ca, f"{cert_path.split('/')[-1]}-{index}.example.com") for index in range(3)]
+    files = tmp_path / "files"
+    files.mkdir()
+    for index, leaf in enumerate(leaves):
+        (files / f"key{index}.pem").write_text(leaf.key_pem)
+    play = {
+        "name": "Keys from files",
+        "hosts": "localhost",
+        "gather_facts": False,
+        "tasks": [
+            {
+                "name": "Single",
+                FQCN: {
+                    **connect,
+                    "path": f"{cert_path}/0",
+                    "certificate": leaves[0].cert_pem,
+                    "private_key_file": "key0.pem",
+                    "validate": False,
+                },
+            },
+            {
+                "name": "Batch",
+                FQCN: {
+                    **connect,
+                    "validate": False,
+                    "certificates": [
+                        {"path": f"{cert_path}/1", "certificate": leaves[1].cert_pem, "private_key_file": "key1.pem"},
+                        {"path": f"{cert_path}/2", "certificate": leaves[2].cert_pem, "private_key": leaves[2].key_pem},
+                    ],
+                },
+            },
+        ],
+    }
+    playbook = tmp_path / "keys.yml"
+    playbook.write_text(json.dumps([play]))
+
+    run = ansible.run_playbook(playbook, verbosity=3, diff=True)
+
+    assert run.rc == 0, run.output
+    for index, leaf in enumerate(leaves):
+        assert data_of(bao, f"{cert_path}/{index}")["private_key"] == leaf.key_pem
+    assert_no_leak([run.output, *(task.result for task in run.tasks)], *(leaf.key_pem for leaf in leaves))
+    invocation = run.task("Batch").result["invocation"]["module_args"]
+    assert invocation["key_bundle"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+    assert all("private_key" not in item for item in invocation["certificates"])
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"private_key_file": "/nonexistent/key.pem"}, "private_key_file /nonexistent/key.pem not found"),
+        (
+            {"private_key_file": "KEYFILE", "private_key": "KEY"},
+            "private_key and private_key_file are mutually exclusive",
+        ),
+        ({"key_bundle": "[]"}, "key_bundle is filled by the module's action plugin"),
+    ],
+    ids=["missing file", "both key and key file", "key_bundle from a task"],
+)
+def test_key_inputs_the_action_refuses_write_nothing(ansible, bao, connect, cert_path, tmp_path, options, message):
+    leaf = make_leaf(make_ca(), f"{cert_path.split('/')[-1]}.example.com")
+    key_file = tmp_path / "key.pem"
+    key_file.write_text(leaf.key_pem)
+    options = {
+        name: {"KEYFILE": str(key_file), "KEY": leaf.key_pem}.get(value, value) for name, value in options.items()
+    }
+    args = {**connect, "path": cert_path, "certificate": leaf.cert_pem, **options}
+
+    run = push(ansible, bao, args, extra_secrets=[leaf.key_pem])
+
+    assert run.failed and message in run.msg, run.msg
+    assert run.requests == []
+    assert versions(bao, cert_path) == []
+
+
+def data_of(bao, path: str) -> dict | None:
+    status, body = bao.api("GET", f"secret/data/{path}")
+    assert status in (200, 404), body
+    return ((body or {}).get("data") or {}).get("data")
