@@ -142,7 +142,8 @@ demo: venv
 # ours (module, role) and peer (community.hashi_vault.vault_kv2_write in a loop)
 # against one local OpenBao server. `make bench N=200` for another size; only a
 # full run at N=1000 rewrites docs/performance.md. The timed processes run from
-# build/bench-venv (the `ansible` package, which ships community.hashi_vault).
+# build/bench-venv (the `ansible` package, which ships community.hashi_vault);
+# bench/run.py imports the integration tests' server and certificates from tests/support.
 .PHONY: bench bench-venv
 BENCH_VENV := $(CURDIR)/build/bench-venv
 BENCH_STAMP := $(BENCH_VENV)/.requirements-installed
@@ -155,5 +156,5 @@ $(BENCH_STAMP): bench/requirements.txt
 	$(BENCH_VENV)/bin/python -m pip install --quiet -r bench/requirements.txt
 	touch $@
 
-bench: venv bench-venv
-	$(BIN)/python bench/run.py --n $(N) --bench-python $(BENCH_VENV)/bin/python
+bench: venv bench-venv collection-link
+	PYTHONPATH=$(CURDIR)/tests/support $(BIN)/python bench/run.py --n $(N) --bench-python $(BENCH_VENV)/bin/python
