@@ -166,18 +166,28 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._certs import 
     certificate_info,
 )
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
+from ansible_collections.certautopilot.vault.plugins.module_utils._keys import kind_of
+from ansible_collections.certautopilot.vault.plugins.module_utils._pem import shown
 from ansible_collections.certautopilot.vault.plugins.plugin_utils._files import read_text
 
 try:
     # ansible-core 2.19+ (data tagging): a string is rendered only when trusted as a template.
-    from ansible.template import trust_as_template
-except ImportError:  # ansible-core 2.17, 2.18
+    from ansible.template import is_trusted_as_template, trust_as_template
+except ImportError:  # ansible-core 2.17, 2.18: what is not marked unsafe is trusted
+    from ansible.utils.unsafe_proxy import AnsibleUnsafe
+
     trust_as_template = None
+
+    def is_trusted_as_template(value: t.Any) -> bool:
+        return not isinstance(value, AnsibleUnsafe)
+
 
 # {{ .name }} of a Go template (the product's own path syntax) is {{ name }} in Jinja.
 GO_FIELD = re.compile(r"\{\{(-?)\s*\.([A-Za-z_][A-Za-z0-9_]*)\s*(-?)\}\}")
-# A whole template in {% raw %}: written so for whoever renders it first; read as written, the wrapper goes.
-RAW_WRAPPED = re.compile(r"\A\s*\{%-?\s*raw\s*-?%\}(.*)\{%-?\s*endraw\s*-?%\}\s*\Z", re.DOTALL)
+RAW_TAG = re.compile(r"\{%-?\s*(?:end)?raw\s*-?%\}")
+# The one thing an untrusted template may hold: {{ name }} or {{ .name }}, with Jinja's - trimming.
+PLACEHOLDER = re.compile(r"(\s*)\{\{(-?)\s*\.?([A-Za-z_][A-Za-z0-9_]*)\s*(-?)\}\}(\s*)")
+TEMPLATE_MARKS = ("{{", "}}", "{%", "%}", "{#", "#}")
 
 
 def flatten_terms(terms: t.Iterable[t.Any]) -> list[t.Mapping[str, t.Any]]:
@@ -189,9 +199,7 @@ def flatten_terms(terms: t.Iterable[t.Any]) -> list[t.Mapping[str, t.Any]]:
             if element is None:
                 continue
             if not isinstance(element, t.Mapping):
-                raise AnsibleLookupError(
-                    f"cert_batch: each certificate must be a dictionary, got {type(element).__name__}"
-                )
+                raise AnsibleLookupError(f"cert_batch: each certificate must be a dictionary, got {kind_of(element)}")
             items.append(element)
     return items
 
@@ -199,41 +207,88 @@ def flatten_terms(terms: t.Iterable[t.Any]) -> list[t.Mapping[str, t.Any]]:
 def describe_item(index: int, item: t.Mapping[str, t.Any]) -> str:
     """How errors name an item: its position, and the file or path that identifies it to a reader."""
     hint = item.get("path") or item.get("certificate_file")
-    return f"certificate {index + 1}" + (f" ({hint})" if isinstance(hint, str) and hint else "")
+    return f"certificate {index + 1}" + (f" ({shown(hint)})" if isinstance(hint, str) and hint else "")
 
 
-def jinja_template(template: t.Any) -> str:
-    """The path template as plain Jinja text: without the marks Ansible put on it, Go fields translated."""
-    if not isinstance(template, str) or not template.strip():
+def path_template(
+    value: t.Any, templar: t.Any, variables: t.Mapping[str, t.Any]
+) -> JinjaTemplate | PlaceholderTemplate:
+    """The path template, rendered as Ansible trusts it: full Jinja when written in a playbook, inventory or
+    vars file (or -e); only the certificate's own {{ name }} placeholders when it came from data - an AWX
+    survey answer, a fact, a lookup's result - since a survey user must not run code on the controller.
+    """
+    if not isinstance(value, str) or not value.strip():
         raise AnsibleLookupError("cert_batch: the path template must be a non-empty string")
     # str.__str__ copies a str subclass (2.17/2.18 unsafe text, 2.19 tagged text) into a plain str.
-    text = str.__str__(template)
-    raw = RAW_WRAPPED.match(text)
-    return GO_FIELD.sub(r"{{\1 \2 \3}}", raw.group(1) if raw else text)
+    text = str.__str__(value)
+    if is_trusted_as_template(value):
+        return JinjaTemplate(templar, GO_FIELD.sub(r"{{\1 \2 \3}}", text), variables)
+    return PlaceholderTemplate(text)
 
 
-class PathRenderer:
-    """Renders the path template for one certificate at a time, with Ansible's templar."""
+class JinjaTemplate:
+    """A trusted template, rendered for one certificate at a time by Ansible's templar."""
 
-    def __init__(self, templar: t.Any, template: str, variables: t.Mapping[str, t.Any]) -> None:
+    def __init__(self, templar: t.Any, text: str, variables: t.Mapping[str, t.Any]) -> None:
         self._templar = templar.copy_with_new_env(available_variables=variables)
-        self._template = trust_as_template(template) if trust_as_template else template
         self._variables = variables
+        if RAW_TAG.search(text):
+            # {% raw %} was written for whoever renders the template first, which was Ansible, before the
+            # lookup: do the same, with the variables in scope, to get the template the raw block protected.
+            text = self._render(text, variables, "the template's {% raw %} parts")
+        self._text = text
+
+    def _render(self, text: str, variables: t.Mapping[str, t.Any], name: str) -> t.Any:
+        self._templar.available_variables = variables
+        try:
+            return self._templar.template(trust_as_template(text) if trust_as_template else text)
+        except Exception as exc:  # undefined variable, syntax error, filter error: all name the certificate
+            raise AnsibleLookupError(f"cert_batch: rendering the path template for {name} failed: {exc}") from None
 
     def render(self, layer: t.Mapping[str, t.Any], name: str) -> str:
-        self._templar.available_variables = ChainMap(_as_data(layer), self._variables)
         try:
-            rendered = self._templar.template(self._template)
-        except Exception as exc:  # undefined variable, syntax error, filter error: all name the certificate
+            return checked_path(self._render(self._text, ChainMap(_as_data(layer), self._variables), name), name)
+        except AnsibleLookupError as exc:
             raise AnsibleLookupError(
-                f"cert_batch: rendering the path template for {name} failed: {exc}. Its own variables are "
-                f"{', '.join(sorted(layer))}, besides every variable in scope"
+                f"{exc}. Its own variables are {', '.join(sorted(layer))}, besides every variable in scope"
             ) from None
-        if not isinstance(rendered, str) or not rendered.strip():
+
+
+class PlaceholderTemplate:
+    """An untrusted template: text and {{ name }} placeholders of the certificate's own variables, nothing else."""
+
+    def __init__(self, text: str) -> None:
+        text = RAW_TAG.sub("", text)
+        if any(mark in PLACEHOLDER.sub("", text) for mark in TEMPLATE_MARKS):
             raise AnsibleLookupError(
-                f"cert_batch: the path template rendered {rendered!r} for {name}; a non-empty string is needed"
+                "cert_batch: the path template came from data Ansible does not trust as a template (an AWX survey "
+                "answer, a fact, a lookup's result, or a value marked !unsafe), so it may only hold {{ name }} "
+                "placeholders of the certificate's own variables; write it in the playbook, a vars file or -e "
+                "for full Jinja"
             )
-        return str(rendered)
+        self._text = text
+
+    def render(self, layer: t.Mapping[str, t.Any], name: str) -> str:
+        def value(match: re.Match) -> str:
+            before, trim_before, key, trim_after, after = match.groups()
+            if key not in layer:
+                raise AnsibleLookupError(
+                    f"cert_batch: rendering the path template for {name} failed: {key} is not one of the "
+                    f"certificate's own variables ({', '.join(sorted(layer))}); a template from data (an AWX "
+                    "survey answer, a fact, a value marked !unsafe) may use only those - write it in the playbook, "
+                    "a vars file or -e to use other variables, or give them in the item's vars"
+                )
+            return ("" if trim_before else before) + str(layer[key]) + ("" if trim_after else after)
+
+        return checked_path(PLACEHOLDER.sub(value, self._text), name)
+
+
+def checked_path(rendered: t.Any, name: str) -> str:
+    if not isinstance(rendered, str) or not rendered.strip():
+        raise AnsibleLookupError(
+            f"cert_batch: the path template rendered {rendered!r} for {name}; a non-empty string is needed"
+        )
+    return str(rendered)
 
 
 def _as_data(layer: t.Mapping[str, t.Any]) -> t.Mapping[str, t.Any]:
@@ -256,9 +311,11 @@ class LookupModule(LookupBase):
         self._texts: dict[str, str] = {}  # a chain file shared by many certificates is read once
         template = self.get_option("template")
         source = self.get_option("template_from")
-        if source and source in self._variables:
+        if source:
+            if source not in self._variables:
+                raise AnsibleLookupError(f"cert_batch: template_from names {shown(source)}, which is not a variable")
             template = self._variables[source]  # as written: a lookup's variables are not rendered yet
-        self._renderer = PathRenderer(self._templar, jinja_template(template), self._variables)
+        self._renderer = path_template(template, self._templar, self._variables)
         with_key = self.get_option("include_private_key")
         return [self._batch_item(index, item, with_key) for index, item in enumerate(flatten_terms(terms))]
 
@@ -268,7 +325,7 @@ class LookupModule(LookupBase):
         extra = entry.pop("vars", None)
         extra = {} if extra is None else extra
         if not isinstance(extra, t.Mapping):
-            raise AnsibleLookupError(f"cert_batch: vars of {name} must be a dictionary, got {type(extra).__name__}")
+            raise AnsibleLookupError(f"cert_batch: vars of {name} must be a dictionary, got {kind_of(extra)}")
         entry["certificate"] = self._inline_or_file(entry, "certificate", name, required=True)
         chain = self._inline_or_file(entry, "chain", name)
         if chain is not None:
@@ -298,12 +355,12 @@ class LookupModule(LookupBase):
 
     def _find(self, path: t.Any, what: str, name: str) -> str:
         if not isinstance(path, str) or not path:
-            raise AnsibleLookupError(f"cert_batch: {what} of {name} must be a file path, got {type(path).__name__}")
+            raise AnsibleLookupError(f"cert_batch: {what} of {name} must be a file path, got {kind_of(path)}")
         found = self.find_file_in_search_path(self._variables, "files", path, ignore_missing=True)
         if not found:
-            raise AnsibleLookupError(f"cert_batch: {what} {path} of {name} not found on the controller")
+            raise AnsibleLookupError(f"cert_batch: {what} {shown(path)} of {name} not found on the controller")
         if not os.path.isfile(found):
-            raise AnsibleLookupError(f"cert_batch: {what} {found} of {name} is not a file")
+            raise AnsibleLookupError(f"cert_batch: {what} {shown(found)} of {name} is not a file")
         return found
 
     def _read(self, path: t.Any, what: str, name: str) -> str:
@@ -318,8 +375,7 @@ class LookupModule(LookupBase):
     @staticmethod
     def _metadata(certificate: t.Any, name: str) -> dict[str, t.Any]:
         if not isinstance(certificate, str):
-            kind = type(certificate).__name__
-            raise AnsibleLookupError(f"cert_batch: certificate of {name} must be PEM text, got {kind}")
+            raise AnsibleLookupError(f"cert_batch: certificate of {name} must be PEM text, got {kind_of(certificate)}")
         try:
             return certificate_info(certificate)
         except VaultCertError as exc:

@@ -29,6 +29,8 @@ class KeySource:
 
     text: str | None = None
     file: str | None = None
+    # How errors name the file option: private_key_file, or certificates[N].private_key_file
+    option: str = KEY_FILE
 
 
 def take_keys(args: t.Mapping[str, t.Any]) -> tuple[dict, list[KeySource]]:
@@ -60,8 +62,18 @@ def _take_source(options: dict, where: str) -> KeySource:
     if text not in (None, "") and file not in (None, ""):
         raise VaultCertError(f"{where}{KEY} and {where}{KEY_FILE} are mutually exclusive; give one")
     if file not in (None, "") and not isinstance(file, str):
-        raise VaultCertError(f"{where}{KEY_FILE} must be a file path, got {type(file).__name__}")
-    return KeySource(text=None if text in (None, "") else text, file=file or None)
+        raise VaultCertError(f"{where}{KEY_FILE} must be a file path, got {kind_of(file)}")
+    if text not in (None, "") and not isinstance(text, str):
+        raise VaultCertError(f"{where}{KEY} must be PEM text, got {kind_of(text)}")
+    return KeySource(text=None if text in (None, "") else text, file=file or None, option=f"{where}{KEY_FILE}")
+
+
+def kind_of(value: t.Any) -> str:
+    """A value's kind as a user names it (Ansible's own tagged types have private names)."""
+    for kind, name in ((t.Mapping, "dict"), (str, "str"), ((list, tuple), "list"), (bool, "bool"), (int, "int")):
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__.lstrip("_")
 
 
 def seal(keys: t.Sequence[t.Any]) -> str:

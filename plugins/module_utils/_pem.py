@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import typing as t
 from dataclasses import dataclass
 
 try:
@@ -133,3 +134,27 @@ def token_like_secrets(text: str) -> list[str]:
     if not isinstance(text, str) or len(text) < 26:
         return []
     return _TOKEN.findall(text)
+
+
+# A value quoted in a message is one line of at most this many characters.
+SHOWN_LENGTH = 256
+NOT_SHOWN = "(value not shown: it may hold a secret)"
+
+
+def shown(value: t.Any, *, secrets: t.Collection[str] = ()) -> str:
+    """``value`` as a message may quote it (a path, a name), or a placeholder when it could be a secret.
+
+    Used where a user's value is echoed before any masking applies (on the controller): a key or
+    token pasted into a file option or a path must not come back in the error that refuses it.
+    """
+    text = str(value)
+    if (
+        "\n" in text
+        or len(text) > SHOWN_LENGTH
+        or PRIVATE_KEY_LABEL in text
+        or any(secret and secret in text for secret in secrets)
+        or token_like_secrets(text)
+        or headerless_private_keys(text)
+    ):
+        return NOT_SHOWN
+    return text

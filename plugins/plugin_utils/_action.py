@@ -11,6 +11,7 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.certautopilot.vault.plugins.module_utils import _keys
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
 from ansible_collections.certautopilot.vault.plugins.module_utils._module import DIFF_OPTION
+from ansible_collections.certautopilot.vault.plugins.module_utils._pem import shown
 from ansible_collections.certautopilot.vault.plugins.plugin_utils._files import read_text
 
 
@@ -58,6 +59,6 @@ class KeyBundleAction(ModuleAction):
             return source.text
         try:
             found = self._find_needle("files", source.file)
-        except Exception as exc:  # AnsibleError and its kinds: not found, in no search path
-            raise VaultCertError(f"private_key_file {source.file} not found on the controller") from exc
-        return read_text(self._loader, found, what="private_key_file")
+        except Exception:  # AnsibleError and its kinds: not found, in no search path
+            raise VaultCertError(f"{source.option} {shown(source.file)} not found on the controller") from None
+        return read_text(self._loader, found, what=source.option)

@@ -19,6 +19,7 @@ rollback.yml, which must log in with the credential's method too.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -300,6 +301,32 @@ def _assert_job_succeeded(run: dict[str, t.Any]) -> None:
     assert run["rc"] == 0 and run["status"] == "successful", run["stdout"]
 
 
+def _cert_files(directory: Path) -> dict[str, str]:
+    """The files pki.write_leaf wrote to ``directory``, as an item of cert_distribution_certs."""
+    return {
+        "certificate_file": str(directory / "cert.pem"),
+        "private_key_file": str(directory / "key.pem"),
+        "chain_file": str(directory / "chain.pem"),
+    }
+
+
+@contextlib.contextmanager
+def _first_push(bao, job: AwxJob, path: str) -> t.Iterator[tuple[int, dict[str, t.Any]]]:
+    """Run the job's push.yml onto ``path``, which holds no secret before, and assert that it succeeded.
+
+    Yields (the audit mark taken before the run, the run); the secret is deleted when the block ends.
+    """
+    status, body = bao.api("DELETE", f"secret/metadata/{path}")
+    assert status in (204, 404), body
+    mark = bao.audit_mark()
+    try:
+        run = job.run()
+        _assert_job_succeeded(run)
+        yield mark, run
+    finally:
+        bao.api("DELETE", f"secret/metadata/{path}")
+
+
 @pytest.mark.parametrize("method", ["approle", "jwt", "cert", "token"])
 def test_push_playbook_runs_as_an_awx_job_with_the_credential_type(bao, ansible, tmp_path, method):
     cn = f"awx-{method}.example.com"
@@ -307,13 +334,7 @@ def test_push_playbook_runs_as_an_awx_job_with_the_credential_type(bao, ansible,
     pki.write_leaf(tmp_path / "certs", cn)
     job_extra_vars = {
         # What the job template (or its survey) sets; the connection and login come from the credential.
-        "cert_distribution_certs": [
-            {
-                "certificate_file": str(tmp_path / "certs" / "cert.pem"),
-                "private_key_file": str(tmp_path / "certs" / "key.pem"),
-                "chain_file": str(tmp_path / "certs" / "chain.pem"),
-            }
-        ],
+        "cert_distribution_certs": [_cert_files(tmp_path / "certs")],
         "push_results_file": str(tmp_path / "push-results.json"),
     }
     inputs = _credential_inputs(bao, method)
@@ -325,14 +346,7 @@ def test_push_playbook_runs_as_an_awx_job_with_the_credential_type(bao, ansible,
         assert Path(job.credential_env["VAULT_JWT_FILE"]).read_text() == inputs["jwt"]
     else:
         assert job.credential_env["VAULT_JWT_FILE"] == ""
-    status, body = bao.api("DELETE", f"secret/metadata/{path}")
-    assert status in (204, 404), body
-    mark = bao.audit_mark()
-
-    try:
-        run = job.run()
-
-        _assert_job_succeeded(run)
+    with _first_push(bao, job, path) as (mark, run):
         # The role's health check is the push's own capability check, in its one login.
         assert len(bao.audit_requests(mark, path_prefix="sys/capabilities-self")) == 1
         pushed = _task_result(run["events"], "Push all certificates with one login")
@@ -366,12 +380,7 @@ def test_push_playbook_runs_as_an_awx_job_with_the_credential_type(bao, ansible,
         # A renewal, pushed by the same job template, then undone by rollback.yml as the next workflow node: it
         # receives what the push published, and its health check and the rollback log in with the method too.
         pki.write_leaf(tmp_path / "renewed", cn)
-        renewal = {
-            "certificate_file": str(tmp_path / "renewed" / "cert.pem"),
-            "private_key_file": str(tmp_path / "renewed" / "key.pem"),
-            "chain_file": str(tmp_path / "renewed" / "chain.pem"),
-        }
-        job.set_extra_vars({"cert_distribution_certs": [renewal]})
+        job.set_extra_vars({"cert_distribution_certs": [_cert_files(tmp_path / "renewed")]})
         mark = bao.audit_mark()
         run = job.run()
         _assert_job_succeeded(run)
@@ -397,8 +406,6 @@ def test_push_playbook_runs_as_an_awx_job_with_the_credential_type(bao, ansible,
 
         texts = [text for run in runs for text in (run["stdout"], *run["events"])]
         assert_no_leak(texts, *job.secrets, (tmp_path / "certs" / "key.pem").read_text())
-    finally:
-        bao.api("DELETE", f"secret/metadata/{path}")
 
 
 def test_cert_distribution_vault_of_the_job_template_wins_over_the_credential(bao, ansible, tmp_path):
@@ -407,13 +414,7 @@ def test_cert_distribution_vault_of_the_job_template_wins_over_the_credential(ba
     path = f"certs/{cn}"
     pki.write_leaf(tmp_path / "certs", cn)
     job_extra_vars = {
-        "cert_distribution_certs": [
-            {
-                "certificate_file": str(tmp_path / "certs" / "cert.pem"),
-                "private_key_file": str(tmp_path / "certs" / "key.pem"),
-                "chain_file": str(tmp_path / "certs" / "chain.pem"),
-            }
-        ],
+        "cert_distribution_certs": [_cert_files(tmp_path / "certs")],
         # The job template overrides the credential's JWT login (VAULT_AUTH_METHOD=jwt) with AppRole.
         "cert_distribution_vault": {
             "auth_method": "approle",
@@ -423,22 +424,13 @@ def test_cert_distribution_vault_of_the_job_template_wins_over_the_credential(ba
     }
     inputs = _credential_inputs(bao, "jwt")
     job = AwxJob(tmp_path, ansible, inputs, job_extra_vars)
-    status, body = bao.api("DELETE", f"secret/metadata/{path}")
-    assert status in (204, 404), body
-    mark = bao.audit_mark()
-
-    try:
-        run = job.run()
-
-        _assert_job_succeeded(run)
+    with _first_push(bao, job, path) as (mark, run):
         # One AppRole login (the health check is the push's own), no JWT login.
         assert len(bao.audit_requests(mark, path_prefix=LOGIN_PATHS["approle"])) == 1
         _assert_logged_in_with(bao, mark, "approle", {})
         assert_no_leak(
             [run["stdout"], *run["events"]], *job.secrets, job_extra_vars["cert_distribution_vault"]["secret_id"]
         )
-    finally:
-        bao.api("DELETE", f"secret/metadata/{path}")
 
 
 def test_empty_inputs_inject_empty_variables_that_the_modules_read_as_unset(tmp_path):

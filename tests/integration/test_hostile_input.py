@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from leaks import assert_no_leak
 from pki import bundle, encrypted_key_pem, key_pem, make_chain, new_key
+from vault_args import approle_args
 
 PUSH = "certautopilot.vault.vault_cert_push"
 RUN = uuid.uuid4().hex[:8]
@@ -155,11 +156,7 @@ class HostileRun:
     def __init__(self, bao, ansible, workdir: Path) -> None:
         self.bao = bao
         base = {
-            "url": bao.addr,
-            "ca_cert": bao.ca_cert,
-            "auth_method": "approle",
-            "role_id": bao.role_ids["certs"],
-            "secret_id": bao.new_approle_secret_id("certs"),
+            **approle_args(bao),
             # No retry could change a refusal; none should make one slow either.
             "retries": 1,
         }

@@ -35,6 +35,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from leaks import find_leaks
 from pki import Chain, key_pem, make_chain, new_key
+from vault_args import approle_args
 
 # -- what a case is made of ------------------------------------------------------
 
@@ -504,14 +505,7 @@ def test_the_scan_finds_what_a_run_does_echo(bao, module_process, material):
     """
     chain = material.by_key_type[EC_KEY].leaves[1]
     marker_path = f"{PATH_PREFIX}-control-{uuid.uuid4().hex}"
-    args = {
-        "url": bao.addr,
-        "ca_cert": bao.ca_cert,
-        "auth_method": "approle",
-        "role_id": bao.role_ids["certs"],
-        "secret_id": bao.new_approle_secret_id("certs"),
-        **_push_item(marker_path, chain),
-    }
+    args = {**approle_args(bao), **_push_item(marker_path, chain)}
     mark = bao.audit_mark()
 
     run = module_process.run("vault_cert_push", args, diff=True, verbosity=3)

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import pki
 import pytest
+from fault_proxy import accept_until
 
 PARALLEL = 6
 MOUNT = "secret"
@@ -63,13 +64,7 @@ class StartingGate:
         self._threads.append(thread)
 
     def _accept_loop(self) -> None:
-        while not self._closed.is_set():
-            try:
-                client, _address = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
+        for client in accept_until(self._listener, self._closed):
             with self._lock:
                 self._sockets.append(client)
                 if self.opened.is_set():

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import typing as t
 from pathlib import Path
 
 import pki
@@ -70,19 +71,23 @@ def _hermetic_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _run(command: list[str], *, timeout: float, **options: t.Any) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` (``options`` as for subprocess.run: env, cwd), its output captured as text."""
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False, **options)  # noqa: S603
+
+
+def _run_ok(command: list[str], *, timeout: float, **options: t.Any) -> subprocess.CompletedProcess[str]:
+    """``_run``, asserting that the command exited 0 (its stdout and stderr the message if not)."""
+    completed = _run(command, timeout=timeout, **options)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return completed
+
+
 @pytest.fixture(scope="module")
 def tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tarball `make build` writes (into a directory of the test's own)."""
     out = tmp_path_factory.mktemp("release")
-    completed = subprocess.run(
-        ["make", "--no-print-directory", "build", f"BUILD_DIR={out}"],  # noqa: S607
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
+    completed = _run_ok(["make", "--no-print-directory", "build", f"BUILD_DIR={out}"], cwd=REPO, timeout=600)
     path = out / TARBALL_NAME
     assert path.is_file(), f"make build wrote no {TARBALL_NAME}:\n{completed.stdout}"
     print(f"{path.name}: {path.stat().st_size} bytes")
@@ -93,15 +98,11 @@ def tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def installed(tarball: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty collections path with only the tarball installed into it."""
     collections = tmp_path_factory.mktemp("installed") / "collections"
-    completed = subprocess.run(  # noqa: S603
+    _run_ok(
         [str(BIN_DIR / "ansible-galaxy"), "collection", "install", str(tarball), "-p", str(collections)],
         env=_hermetic_env(ANSIBLE_HOME=str(collections.parent / "ansible-home")),
-        capture_output=True,
-        text=True,
         timeout=300,
-        check=False,
     )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
     return collections
 
 
@@ -151,14 +152,7 @@ def ansible_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_ansible_doc_renders_the_module_from_the_installed_tarball(installed, ansible_home):
     env = _ansible_env(installed, ansible_home)
-    completed = subprocess.run(  # noqa: S603
-        [str(BIN_DIR / "ansible-doc"), "certautopilot.vault.vault_cert_push"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    completed = _run([str(BIN_DIR / "ansible-doc"), "certautopilot.vault.vault_cert_push"], env=env, timeout=120)
 
     output = completed.stdout + completed.stderr
     assert completed.returncode == 0, output
@@ -200,7 +194,7 @@ def test_push_playbook_from_the_installed_tarball_delivers_a_certificate(install
 
     try:
         # A collection's playbook runs by its FQCN, from the installed collection.
-        completed = subprocess.run(  # noqa: S603
+        completed = _run(
             [
                 str(BIN_DIR / "ansible-playbook"),
                 "certautopilot.vault.push",
@@ -211,10 +205,7 @@ def test_push_playbook_from_the_installed_tarball_delivers_a_certificate(install
             ],
             env=env,
             cwd=tmp_path,
-            capture_output=True,
-            text=True,
             timeout=300,
-            check=False,
         )
 
         output = completed.stdout + completed.stderr
@@ -244,7 +235,7 @@ def test_execution_environment_sample_installs_the_tarball_and_its_python_requir
     shutil.copy(tarball, tmp_path / "build")
     context = tmp_path / "context"
     env = _hermetic_env()
-    created = subprocess.run(  # noqa: S603
+    _run_ok(
         [
             str(BIN_DIR / "ansible-builder"),
             "create",
@@ -256,17 +247,13 @@ def test_execution_environment_sample_installs_the_tarball_and_its_python_requir
             "Containerfile",
         ],
         env=env,
-        capture_output=True,
-        text=True,
         timeout=120,
-        check=False,
     )
-    assert created.returncode == 0, created.stdout + created.stderr
     assert (context / "_build" / "collections" / TARBALL_NAME).is_file(), "the sample does not ship this version"
     assert "ansible-galaxy collection install" in (context / "Containerfile").read_text()
 
     collections = tmp_path / "ee-collections"
-    galaxy = subprocess.run(  # noqa: S603
+    _run_ok(
         [
             str(BIN_DIR / "ansible-galaxy"),
             "collection",
@@ -278,22 +265,14 @@ def test_execution_environment_sample_installs_the_tarball_and_its_python_requir
         ],
         cwd=context / "_build",
         env={**env, "ANSIBLE_GALAXY_DISABLE_GPG_VERIFY": "1", "ANSIBLE_HOME": str(tmp_path / "ansible-home")},
-        capture_output=True,
-        text=True,
         timeout=300,
-        check=False,
     )
-    assert galaxy.returncode == 0, galaxy.stdout + galaxy.stderr
 
-    introspected = subprocess.run(  # noqa: S603
+    introspected = _run_ok(
         [sys.executable, str(context / "_build" / "scripts" / "introspect.py"), "introspect", str(collections)],
         env=env,
-        capture_output=True,
-        text=True,
         timeout=120,
-        check=False,
     )
-    assert introspected.returncode == 0, introspected.stdout + introspected.stderr
     python_requirements = yaml.safe_load(introspected.stdout.split("---", 1)[1])["python"]
     declared = [
         line.split("#", 1)[0].strip()

@@ -971,7 +971,7 @@ def test_private_key_file_single_and_batch_with_a_relative_path_found_in_files(
     ansible, bao, connect, cert_path, tmp_path
 ):
     ca = make_ca()
-    leaves = [make_leaf(ca, f"{cert_path.split('/')[-1]}-{index}.example.com") for index in range(3)]
+    leaves = [make_leaf(ca, f"key-file-{index}.example.com") for index in range(3)]
     files = tmp_path / "files"
     files.mkdir()
     for index, leaf in enumerate(leaves):
@@ -1031,7 +1031,7 @@ def test_private_key_file_single_and_batch_with_a_relative_path_found_in_files(
     ids=["missing file", "both key and key file", "key_bundle from a task"],
 )
 def test_key_inputs_the_action_refuses_write_nothing(ansible, bao, connect, cert_path, tmp_path, options, message):
-    leaf = make_leaf(make_ca(), f"{cert_path.split('/')[-1]}.example.com")
+    leaf = make_leaf(make_ca(), "refused.example.com")
     key_file = tmp_path / "key.pem"
     key_file.write_text(leaf.key_pem)
     options = {

@@ -313,6 +313,16 @@ def outcome_of(outcomes: dict[Case, concurrent.futures.Future[Outcome]], case: C
     return outcomes[case].result(timeout=300)
 
 
+def succeeded(
+    outcomes: dict[Case, concurrent.futures.Future[Outcome]], case: Case, run_name: str = "first"
+) -> tuple[Outcome, ModuleProcessRun]:
+    """The case's outcome and its ``first`` run (or ``rerun``), asserting that the run succeeded."""
+    outcome = outcome_of(outcomes, case)
+    run = getattr(outcome, run_name)
+    assert not run.failed, run.msg
+    return outcome, run
+
+
 # -- one transient fault: resolved by re-reading ------------------------------------------------
 
 
@@ -335,19 +345,15 @@ def assert_push_entry_is_truthful(outcome: Outcome, entry: dict[str, t.Any], pat
 
 @cases(PUSH_CASES)
 def test_push_whose_write_answer_proves_nothing_reports_what_the_server_holds(outcomes, case: Case) -> None:
-    outcome = outcome_of(outcomes, case)
-    run = outcome.first
+    outcome, run = succeeded(outcomes, case)
 
-    assert not run.failed, run.msg
     assert_push_entry_is_truthful(outcome, run.result, outcome.paths[0])
 
 
 @cases(BATCH_CASES)
 def test_batch_whose_middle_write_answer_proves_nothing_reports_what_the_server_holds(outcomes, case: Case) -> None:
-    outcome = outcome_of(outcomes, case)
-    run = outcome.first
+    outcome, run = succeeded(outcomes, case)
 
-    assert not run.failed, run.msg
     assert run.result["changed"] is True
     assert [entry["path"] for entry in run.result["results"]] == outcome.paths
     for entry, path in zip(run.result["results"], outcome.paths, strict=True):
@@ -356,11 +362,9 @@ def test_batch_whose_middle_write_answer_proves_nothing_reports_what_the_server_
 
 @cases(ROLLBACK_CASES)
 def test_rollback_whose_write_answer_proves_nothing_reports_what_the_server_holds(outcomes, case: Case) -> None:
-    outcome = outcome_of(outcomes, case)
-    run = outcome.first
+    outcome, run = succeeded(outcomes, case)
     stored = outcome.after_first[outcome.paths[0]]
 
-    assert not run.failed, run.msg
     assert reported(run.result, REPORTED_BY_ROLLBACK) == rollback_account(2, stored)
     assert reported(run.result, REPORTED_BY_ROLLBACK) == {
         "changed": True,
@@ -388,10 +392,8 @@ def test_write_whose_answer_proves_nothing_is_reread_before_anything_is_sent_aga
 
 @cases(MATRIX_CASES)
 def test_rerun_after_a_resolved_write_outcome_converges(outcomes, case: Case) -> None:
-    outcome = outcome_of(outcomes, case)
-    rerun = outcome.rerun
+    outcome, rerun = succeeded(outcomes, case, run_name="rerun")
 
-    assert not rerun.failed, rerun.msg
     assert rerun.result["changed"] is False
     for entry in rerun.result.get("results", [rerun.result]):
         assert entry["changed"] is False, entry.get("path")
@@ -437,10 +439,8 @@ def test_rollback_it_cannot_resolve_says_the_outcome_is_unknown(outcomes, case: 
 
 @cases(STRANDED_BATCH_CASES + STRANDED_ROLLBACK_CASES)
 def test_rerun_after_an_unresolved_write_finds_it_applied_and_writes_only_the_rest(outcomes, case: Case) -> None:
-    outcome = outcome_of(outcomes, case)
-    rerun = outcome.rerun
+    outcome, rerun = succeeded(outcomes, case, run_name="rerun")
 
-    assert not rerun.failed, rerun.msg
     if case.operation == "rollback":
         assert reported(rerun.result, REPORTED_BY_ROLLBACK) == {
             "changed": False,

@@ -15,7 +15,8 @@ make it misbehave for matching requests:
     ... module run with url=proxy.url ...
     proxy.hits("POST", r"^secret/data/certs/a$")  # what the proxy saw, in order
 
-`BlackHole` is a listener that accepts connections and never answers.
+`BlackHole` is a listener that accepts connections and never answers; `accept_until` is its
+accept loop, for other listeners of the tests too.
 
 Paths in rules are API paths without `/v1/` and without the query string.
 """
@@ -313,6 +314,22 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
     return Handler
 
 
+def accept_until(listener: socket.socket, stopped: threading.Event) -> t.Iterator[socket.socket]:
+    """The connections ``listener`` accepts, until ``stopped`` is set or the listener is shut down or closed.
+
+    A listener with a timeout wakes up at each timeout to look at ``stopped``; one without must be
+    shut down to end the loop (closing it from another thread may not wake a blocked accept).
+    """
+    while not stopped.is_set():
+        try:
+            connection, _address = listener.accept()
+        except TimeoutError:
+            continue
+        except OSError:
+            return
+        yield connection
+
+
 class BlackHole:
     """A TCP listener on loopback that accepts every connection and never sends a byte."""
 
@@ -329,11 +346,7 @@ class BlackHole:
         self._thread.start()
 
     def _accept(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                connection, _address = self._socket.accept()
-            except OSError:
-                return
+        for connection in accept_until(self._socket, self._stopped):
             self.accepted += 1
             self._held.append(connection)
 

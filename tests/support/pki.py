@@ -190,37 +190,18 @@ def _ca_extensions(path_length: int | None) -> list[tuple[x509.ExtensionType, bo
 def make_ca(
     cn: str = "CertAutoPilot Test Root CA",
     *,
+    issuer: Issued | None = None,
+    path_length: int | None = None,
     key_type: str = "ec",
     key: CertificateIssuerPrivateKeyTypes | None = None,
     days: float = 3650,
     not_before: datetime | None = None,
     not_after: datetime | None = None,
 ) -> Issued:
-    """A self-signed root CA. Its key is cached per (key_type, cn) unless ``key`` is given."""
-    start, end = _validity(not_before, not_after, days)
-    return _issue(
-        subject=_name(cn),
-        key=key or _cached_key(key_type, f"ca:{cn}"),
-        issuer=None,
-        not_before=start,
-        not_after=end,
-        serial=None,
-        extensions=_ca_extensions(None),
-    )
+    """A CA: a self-signed root, or signed by ``issuer`` when given (see ``make_intermediate``).
 
-
-def make_intermediate(
-    issuer: Issued,
-    cn: str = "CertAutoPilot Test Intermediate CA",
-    *,
-    key_type: str = "ec",
-    key: CertificateIssuerPrivateKeyTypes | None = None,
-    days: float = 1825,
-    not_before: datetime | None = None,
-    not_after: datetime | None = None,
-    path_length: int | None = 0,
-) -> Issued:
-    """An intermediate CA signed by ``issuer``. Its key is cached per (key_type, cn) unless ``key`` is given."""
+    Its key is cached per (key_type, cn) unless ``key`` is given.
+    """
     start, end = _validity(not_before, not_after, days)
     return _issue(
         subject=_name(cn),
@@ -231,6 +212,22 @@ def make_intermediate(
         serial=None,
         extensions=_ca_extensions(path_length),
     )
+
+
+def make_intermediate(
+    issuer: Issued,
+    cn: str = "CertAutoPilot Test Intermediate CA",
+    *,
+    days: float = 1825,
+    path_length: int | None = 0,
+    **options: t.Any,
+) -> Issued:
+    """An intermediate CA signed by ``issuer``: ``make_ca`` with an issuer, a shorter life and path length 0.
+
+    ``options`` are ``make_ca``'s (``key_type``, ``key``, ``not_before``, ``not_after``); its key is
+    cached per (key_type, cn) unless ``key`` is given.
+    """
+    return make_ca(cn, issuer=issuer, days=days, path_length=path_length, **options)
 
 
 _EXTENDED_USAGE = {"server": ExtendedKeyUsageOID.SERVER_AUTH, "client": ExtendedKeyUsageOID.CLIENT_AUTH}
