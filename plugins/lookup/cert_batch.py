@@ -53,12 +53,15 @@ options:
         (host vars, group vars, role vars, facts, C(inventory_hostname), ...)."
       - Written in Jinja (C(certs/{{ cn }})) or in the Go-template form of CertAutoPilot's own configuration
         (C(certs/{{ .cn }})); each C({{ .name }}) is read as C({{ name }}).
+      - B(Full Jinja only for a template Ansible trusts) - one written in a playbook, role, inventory or vars file,
+        or given with C(-e). A template that came from data - an AWX survey answer, a fact, a lookup's result, a
+        value marked C(!unsafe), and on ansible-core 2.19+ a string literal given here - may only hold
+        C({{ name }}) placeholders of the certificate's own variables (its metadata and the item's C(vars)): no
+        filters, lookups or other variables, so that whoever may answer a survey cannot run code on the controller
+        or read variables into a path.
       - A template given here must reach the lookup unrendered - Ansible renders C({{ }}) in a variable before a
-        lookup sees it, and C(cn) is not defined then. Prefer O(template_from), which has no such catch; or write
-        it as a string literal inside the expression (C(template='certs/{{ cn }}')), with C(!unsafe), or inside
-        C({% raw %}).
-      - The lookup trusts this one string as a template. Never build it from data you do not control (such as
-        a certificate's contents); the metadata values themselves are inserted as plain text and never rendered.
+        lookup sees it, and C(cn) is not defined then. Prefer O(template_from), which has no such catch.
+      - The metadata values are inserted as plain text and never rendered.
     type: str
     default: "certs/{{ cn }}"
   template_from:
@@ -66,7 +69,9 @@ options:
       - The B(name) of a variable that holds the template. Its value is taken as it was written, before Ansible
         renders it, so it may be written plainly (C(certs/{{ cn }})) in play vars, role parameters, C(include_role)
         vars, group or host vars, C(-e) extra vars or an AWX survey, as well as with C(!unsafe) or C({% raw %}).
-      - Wins over O(template). An undefined variable falls back to O(template).
+      - Wins over O(template). Naming a variable that is not defined is an error.
+      - A template that contains C({% raw %}) is first rendered once with the variables in scope, as Ansible
+        would have rendered it before the lookup ran, so that the raw parts become the template.
     type: str
   include_private_key:
     description:

@@ -56,6 +56,8 @@ options:
       - A relative path is searched like the C(src) of M(ansible.builtin.copy) - the role's or playbook's C(files/)
         directory, then the directory itself.
       - Not read when O(include_private_key=false).
+      - Read with the rights of the user running Ansible, as the C(src) of M(ansible.builtin.copy) is - any file
+        that user can read can be sent to Vault. Do not take the path from input you do not trust (a survey answer).
     type: str
   key_bundle:
     description:

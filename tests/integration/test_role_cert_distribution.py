@@ -21,6 +21,9 @@ from pki import Chain, make_chain
 ROLE = "certautopilot.vault.cert_distribution"
 VAULT_PASSWORD = "integration-vault-password"
 PLAIN = "certs/{{ tpl_prefix }}/{{ cn }}"
+# What the cases that Ansible does not trust as a template (!unsafe, a survey answer) may use: the
+# certificate's own variables; PREFIX is replaced by the test's literal prefix.
+OWN_ONLY = "certs/PREFIX/{{ cn }}"
 
 
 def approle(bao, role: str = "certs") -> dict[str, str]:
@@ -63,7 +66,7 @@ def cases() -> dict[str, Case]:
         "role entry vars, plain": Case(yaml_text(role_play(vars={"cert_distribution_path_template": PLAIN}))),
         "role parameter, !unsafe": Case(
             "- name: Deliver\n  hosts: localhost\n  connection: local\n  gather_facts: false\n  roles:\n"
-            f"    - role: {ROLE}\n      cert_distribution_path_template: !unsafe '{PLAIN}'\n"
+            f"    - role: {ROLE}\n      cert_distribution_path_template: !unsafe '{OWN_ONLY}'\n"
         ),
         "include_role vars, plain": Case(
             yaml_text(
@@ -87,16 +90,28 @@ def cases() -> dict[str, Case]:
         # What AWX writes for a survey answer or a variable prompted at launch: tagged unsafe.
         "AWX survey (extra vars file, !unsafe)": Case(
             role_only,
-            files={"extravars.yml": f"cert_distribution_path_template: !unsafe '{PLAIN}'\n"},
+            files={"extravars.yml": f"cert_distribution_path_template: !unsafe '{OWN_ONLY}'\n"},
             extra_vars_args=("@extravars.yml",),
         ),
         "play vars, !unsafe": Case(
             "- name: Deliver\n  hosts: localhost\n  connection: local\n  gather_facts: false\n"
-            f"  vars:\n    cert_distribution_path_template: !unsafe '{PLAIN}'\n  roles:\n    - {ROLE}\n"
+            f"  vars:\n    cert_distribution_path_template: !unsafe '{OWN_ONLY}'\n  roles:\n    - {ROLE}\n"
         ),
         "play vars, raw": Case(
             yaml_text(
                 [play(vars={"cert_distribution_path_template": "{% raw %}" + PLAIN + "{% endraw %}"}, roles=[ROLE])]
+            )
+        ),
+        "play vars, raw around part of it": Case(
+            yaml_text(
+                [
+                    play(
+                        vars={
+                            "cert_distribution_path_template": "certs/{{ tpl_prefix }}/{% raw %}{{ cn }}{% endraw %}"
+                        },
+                        roles=[ROLE],
+                    )
+                ]
             )
         ),
         "play vars, Go-template form": Case(
@@ -122,6 +137,10 @@ def test_the_path_template_works_as_written(bao, ansible, vault_conn, tmp_path, 
     case = cases()[where]
     prefix = f"tpl-{uuid.uuid4().hex[:8]}"
     chain = make_chain(f"{prefix}.example.com")
+    case = case._replace(
+        playbook=case.playbook.replace("PREFIX", prefix),
+        files={name: text.replace("PREFIX", prefix) for name, text in case.files.items()},
+    )
     playbook = write_case(tmp_path / "play", case)
     role_vars = {
         "tpl_prefix": prefix,
@@ -162,6 +181,42 @@ def test_a_template_naming_an_unknown_variable_says_which_certificate_and_what_i
     assert "rendering the path template for certificate 1 failed" in run.output
     assert "cname" in run.output and "fingerprint_sha256" in run.output, run.output
     assert bao.audit_requests(mark) == [], "nothing may reach the server"
+
+
+def test_a_survey_answer_cannot_run_code_or_read_variables_through_the_template(bao, ansible, vault_conn, tmp_path):
+    """An AWX survey answer is data: a template in it gets the certificate's placeholders, no Jinja."""
+    marker = tmp_path / "ran"
+    chain = make_chain(f"tpl-{uuid.uuid4().hex[:8]}.example.com")
+    login = {**vault_conn, **approle(bao)}
+    attempts = {
+        "code": f"certs/{{{{ lookup('pipe', 'touch {marker}') }}}}{{{{ cn }}}}",
+        "variable": "certs/{{ cert_distribution_vault.secret_id }}/{{ cn }}",
+    }
+    for what, template in attempts.items():
+        playbook = write_case(
+            tmp_path / what,
+            Case(
+                yaml_text(role_play()),
+                files={"extravars.yml": f"cert_distribution_path_template: !unsafe {json.dumps(template)}\n"},
+            ),
+        )
+        mark = bao.audit_mark()
+
+        run = ansible.run_playbook(
+            playbook,
+            extra_vars={
+                "cert_distribution_vault": login,
+                "cert_distribution_certs": [{"certificate": chain.leaf.cert_pem, "private_key": chain.leaf.key_pem}],
+            },
+            extra_vars_args=("@extravars.yml",),
+            cwd=playbook.parent,
+        )
+
+        assert run.rc != 0, run.output
+        assert "does not trust as a template" in run.output or "own variables" in run.output, run.output
+        assert not marker.exists(), "the survey answer ran a command on the controller"
+        assert bao.audit_requests(mark) == [], f"{what}: nothing may reach the server"
+        assert_no_leak([run.output], login["secret_id"], chain.leaf.key_pem)
 
 
 # -- private keys in Ansible Vault-encrypted files ----------------------------------------------
