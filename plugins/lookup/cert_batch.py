@@ -56,7 +56,7 @@ options:
       - B(Full Jinja only for a template Ansible trusts) - one written in a playbook, role, inventory or vars file,
         or given with C(-e). A template that came from data - an AWX survey answer, a fact, a lookup's result, a
         value marked C(!unsafe), and on ansible-core 2.19+ a string literal given here - may only hold
-        C({{ name }}) placeholders of the certificate's own variables (its metadata and the item's C(vars)): no
+        C({{ name }}) placeholders of the certificate's own variables (its metadata and the item's C(vars)) - no
         filters, lookups or other variables, so that whoever may answer a survey cannot run code on the controller
         or read variables into a path.
       - A template given here must reach the lookup unrendered - Ansible renders C({{ }}) in a variable before a

@@ -1015,7 +1015,9 @@ def test_private_key_file_single_and_batch_with_a_relative_path_found_in_files(
     assert_no_leak([run.output, *(task.result for task in run.tasks)], *(leaf.key_pem for leaf in leaves))
     invocation = run.task("Batch").result["invocation"]["module_args"]
     assert invocation["key_bundle"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
-    assert all("private_key" not in item for item in invocation["certificates"])
+    assert [(item["private_key"], item["private_key_file"]) for item in invocation["certificates"]] == [
+        (None, None)
+    ] * 2
 
 
 @pytest.mark.parametrize(
@@ -1027,8 +1029,9 @@ def test_private_key_file_single_and_batch_with_a_relative_path_found_in_files(
             "private_key and private_key_file are mutually exclusive",
         ),
         ({"key_bundle": "[]"}, "key_bundle is filled by the module's action plugin"),
+        ({"private_key_file": "KEY"}, "private_key_file (value not shown: it may hold a secret) not found"),
     ],
-    ids=["missing file", "both key and key file", "key_bundle from a task"],
+    ids=["missing file", "both key and key file", "key_bundle from a task", "the key itself as the file"],
 )
 def test_key_inputs_the_action_refuses_write_nothing(ansible, bao, connect, cert_path, tmp_path, options, message):
     leaf = make_leaf(make_ca(), "refused.example.com")

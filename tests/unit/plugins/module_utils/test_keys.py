@@ -14,6 +14,7 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._keys import (
     BUNDLE_OPTION,
     KeySource,
     attach_keys,
+    kind_of,
     seal,
     take_keys,
 )
@@ -28,13 +29,13 @@ KEY_B = "-----BEGIN PRIVATE KEY-----\nBBBB\n-----END PRIVATE KEY-----\n"
 def test_the_single_form_key_is_taken_out_of_the_arguments():
     args, sources = take_keys({"url": "https://vault", "certificate": "C", "private_key": KEY_A, "path": "p"})
     assert args == {"url": "https://vault", "certificate": "C", "path": "p"}
-    assert sources == [KeySource(text=KEY_A)]
+    assert sources == [KeySource(text=KEY_A, option="private_key_file")]
 
 
 def test_the_single_form_key_file_is_taken_out_as_a_file_source():
     args, sources = take_keys({"certificate": "C", "private_key_file": "www.key"})
     assert args == {"certificate": "C"}
-    assert sources == [KeySource(file="www.key")]
+    assert sources == [KeySource(file="www.key", option="private_key_file")]
 
 
 def test_a_single_push_without_a_key_has_one_empty_source():
@@ -58,20 +59,24 @@ def test_each_batch_item_key_is_taken_out_in_item_order():
             {"certificate": "C", "path": "c"},
         ],
     }
-    assert sources == [KeySource(text=KEY_A), KeySource(file="/keys/b.key"), KeySource()]
+    assert sources == [
+        KeySource(text=KEY_A, option="certificates[0].private_key_file"),
+        KeySource(file="/keys/b.key", option="certificates[1].private_key_file"),
+        KeySource(option="certificates[2].private_key_file"),
+    ]
 
 
 def test_empty_key_values_count_as_no_key():
     items = [{"certificate": "A", "private_key": "", "private_key_file": None}]
     args, sources = take_keys({"certificates": items})
     assert args["certificates"] == [{"certificate": "A"}]
-    assert sources == [KeySource()]
+    assert sources == [KeySource(option="certificates[0].private_key_file")]
 
 
 def test_an_item_that_is_not_a_dictionary_is_left_for_the_argument_spec():
     args, sources = take_keys({"certificates": ["not a dict", {"certificate": "B", "private_key": KEY_B}]})
     assert args["certificates"] == ["not a dict", {"certificate": "B"}]
-    assert sources == [KeySource(), KeySource(text=KEY_B)]
+    assert sources == [KeySource(), KeySource(text=KEY_B, option="certificates[1].private_key_file")]
 
 
 def test_the_task_arguments_given_are_not_changed():
@@ -120,6 +125,66 @@ def test_a_key_file_that_is_not_a_string_is_refused(value, kind):
         take_keys({"certificate": "C", "private_key_file": value})
     with pytest.raises(VaultCertError, match=rf"^certificates\[0\]\.private_key_file must be a file path, got {kind}$"):
         take_keys({"certificates": [{"certificate": "C", "private_key_file": value}]})
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [([KEY_A], "list"), ({"pem": KEY_A}, "dict"), (42, "int"), (True, "bool"), (1.5, "float")],
+)
+def test_a_key_that_is_not_text_is_refused_without_echoing_it(value, kind):
+    with pytest.raises(VaultCertError) as raised:
+        take_keys({"certificate": "C", "private_key": value})
+    assert str(raised.value) == f"private_key must be PEM text, got {kind}"
+    items = [{"certificate": "A"}, {"certificate": "C", "private_key": value}]
+    with pytest.raises(VaultCertError) as raised:
+        take_keys({"certificates": items})
+    assert str(raised.value) == f"certificates[1].private_key must be PEM text, got {kind}"
+    assert "AAAA" not in str(raised.value)
+
+
+def test_a_key_file_source_names_the_option_it_came_from():
+    _, [single] = take_keys({"certificate": "C", "private_key_file": "a.key"})
+    _, batch = take_keys({"certificates": [{"certificate": "A"}, {"certificate": "B", "private_key_file": "b.key"}]})
+    assert single.option == "private_key_file"
+    assert [source.option for source in batch] == [
+        "certificates[0].private_key_file",
+        "certificates[1].private_key_file",
+    ]
+
+
+# --- kind_of: how a value's kind is named to a user ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ({"a": 1}, "dict"),
+        ([1], "list"),
+        ((1,), "list"),
+        ("text", "str"),
+        (7, "int"),
+        (False, "bool"),
+        (1.5, "float"),
+        (None, "NoneType"),
+    ],
+)
+def test_kind_of_names_plain_kinds(value, kind):
+    assert kind_of(value) == kind
+
+
+def test_kind_of_names_ansible_tagged_values_by_their_plain_kind():
+    tags = pytest.importorskip("ansible._internal._datatag._tags", reason="data tagging is ansible-core 2.19+")
+    origin = tags.Origin(path="/play.yml", line_num=1)
+    tagged = [origin.tag({"a": 1}), origin.tag([1]), origin.tag("text"), origin.tag(7), origin.tag(1.5)]
+    assert all(type(value).__name__.startswith("_AnsibleTagged") for value in tagged)  # what a user must not see
+    assert [kind_of(value) for value in tagged] == ["dict", "list", "str", "int", "AnsibleTaggedFloat"]
+
+
+def test_kind_of_drops_the_leading_underscore_of_a_private_type_name():
+    class _Private:
+        pass
+
+    assert kind_of(_Private()) == "Private"
 
 
 # --- seal ------------------------------------------------------------------------------------
