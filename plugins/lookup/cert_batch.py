@@ -189,10 +189,38 @@ except ImportError:  # ansible-core 2.17, 2.18: what is not marked unsafe is tru
 
 # {{ .name }} of a Go template (the product's own path syntax) is {{ name }} in Jinja.
 GO_FIELD = re.compile(r"\{\{(-?)\s*\.([A-Za-z_][A-Za-z0-9_]*)\s*(-?)\}\}")
-RAW_TAG = re.compile(r"\{%-?\s*(?:end)?raw\s*-?%\}")
-# The one thing an untrusted template may hold: {{ name }} or {{ .name }}, with Jinja's - trimming.
-PLACEHOLDER = re.compile(r"(\s*)\{\{(-?)\s*\.?([A-Za-z_][A-Za-z0-9_]*)\s*(-?)\}\}(\s*)")
+# {{ name }} / {{ .name }} placeholders and {% raw %} / {% endraw %} tags, each with Jinja's "-" trimming.
+PLACEHOLDER = r"\{\{(?P<p_left>-?)\s*\.?(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*(?P<p_right>-?)\}\}"
+RAW_TAG = r"\{%(?P<r_left>-?)\s*(?:end)?raw\s*(?P<r_right>-?)%\}"
+TOKENS = re.compile(f"{PLACEHOLDER}|{RAW_TAG}")
+RAW_TAGS = re.compile(RAW_TAG)
 TEMPLATE_MARKS = ("{{", "}}", "{%", "%}", "{#", "#}")
+
+
+def split_tokens(text: str, pattern: re.Pattern) -> list[t.Any]:
+    """``text`` as [text, match, text, match, ..., text], with each match's "-" trimming done on its neighbours."""
+    parts: list[t.Any] = []
+    position = 0
+    for match in pattern.finditer(text):
+        parts += [text[position : match.start()], match]
+        position = match.end()
+    parts.append(text[position:])
+    for index in range(1, len(parts), 2):
+        match = parts[index]
+        if match.group(0).startswith(("{{-", "{%-")):
+            parts[index - 1] = parts[index - 1].rstrip()
+        if match.group(0).endswith(("-}}", "-%}")):
+            parts[index + 1] = parts[index + 1].lstrip()
+    return parts
+
+
+def without_raw_tags(text: str) -> str:
+    """The template with {% raw %} tags taken out: they were written for whoever renders it first.
+
+    Taken out as text, not by rendering: a first rendering would turn variables' values into template
+    text, which is how data once became code.
+    """
+    return "".join(part for part in split_tokens(text, RAW_TAGS) if isinstance(part, str))
 
 
 def flatten_terms(terms: t.Iterable[t.Any]) -> list[t.Mapping[str, t.Any]]:
@@ -237,11 +265,7 @@ class JinjaTemplate:
     def __init__(self, templar: t.Any, text: str, variables: t.Mapping[str, t.Any]) -> None:
         self._templar = templar.copy_with_new_env(available_variables=variables)
         self._variables = variables
-        if RAW_TAG.search(text):
-            # {% raw %} was written for whoever renders the template first, which was Ansible, before the
-            # lookup: do the same, with the variables in scope, to get the template the raw block protected.
-            text = self._render(text, variables, "the template's {% raw %} parts")
-        self._text = text
+        self._text = without_raw_tags(text)
 
     def _render(self, text: str, variables: t.Mapping[str, t.Any], name: str) -> t.Any:
         self._templar.available_variables = variables
@@ -263,29 +287,38 @@ class PlaceholderTemplate:
     """An untrusted template: text and {{ name }} placeholders of the certificate's own variables, nothing else."""
 
     def __init__(self, text: str) -> None:
-        text = RAW_TAG.sub("", text)
-        if any(mark in PLACEHOLDER.sub("", text) for mark in TEMPLATE_MARKS):
+        self._parts = split_tokens(text, TOKENS)
+        if any(mark in part for part in self._parts if isinstance(part, str) for mark in TEMPLATE_MARKS):
             raise AnsibleLookupError(
                 "cert_batch: the path template came from data Ansible does not trust as a template (an AWX survey "
                 "answer, a fact, a lookup's result, or a value marked !unsafe), so it may only hold {{ name }} "
                 "placeholders of the certificate's own variables; write it in the playbook, a vars file or -e "
                 "for full Jinja"
             )
-        self._text = text
 
     def render(self, layer: t.Mapping[str, t.Any], name: str) -> str:
-        def value(match: re.Match) -> str:
-            before, trim_before, key, trim_after, after = match.groups()
-            if key not in layer:
-                raise AnsibleLookupError(
-                    f"cert_batch: rendering the path template for {name} failed: {key} is not one of the "
-                    f"certificate's own variables ({', '.join(sorted(layer))}); a template from data (an AWX "
-                    "survey answer, a fact, a value marked !unsafe) may use only those - write it in the playbook, "
-                    "a vars file or -e to use other variables, or give them in the item's vars"
-                )
-            return ("" if trim_before else before) + str(layer[key]) + ("" if trim_after else after)
+        return checked_path("".join(self._text_of(part, layer, name) for part in self._parts), name)
 
-        return checked_path(PLACEHOLDER.sub(value, self._text), name)
+    @staticmethod
+    def _text_of(part: t.Any, layer: t.Mapping[str, t.Any], name: str) -> str:
+        if isinstance(part, str):
+            return part
+        key = part.group("name")
+        if key is None:  # a {% raw %} tag
+            return ""
+        if key not in layer:
+            raise AnsibleLookupError(
+                f"cert_batch: rendering the path template for {name} failed: {key} is not one of the "
+                f"certificate's own variables ({', '.join(sorted(layer))}); a template from data (an AWX "
+                "survey answer, a fact, a value marked !unsafe) may use only those - write it in the playbook, "
+                "a vars file or -e to use other variables, or give them in the item's vars"
+            )
+        value = layer[key]
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            raise AnsibleLookupError(
+                f"cert_batch: rendering the path template for {name} failed: {key} is a {kind_of(value)}, not text"
+            )
+        return str(value)
 
 
 def checked_path(rendered: t.Any, name: str) -> str:

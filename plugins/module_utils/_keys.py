@@ -70,7 +70,8 @@ def _take_source(options: dict, where: str) -> KeySource:
 
 def kind_of(value: t.Any) -> str:
     """A value's kind as a user names it (Ansible's own tagged types have private names)."""
-    for kind, name in ((t.Mapping, "dict"), (str, "str"), ((list, tuple), "list"), (bool, "bool"), (int, "int")):
+    kinds = ((t.Mapping, "dict"), (str, "str"), ((list, tuple), "list"), (bool, "bool"), (int, "int"), (float, "float"))
+    for kind, name in kinds:
         if isinstance(value, kind):
             return name
     return type(value).__name__.lstrip("_")

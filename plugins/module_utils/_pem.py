@@ -138,6 +138,9 @@ def token_like_secrets(text: str) -> list[str]:
 
 # A value quoted in a message is one line of at most this many characters.
 SHOWN_LENGTH = 256
+# A name or path segment this long in the alphabets of base64 and hex looks like key or token material
+# (an Ed25519 key is 64 base64 characters; a misaligned run defeats decoding it).
+_ENCODED_SEGMENT = re.compile(r"(?:^|[/.\s])[A-Za-z0-9+=_-]{40,}(?:$|[/.\s])")
 NOT_SHOWN = "(value not shown: it may hold a secret)"
 
 
@@ -154,6 +157,7 @@ def shown(value: t.Any, *, secrets: t.Collection[str] = ()) -> str:
         or PRIVATE_KEY_LABEL in text
         or any(secret and secret in text for secret in secrets)
         or token_like_secrets(text)
+        or _ENCODED_SEGMENT.search(text)
         or headerless_private_keys(text)
     ):
         return NOT_SHOWN

@@ -28,11 +28,11 @@ def read_text(loader: t.Any, path: str, *, what: str) -> str:
             loader.cleanup_tmp_file(real)
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise VaultCertError(f"cannot read {what} {path}: it is not UTF-8 text") from None
+        raise VaultCertError(f"cannot read {what} {shown(path)}: it is not UTF-8 text") from None
     except OSError as exc:
-        raise VaultCertError(f"cannot read {what} {path}: {exc.strerror}") from None
+        raise VaultCertError(f"cannot read {what} {shown(path)}: {exc.strerror}") from None
     except Exception as exc:  # noqa: BLE001 - the loader's errors may quote the file: none of their text is shown
-        raise VaultCertError(f"cannot read {what} {path}: {_loader_failure(exc)}") from None
+        raise VaultCertError(f"cannot read {what} {shown(path)}: {_loader_failure(exc)}") from None
 
 
 def _loader_failure(exc: Exception) -> str:

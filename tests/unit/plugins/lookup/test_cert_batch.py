@@ -551,11 +551,6 @@ def test_a_trusted_left_trim_removes_the_whitespace_after_the_previous_expressio
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: in placeholder mode the whitespace after one placeholder is consumed by that placeholder's match, "
-    "so the next placeholder's {{- cannot trim it: 'web www.example.com' where trusted gives 'webwww.example.com'",
-)
 def test_an_untrusted_left_trim_removes_the_whitespace_after_the_previous_placeholder(lookup, chain):
     template = untrusted("{{ .team }} {{- cn }}")
     assert (
@@ -582,15 +577,12 @@ def test_a_template_wrapped_whole_in_raw_renders_per_certificate(lookup, chain, 
 
 
 def test_a_raw_template_with_an_undefined_variable_outside_raw_is_refused(lookup, chain):
-    with pytest.raises(AnsibleLookupError, match=r"rendering the path template for the template's \{% raw %\} parts"):
+    with pytest.raises(
+        AnsibleLookupError, match=r"rendering the path template for certificate 1 failed: 'nowhere' is undefined"
+    ):
         run(lookup, leaf_item(chain.leaf), template=trusted("certs/{{ nowhere }}/{% raw %}{{ cn }}{% endraw %}"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the raw pre-render output is trusted as a template again, so an untrusted variable's value "
-    "(a survey answer) that is put into it by the first render is run by the second",
-)
 def test_raw_pre_rendering_does_not_run_a_lookup_held_by_an_untrusted_variable(lookup, chain, tmp_path):
     marker = tmp_path / "ran"
     template = trusted("certs/{{ p }}/{% raw %}{{ cn }}{% endraw %}")

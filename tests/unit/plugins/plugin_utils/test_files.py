@@ -180,11 +180,6 @@ def test_a_directory_whose_name_looks_like_a_token_is_not_quoted(loader, tmp_pat
     assert str(raised.value) == f"cannot read private_key_file {NOT_SHOWN}: not a file"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: read_text quotes the path with shown() only when the file is missing or not a file; the "
-    "not-UTF-8, OSError and loader/Vault branches quote it as it is",
-)
 @pytest.mark.parametrize("content", [b"\xff\xfe\x00", None], ids=["not-utf8", "wrong-vault-password"])
 def test_a_file_whose_name_looks_like_a_token_is_not_quoted_when_it_cannot_be_read(loader, tmp_path, content):
     token = "hvs.CAESIJ" + "q" * 40
