@@ -158,6 +158,17 @@ def test_the_path_template_works_as_written(bao, ansible, vault_conn, tmp_path, 
     assert stored["certificate"] == chain.leaf.cert_pem
 
 
+def run_refused(ansible, playbook: Path, login: dict, chain: Chain, **options: t.Any):
+    """The role on one certificate, in the playbook's directory (for its files), with this login."""
+    certs = [{"certificate": chain.leaf.cert_pem, "private_key": chain.leaf.key_pem}]
+    return ansible.run_playbook(
+        playbook,
+        extra_vars={"cert_distribution_vault": login, "cert_distribution_certs": certs},
+        cwd=playbook.parent,
+        **options,
+    )
+
+
 def test_a_template_naming_an_unknown_variable_says_which_certificate_and_what_it_has(
     bao, ansible, vault_conn, tmp_path
 ):
@@ -169,13 +180,7 @@ def test_a_template_naming_an_unknown_variable_says_which_certificate_and_what_i
     login = {**vault_conn, **approle(bao)}
     mark = bao.audit_mark()
 
-    run = ansible.run_playbook(
-        playbook,
-        extra_vars={
-            "cert_distribution_vault": login,
-            "cert_distribution_certs": [{"certificate": chain.leaf.cert_pem, "private_key": chain.leaf.key_pem}],
-        },
-    )
+    run = run_refused(ansible, playbook, login, chain)
 
     assert run.rc != 0
     assert "rendering the path template for certificate 1 failed" in run.output
@@ -202,15 +207,7 @@ def test_a_survey_answer_cannot_run_code_or_read_variables_through_the_template(
         )
         mark = bao.audit_mark()
 
-        run = ansible.run_playbook(
-            playbook,
-            extra_vars={
-                "cert_distribution_vault": login,
-                "cert_distribution_certs": [{"certificate": chain.leaf.cert_pem, "private_key": chain.leaf.key_pem}],
-            },
-            extra_vars_args=("@extravars.yml",),
-            cwd=playbook.parent,
-        )
+        run = run_refused(ansible, playbook, login, chain, extra_vars_args=("@extravars.yml",))
 
         assert run.rc != 0, run.output
         assert "does not trust as a template" in run.output or "own variables" in run.output, run.output
