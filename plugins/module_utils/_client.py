@@ -22,6 +22,7 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._errors import
     OutcomeUnknown,
     VaultCertError,
 )
+from ansible_collections.certautopilot.vault.plugins.module_utils._pem import NOT_SHOWN, shown
 
 try:
     import hvac
@@ -55,8 +56,6 @@ WRITE = "write"
 LOGIN = "login"
 
 _USE_DEFAULT = object()
-# A value this short on one line may be shown in a message as the path it claims to be.
-_SHOWABLE_PATH_LENGTH = 256
 
 
 @dataclass(frozen=True)
@@ -279,9 +278,8 @@ class VaultClient:
         path = os.path.expanduser(value)
         if os.path.isfile(path) and os.access(path, os.R_OK):
             return path
-        showable = not secret and "\n" not in value and len(value) < _SHOWABLE_PATH_LENGTH
-        shown = f" {value!r}" if showable else ""
-        raise VaultCertError(f"{option}{shown} is neither a readable file nor inline PEM text")
+        detail = "" if secret or shown(value) == NOT_SHOWN else f" {value!r}"
+        raise VaultCertError(f"{option}{detail} is neither a readable file nor inline PEM text")
 
     def _remove_temp_files(self) -> None:
         for name in self._temp_files:
