@@ -53,25 +53,26 @@ options:
         (host vars, group vars, role vars, facts, C(inventory_hostname), ...)."
       - Written in Jinja (C(certs/{{ cn }})) or in the Go-template form of CertAutoPilot's own configuration
         (C(certs/{{ .cn }})); each C({{ .name }}) is read as C({{ name }}).
-      - B(Full Jinja only for a template Ansible trusts) - one written in a playbook, role, inventory or vars file,
-        or given with C(-e). A template that came from data - an AWX survey answer, a fact, a lookup's result, a
-        value marked C(!unsafe), and on ansible-core 2.19+ a string literal given here - may only hold
-        C({{ name }}) placeholders of the certificate's own variables (its metadata and the item's C(vars)) - no
-        filters, lookups or other variables, so that whoever may answer a survey cannot run code on the controller
-        or read variables into a path.
-      - A template given here must reach the lookup unrendered - Ansible renders C({{ }}) in a variable before a
-        lookup sees it, and C(cn) is not defined then. Prefer O(template_from), which has no such catch.
+      - B(A template given here is never trusted) - whatever expression made it (a survey answer joined to a
+        literal would lose its mark on some ansible-core versions), it may only hold C({{ name }}) placeholders of
+        the certificate's own variables (its metadata and the item's C(vars)) - no filters, lookups or other
+        variables. For full Jinja use O(template_from).
       - The metadata values are inserted as plain text and never rendered.
     type: str
     default: "certs/{{ cn }}"
   template_from:
     description:
       - The B(name) of a variable that holds the template. Its value is taken as it was written, before Ansible
-        renders it, so it may be written plainly (C(certs/{{ cn }})) in play vars, role parameters, C(include_role)
-        vars, group or host vars, C(-e) extra vars or an AWX survey, as well as with C(!unsafe) or C({% raw %}).
+        renders it, so it may be written plainly (C(certs/{{ cn }})) in play vars, role entry vars, C(include_role)
+        vars, group or host vars or C(-e) extra vars, and in the Go-template form (C(certs/{{ .cn }})).
+      - B(Full Jinja only for a template Ansible trusts) - one written in a playbook, role, inventory or vars file,
+        or given with C(-e). A template that came from data - an AWX survey answer, a fact, a lookup's result, a
+        value marked C(!unsafe) - gets placeholders only, as O(template) does, so that whoever may answer a survey
+        cannot run code on the controller or read variables into a path. A variable's value inserted by a
+        trusted template is text, and a path that still holds template syntax is refused.
       - Wins over O(template). Naming a variable that is not defined is an error.
-      - A template that contains C({% raw %}) is first rendered once with the variables in scope, as Ansible
-        would have rendered it before the lookup ran, so that the raw parts become the template.
+      - C({% raw %}) and C({% endraw %}) tags are taken out (they were written for whoever renders the template
+        first); the text between them is part of the template.
     type: str
   include_private_key:
     description:
@@ -250,13 +251,17 @@ def path_template(
     vars file (or -e); only the certificate's own {{ name }} placeholders when it came from data - an AWX
     survey answer, a fact, a lookup's result - since a survey user must not run code on the controller.
     """
-    if not isinstance(value, str) or not value.strip():
-        raise AnsibleLookupError("cert_batch: the path template must be a non-empty string")
-    # str.__str__ copies a str subclass (2.17/2.18 unsafe text, 2.19 tagged text) into a plain str.
-    text = str.__str__(value)
+    text = template_text(value)
     if is_trusted_as_template(value):
         return JinjaTemplate(templar, GO_FIELD.sub(r"{{\1 \2 \3}}", text), variables)
     return PlaceholderTemplate(text)
+
+
+def template_text(value: t.Any) -> str:
+    """The template as a plain str: str.__str__ copies 2.17/2.18 unsafe text or 2.19 tagged text into one."""
+    if not isinstance(value, str) or not value.strip():
+        raise AnsibleLookupError("cert_batch: the path template must be a non-empty string")
+    return str.__str__(value)
 
 
 class JinjaTemplate:
@@ -324,7 +329,14 @@ class PlaceholderTemplate:
 def checked_path(rendered: t.Any, name: str) -> str:
     if not isinstance(rendered, str) or not rendered.strip():
         raise AnsibleLookupError(
-            f"cert_batch: the path template rendered {rendered!r} for {name}; a non-empty string is needed"
+            f"cert_batch: the path template rendered {shown(repr(rendered))} for {name}; a non-empty string is needed"
+        )
+    if any(mark in rendered for mark in TEMPLATE_MARKS):
+        # A variable whose value is a template (a survey answer) is inserted as text, never rendered again.
+        raise AnsibleLookupError(
+            f"cert_batch: the path template rendered {shown(rendered)} for {name}, which still holds template "
+            "syntax: a template inside a variable's value is not rendered again; write the template itself "
+            "where the path template is set"
         )
     return str(rendered)
 
@@ -347,13 +359,16 @@ class LookupModule(LookupBase):
         self.set_options(var_options=variables, direct=kwargs)
         self._variables = variables if variables is not None else {}
         self._texts: dict[str, str] = {}  # a chain file shared by many certificates is read once
-        template = self.get_option("template")
         source = self.get_option("template_from")
         if source:
             if source not in self._variables:
                 raise AnsibleLookupError(f"cert_batch: template_from names {shown(source)}, which is not a variable")
-            template = self._variables[source]  # as written: a lookup's variables are not rendered yet
-        self._renderer = path_template(template, self._templar, self._variables)
+            # As written: a lookup's variables are not rendered yet, and keep the trust Ansible gave them.
+            self._renderer = path_template(self._variables[source], self._templar, self._variables)
+        else:
+            # An argument is whatever an expression made of it - on 2.17/2.18 a survey answer joined to a literal
+            # loses its unsafe mark - so it is never trusted: placeholders only.
+            self._renderer = PlaceholderTemplate(template_text(self.get_option("template")))
         with_key = self.get_option("include_private_key")
         return [self._batch_item(index, item, with_key) for index, item in enumerate(flatten_terms(terms))]
 

@@ -4,7 +4,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
+import secrets
 import typing as t
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -520,10 +523,18 @@ def _summarise_pem_only(text: str) -> str | None:
     return "\n".join(_summarise_block(text, block) for block in blocks)
 
 
+# Keys the hashes of one run: a short value (a PIN) hashed alone could be found by trying every value.
+_RUN_HASH_KEY = secrets.token_bytes(32)
+
+
 def _opaque(value: t.Any) -> str:
-    """A value shown only by its size and a short hash: it may be anything, a password included."""
+    """A value shown only by its size and a keyed hash: equal within one run's diff, never reversible.
+
+    It may be anything, a password included.
+    """
     text = value if isinstance(value, str) else repr(value)
-    return f"<value: {len(text)} characters, sha256 {_sha256_hex(text.encode('utf-8'))[:16]}>"
+    digest = hmac.new(_RUN_HASH_KEY, text.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
+    return f"<value: {len(text)} characters, keyed hash {digest}>"
 
 
 def summarise_secret(data: t.Mapping[str, t.Any], *, fields: t.Mapping[str, str | None] = DEFAULT_FIELDS) -> dict:

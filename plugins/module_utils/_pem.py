@@ -88,11 +88,11 @@ def private_key_blocks(text: str) -> list[str]:
     return [text[block.start : block.end] for block in scan(text) if block.private]
 
 
-# A DER private key is over a hundred bytes: shorter runs are not one. Base64 (standard or
+# A DER private key is at least 48 bytes (Ed25519, 64 base64 characters): shorter runs are not one. Base64 (standard or
 # URL-safe) may be wrapped by line breaks, real or escaped as \n by a repr(); spaces and "="
 # (but for the padding) end a run, as between key=value log arguments. Hex is looked for too.
-_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-](?:[A-Za-z0-9+/_\r\n-]|\\n){98,}[A-Za-z0-9+/_-]={0,2}")
-_HEX_RUN = re.compile(r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{200,}(?![0-9A-Fa-f])")
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-](?:[A-Za-z0-9+/_\r\n-]|\\n){58,}[A-Za-z0-9+/_-]={0,2}")
+_HEX_RUN = re.compile(r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{96,}(?![0-9A-Fa-f])")
 # Vault/OpenBao tokens (hvs./hvb./hvr., legacy s./b.) and JWTs: recognisable wherever they are pasted.
 _TOKEN = re.compile(
     r"(?<![A-Za-z0-9_.-])(?:hv[sbr]\.[A-Za-z0-9_-]{20,}|[sb]\.[A-Za-z0-9]{24}(?![A-Za-z0-9])"
@@ -118,7 +118,7 @@ def _base64_bytes(run: str) -> bytes | None:
 
 def headerless_private_keys(text: str) -> list[str]:
     """Runs in ``text`` that decode to a DER private key: a key pasted without its PEM lines (base64 or hex)."""
-    if serialization is None or not isinstance(text, str) or len(text) < 100:
+    if serialization is None or not isinstance(text, str) or len(text) < 60:
         return []
     found = []
     for run in _BASE64_RUN.findall(text):
@@ -138,9 +138,20 @@ def token_like_secrets(text: str) -> list[str]:
 
 # A value quoted in a message is one line of at most this many characters.
 SHOWN_LENGTH = 256
-# A name or path segment this long in the alphabets of base64 and hex looks like key or token material
-# (an Ed25519 key is 64 base64 characters; a misaligned run defeats decoding it).
-_ENCODED_SEGMENT = re.compile(r"(?:^|[/.\s])[A-Za-z0-9+=_-]{40,}(?:$|[/.\s])")
+# A run this long in the base64 alphabet that mixes upper case, lower case and digits looks like key or
+# token material, even when it does not decode to a key (cut short, or glued to a path); a UUID may be an
+# AppRole secret_id.
+_ENCODED_RUN = re.compile(r"[A-Za-z0-9+/=_-]{40,}")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def _looks_encoded(text: str) -> bool:
+    return bool(_UUID.search(text)) or any(
+        re.search("[A-Z]", run) and re.search("[a-z]", run) and re.search("[0-9]", run)
+        for run in _ENCODED_RUN.findall(text)
+    )
+
+
 NOT_SHOWN = "(value not shown: it may hold a secret)"
 
 
@@ -157,7 +168,7 @@ def shown(value: t.Any, *, secrets: t.Collection[str] = ()) -> str:
         or PRIVATE_KEY_LABEL in text
         or any(secret and secret in text for secret in secrets)
         or token_like_secrets(text)
-        or _ENCODED_SEGMENT.search(text)
+        or _looks_encoded(text)
         or headerless_private_keys(text)
     ):
         return NOT_SHOWN

@@ -15,6 +15,9 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._pem import sh
 from ansible_collections.certautopilot.vault.plugins.plugin_utils._files import read_text
 
 
+SECRET_OPTIONS = ("secret_id", "token", "jwt", "client_key")
+
+
 class ModuleAction(ActionBase):
     """Runs the module of the same name, telling it whether Ansible is in diff mode.
 
@@ -47,6 +50,8 @@ class KeyBundleAction(ModuleAction):
     """
 
     def module_args(self, args: dict) -> dict:
+        # The task's own secrets, which no error here may quote, whatever option they were mistaken for.
+        self._secrets = [str(args[name]) for name in SECRET_OPTIONS if args.get(name)]
         args, sources = _keys.take_keys(args)
         if not boolean(args.get("include_private_key", True), strict=False):
             return args
@@ -60,5 +65,6 @@ class KeyBundleAction(ModuleAction):
         try:
             found = self._find_needle("files", source.file)
         except Exception:  # AnsibleError and its kinds: not found, in no search path
-            raise VaultCertError(f"{source.option} {shown(source.file)} not found on the controller") from None
+            missing = shown(source.file, secrets=self._secrets)
+            raise VaultCertError(f"{source.option} {missing} not found on the controller") from None
         return read_text(self._loader, found, what=source.option)

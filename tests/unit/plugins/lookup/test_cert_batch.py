@@ -13,6 +13,7 @@ gets placeholders only. ``trusted()`` and ``untrusted()`` build each kind on any
 from __future__ import annotations
 
 import contextlib
+import os
 import typing as t
 
 import pki
@@ -39,9 +40,24 @@ OWN_VARIABLES = "cn, fingerprint_sha256, issuer, not_after, not_before, sans, se
 UNTRUSTED = r"the path template came from data Ansible does not trust as a template"
 
 
+# Before data tagging (2.17, 2.18) a plain str is trusted: the templates trusted() made, to tell them apart.
+TRUSTED_ON_2_18: set[str] = set()
+
+
+def is_trusted(template: t.Any) -> bool:
+    if not isinstance(template, str):
+        return False
+    if trust_as_template is None:
+        return template in TRUSTED_ON_2_18
+    return cert_batch.is_trusted_as_template(template)
+
+
 def trusted(text: str) -> str:
-    """A template as Ansible gives one written in a playbook, a vars file or -e: full Jinja."""
-    return trust_as_template(text) if trust_as_template is not None else text
+    """A template as Ansible gives one written in a playbook, a vars file or -e: full Jinja (via template_from)."""
+    if trust_as_template is not None:
+        return trust_as_template(text)
+    TRUSTED_ON_2_18.add(text)
+    return text
 
 
 def untrusted(text: str) -> str:
@@ -101,7 +117,13 @@ def lookup(loader) -> cert_batch.LookupModule:
 
 
 def run(lookup: cert_batch.LookupModule, *terms: t.Any, variables: dict | None = None, **options: t.Any) -> list:
-    return lookup.run(list(terms), variables={"inventory_hostname": "localhost", **(variables or {})}, **options)
+    """Run the lookup; a trusted ``template`` is passed the one way it keeps its trust, through template_from."""
+    variables = {"inventory_hostname": "localhost", **(variables or {})}
+    template = options.get("template")
+    if is_trusted(template):
+        variables["test_path_template"] = options.pop("template")
+        options["template_from"] = "test_path_template"
+    return lookup.run(list(terms), variables=variables, **options)
 
 
 def leaf_item(issued: pki.Issued, **extra: t.Any) -> dict:
@@ -340,18 +362,19 @@ def test_an_item_path_is_used_as_it_is(lookup, chain):
 @pytest.mark.parametrize("mode", BOTH_MODES)
 def test_a_certificate_cannot_inject_a_template_into_its_path(lookup, mode):
     hostile = pki.make_leaf(None, "{{ lookup('ansible.builtin.env', 'HOME') }}")
-    batch = run(
-        lookup, leaf_item(hostile), leaf_item(pki.make_leaf(None, "b.example.com")), template=mode("certs/{{ cn }}")
-    )
-    assert batch[0]["path"] == "certs/{{ lookup('ansible.builtin.env', 'HOME') }}"
-    assert batch[1]["path"] == "certs/b.example.com"
+    with pytest.raises(AnsibleLookupError, match=r"for certificate 1, which still holds template syntax") as refused:
+        run(
+            lookup, leaf_item(hostile), leaf_item(pki.make_leaf(None, "b.example.com")), template=mode("certs/{{ cn }}")
+        )
+    assert os.environ["HOME"] not in str(refused.value)
 
 
 @pytest.mark.parametrize("mode", BOTH_MODES)
 def test_a_certificate_name_that_holds_a_lookup_does_not_run_it(lookup, tmp_path, mode):
     marker = tmp_path / "ran"
     hostile = pki.make_leaf(None, PIPE_TOUCHING)
-    assert run(lookup, leaf_item(hostile), template=mode("certs/{{ cn }}"))[0]["path"] == f"certs/{PIPE_TOUCHING}"
+    with pytest.raises(AnsibleLookupError, match=r"still holds template syntax"):
+        run(lookup, leaf_item(hostile), template=mode("certs/{{ cn }}"))
     assert not marker.exists()
 
 

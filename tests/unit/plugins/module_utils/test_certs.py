@@ -828,7 +828,7 @@ def test_summarise_value_returns_non_strings_unchanged(value):
 def test_secret_summary_never_shows_an_unmanaged_value(value):
     summary = _certs_module.summarise_secret({"notes": value})
     assert "hunter2" not in summary["notes"]
-    assert summary["notes"].startswith(f"<value: {len(value)} characters, sha256 ")
+    assert summary["notes"].startswith(f"<value: {len(value)} characters, keyed hash ")
 
 
 def test_secret_summary_hides_text_around_pem_in_a_managed_field(ec_chain):
@@ -856,3 +856,13 @@ def test_resolve_fields_refuses_what_is_no_plain_json_key_without_showing_it(key
     with pytest.raises(VaultCertError, match="fields: certificate must map to a JSON key") as error:
         _certs_module.resolve_fields({"certificate": key})
     assert key not in str(error.value)
+
+
+def test_an_unmanaged_value_is_hashed_with_a_key_of_the_run_so_a_short_one_cannot_be_tried_out():
+    import hashlib
+
+    first = _certs_module.summarise_secret({"pin": "123456"})["pin"]
+    again = _certs_module.summarise_secret({"pin": "123456"})["pin"]
+    assert first == again, "equal values look equal within one run's diff"
+    assert hashlib.sha256(b"123456").hexdigest()[:16] not in first
+    assert _certs_module.summarise_secret({"pin": "123457"})["pin"] != first

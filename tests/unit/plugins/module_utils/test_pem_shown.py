@@ -129,3 +129,7 @@ def test_a_headerless_ed25519_key_is_not_shown(encoding):
     der = der_key(ed25519.Ed25519PrivateKey.generate())
     value = base64.b64encode(der).decode() if encoding == "base64" else der.hex()
     assert shown(value) == NOT_SHOWN
+
+
+def test_a_uuid_is_not_shown_since_an_approle_secret_id_is_one():
+    assert shown("files/305c0920-2a48-4f7e-9d43-1c2b3a4d5e6f") == NOT_SHOWN
