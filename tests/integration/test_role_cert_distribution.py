@@ -196,13 +196,17 @@ def test_a_survey_answer_cannot_run_code_or_read_variables_through_the_template(
     attempts = {
         "code": f"certs/{{{{ lookup('pipe', 'touch {marker}') }}}}{{{{ cn }}}}",
         "variable": "certs/{{ cert_distribution_vault.secret_id }}/{{ cn }}",
+        # A trusted template that inserts the answer: the answer stays text, and a path holding it is refused.
+        "indirect": "certs/x/{{ cn }}",
     }
     for what, template in attempts.items():
+        indirect = {"cert_distribution_path_template": "{{ path_template }}"} if what == "indirect" else {}
+        answer = "path_template" if what == "indirect" else "cert_distribution_path_template"
         playbook = write_case(
             tmp_path / what,
             Case(
-                yaml_text(role_play()),
-                files={"extravars.yml": f"cert_distribution_path_template: !unsafe {json.dumps(template)}\n"},
+                yaml_text([play(vars=indirect, roles=[ROLE])]),
+                files={"extravars.yml": f"{answer}: !unsafe {json.dumps(template)}\n"},
             ),
         )
         mark = bao.audit_mark()
@@ -210,7 +214,8 @@ def test_a_survey_answer_cannot_run_code_or_read_variables_through_the_template(
         run = run_refused(ansible, playbook, login, chain, extra_vars_args=("@extravars.yml",))
 
         assert run.rc != 0, run.output
-        assert "does not trust as a template" in run.output or "own variables" in run.output, run.output
+        refusals = ("does not trust as a template", "own variables", "still holds template syntax")
+        assert any(refusal in run.output for refusal in refusals), run.output
         assert not marker.exists(), "the survey answer ran a command on the controller"
         assert bao.audit_requests(mark) == [], f"{what}: nothing may reach the server"
         assert_no_leak([run.output], login["secret_id"], chain.leaf.key_pem)
