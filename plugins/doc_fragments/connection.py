@@ -158,6 +158,24 @@ attributes:
     description: An action plugin of the same name runs on the controller before the module.
 """
 
+    # Every operation that takes a batch.
+    BATCH = r"""
+options:
+  concurrency:
+    description:
+      - How many items of a batch are in flight at once, over one login and a pool of kept-alive connections
+        (one per item in flight). V(1) handles one item after another.
+      - Results are returned in input order whatever the order the items finish in.
+      - The first failure stops handing out items; those in flight finish, and the failure report names every
+        item that failed, what was certainly not written (RV(not_written)) and what may have been
+        (RV(outcome_unknown)).
+      - A V(429) or V(503) answer (rate limit, standby) holds back the whole pool, not only the request that got it.
+      - Two items for one secret are refused before anything is sent, and every write is check-and-set, so
+        concurrency never lets one write undo another.
+    type: int
+    default: 8
+"""
+
     # The KV v2 secret a module works on.
     TARGET = r"""
 options:

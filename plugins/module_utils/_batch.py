@@ -4,11 +4,21 @@
 
 from __future__ import annotations
 
+import itertools
 import typing as t
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import OutcomeUnknown, VaultCertError
 
 Item = t.TypeVar("Item")
+# In-flight requests of one run by default: kind to a shared server, and most of what distance costs.
+DEFAULT_CONCURRENCY = 8
+
+
+def check_concurrency(concurrency: int) -> int:
+    if concurrency < 1:
+        raise VaultCertError(f"concurrency must be at least 1 (1 = one item after another), got {concurrency}")
+    return concurrency
 
 
 def run_each(
@@ -18,37 +28,81 @@ def run_each(
     paths: t.Sequence[str],
     batch: bool,
     noun: str,
+    concurrency: int = 1,
 ) -> list[dict]:
-    """``operate`` on every item in input order; the first failure stops the run.
+    """``operate`` on every item, at most ``concurrency`` at a time; results in input order.
 
-    The server is unlikely to take the next item either. In a batch the error
-    names the failed item and every item after it, so a caller knows what was
-    not written, and carries the results so far.
+    The first failure stops handing out items - the server is unlikely to take the next
+    ones either - and lets those in flight finish. In a batch the error then names the
+    failed item, what was certainly not written and what may or may not have been, and
+    carries the results of every item that was done.
     """
-    results: list[dict] = []
+    outcomes = _run_in_order(items, operate) if concurrency <= 1 else _run_in_pool(items, operate, concurrency)
+    failures = [(index, outcome) for index, outcome in outcomes.items() if isinstance(outcome, VaultCertError)]
+    if not failures:
+        return [outcomes[index] for index in range(len(items))]
+    if not batch:
+        raise failures[0][1]
+    raise stopped(outcomes, paths, noun=noun) from None
+
+
+Outcomes = t.Dict[int, t.Any]  # item index -> its result, or the VaultCertError it failed with
+
+
+def _run_in_order(items: t.Sequence[Item], operate: t.Callable[[Item], dict]) -> Outcomes:
+    outcomes: Outcomes = {}
     for index, item in enumerate(items):
         try:
-            results.append(operate(item))
+            outcomes[index] = operate(item)
         except VaultCertError as exc:
-            if not batch:
-                raise
-            raise stopped(exc, paths, index, results, noun=noun) from None
-    return results
+            outcomes[index] = exc
+            break
+    return outcomes
 
 
-def stopped(
-    exc: VaultCertError, paths: t.Sequence[str], index: int, results: list[dict], *, noun: str
-) -> VaultCertError:
-    """The failure of a batch at ``paths[index]``: what was written, what was not, what nobody knows."""
-    failed = paths[index]
-    unknown = isinstance(exc, OutcomeUnknown)
-    # A write whose answer was lost may have landed: it is named as unknown, not as unwritten.
-    not_written = list(paths[index + (1 if unknown else 0) :])
-    message = f"batch stopped at {noun} {index + 1} of {len(paths)}, {failed}: {exc}"
+def _run_in_pool(items: t.Sequence[Item], operate: t.Callable[[Item], dict], concurrency: int) -> Outcomes:
+    """A small pool over the client's one login; an item is handed out only while nothing has failed."""
+    outcomes: Outcomes = {}
+    upcoming = iter(enumerate(items))
+    with ThreadPoolExecutor(max_workers=min(concurrency, len(items)) or 1) as pool:
+        in_flight = {pool.submit(operate, item): index for index, item in itertools.islice(upcoming, concurrency)}
+        while in_flight:
+            done, _running = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                index = in_flight.pop(future)
+                try:
+                    outcomes[index] = future.result()
+                except VaultCertError as exc:
+                    outcomes[index] = exc
+            if any(isinstance(outcome, VaultCertError) for outcome in outcomes.values()):
+                continue
+            for index, item in itertools.islice(upcoming, len(done)):
+                in_flight[pool.submit(operate, item)] = index
+    return outcomes
+
+
+def stopped(outcomes: Outcomes, paths: t.Sequence[str], *, noun: str) -> VaultCertError:
+    """The failure of a batch: what was done, what was certainly not written, what nobody knows.
+
+    A write whose answer was lost may have landed: it is named as unknown, not as unwritten.
+    Items never handed out were not written either.
+    """
+    failures = sorted((index, outcome) for index, outcome in outcomes.items() if isinstance(outcome, VaultCertError))
+    first, error = failures[0]
+    unknown = [paths[index] for index, outcome in failures if isinstance(outcome, OutcomeUnknown)]
+    not_written = [
+        path
+        for index, path in enumerate(paths)
+        if index not in outcomes or (isinstance(outcomes[index], VaultCertError) and path not in unknown)
+    ]
+    results = [outcomes[index] for index in sorted(outcomes) if not isinstance(outcomes[index], VaultCertError)]
+    message = f"batch stopped at {noun} {first + 1} of {len(paths)}, {paths[first]}: {error}"
+    for index, other in failures[1:]:
+        message += f". {noun.capitalize()} {index + 1}, {paths[index]}, failed too: {other}"
     if not_written:
         message += f". Not written: {', '.join(not_written)}"
     if results:
-        message += f". The {len(results)} before it were done (see results)"
+        message += f". {len(results)} {noun}(s) were done (see results)"
     for result in results:
         result.pop("diff", None)
     return VaultCertError(
@@ -56,9 +110,9 @@ def stopped(
         result={
             "changed": any(result["changed"] for result in results),
             "results": results,
-            "failed_path": failed,
+            "failed_path": paths[first],
             "not_written": not_written,
-            "outcome_unknown": [failed] if unknown else [],
+            "outcome_unknown": unknown,
         },
     )
 

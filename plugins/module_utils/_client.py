@@ -13,6 +13,7 @@ import os
 import random
 import ssl
 import tempfile
+import threading
 import time
 import typing as t
 from dataclasses import dataclass, field
@@ -39,6 +40,9 @@ else:
 # (503), a rate limit (429), a read-after-write miss on a performance standby
 # (412) and transient server or proxy failures (500, 502, 504).
 RETRYABLE_STATUS = frozenset({412, 429, 500, 502, 503, 504})
+# Answers that speak for the server, not for one request (rate limit, standby, sealed): every request
+# of the run backs off, not only the one that got it.
+POOL_BACKOFF_STATUS = frozenset({429, 503})
 # Vault's own words for "this node did not process the request": a write
 # answered with them may be sent again. Any other failed answer to a write
 # (a proxy's 502/504, a 500, a lost connection) leaves its fate unknown.
@@ -206,14 +210,21 @@ class _Retry:
     """An attempt that failed in a way that may pass if tried again."""
 
     error: VaultCertError
+    status: int | None = None
 
 
 class VaultClient:
     """One HTTP connection to Vault, reused for every request of a module run."""
 
-    def __init__(self, settings: ConnectionSettings, *, sleep: t.Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self, settings: ConnectionSettings, *, sleep: t.Callable[[float], None] = time.sleep, pool_size: int = 1
+    ) -> None:
         self.settings = settings
         self._sleep = sleep
+        # When the whole pool may send again after a 429/503 (monotonic clock), and what each thread waited for.
+        self._resume_lock = threading.Lock()
+        self._resume_at = 0.0
+        self._waited = threading.local()
         self._temp_files: list[str] = []
         self._secrets: list[str] = []
         self.token: str | None = None
@@ -229,6 +240,10 @@ class VaultClient:
         session = _RedirectSafeSession()
         # hvac takes verify and cert from a session it is given, over its own arguments.
         session.verify, session.cert = verify, cert
+        # One kept-alive connection per request in flight.
+        pool = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1))
+        session.mount("https://", pool)
+        session.mount("http://", pool)
         self._adapter = hvac.adapters.RawAdapter(
             base_uri=settings.url, cert=cert, verify=verify, timeout=settings.timeout, session=session
         )
@@ -341,13 +356,31 @@ class VaultClient:
         headers = {"X-Vault-Namespace": namespace} if namespace else {}
         waits = self.retry_waits()
         for attempt in range(len(waits) + 1):
+            self._wait_for_pool()
             outcome = self._attempt(method, path, json, headers, kind, accept, needs, namespace, auth_label)
             if isinstance(outcome, Reply):
                 return outcome
             if attempt == len(waits):
                 raise VaultCertError(f"{outcome.error} (gave up after {_attempts(attempt + 1)})")
-            self._sleep(waits[attempt])
+            self._back_off(waits[attempt], pool_wide=outcome.status in POOL_BACKOFF_STATUS)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _back_off(self, seconds: float, *, pool_wide: bool) -> None:
+        if pool_wide:
+            with self._resume_lock:
+                self._resume_at = max(self._resume_at, time.monotonic() + seconds)
+                self._waited.until = self._resume_at
+        self._sleep(seconds)
+
+    def _wait_for_pool(self) -> None:
+        """Hold this request while another request of the run backs off from a 429/503."""
+        resume_at = self._resume_at
+        if resume_at <= getattr(self._waited, "until", 0.0):
+            return
+        self._waited.until = resume_at
+        delay = resume_at - time.monotonic()
+        if delay > 0:
+            self._sleep(delay)
 
     def _attempt(self, method, path, json, headers, kind, accept, needs, namespace, auth_label) -> Reply | _Retry:
         """One try: a Reply, a _Retry, or an exception that ends the request."""
@@ -404,7 +437,7 @@ class VaultClient:
             raise OutcomeUnknown(message, answered=status != 504)
         if status not in RETRYABLE_STATUS:
             self._raise_for_status(status, errors, method, path, kind, needs, auth_label)
-        return _Retry(VaultCertError(message))
+        return _Retry(VaultCertError(message), status=status)
 
     def _tls_error(self, exc: Exception) -> VaultCertError:
         reason = _short_tls_reason(exc)

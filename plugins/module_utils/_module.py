@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
-from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _client, _pem
+from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _certs, _client, _pem
 from ansible_collections.certautopilot.vault.plugins.module_utils._auth import AuthMethod, select_auth_method
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
 
@@ -62,6 +62,11 @@ def target_argument_spec() -> dict:
     }
 
 
+def batch_argument_spec() -> dict:
+    """Options of every operation that takes a batch: how many items are in flight at once."""
+    return {"concurrency": {"type": "int", "default": _batch.DEFAULT_CONCURRENCY}}
+
+
 def writer_argument_spec() -> dict:
     """Options every writing module has besides the target: the up-front capability check, and diff mode."""
     return {"check_capabilities": {"type": "bool", "default": False}, DIFF_OPTION: {"type": "bool", "default": False}}
@@ -109,7 +114,9 @@ class VaultModule:
         self.auth = select_auth_method(self.params)
         if not settings.validate_certs:
             self.module.warn("validate_certs is false: the server's TLS certificate is not checked (bring-up only)")
-        client = self._client = _client.VaultClient(settings)
+        # One connection per item in flight, all on the one login.
+        pool_size = _batch.check_concurrency(self.params.get("concurrency") or 1)
+        client = self._client = _client.VaultClient(settings, pool_size=pool_size)
         try:
             if login:
                 self.log_in(client)

@@ -41,6 +41,8 @@ class PushOptions:
     check_mode: bool = False
     # Summaries for the diff cost a PEM parse per field: made only in diff mode.
     diff: bool = False
+    # Certificates in flight at once, over the client's pool of connections.
+    concurrency: int = 1
 
     @cached_property
     def managed_keys(self) -> frozenset[str]:
@@ -243,4 +245,5 @@ def push_all(client: VaultClient, items: t.Sequence[PushItem], options: PushOpti
         paths=[item.path for item in items],
         batch=batch,
         noun="certificate",
+        concurrency=options.concurrency,
     )

@@ -83,7 +83,12 @@ def prepare_requests(
 
 
 def rollback_all(
-    client: VaultClient, requests: t.Sequence[RollbackRequest], *, batch: bool, check_capabilities: bool = False
+    client: VaultClient,
+    requests: t.Sequence[RollbackRequest],
+    *,
+    batch: bool,
+    check_capabilities: bool = False,
+    concurrency: int = 1,
 ) -> list[dict]:
     """Roll every secret back over the client's one connection, results in input order (see _batch.run_each).
 
@@ -105,6 +110,7 @@ def rollback_all(
         paths=[request.path for request in requests],
         batch=batch,
         noun="secret",
+        concurrency=concurrency,
     )
 
 

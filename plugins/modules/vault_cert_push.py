@@ -29,6 +29,7 @@ extends_documentation_fragment:
   - certautopilot.vault.connection.target
   - certautopilot.vault.connection.writer_auth
   - certautopilot.vault.connection.action
+  - certautopilot.vault.connection.batch
 options:
   path:
     description:
@@ -326,6 +327,7 @@ outcome_unknown:
 from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _certs, _keys, _push
 from ansible_collections.certautopilot.vault.plugins.module_utils._module import (
     VaultModule,
+    batch_argument_spec,
     target_argument_spec,
     writer_argument_spec,
 )
@@ -360,6 +362,7 @@ def argument_spec() -> dict:
         custom_metadata={"type": "bool", "default": False},
     )
     spec.update(writer_argument_spec())
+    spec.update(batch_argument_spec())
     return spec
 
 
@@ -375,6 +378,7 @@ def push(vault: VaultModule) -> dict:
         check_capabilities=params["check_capabilities"],
         check_mode=vault.module.check_mode,
         diff=vault.diff_mode,
+        concurrency=params["concurrency"],
     )
     batch = params["certificates"] is not None
     raw_items = params["certificates"] if batch else [{name: params[name] for name in SINGLE_OPTIONS}]

@@ -42,6 +42,7 @@ extends_documentation_fragment:
   - certautopilot.vault.connection.target
   - certautopilot.vault.connection.writer_auth
   - certautopilot.vault.connection.action
+  - certautopilot.vault.connection.batch
 options:
   path:
     description:
@@ -227,6 +228,7 @@ outcome_unknown:
 from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _rollback
 from ansible_collections.certautopilot.vault.plugins.module_utils._module import (
     VaultModule,
+    batch_argument_spec,
     target_argument_spec,
     writer_argument_spec,
 )
@@ -255,6 +257,7 @@ def argument_spec() -> dict:
         },
     )
     spec.update(writer_argument_spec())
+    spec.update(batch_argument_spec())
     return spec
 
 
@@ -264,7 +267,13 @@ def rollback(vault: VaultModule) -> dict:
     items = params["secrets"] if batch else [{name: params[name] for name in SINGLE_OPTIONS}]
     requests = _rollback.prepare_requests(params["mount"], items, check_mode=vault.module.check_mode)
     with vault.session() as client:
-        results = _rollback.rollback_all(client, requests, batch=batch, check_capabilities=params["check_capabilities"])
+        results = _rollback.rollback_all(
+            client,
+            requests,
+            batch=batch,
+            check_capabilities=params["check_capabilities"],
+            concurrency=params["concurrency"],
+        )
     further = [
         result["path"] for request, result in zip(requests, results) if request.version is None and result["changed"]
     ]
