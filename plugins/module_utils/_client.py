@@ -238,6 +238,12 @@ class VaultClient:
             self._remove_temp_files()
             raise
         session = _RedirectSafeSession()
+        # The environment (proxies, NO_PROXY, REQUESTS_CA_BUNDLE for an unset ca_cert) is read once for the
+        # run: requests would read all of it again for every request, a tenth of a batch's time.
+        environment = session.merge_environment_settings(settings.url, {}, None, verify, cert)
+        session.trust_env = False
+        session.proxies.update(environment["proxies"])
+        verify = environment["verify"]
         # hvac takes verify and cert from a session it is given, over its own arguments.
         session.verify, session.cert = verify, cert
         # One kept-alive connection per request in flight.

@@ -111,7 +111,7 @@ def _denied(location: str, granted: t.Sequence[str], needed: t.Sequence[str], mi
 def require_capabilities(client: VaultClient, needs: t.Mapping[str, t.Sequence[str]]) -> None:
     """Refuse, before any write, when the token lacks what an operation needs on any of these API paths.
 
-    One ``sys/capabilities-self`` request for all of them, in the run's own login: what the health
+    One ``sys/capabilities-self`` request per 500 paths, in the run's own login: what the health
     check would find, without a second module run.
     """
     granted = _kv2.capabilities_self(client, list(needs))

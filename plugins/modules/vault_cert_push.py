@@ -128,7 +128,7 @@ options:
     default: true
   check_capabilities:
     description:
-      - Before any write, ask the server (C(sys/capabilities-self), one request for the whole run, in the run's own
+      - Before any write, ask the server (C(sys/capabilities-self), one request per 500 paths, in the run's own
         login) whether the token has C(read), C(create) and C(update) on every C(<mount>/data/<path>) of the run,
         and refuse the run, writing nothing, when it lacks any - instead of failing part-way through a batch.
       - What P(certautopilot.vault.vault_health#module) checks on one path, for every path, without a second login.

@@ -72,7 +72,7 @@ options:
         type: int
   check_capabilities:
     description:
-      - Before any write, ask the server (C(sys/capabilities-self), one request for the whole run, in the run's own
+      - Before any write, ask the server (C(sys/capabilities-self), one request per 500 paths, in the run's own
         login) whether the token has C(read) and C(update) on every C(<mount>/data/<path>) and C(read) on every
         C(<mount>/metadata/<path>) of the run, and refuse the run, writing nothing, when it lacks any.
       - What P(certautopilot.vault.vault_health#module) checks with

@@ -334,6 +334,15 @@ def test_without_ca_cert_tls_verification_fails_with_ca_cert_hint(bao, ansible):
     assert "ca_cert" in run.msg
 
 
+def test_without_ca_cert_the_requests_ca_bundle_of_the_environment_is_trusted(bao, ansible):
+    """The documented meaning of an unset ca_cert, read once per run (the session does not re-read the environment)."""
+    run = ansible.run_module(
+        MODULE, {"url": bao.addr, "retries": 0, "auth_method": "none"}, env={"REQUESTS_CA_BUNDLE": bao.ca_cert}
+    )
+
+    assert not run.failed, run.msg
+
+
 @pytest.mark.parametrize("source", ["option", "VAULT_SKIP_VERIFY"])
 def test_validate_certs_false_connects_without_ca_and_warns(bao, ansible, source):
     args: dict[str, t.Any] = {"url": bao.addr, "auth_method": "none"}

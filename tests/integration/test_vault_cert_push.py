@@ -964,6 +964,21 @@ def test_check_capabilities_costs_one_request_and_no_second_login(ansible, bao, 
     assert versions(bao, cert_path) == [1]
 
 
+def test_check_capabilities_of_a_batch_past_the_servers_json_limit_is_asked_500_paths_at_a_time(
+    ansible, bao, connect, cert_path
+):
+    """OpenBao refuses a request body of over 1000 JSON strings: 1001 paths take three requests."""
+    leaf = make_chain("many.example.com").leaf
+    items = [{"path": f"{cert_path}/{index}", "certificate": leaf.cert_pem} for index in range(1001)]
+    args = {**connect, "certificates": items, "include_private_key": False, "check_capabilities": True}
+
+    run = push(ansible, bao, args, check=True)
+
+    assert not run.failed, run.msg
+    assert request_counts(run.requests)["update sys/capabilities-self"] == 3
+    assert len(run.result["results"]) == 1001
+
+
 # -- private keys from files on the controller (the action plugin) --------------------------------
 
 
