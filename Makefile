@@ -144,10 +144,15 @@ demo: venv
 # full run at N=1000 rewrites docs/performance.md. The timed processes run from
 # build/bench-venv (the `ansible` package, which ships community.hashi_vault);
 # bench/run.py imports the integration tests' server and certificates from tests/support.
+# Then the distance run (issue 13): the same cases and an 8-thread floor through
+# bench/relay.py, which adds RTT_MS of round trip (bench only, never in tests);
+# RTT_MS=0 skips it. PEER_N: the peer's batch there (its time is extrapolated to N).
 .PHONY: bench bench-venv
 BENCH_VENV := $(CURDIR)/build/bench-venv
 BENCH_STAMP := $(BENCH_VENV)/.requirements-installed
 N ?= 1000
+RTT_MS ?= 10
+PEER_N ?= $(N)
 
 bench-venv: $(BENCH_STAMP)
 
@@ -157,4 +162,5 @@ $(BENCH_STAMP): bench/requirements.txt
 	touch $@
 
 bench: venv bench-venv collection-link
-	PYTHONPATH=$(CURDIR)/tests/support $(BIN)/python bench/run.py --n $(N) --bench-python $(BENCH_VENV)/bin/python
+	PYTHONPATH=$(CURDIR)/tests/support $(BIN)/python bench/run.py --n $(N) --rtt-ms $(RTT_MS) --peer-n $(PEER_N) \
+		--bench-python $(BENCH_VENV)/bin/python

@@ -14,12 +14,21 @@ connections and the module process's peak memory, checks that each run wrote
 exactly what it had to, prints the tables and, at N=1000 only, writes
 docs/performance.md from bench/performance.md.in.
 
+Then the distance run (issue 13): the same, on a fresh server, through
+bench/relay.py, which adds a round-trip time (--rtt-ms, default 10) as a
+server a few network hops away would, with one more case, floor8 (floor.py
+with 8 threads, the module's default concurrency). The peer can run a smaller
+batch there (--peer-n): its time per certificate is then extrapolated to N.
+--rtt-ms 0 skips the distance run.
+
 `make bench` runs it from .venv with tests/support on PYTHONPATH (the OpenBao
 server and certificates of the integration tests); the timed processes run
 from build/bench-venv, whose `ansible` package ships community.hashi_vault.
 
-    make bench          # N=1000
-    make bench N=200    # another N
+    make bench                      # N=1000, RTT 10 ms
+    make bench N=200 RTT_MS=20      # another N, another round-trip time
+    make bench PEER_N=100           # the peer's distance run at N=100, extrapolated to N
+    make bench RTT_MS=0             # no distance run
 """
 
 from __future__ import annotations
@@ -41,11 +50,13 @@ import subprocess
 import sys
 import time
 import typing as t
+import urllib.parse
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pki
 from bao import ProvisionedBao, find_bao_binary
+from relay import Relay
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
@@ -62,6 +73,22 @@ CASES = {
     "role": "ours: role cert_distribution",
     "peer": "peer: vault_kv2_write loop",
 }
+# The distance run's cases: floor8 is floor.py with the module's default concurrency in threads.
+FLOOR_THREADS = 8
+DISTANCE_CASES = {
+    "floor": "floor: hvac, sequential",
+    "floor8": f"floor: hvac, {FLOOR_THREADS} threads",
+    "module": "ours: module alone (1 task, concurrency 8)",
+    "role": "ours: role cert_distribution",
+    "peer": "peer: vault_kv2_write loop",
+}
+DEFAULT_RTT_MS = 10.0
+# (name, case, compared with, issue 13's target at RTT 10 ms and N=1000: at most; None: for information).
+DISTANCE_RATIOS = (
+    ("module / floor, 8 threads", "module", "floor8", 1.5),
+    ("role / floor, 8 threads", "role", "floor8", 1.8),
+    ("peer / module", "peer", "module", None),
+)
 RUNS = ("first", "second")
 REQUEST_KINDS = ("login", "mount", "read", "write", "revoke", "other")
 # Fixed requests of one of our runs: login, mount check, token revoke (+1 spare).
@@ -101,7 +128,7 @@ def write_items(path: Path, certificates: Certificates, prefix: str, count: int)
 
 def write_role_files(directory: Path, certificates: Certificates, count: int) -> Path:
     """The batch as files, as the role takes it; returns the extra-vars file that lists them."""
-    directory.mkdir()
+    directory.mkdir(exist_ok=True)  # the distance run writes the same files again
     chain = directory / "chain.pem"
     chain.write_text(certificates.chain)
     listed = []
@@ -139,6 +166,7 @@ class Measurement:
     module_process: dict | None  # rss_exec.py's record of the vault_cert_push process
     input_bytes: int
     problems: list[str]
+    rtt_ms: float = 0.0  # the round-trip time the relay added; 0: straight to the server, on loopback
 
     @property
     def total_requests(self) -> int:
@@ -179,8 +207,10 @@ def count_requests(entries: list[dict]) -> tuple[dict[str, int], list[str], int]
 class Bench:
     """The server, the environment of the timed processes and what they measured."""
 
-    def __init__(self, n: int, python: str, certificates: Certificates) -> None:
+    def __init__(self, n: int, python: str, certificates: Certificates, peer_n: int) -> None:
         self.n = n
+        self.peer_n = peer_n  # the peer's batch in the distance run
+        self.rtt_ms = 0.0  # what the relay adds to the runs measured now
         self.python = python
         self.bin = Path(python).parent
         self.certificates = certificates
@@ -194,13 +224,17 @@ class Bench:
         self.startup_seconds: list[float] = []
         self.memory: list[dict] = []
 
-    def start_server(self) -> None:
-        self.server = ProvisionedBao.start_dev(WORKDIR / "bao")
+    def start_server(self, directory: Path) -> None:
+        self.server = ProvisionedBao.start_dev(directory)
         self.server.provision()
+        self.use_url(self.server.addr)
+
+    def use_url(self, url: str) -> None:
+        """Every case reaches the server at this URL: its own address, or the relay's."""
         self.server_vars.write_text(
             json.dumps(
                 {
-                    "bench_url": self.server.addr,
+                    "bench_url": url,
                     "bench_ca_cert": self.server.ca_cert,
                     "bench_role_id": self.server.role_ids["certs"],
                     "bench_secret_id": self.server.new_approle_secret_id("certs"),
@@ -262,7 +296,7 @@ class Bench:
         return [json.loads(line) for line in self.module_log.read_text().splitlines()]
 
     def measure(self, case: str, run: str, count: int, command: list[str], input_bytes: int = 0) -> Measurement:
-        log_name = f"{case}-{run}-{count}"
+        log_name = f"{case}-{run}-{count}" + (f"-rtt{self.rtt_ms:g}ms" if self.rtt_ms else "")
         known_processes = len(self.module_processes())
         load = os.getloadavg()[0]
         mark = self.server.audit_mark()
@@ -288,6 +322,7 @@ class Bench:
             module_process=ours[-1] if ours else None,
             input_bytes=input_bytes,
             problems=problems,
+            rtt_ms=self.rtt_ms,
         )
         print(progress_line(measured), flush=True)
         return measured
@@ -308,24 +343,38 @@ class Bench:
     def startup(self) -> float:
         return statistics.median(self.startup_seconds)
 
-    def run_case(self, case: str) -> None:
+    def run_case(self, case: str, count: int) -> None:
         batch = self.inputs / f"{case}.json"
         input_bytes = 0
-        if case == "floor":
-            write_items(batch, self.certificates, "certs/bench-floor", self.n)
-            command = [self.python, str(BENCH / "floor.py"), str(self.server_vars), str(batch)]
+        if case in ("floor", "floor8"):
+            write_items(batch, self.certificates, f"certs/bench-{case}", count)
+            threads = FLOOR_THREADS if case == "floor8" else 1
+            command = [self.python, str(BENCH / "floor.py"), f"--threads={threads}", str(self.server_vars), str(batch)]
         elif case == "module":
-            input_bytes = write_items(batch, self.certificates, "certs/bench-module", self.n)
+            input_bytes = write_items(batch, self.certificates, "certs/bench-module", count)
             command = self.playbook("module.yml", batch)
         elif case == "role":
             # The secret path is role.yml's template: certs/bench-role/{{ cn }}.
-            command = self.playbook("role.yml", write_role_files(self.inputs / "role", self.certificates, self.n))
+            command = self.playbook("role.yml", write_role_files(self.inputs / "role", self.certificates, count))
         else:  # peer
-            write_items(batch, self.certificates, "certs/bench-peer", self.n)
+            write_items(batch, self.certificates, "certs/bench-peer", count)
             # Not measured: the wrapper's start-up, once per item, would be charged to the peer.
             command = self.playbook("peer.yml", batch, measured=False)
         for run in RUNS:
-            self.measurements.append(self.measure(case, run, self.n, command, input_bytes))
+            self.measurements.append(self.measure(case, run, count, command, input_bytes))
+
+    def run_distance(self, rtt_ms: float) -> None:
+        """The cases again through a relay that adds rtt_ms, against a fresh server: every secret is new again."""
+        self.stop_server()
+        self.start_server(WORKDIR / "bao-distance")
+        upstream = urllib.parse.urlsplit(self.server.addr)
+        with Relay(upstream.hostname, upstream.port, rtt=rtt_ms / 1000) as relay:
+            # 127.0.0.1 like the server: its certificate is valid for the relay's address too.
+            self.use_url(f"https://127.0.0.1:{relay.port}")
+            self.rtt_ms = rtt_ms
+            print(f"distance run: RTT {rtt_ms:g} ms through the relay on port {relay.port} ...", flush=True)
+            for case in DISTANCE_CASES:
+                self.run_case(case, self.peer_n if case == "peer" else self.n)
 
     def run_memory(self) -> None:
         """Peak memory of the module process, module alone, first run, at several N."""
@@ -346,13 +395,28 @@ class Bench:
                 }
             )
 
-    def find(self, case: str, run: str) -> Measurement:
-        return next(m for m in self.measurements if m.case == case and m.run == run)
+    def find(self, case: str, run: str, rtt_ms: float = 0.0) -> Measurement:
+        return next(m for m in self.measurements if m.case == case and m.run == run and m.rtt_ms == rtt_ms)
+
+    def wall_at_n(self, m: Measurement) -> float:
+        """The wall of the run at N: measured, or for a smaller batch extrapolated from its time per certificate.
+
+        The fixed start-up of one Ansible task is taken out before scaling: it is paid once, whatever the batch.
+        """
+        return m.wall if m.count == self.n else self.startup + (m.wall - self.startup) * self.n / m.count
+
+    def at_loopback(self) -> list[Measurement]:
+        return [m for m in self.measurements if not m.rtt_ms]
+
+    def at_distance(self) -> list[Measurement]:
+        return [m for m in self.measurements if m.rtt_ms]
 
 
 def progress_line(m: Measurement) -> str:
     requests = {kind: count for kind, count in m.requests.items() if count}
     line = f"  {m.case:<6} {m.run:<6} N={m.count:<5} {m.wall:8.2f} s ({m.cpu:.2f} s CPU)  {requests}"
+    if m.rtt_ms:
+        line += f"  TCP conns {m.connections or '?'}"
     if m.other_requests:
         line += f" other: {m.other_requests}"
     if m.module_process:
@@ -378,7 +442,7 @@ def results_table(bench: Bench) -> str:
     header = ["case", "run", "N", "wall s", "s / cert", "requests", *REQUEST_KINDS]
     header += ["TCP conns", "ours / floor", "peer / ours"]
     rows = []
-    for m in bench.measurements:
+    for m in bench.at_loopback():
         ours_floor = peer_ours = ""
         if m.case in ("module", "role"):
             ours_floor = f"{ratio(m, bench.find('floor', m.run)):.2f}"
@@ -444,10 +508,47 @@ def module_process_table(bench: Bench) -> str:
     rows = [
         [m.case, m.run, f"{m.wall:.2f}", f"{p['wall_seconds']:.2f}", f"{p['cpu_seconds']:.2f}"]
         + [f"{p['maxrss_kib'] / 1024:.1f} MiB"]
-        for m in bench.measurements
+        for m in bench.at_loopback()
         if (p := m.module_process)
     ]
     return table(header, rows, right_from=2)
+
+
+def distance_table(bench: Bench) -> str:
+    header = ["case", "run", "N", "wall s", "s / cert", "requests", *REQUEST_KINDS, "TCP conns"]
+    rows = [
+        [DISTANCE_CASES[m.case], m.run, m.count, f"{m.wall:.2f}" + (" (FAILED)" if m.problems else "")]
+        + [f"{m.wall / m.count:.4f}", m.total_requests, *(m.requests[kind] for kind in REQUEST_KINDS)]
+        + [m.connections or "?"]
+        for m in bench.at_distance()
+    ]
+    text = table(header, rows, right_from=2)
+    if bench.peer_n != bench.n:
+        peer_runs = [bench.find("peer", run, bench.rtt_ms) for run in RUNS]
+        estimates = ", ".join(f"{bench.wall_at_n(m):.0f} s ({m.run} run)" for m in peer_runs)
+        text += (
+            f"\n\nThe peer ran N={bench.peer_n} certificates, not {bench.n}. Extrapolated to N={bench.n} "
+            f"(an estimate, not a measurement): {estimates}, that is start-up + (wall - start-up) × "
+            f"{bench.n} / {bench.peer_n}, with the start-up of one Ansible task measured above ({bench.startup:.2f} s)."
+        )
+    return text
+
+
+def distance_ratios_table(bench: Bench) -> str:
+    """Wall at N, one case against another, and issue 13's targets (set for RTT 10 ms, N=1000)."""
+    rows = []
+    for run in RUNS:
+        for name, case, base, limit in DISTANCE_RATIOS:
+            measured = bench.find(case, run, bench.rtt_ms)
+            compared = bench.find(base, run, bench.rtt_ms)
+            value = bench.wall_at_n(measured) / bench.wall_at_n(compared)
+            if measured.count != bench.n:
+                name += f" (peer extrapolated from N={measured.count})"
+            target, met = "", ""
+            if limit is not None:
+                target, met = f"≤ {limit}", "yes" if value <= limit else "no"
+            rows.append([name, run, f"{value:.2f}", target, met])
+    return table(["ratio of wall s", "run", "measured", "target", "met"], rows, right_from=2)
 
 
 # -- the report --------------------------------------------------------------------
@@ -503,8 +604,13 @@ def machine() -> dict[str, str]:
     }
 
 
+def load_range(measurements: list[Measurement]) -> str:
+    loads = [m.load for m in measurements]
+    return f"{min(loads):.2f} to {max(loads):.2f} ({os.cpu_count()} cores)" if loads else "-"
+
+
 def render_report(bench: Bench, wall: float) -> str:
-    loads = [m.load for m in bench.measurements]
+    distance_run = bool(bench.at_distance())
     template = string.Template((BENCH / "performance.md.in").read_text())
     return template.substitute(
         date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -518,7 +624,12 @@ def render_report(bench: Bench, wall: float) -> str:
         machine="\n".join(f"| {key} | {value} |" for key, value in machine().items()),
         versions="\n".join(f"| {key} | {value} |" for key, value in versions(bench.python).items()),
         bench_wall=f"{wall:.0f}",
-        load=f"{min(loads):.2f} to {max(loads):.2f} ({os.cpu_count()} cores)",
+        load=load_range(bench.at_loopback()),
+        rtt_ms=f"{bench.rtt_ms:g}",
+        peer_n=bench.peer_n,
+        distance_results=distance_table(bench) if distance_run else "Not run: this run had `RTT_MS=0`.",
+        distance_ratios=distance_ratios_table(bench) if distance_run else "Not run.",
+        distance_load=load_range(bench.at_distance()),
     )
 
 
@@ -529,9 +640,19 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=REPORT_N, help=f"certificates per run (default {REPORT_N})")
     parser.add_argument("--bench-python", required=True, help="the python of make bench-venv")
+    parser.add_argument(
+        "--rtt-ms",
+        type=float,
+        default=DEFAULT_RTT_MS,
+        help=f"round-trip time the relay adds in the distance run (default {DEFAULT_RTT_MS:g}; 0: no distance run)",
+    )
+    parser.add_argument("--peer-n", type=int, help="the peer's certificates in the distance run (default: --n)")
     args = parser.parse_args()
     if not Path(args.bench_python).exists():
         parser.error(f"{args.bench_python} does not exist: run make bench-venv")
+    args.peer_n = args.peer_n or args.n
+    if not 1 <= args.peer_n <= args.n or args.rtt_ms < 0:
+        parser.error("--peer-n goes from 1 to --n, and --rtt-ms is not negative")
     return args
 
 
@@ -547,7 +668,7 @@ def lock_workdir() -> t.IO[str]:
 
 
 def clean_workdir() -> None:
-    for scratch in ("ansible-home", "bao", "inputs", "logs", "module-processes.jsonl"):
+    for scratch in ("ansible-home", "bao", "bao-distance", "inputs", "logs", "module-processes.jsonl"):
         path = WORKDIR / scratch
         if path.is_dir():
             shutil.rmtree(path)
@@ -567,22 +688,27 @@ def main() -> int:
     clean_workdir()
     count = max(args.n, *MEMORY_COUNTS)
     print(f"generating {count} certificates ...", flush=True)
-    bench = Bench(args.n, str(Path(args.bench_python).absolute()), make_certificates(count))
+    bench = Bench(args.n, str(Path(args.bench_python).absolute()), make_certificates(count), args.peer_n)
     bench.write_measuring_python()
     print("starting OpenBao ...", flush=True)
     try:
-        bench.start_server()
+        bench.start_server(WORKDIR / "bao")
         bench.run_startup()
         for case in CASES:
-            bench.run_case(case)
+            bench.run_case(case, args.n)
         bench.run_memory()
+        if args.rtt_ms:
+            bench.run_distance(args.rtt_ms)
     finally:
         bench.stop_server()
-        # The audit log (log_raw: every secret in clear) and the generated keys: 150 MB at N=1000.
-        shutil.rmtree(WORKDIR / "bao", ignore_errors=True)
-        shutil.rmtree(bench.inputs, ignore_errors=True)
+        # The audit logs (log_raw: every secret in clear) and the generated keys: 150 MB at N=1000.
+        for scratch in ("bao", "bao-distance", "inputs"):
+            shutil.rmtree(WORKDIR / scratch, ignore_errors=True)
     print(f"\n{results_table(bench)}\n\n{targets_table(bench)}\n\n{memory_table(bench)}\n")
+    if bench.at_distance():
+        print(f"distance run, RTT {bench.rtt_ms:g} ms:\n\n{distance_table(bench)}\n\n{distance_ratios_table(bench)}\n")
     raw = {"startup_seconds": bench.startup_seconds, "memory": bench.memory}
+    raw |= {"rtt_ms": bench.rtt_ms, "peer_n": bench.peer_n}
     raw["measurements"] = [asdict(m) for m in bench.measurements]
     (WORKDIR / "results.json").write_text(json.dumps(raw, indent=1))
     wall = time.perf_counter() - started

@@ -13,7 +13,7 @@ author:
 description:
   - Turns a list of certificates, given inline or as file paths, into the list of items that
     O(certautopilot.vault.vault_cert_push#module:certificates) takes, so that any number of certificates is
-    delivered by B(one) module run (one login, one HTTP connection).
+    delivered by B(one) module run (one login, a few kept-alive connections).
   - Reads every C(certificate_file) and C(chain_file) and renders every secret path in one plugin call.
   - B(Private keys are not read here.) A C(private_key_file) is returned as the absolute path of the file found
     on the controller; the push's action plugin reads it (decrypting Ansible Vault files) and hands the keys to

@@ -106,7 +106,7 @@ class VaultModule:
 
     @contextmanager
     def session(self, *, login: bool = True) -> t.Iterator[_client.VaultClient]:
-        """A client over one connection, logged in unless ``login`` is false (then call ``log_in``).
+        """A client with one connection per item in flight, logged in unless ``login`` is false (then ``log_in``).
 
         A token the module obtained is revoked on the way out.
         """

@@ -233,7 +233,7 @@ def _result(item: PushItem, options: PushOptions, decision: Decision, *, version
 
 
 def push_all(client: VaultClient, items: t.Sequence[PushItem], options: PushOptions, *, batch: bool) -> list[dict]:
-    """Deliver the items over the client's one connection, results in input order (see _batch.run_each)."""
+    """Deliver the items over the client's one login, results in input order (see _batch.run_each)."""
     _kv2.check_mount(client, options.mount)
     if options.check_capabilities:
         _health.require_capabilities(

@@ -90,7 +90,7 @@ def rollback_all(
     check_capabilities: bool = False,
     concurrency: int = 1,
 ) -> list[dict]:
-    """Roll every secret back over the client's one connection, results in input order (see _batch.run_each).
+    """Roll every secret back over the client's one login, results in input order (see _batch.run_each).
 
     Every request is of the same mount, checked once (not at all for an empty batch). With
     ``check_capabilities`` the token's capabilities on every path are checked before any write.

@@ -18,7 +18,8 @@ description:
   - Check mode reads and decides but writes nothing. Diff mode shows each field before and after with every
     PEM replaced by a summary (subject CN, serial, not_after, SHA-256 fingerprint; a private key by the
     SHA-256 of its public key). No key material is ever shown.
-  - Request budget of a run, whatever the number of certificates, over one kept-alive HTTP connection -
+  - Request budget of a run, whatever the number of certificates and O(concurrency), over kept-alive HTTP
+    connections (one per certificate in flight) -
     one login, one mount check, then per certificate one read and, when it changed, one write;
     plus the token revocation at the end.
 author:

@@ -693,7 +693,14 @@ def test_write_refused_by_every_answer_is_reported_for_what_the_server_holds(
 
         run = module_process.run(
             PUSH,
-            {"url": proxy.url, "ca_cert": vault_conn["ca_cert"], **approle(bao), "certificates": batch, "retries": 1},
+            {
+                "url": proxy.url,
+                "ca_cert": vault_conn["ca_cert"],
+                **approle(bao),
+                "certificates": batch,
+                "retries": 1,
+                "concurrency": 1,
+            },
         )
 
     assert run.failed

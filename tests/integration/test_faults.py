@@ -196,7 +196,7 @@ class SharedRun:
             task(
                 "server gone mid-batch",
                 PUSH,
-                {**self.approle(), "url": self.dying_proxy.url, "retries": 2, "certificates": gone},
+                {**self.approle(), "url": self.dying_proxy.url, "retries": 2, "certificates": gone, "concurrency": 1},
             ),
             task(
                 "rerun after server came back",
@@ -432,7 +432,9 @@ def test_sealed_mid_batch_fails_clearly_and_rerun_changes_only_the_rest(spare, a
         proxy.add_rule("POST", "^secret/data/certs/sealed-", skip=9, action=spare.seal)
         try:
             _run, results = run_tasks(
-                ansible, tmp_path, [task("sealed", PUSH, {**connection, "url": proxy.url, "certificates": items})]
+                ansible,
+                tmp_path,
+                [task("sealed", PUSH, {**connection, "url": proxy.url, "certificates": items, "concurrency": 1})],
             )
         finally:
             spare.unseal()
@@ -472,7 +474,9 @@ def test_token_expiring_mid_batch_fails_understandably_and_writes_whole_secrets(
         # Slow reads after the first: the batch outlives the token's TTL.
         proxy.add_rule("GET", "^secret/data/certs/expiry-", skip=1, delay=0.5, times=None)
         _run, results = run_tasks(
-            ansible, tmp_path, [task("expiry", PUSH, {**auth, "url": proxy.url, "certificates": items})]
+            ansible,
+            tmp_path,
+            [task("expiry", PUSH, {**auth, "url": proxy.url, "certificates": items, "concurrency": 1})],
         )
     result = results["expiry"]
 

@@ -607,7 +607,7 @@ def test_rollback_batch_of_twenty_is_one_login_and_restores_each_in_input_order(
     secrets = [{"path": path, "version": 1, "current_version": 2} for path in paths]
     mark = bao.audit_mark()
 
-    run = ansible.run_module(MODULE, {**vault_conn, **approle_auth, "secrets": secrets})
+    run = ansible.run_module(MODULE, {**vault_conn, **approle_auth, "secrets": secrets, "concurrency": 1})
 
     assert not run.failed, run.msg
     assert [result["path"] for result in run.result["results"]] == paths
@@ -632,7 +632,7 @@ def test_rollback_batch_stops_at_a_refused_secret_and_names_what_was_not_written
     write(bao, paths[1], cert_data("v3.stopped.example.com"))
     secrets = [{"path": path, "version": 1, "current_version": 2} for path in paths]
 
-    run = ansible.run_module(MODULE, {**vault_conn, **approle_auth, "secrets": secrets})
+    run = ansible.run_module(MODULE, {**vault_conn, **approle_auth, "secrets": secrets, "concurrency": 1})
 
     assert run.failed
     assert "batch stopped at secret 2 of 3" in run.msg and "current_version guard" in run.msg, run.msg

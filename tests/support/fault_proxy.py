@@ -103,6 +103,8 @@ class Hit:
     status: int | None  # what the client got; None: the connection was dropped
     forwarded: bool
     injected: bool
+    # When the request arrived (monotonic clock).
+    at: float = dataclasses.field(default_factory=time.monotonic)
 
 
 class FaultProxy:

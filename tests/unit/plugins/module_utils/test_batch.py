@@ -42,7 +42,12 @@ def test_stopped_batch_names_the_failed_item_and_every_item_after_it():
 
 def test_stopped_batch_keeps_an_unknown_outcome_apart_from_the_unwritten():
     stopped = _batch.stopped(
-        {1: OutcomeUnknown("answer lost; the write may or may not have been applied")}, ["a", "b", "c"], noun="secret"
+        {
+            0: {"changed": False, "path": "a"},
+            1: OutcomeUnknown("answer lost; the write may or may not have been applied"),
+        },
+        ["a", "b", "c"],
+        noun="secret",
     )
     assert stopped.result["not_written"] == ["c"]
     assert stopped.result["outcome_unknown"] == ["b"]
