@@ -143,8 +143,10 @@ def test_a_key_that_is_not_text_is_refused_without_echoing_it(value, kind):
 
 
 def test_a_key_file_source_names_the_option_it_came_from():
-    _, [single] = take_keys({"certificate": "C", "private_key_file": "a.key"})
-    _, batch = take_keys({"certificates": [{"certificate": "A"}, {"certificate": "B", "private_key_file": "b.key"}]})
+    _args, [single] = take_keys({"certificate": "C", "private_key_file": "a.key"})
+    _args, batch = take_keys(
+        {"certificates": [{"certificate": "A"}, {"certificate": "B", "private_key_file": "b.key"}]}
+    )
     assert single.option == "private_key_file"
     assert [source.option for source in batch] == [
         "certificates[0].private_key_file",
