@@ -56,7 +56,7 @@ def push_in_threads(server: dict, client: hvac.Client, items: list[dict], thread
     """push() in threads: the logged-in client serves the first, each other thread gets a client with its token."""
     others = [
         hvac.Client(url=server["bench_url"], verify=server["bench_ca_cert"], token=client.token)
-        for _ in range(threads - 1)
+        for _thread in range(threads - 1)
     ]
     shares = [items[index::threads] for index in range(threads)]
     with ThreadPoolExecutor(max_workers=threads) as pool:
