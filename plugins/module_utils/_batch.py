@@ -52,12 +52,24 @@ Outcomes = t.Dict[int, t.Any]  # item index -> its result, or the VaultCertError
 def _run_in_order(items: t.Sequence[Item], operate: t.Callable[[Item], dict]) -> Outcomes:
     outcomes: Outcomes = {}
     for index, item in enumerate(items):
-        try:
-            outcomes[index] = operate(item)
-        except VaultCertError as exc:
-            outcomes[index] = exc
+        outcomes[index] = _outcome(operate, item)
+        if isinstance(outcomes[index], VaultCertError):
             break
     return outcomes
+
+
+def _outcome(operate: t.Callable[[Item], dict], item: Item) -> t.Any:
+    """The item's result, or the error it failed with.
+
+    Any other exception is a bug met part-way: the item may have been written already, so it is
+    an unknown outcome, and the batch's report of every other item is kept.
+    """
+    try:
+        return operate(item)
+    except VaultCertError as exc:
+        return exc
+    except Exception as exc:  # noqa: BLE001 - reported per item; the module's last resort would lose the report
+        return OutcomeUnknown(f"unexpected error ({type(exc).__name__}): {exc}", answered=False)
 
 
 def _run_in_pool(items: t.Sequence[Item], operate: t.Callable[[Item], dict], concurrency: int) -> Outcomes:
@@ -65,19 +77,17 @@ def _run_in_pool(items: t.Sequence[Item], operate: t.Callable[[Item], dict], con
     outcomes: Outcomes = {}
     upcoming = iter(enumerate(items))
     with ThreadPoolExecutor(max_workers=min(concurrency, len(items)) or 1) as pool:
-        in_flight = {pool.submit(operate, item): index for index, item in itertools.islice(upcoming, concurrency)}
+        in_flight = {
+            pool.submit(_outcome, operate, item): index for index, item in itertools.islice(upcoming, concurrency)
+        }
         while in_flight:
             done, _running = wait(in_flight, return_when=FIRST_COMPLETED)
             for future in done:
-                index = in_flight.pop(future)
-                try:
-                    outcomes[index] = future.result()
-                except VaultCertError as exc:
-                    outcomes[index] = exc
+                outcomes[in_flight.pop(future)] = future.result()
             if any(isinstance(outcome, VaultCertError) for outcome in outcomes.values()):
                 continue
             for index, item in itertools.islice(upcoming, len(done)):
-                in_flight[pool.submit(operate, item)] = index
+                in_flight[pool.submit(_outcome, operate, item)] = index
     return outcomes
 
 

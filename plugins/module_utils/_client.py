@@ -196,7 +196,25 @@ def redirect_allowed(origin: str, target: str) -> bool:
 if HAS_HVAC:
 
     class _RedirectSafeSession(requests.Session):
-        """A requests session that does not follow a redirect redirect_allowed() refuses; its 3xx is returned."""
+        """A requests session that does not follow a redirect redirect_allowed() refuses; its 3xx is returned.
+
+        It also reads the environment (proxies, NO_PROXY, REQUESTS_CA_BUNDLE for an unset ca_cert) once per
+        host and settings, not for every request: requests reads all of os.environ each time, a tenth of a
+        batch's time, while a run talks to one host (two when a standby redirects to the active node).
+        """
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._environment: dict[tuple, dict] = {}
+
+        def merge_environment_settings(self, url, proxies, stream, verify, cert):  # noqa: ANN001, ANN201 - requests' own signature
+            parts = urlsplit(url)
+            key = (parts.scheme, parts.netloc, repr(proxies), stream, repr(verify), repr(cert))
+            if key not in self._environment:
+                self._environment[key] = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            settings = dict(self._environment[key])
+            settings["proxies"] = dict(settings["proxies"])
+            return settings
 
         def get_redirect_target(self, resp: requests.Response) -> str | None:
             target = super().get_redirect_target(resp)
@@ -238,12 +256,6 @@ class VaultClient:
             self._remove_temp_files()
             raise
         session = _RedirectSafeSession()
-        # The environment (proxies, NO_PROXY, REQUESTS_CA_BUNDLE for an unset ca_cert) is read once for the
-        # run: requests would read all of it again for every request, a tenth of a batch's time.
-        environment = session.merge_environment_settings(settings.url, {}, None, verify, cert)
-        session.trust_env = False
-        session.proxies.update(environment["proxies"])
-        verify = environment["verify"]
         # hvac takes verify and cert from a session it is given, over its own arguments.
         session.verify, session.cert = verify, cert
         # One kept-alive connection per request in flight.
@@ -373,10 +385,14 @@ class VaultClient:
 
     def _back_off(self, seconds: float, *, pool_wide: bool) -> None:
         if pool_wide:
-            with self._resume_lock:
-                self._resume_at = max(self._resume_at, time.monotonic() + seconds)
-                self._waited.until = self._resume_at
+            self._waited.until = self._hold_pool(seconds)
         self._sleep(seconds)
+
+    def _hold_pool(self, seconds: float) -> float:
+        """Keep every request of the run from being sent for ``seconds``; when the pool may send again."""
+        with self._resume_lock:
+            self._resume_at = max(self._resume_at, time.monotonic() + seconds)
+            return self._resume_at
 
     def _wait_for_pool(self) -> None:
         """Hold this request while another request of the run backs off from a 429/503."""
@@ -439,6 +455,9 @@ class VaultClient:
             self._raise_for_status(status, errors, method, path, kind, needs, auth_label)
         message = f"{method} {path} answered HTTP {status}: {errors}"
         if kind == WRITE and not _proves_not_processed(status, errors):
+            if status in POOL_BACKOFF_STATUS:
+                # The server asks every request to slow down, not only this write (resolved by reading back).
+                self._hold_pool(FIRST_WAIT)
             # A gateway timeout answers while the server may still be working on the write.
             raise OutcomeUnknown(message, answered=status != 504)
         if status not in RETRYABLE_STATUS:

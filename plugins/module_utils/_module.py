@@ -115,7 +115,7 @@ class VaultModule:
         if not settings.validate_certs:
             self.module.warn("validate_certs is false: the server's TLS certificate is not checked (bring-up only)")
         # One connection per item in flight, all on the one login.
-        pool_size = _batch.check_concurrency(self.params.get("concurrency") or 1)
+        pool_size = _batch.check_concurrency(self.params["concurrency"]) if "concurrency" in self.params else 1
         client = self._client = _client.VaultClient(settings, pool_size=pool_size)
         try:
             if login:

@@ -160,3 +160,20 @@ def test_a_single_item_failing_in_a_pool_raises_its_own_error():
 
     with pytest.raises(OutcomeUnknown):
         _batch.run_each([0], operate, paths=["a"], batch=False, noun="secret", concurrency=8)
+
+
+def test_a_bug_in_one_worker_is_an_unknown_outcome_and_the_other_items_keep_their_report():
+    def operate(index):
+        if index == 0:
+            raise KeyError("certificate")
+        if index == 1:
+            time.sleep(0.05)  # in flight while item 0 fails
+        return {"changed": True, "path": str(index)}
+
+    paths = [str(i) for i in range(6)]
+    with pytest.raises(VaultCertError) as error:
+        _batch.run_each(list(range(6)), operate, paths=paths, batch=True, noun="secret", concurrency=2)
+    assert error.value.result["outcome_unknown"] == ["0"]
+    assert "unexpected error (KeyError)" in str(error.value)
+    assert [result["path"] for result in error.value.result["results"]] == ["1"]
+    assert error.value.result["not_written"] == ["2", "3", "4", "5"]

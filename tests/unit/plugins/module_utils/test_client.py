@@ -205,3 +205,18 @@ def test_redirects_are_followed_only_to_https_or_the_same_origin(origin, target,
 def test_namespace_that_cannot_be_a_header_value_is_refused(value):
     with pytest.raises(VaultCertError, match="invalid namespace .*line break"):
         _client.ConnectionSettings.from_params(_params(namespace=value))
+
+
+def test_the_session_reads_the_environment_once_per_host_and_honours_no_proxy_per_host(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://corp-proxy:3128")
+    monkeypatch.setenv("NO_PROXY", "active.example")
+    session = _client._RedirectSafeSession()
+
+    standby = session.merge_environment_settings("https://standby.example:8200/v1/x", {}, None, True, None)
+    active = session.merge_environment_settings("https://active.example:8200/v1/x", {}, None, True, None)
+    monkeypatch.setenv("HTTPS_PROXY", "http://another-proxy:3128")
+    again = session.merge_environment_settings("https://standby.example:8200/v1/y", {}, None, True, None)
+
+    assert standby["proxies"]["https"] == "http://corp-proxy:3128"
+    assert "https" not in active["proxies"], "NO_PROXY is honoured for the host a standby redirects to"
+    assert again == standby, "read once per host for the run"
