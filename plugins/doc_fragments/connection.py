@@ -5,8 +5,17 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # Connection options shared by every module of the collection.
+    # What every module of the collection documents: its author, what it needs, and the connection and login
+    # options (all but auth_method, whose default and choices are the module's or WRITER's).
     DOCUMENTATION = r"""
+author:
+  - CertAutoPilot team (@certautopilot)
+notes:
+  - One login per module run, whatever the number of certificates.
+  - Private keys, secret IDs, JWTs and tokens never appear in messages, return values or diffs.
+requirements:
+  - hvac >= 2.0.0
+  - cryptography >= 40.0.0
 options:
   url:
     description:
@@ -73,11 +82,6 @@ options:
       - Check-and-set conflicts are re-read and re-decided up to this many times too.
     type: int
     default: 8
-"""
-
-    # Auth options shared by every module of the collection.
-    AUTH = r"""
-options:
   auth_mount_point:
     description:
       - Mount point of the auth method. Defaults to the method's own name (V(approle), V(jwt), V(cert)).
@@ -123,16 +127,12 @@ options:
       - A token given with O(auth_method=token) is never revoked.
     type: bool
     default: true
-notes:
-  - One login per module run, whatever the number of certificates.
-  - Private keys, secret IDs, JWTs and tokens never appear in messages, return values or diffs.
-requirements:
-  - hvac >= 2.0.0
-  - cryptography >= 40.0.0
 """
 
-    # auth_method of the modules that write (push, rollback): they need a login.
-    WRITER_AUTH = r"""
+    # What the modules that write (push, rollback) add to DOCUMENTATION: the options of
+    # _module.writer_argument_spec(), auth_method (they need a login), with_diff (filled in by their action plugin,
+    # plugins/plugin_utils/_action.py), and the attributes they share.
+    WRITER = r"""
 options:
   auth_method:
     description:
@@ -141,26 +141,39 @@ options:
     type: str
     default: approle
     choices: [approle, jwt, cert, token]
-"""
-
-    # Filled in by the action plugin of a writing module (plugins/plugin_utils/_action.py).
-    ACTION = r"""
-options:
+  mount:
+    description:
+      - Path of the KV v2 secrets engine. A KV v1 mount is refused before anything is written.
+    type: str
+    default: secret
+    aliases: [engine_mount_point]
+  path:
+    description:
+      - Secret path below O(mount), already rendered
+        (the P(certautopilot.vault.cert_distribution#role) role renders templates).
+      - Refused before any request when empty, starting or ending with C(/), holding an empty, C(.) or C(..) segment,
+        whitespace, a control character, C(?), C(#), C(%) or C(\), or longer than 1024 characters.
+      - Required for a single secret; each item of a batch has its own path instead.
+    type: str
+  check_capabilities:
+    description:
+      - Before any write, ask the server (C(sys/capabilities-self), one request per 500 paths, in the run's own
+        login) whether the token has every capability the run needs on each of its paths, and refuse the run,
+        writing nothing, when it lacks any - instead of failing part-way through a batch.
+      - A push needs C(read), C(create) and C(update) on C(<mount>/data/<path>), what
+        P(certautopilot.vault.vault_health#module) checks on one path.
+      - A rollback needs C(read) and C(update) on C(<mount>/data/<path>) and C(read) on C(<mount>/metadata/<path>),
+        what P(certautopilot.vault.vault_health#module) checks with
+        O(certautopilot.vault.vault_health#module:check_rollback).
+      - Every path of the run is checked without a second login.
+    type: bool
+    default: false
   with_diff:
     description:
       - Ansible's diff mode (C(--diff) or the task's C(diff) keyword), which the module's action plugin passes on
         because a module cannot read it itself. A value given in a task is replaced by it.
     type: bool
     default: false
-attributes:
-  action:
-    support: full
-    description: An action plugin of the same name runs on the controller before the module.
-"""
-
-    # Every operation that takes a batch.
-    BATCH = r"""
-options:
   concurrency:
     description:
       - How many items of a batch are in flight at once, over one login and a pool of kept-alive connections
@@ -174,15 +187,14 @@ options:
         concurrency never lets one write undo another.
     type: int
     default: 8
-"""
-
-    # The KV v2 secret a module works on.
-    TARGET = r"""
-options:
-  mount:
-    description:
-      - Path of the KV v2 secrets engine. A KV v1 mount is refused before anything is written.
-    type: str
-    default: secret
-    aliases: [engine_mount_point]
+attributes:
+  action:
+    support: full
+    description: An action plugin of the same name runs on the controller before the module.
+  check_mode:
+    support: full
+    description: Reads and decides; writes nothing.
+  diff_mode:
+    support: full
+    description: Field summaries only, never PEM bodies or keys. A batch returns one diff per item.
 """

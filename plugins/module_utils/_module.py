@@ -62,14 +62,19 @@ def target_argument_spec() -> dict:
     }
 
 
-def batch_argument_spec() -> dict:
-    """Options of every operation that takes a batch: how many items are in flight at once."""
-    return {"concurrency": {"type": "int", "default": _batch.DEFAULT_CONCURRENCY}}
+def writer_argument_spec(options: dict) -> dict:
+    """The argument spec of a module that writes (push, rollback), documented by the connection.writer fragment.
 
-
-def writer_argument_spec() -> dict:
-    """Options every writing module has besides the target: the up-front capability check, and diff mode."""
-    return {"check_capabilities": {"type": "bool", "default": False}, DIFF_OPTION: {"type": "bool", "default": False}}
+    The target, the module's own ``options``, and what every writer has: the up-front capability
+    check, diff mode (set by the action plugin), and how many items of a batch are in flight at once.
+    """
+    return {
+        **target_argument_spec(),
+        **options,
+        "check_capabilities": {"type": "bool", "default": False},
+        DIFF_OPTION: {"type": "bool", "default": False},
+        "concurrency": {"type": "int", "default": _batch.DEFAULT_CONCURRENCY},
+    }
 
 
 class VaultModule:
@@ -158,6 +163,47 @@ class VaultModule:
         if self._client is not None:
             self.module.no_log_values.update(self._client.secrets)
         self.module.fail_json(**result)
+
+
+class WriterModule(VaultModule):
+    """A module that writes one item, given by its ``single_options``, or a batch of them in ``batch_option``.
+
+    The two forms are mutually exclusive, and one of ``batch_option`` and ``required`` must be given.
+    """
+
+    def __init__(
+        self,
+        options: dict,
+        *,
+        batch_option: str,
+        single_options: t.Sequence[str],
+        required: str,
+        mutually_exclusive: t.Sequence[t.Sequence[str]] = (),
+        **module_kwargs: t.Any,
+    ) -> None:
+        super().__init__(
+            argument_spec=writer_argument_spec(options),
+            mutually_exclusive=[(batch_option, name) for name in single_options] + list(mutually_exclusive),
+            required_one_of=[(batch_option, required)],
+            **module_kwargs,
+        )
+        self.batch = self.params[batch_option] is not None
+        # A single item is the batch of one the top-level options describe.
+        self.items: list[dict] = (
+            self.params[batch_option] if self.batch else [{name: self.params[name] for name in single_options}]
+        )
+
+    def write_all(self, write: t.Callable[[_client.VaultClient], list[dict]]) -> dict:
+        """What the module returns for the results ``write`` gets over one session (see VaultModule.session)."""
+        with self.session() as client:
+            results = write(client)
+        return _batch.run_result(results, batch=self.batch)
+
+
+def run_writer(action: t.Callable[[WriterModule], dict], options: dict, **writer: t.Any) -> t.NoReturn:
+    """The main() of a writing module: ``action`` runs on a WriterModule of ``options`` (see VaultModule.run)."""
+    vault = WriterModule(options, **writer)
+    vault.run(lambda: action(vault))
 
 
 # Text in the BEGIN and END lines of every PEM private key, whatever its type.

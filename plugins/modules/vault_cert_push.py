@@ -8,6 +8,9 @@ DOCUMENTATION = r"""
 module: vault_cert_push
 short_description: Deliver TLS certificates into HashiCorp Vault / OpenBao KV v2 secrets
 version_added: 0.1.0
+extends_documentation_fragment:
+  - certautopilot.vault.connection
+  - certautopilot.vault.connection.writer
 description:
   - Writes a certificate, its private key, its chain and the fullchain (certificate followed by the chain)
     into a KV v2 secret at C(<mount>/data/<path>), or a batch of them in one run.
@@ -22,24 +25,7 @@ description:
     connections (one per certificate in flight) -
     one login, one mount check, then per certificate one read and, when it changed, one write;
     plus the token revocation at the end.
-author:
-  - CertAutoPilot team (@certautopilot)
-extends_documentation_fragment:
-  - certautopilot.vault.connection
-  - certautopilot.vault.connection.auth
-  - certautopilot.vault.connection.target
-  - certautopilot.vault.connection.writer_auth
-  - certautopilot.vault.connection.action
-  - certautopilot.vault.connection.batch
 options:
-  path:
-    description:
-      - Secret path below O(mount), already rendered
-        (the P(certautopilot.vault.cert_distribution#role) role renders templates).
-      - Refused before any request when empty, starting or ending with C(/), holding an empty, C(.) or C(..) segment,
-        whitespace, a control character, C(?), C(#), C(%) or C(\), or longer than 1024 characters.
-      - Required unless O(certificates) is used.
-    type: str
   certificate:
     description:
       - The PEM leaf certificate. Required unless O(certificates) is used.
@@ -127,14 +113,6 @@ options:
       - Parsing itself is never skipped.
     type: bool
     default: true
-  check_capabilities:
-    description:
-      - Before any write, ask the server (C(sys/capabilities-self), one request per 500 paths, in the run's own
-        login) whether the token has C(read), C(create) and C(update) on every C(<mount>/data/<path>) of the run,
-        and refuse the run, writing nothing, when it lacks any - instead of failing part-way through a batch.
-      - What P(certautopilot.vault.vault_health#module) checks on one path, for every path, without a second login.
-    type: bool
-    default: false
   custom_metadata:
     description:
       - Also write C(cn), C(serial), C(not_after) and C(fingerprint_sha256) into the secret's KV metadata
@@ -143,13 +121,6 @@ options:
       - The metadata is written before the data, so a token that may not write it is refused with nothing written.
     type: bool
     default: false
-attributes:
-  check_mode:
-    support: full
-    description: Reads and decides; writes nothing.
-  diff_mode:
-    support: full
-    description: Field summaries only, never PEM bodies or keys. A batch returns one diff per certificate.
 seealso:
   - module: certautopilot.vault.vault_cert_rollback
   - module: certautopilot.vault.vault_health
@@ -325,25 +296,18 @@ outcome_unknown:
   elements: str
 """
 
-from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _certs, _keys, _push
-from ansible_collections.certautopilot.vault.plugins.module_utils._module import (
-    VaultModule,
-    batch_argument_spec,
-    target_argument_spec,
-    writer_argument_spec,
-)
-
-SINGLE_OPTIONS = _push.ITEM_OPTIONS
+from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _keys, _push
+from ansible_collections.certautopilot.vault.plugins.module_utils._module import WriterModule, run_writer
 
 
-def argument_spec() -> dict:
-    spec = target_argument_spec()
-    spec.update(
-        certificate={"type": "str"},
-        private_key={"type": "str", "no_log": True},
-        private_key_file={"type": "str"},
-        chain={"type": "raw"},
-        certificates={
+def module_options() -> dict:
+    """The options of this module besides those of every writer (_module.writer_argument_spec)."""
+    return {
+        "certificate": {"type": "str"},
+        "private_key": {"type": "str", "no_log": True},
+        "private_key_file": {"type": "str"},
+        "chain": {"type": "raw"},
+        "certificates": {
             "type": "list",
             "elements": "dict",
             "options": {
@@ -355,19 +319,16 @@ def argument_spec() -> dict:
             },
             "mutually_exclusive": [("private_key", "private_key_file")],
         },
-        key_bundle={"type": "str", "no_log": True},
-        include_private_key={"type": "bool", "default": True},
-        fields={"type": "dict"},
-        keep_other_fields={"type": "bool", "default": True},
-        validate={"type": "bool", "default": True},
-        custom_metadata={"type": "bool", "default": False},
-    )
-    spec.update(writer_argument_spec())
-    spec.update(batch_argument_spec())
-    return spec
+        "key_bundle": {"type": "str", "no_log": True},
+        "include_private_key": {"type": "bool", "default": True},
+        "fields": {"type": "dict"},
+        "keep_other_fields": {"type": "bool", "default": True},
+        "validate": {"type": "bool", "default": True},
+        "custom_metadata": {"type": "bool", "default": False},
+    }
 
 
-def push(vault: VaultModule) -> dict:
+def push(vault: WriterModule) -> dict:
     params = vault.params
     options = _push.PushOptions(
         mount=params["mount"],
@@ -381,22 +342,20 @@ def push(vault: VaultModule) -> dict:
         diff=vault.diff_mode,
         concurrency=params["concurrency"],
     )
-    batch = params["certificates"] is not None
-    raw_items = params["certificates"] if batch else [{name: params[name] for name in SINGLE_OPTIONS}]
-    items = _push.prepare_items(_keys.attach_keys(raw_items, params["key_bundle"]), options)
-    with vault.session() as client:
-        results = _push.push_all(client, items, options, batch=batch)
-    return _batch.run_result(results, batch=batch)
+    items = _push.prepare_items(_keys.attach_keys(vault.items, params["key_bundle"]), options)
+    return vault.write_all(lambda client: _push.push_all(client, items, options, batch=vault.batch))
 
 
 def main() -> None:
-    vault = VaultModule(
-        argument_spec=argument_spec(),
-        mutually_exclusive=[("certificates", name) for name in SINGLE_OPTIONS] + [("private_key", "private_key_file")],
-        required_one_of=[("certificates", "certificate")],
+    run_writer(
+        push,
+        module_options(),
+        batch_option="certificates",
+        single_options=_push.ITEM_OPTIONS,
+        required="certificate",
+        mutually_exclusive=[("private_key", "private_key_file")],
         required_together=[("path", "certificate")],
     )
-    vault.run(lambda: push(vault))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,9 @@ DOCUMENTATION = r"""
 module: vault_cert_rollback
 short_description: Roll a KV v2 certificate secret back to an earlier version
 version_added: 0.1.0
+extends_documentation_fragment:
+  - certautopilot.vault.connection
+  - certautopilot.vault.connection.writer
 description:
   - Restores the data of an earlier version of a KV v2 secret as a new current version, as
     C(vault kv rollback -version=N) (or C(bao kv rollback)) does - same new version number, same data - so the
@@ -34,21 +37,7 @@ description:
     RV(outcome_unknown).
   - Request budget - one login and one mount check per run; per secret one metadata read, two version reads
     and, when changed, one write; plus the token revocation.
-author:
-  - CertAutoPilot team (@certautopilot)
-extends_documentation_fragment:
-  - certautopilot.vault.connection
-  - certautopilot.vault.connection.auth
-  - certautopilot.vault.connection.target
-  - certautopilot.vault.connection.writer_auth
-  - certautopilot.vault.connection.action
-  - certautopilot.vault.connection.batch
 options:
-  path:
-    description:
-      - Secret path below O(mount), checked as in P(certautopilot.vault.vault_cert_push#module).
-      - Required unless O(secrets) is used.
-    type: str
   secrets:
     description:
       - A batch - each item a secret to roll back, with its own O(secrets[].version) and
@@ -70,15 +59,6 @@ options:
       current_version:
         description: As O(current_version), for this secret.
         type: int
-  check_capabilities:
-    description:
-      - Before any write, ask the server (C(sys/capabilities-self), one request per 500 paths, in the run's own
-        login) whether the token has C(read) and C(update) on every C(<mount>/data/<path>) and C(read) on every
-        C(<mount>/metadata/<path>) of the run, and refuse the run, writing nothing, when it lacks any.
-      - What P(certautopilot.vault.vault_health#module) checks with
-        O(certautopilot.vault.vault_health#module:check_rollback), for every path, without a second login.
-    type: bool
-    default: false
   version:
     description:
       - The version whose data to restore.
@@ -91,13 +71,6 @@ options:
       - With an explicit O(version) whose data is already the current data, a mismatching guard is not an error -
         that rollback already happened, and the module reports ok. Re-running a recorded rollback is safe.
     type: int
-attributes:
-  check_mode:
-    support: full
-    description: Reads and decides; writes nothing.
-  diff_mode:
-    support: full
-    description: Field summaries only, never PEM bodies or keys.
 seealso:
   - module: certautopilot.vault.vault_cert_push
   - plugin: certautopilot.vault.rollback_targets
@@ -175,17 +148,19 @@ EXAMPLES = r"""
 
 RETURN = r"""
 mount:
-  description: The KV v2 mount.
+  description: The KV v2 mount of the secret.
   returned: single secret
   type: str
   sample: secret
 path:
-  description: The secret path below the mount.
+  description: The path of the secret below the mount.
   returned: single secret
   type: str
   sample: certs/example.com
 version:
-  description: The current version after the run (in check mode, the current one).
+  description:
+    - The current version after the run - the new version that holds the restored data, or, when nothing was
+      written (as in check mode), the current one.
   returned: single secret
   type: int
   sample: 3
@@ -225,13 +200,9 @@ outcome_unknown:
   elements: str
 """
 
-from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _rollback
-from ansible_collections.certautopilot.vault.plugins.module_utils._module import (
-    VaultModule,
-    batch_argument_spec,
-    target_argument_spec,
-    writer_argument_spec,
-)
+from ansible_collections.certautopilot.vault.plugins.module_utils import _rollback
+from ansible_collections.certautopilot.vault.plugins.module_utils._client import VaultClient
+from ansible_collections.certautopilot.vault.plugins.module_utils._module import WriterModule, run_writer
 
 SINGLE_OPTIONS = ("path", "version", "current_version")
 FURTHER_WARNING = (
@@ -239,13 +210,13 @@ FURTHER_WARNING = (
 )
 
 
-def argument_spec() -> dict:
-    spec = target_argument_spec()
-    spec.update(
-        version={"type": "int"},
-        current_version={"type": "int"},
+def module_options() -> dict:
+    """The options of this module besides those of every writer (_module.writer_argument_spec)."""
+    return {
+        "version": {"type": "int"},
+        "current_version": {"type": "int"},
         # Paths and version numbers: nothing secret, whatever validate-modules guesses from the name.
-        secrets={
+        "secrets": {
             "type": "list",
             "elements": "dict",
             "no_log": False,
@@ -255,40 +226,35 @@ def argument_spec() -> dict:
                 "current_version": {"type": "int"},
             },
         },
-    )
-    spec.update(writer_argument_spec())
-    spec.update(batch_argument_spec())
-    return spec
+    }
 
 
-def rollback(vault: VaultModule) -> dict:
+def rollback(vault: WriterModule) -> dict:
     params = vault.params
-    batch = params["secrets"] is not None
-    items = params["secrets"] if batch else [{name: params[name] for name in SINGLE_OPTIONS}]
-    requests = _rollback.prepare_requests(params["mount"], items, check_mode=vault.module.check_mode)
-    with vault.session() as client:
+    requests = _rollback.prepare_requests(params["mount"], vault.items, check_mode=vault.module.check_mode)
+
+    def write(client: VaultClient) -> list[dict]:
         results = _rollback.rollback_all(
             client,
             requests,
-            batch=batch,
+            batch=vault.batch,
             check_capabilities=params["check_capabilities"],
             concurrency=params["concurrency"],
         )
-    further = [
-        result["path"] for request, result in zip(requests, results) if request.version is None and result["changed"]
-    ]
-    if further:
-        vault.module.warn(f"{FURTHER_WARNING} ({', '.join(further)})" if batch else FURTHER_WARNING)
-    return _batch.run_result(results, batch=batch)
+        further = [
+            result["path"]
+            for request, result in zip(requests, results)
+            if request.version is None and result["changed"]
+        ]
+        if further:
+            vault.module.warn(f"{FURTHER_WARNING} ({', '.join(further)})" if vault.batch else FURTHER_WARNING)
+        return results
+
+    return vault.write_all(write)
 
 
 def main() -> None:
-    vault = VaultModule(
-        argument_spec=argument_spec(),
-        mutually_exclusive=[("secrets", name) for name in SINGLE_OPTIONS],
-        required_one_of=[("secrets", "path")],
-    )
-    vault.run(lambda: rollback(vault))
+    run_writer(rollback, module_options(), batch_option="secrets", single_options=SINGLE_OPTIONS, required="path")
 
 
 if __name__ == "__main__":

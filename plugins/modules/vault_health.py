@@ -8,6 +8,8 @@ DOCUMENTATION = r"""
 module: vault_health
 short_description: Check a Vault / OpenBao server and what certificate delivery needs from it
 version_added: 0.1.0
+extends_documentation_fragment:
+  - certautopilot.vault.connection
 description:
   - Never changes anything.
   - Calls C(sys/health); standby and sealed answers are read, not raised.
@@ -18,11 +20,6 @@ description:
     (C(sys/capabilities-self)) - C(read), C(create) and C(update), what a push needs - and reads C(max_versions)
     where it can (the secret's metadata, then C(<mount>/config)).
   - Fails when the server is sealed or uninitialized, or when any check fails; C(msg) says which.
-author:
-  - CertAutoPilot team (@certautopilot)
-extends_documentation_fragment:
-  - certautopilot.vault.connection
-  - certautopilot.vault.connection.auth
 options:
   auth_method:
     description:
