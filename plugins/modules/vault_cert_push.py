@@ -190,12 +190,13 @@ EXAMPLES = r"""
       jwt_file: "{{ vault_jwt_file }}"
   certautopilot.vault.vault_cert_push:
     certificates:
+      # Key files are read on the controller by the action plugin (files/ first), decrypted if vaulted.
       - path: certs/a.example.com
         certificate: "{{ lookup('ansible.builtin.file', 'a.example.com.crt') }}"
-        private_key: "{{ lookup('ansible.builtin.file', 'a.example.com.key') }}"
+        private_key_file: a.example.com.key
       - path: certs/b.example.com
         certificate: "{{ lookup('ansible.builtin.file', 'b.example.com.crt') }}"
-        private_key: "{{ lookup('ansible.builtin.file', 'b.example.com.key') }}"
+        private_key_file: b.example.com.key
   register: batch
 
 - name: Show which certificates changed
