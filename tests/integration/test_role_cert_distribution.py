@@ -61,8 +61,8 @@ def cases() -> dict[str, Case]:
     role_only = yaml_text(role_play())
     return {
         "play vars, plain": Case(yaml_text([play(vars={"cert_distribution_path_template": PLAIN}, roles=[ROLE])])),
-        # A role parameter is rendered by Ansible's own argument validation before the role runs; vars on the
-        # role's entry are not.
+        # A role parameter would be rendered by the argument validation Ansible runs for a `main` entry point.
+        "role parameter, plain": Case(yaml_text(role_play(cert_distribution_path_template=PLAIN))),
         "role entry vars, plain": Case(yaml_text(role_play(vars={"cert_distribution_path_template": PLAIN}))),
         "role parameter, !unsafe": Case(
             "- name: Deliver\n  hosts: localhost\n  connection: local\n  gather_facts: false\n  roles:\n"
@@ -218,6 +218,32 @@ def test_a_survey_answer_cannot_run_code_or_read_variables_through_the_template(
         assert any(refusal in run.output for refusal in refusals), run.output
         assert not marker.exists(), "the survey answer ran a command on the controller"
         assert bao.audit_requests(mark) == [], f"{what}: nothing may reach the server"
+        assert_no_leak([run.output], login["secret_id"], chain.leaf.key_pem)
+
+
+def test_the_role_still_checks_its_parameters_before_anything_is_sent(bao, ansible, vault_conn, tmp_path):
+    """The role validates its own spec (not Ansible's `main` entry point): a wrong value given next to a plain
+    template is refused by name, the template does not break the check, and nothing reaches the server."""
+    chain = make_chain(f"tpl-{uuid.uuid4().hex[:8]}.example.com")
+    login = {**vault_conn, **approle(bao)}
+    wrong = {
+        "cert_distribution_state": ("presnt", "cert_distribution_state must be one of"),
+        "cert_distribution_validate": ("maybe", "cert_distribution_validate"),
+        "cert_distribution_rollback_items": ([{"version": 2}], "path"),
+    }
+    for option, (value, refusal) in wrong.items():
+        playbook = write_case(
+            tmp_path / option,
+            Case(yaml_text(role_play(cert_distribution_path_template=PLAIN, **{option: value}))),
+        )
+        mark = bao.audit_mark()
+
+        run = run_refused(ansible, playbook, login, chain)
+
+        assert run.rc != 0, f"{option}: {run.output}"
+        assert "Validation of arguments failed" in run.output and refusal in run.output, f"{option}: {run.output}"
+        assert "is undefined" not in run.output, run.output
+        assert bao.audit_requests(mark) == [], f"{option}: nothing may reach the server"
         assert_no_leak([run.output], login["secret_id"], chain.leaf.key_pem)
 
 
