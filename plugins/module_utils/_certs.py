@@ -11,6 +11,7 @@ import secrets
 import typing as t
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _pem
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
@@ -192,7 +193,7 @@ class CertificateBundle:
     # Kept out of repr() so that a bundle that ends up in a log or traceback shows no key.
     private_key: PrivateKeyTypes | None = field(default=None, repr=False)
     private_key_pem: str | None = field(default=None, repr=False)
-    chain: list[x509.Certificate] = field(default_factory=list)
+    chain: tuple[x509.Certificate, ...] = ()
 
     @property
     def certificate_pem(self) -> str:
@@ -200,7 +201,7 @@ class CertificateBundle:
 
     @property
     def chain_pem(self) -> str:
-        return "".join(_certificate_pem(certificate) for certificate in self.chain)
+        return _chain_pem(self.chain)
 
     @property
     def fullchain_pem(self) -> str:
@@ -209,6 +210,16 @@ class CertificateBundle:
 
 def _certificate_pem(certificate: x509.Certificate) -> str:
     return certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+# A batch usually gives every certificate the same chain: it is parsed and written out once per run,
+# and its items share the one text.
+_CHAINS_KEPT = 16
+
+
+@lru_cache(maxsize=_CHAINS_KEPT)
+def _chain_pem(chain: tuple[x509.Certificate, ...]) -> str:
+    return "".join(_certificate_pem(certificate) for certificate in chain)
 
 
 def load_bundle(
@@ -224,7 +235,22 @@ def load_bundle(
     key = key_pem = None
     if private_key is not None:
         key, key_pem = _load_private_key(private_key)
-    return CertificateBundle(certificate=leaf, private_key=key, private_key_pem=key_pem, chain=parse_chain(chain))
+    return CertificateBundle(certificate=leaf, private_key=key, private_key_pem=key_pem, chain=_shared_chain(chain))
+
+
+def _shared_chain(chain: str | list[str] | None) -> tuple[x509.Certificate, ...]:
+    """parse_chain(), once per distinct chain of a run."""
+    key = tuple(chain) if isinstance(chain, list) else chain
+    try:
+        hash(key)
+    except TypeError:  # not text: parse_chain names what is wrong with it
+        return tuple(parse_chain(chain))
+    return _parsed_chain(key)
+
+
+@lru_cache(maxsize=_CHAINS_KEPT)
+def _parsed_chain(chain: str | tuple[str, ...] | None) -> tuple[x509.Certificate, ...]:
+    return tuple(parse_chain(chain))
 
 
 def _public_key_der(key: PublicKeyTypes) -> bytes:
@@ -291,21 +317,25 @@ def _check_chain(leaf: x509.Certificate, chain: list[x509.Certificate]) -> None:
     certificates = [leaf, *chain]
     for index in range(len(chain)):
         child, parent = certificates[index], certificates[index + 1]
-        broken = (
-            f"chain is broken: {names[index]} '{_subject(child)}' is not issued by "
-            f"{names[index + 1]} '{_subject(parent)}'"
-        )
+
+        # Only written when it fails: naming both subjects costs more than the check itself.
+        def broken(
+            why: str, child: x509.Certificate = child, parent: x509.Certificate = parent, index: int = index
+        ) -> VaultCertError:
+            return VaultCertError(
+                f"chain is broken: {names[index]} '{_subject(child)}' is not issued by "
+                f"{names[index + 1]} '{_subject(parent)}'{why}"
+            )
+
         if child.issuer != parent.subject:
             later = [names[k] for k in range(index + 2, len(certificates)) if certificates[k].subject == child.issuer]
-            if later:
-                broken += f" but by {later[0]}: list the chain leaf-first"
-            raise VaultCertError(broken)
+            raise broken(f" but by {later[0]}: list the chain leaf-first" if later else "")
         try:
             child.verify_directly_issued_by(parent)
         except InvalidSignature:
-            raise VaultCertError(f"{broken}: the names match but the signature does not verify") from None
+            raise broken(": the names match but the signature does not verify") from None
         except (ValueError, TypeError, UnsupportedAlgorithm):
-            raise VaultCertError(f"{broken}: its signature algorithm is not supported") from None
+            raise broken(": its signature algorithm is not supported") from None
 
 
 def _check_validity(certificate: x509.Certificate, now: datetime | None) -> None:

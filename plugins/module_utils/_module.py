@@ -221,39 +221,66 @@ def mask_private_keys(value: t.Any, keys: t.Collection[str] = (), *, secrets: t.
     become ``********``. Dict keys are also cleared of ``secrets`` (the other no_log
     values), which Ansible masks in values only.
     """
-    if isinstance(value, str):
-        return _mask_key_text(value, keys)
-    if isinstance(value, dict):
-        return {
-            _mask_name(name, keys, secrets): mask_private_keys(item, keys, secrets=secrets)
-            for name, item in value.items()
-        }
-    if isinstance(value, (list, tuple)):
-        return [mask_private_keys(item, keys, secrets=secrets) for item in value]
-    return value
+    return _KeyMasker(keys, secrets).mask(value)
 
 
-def _mask_name(name: t.Any, keys: t.Collection[str], secrets: t.Collection[str]) -> t.Any:
-    if not isinstance(name, str):
-        return name
-    name = _mask_key_text(name, keys)
-    for secret in secrets:
-        if secret and secret in name:
-            name = name.replace(secret, MASK)
-    return name
+class _KeyMasker:
+    """One masking pass over a value.
 
+    Each distinct text is scanned once (a batch repeats the same chain in every item), and a
+    dict or list none of whose contents changed is returned as it is rather than copied: a
+    batch's arguments are megabytes, and almost never hold a key outside ``key_bundle``.
+    """
 
-def _mask_key_text(text: str, keys: t.Collection[str]) -> str:
-    if text in keys:
-        return NO_LOG_PLACEHOLDER
-    if PEM_KEY_MARK in text:
-        for key in sorted(keys, key=len, reverse=True):
-            text = text.replace(key, MASK)
-        for block in _pem.private_key_blocks(text):
-            text = text.replace(block, MASK)
-    for found in _pem.headerless_private_keys(text) + _pem.token_like_secrets(text):
-        text = text.replace(found, MASK)
-    return text
+    def __init__(self, keys: t.Collection[str], secrets: t.Collection[str]) -> None:
+        self._keys = frozenset(keys)
+        # Longest first, so that a key holding another is masked whole.
+        self._keys_longest_first = sorted(self._keys, key=len, reverse=True)
+        self._secrets = [secret for secret in secrets if secret]
+        self._masked_texts: dict[str, str] = {}
+
+    def mask(self, value: t.Any) -> t.Any:
+        if isinstance(value, str):
+            return self._text(value)
+        if isinstance(value, dict):
+            masked = [(self._name(name), self.mask(item)) for name, item in value.items()]
+            unchanged = all(new is old for (new, _), old in zip(masked, value)) and all(
+                new is old for (_, new), old in zip(masked, value.values())
+            )
+            return value if unchanged else dict(masked)
+        if isinstance(value, (list, tuple)):
+            items = [self.mask(item) for item in value]
+            return value if all(new is old for new, old in zip(items, value)) else items
+        return value
+
+    def _name(self, name: t.Any) -> t.Any:
+        if not isinstance(name, str):
+            return name
+        masked = self._text(name)
+        for secret in self._secrets:
+            if secret in masked:
+                masked = masked.replace(secret, MASK)
+        return masked
+
+    def _text(self, text: str) -> str:
+        masked = self._masked_texts.get(text)
+        if masked is None:
+            masked = self._masked_texts[text] = self._scan(text)
+        # An equal text seen before that needed no masking: give back this one, so that its container
+        # counts as unchanged.
+        return text if masked == text else masked
+
+    def _scan(self, text: str) -> str:
+        if text in self._keys:
+            return NO_LOG_PLACEHOLDER
+        if PEM_KEY_MARK in text:
+            for key in self._keys_longest_first:
+                text = text.replace(key, MASK)
+            for block in _pem.private_key_blocks(text):
+                text = text.replace(block, MASK)
+        for found in _pem.headerless_private_keys(text) + _pem.token_like_secrets(text):
+            text = text.replace(found, MASK)
+        return text
 
 
 def _declared_secrets(argument_spec: dict, params: dict) -> list[str]:

@@ -92,7 +92,10 @@ def private_key_blocks(text: str) -> list[str]:
 # URL-safe) may be wrapped by line breaks, real or escaped as \n by a repr(); spaces and "="
 # (but for the padding) end a run, as between key=value log arguments. Hex is looked for too.
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-](?:[A-Za-z0-9+/_\r\n-]|\\n){58,}[A-Za-z0-9+/_-]={0,2}")
-_HEX_RUN = re.compile(r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{96,}(?![0-9A-Fa-f])")
+# The same runs in text without an escaped line break, several times faster to find (no alternation).
+_BASE64_RUN_UNESCAPED = re.compile(r"[A-Za-z0-9+/_-][A-Za-z0-9+/_\r\n-]{58,}[A-Za-z0-9+/_-]={0,2}")
+# Greedy and found left to right, a match is always a whole run: no look-around needed.
+_HEX_RUN = re.compile(r"[0-9A-Fa-f]{96,}")
 # Vault/OpenBao tokens (hvs./hvb./hvr., legacy s./b.) and JWTs: recognisable wherever they are pasted.
 _TOKEN = re.compile(
     r"(?<![A-Za-z0-9_.-])(?:hv[sbr]\.[A-Za-z0-9_-]{20,}|[sb]\.[A-Za-z0-9]{24}(?![A-Za-z0-9])"
@@ -121,7 +124,8 @@ def headerless_private_keys(text: str) -> list[str]:
     if serialization is None or not isinstance(text, str) or len(text) < 60:
         return []
     found = []
-    for run in _BASE64_RUN.findall(text):
+    base64_runs = _BASE64_RUN if "\\n" in text else _BASE64_RUN_UNESCAPED
+    for run in base64_runs.findall(text):
         data = _base64_bytes(run)
         if data is not None and _der_private_key(data):
             found.append(run)

@@ -55,7 +55,7 @@ class PushItem:
     """One certificate to deliver, parsed (and validated) before any request."""
 
     path: str
-    bundle: _certs.CertificateBundle
+    # The parsed certificate and key are not kept: a batch of thousands holds only what it sends.
     payload: dict[str, str]
     summary: dict
 
@@ -103,7 +103,7 @@ def _prepare_item(raw: t.Mapping[str, t.Any], path: str, options: PushOptions) -
     except VaultCertError as exc:
         raise VaultCertError(f"{path}: {exc}") from None
     payload = _certs.build_payload(bundle, fields=options.fields, include_private_key=options.include_private_key)
-    return PushItem(path=path, bundle=bundle, payload=payload, summary=_certs.summarise_certificate(bundle.certificate))
+    return PushItem(path=path, payload=payload, summary=_certs.summarise_certificate(bundle.certificate))
 
 
 def decide(

@@ -339,7 +339,7 @@ def test_validate_accepts_matching_key_linked_chain_and_current_validity(request
     )
     validate_bundle(bundle)
     assert bundle.certificate == chain.leaf.cert
-    assert bundle.chain == [chain.intermediate.cert]
+    assert bundle.chain == (chain.intermediate.cert,)
 
 
 def test_validate_accepts_a_chain_that_ends_with_the_root(ec_chain):
@@ -353,7 +353,7 @@ def test_validate_accepts_a_chain_that_ends_with_the_root(ec_chain):
 
 def test_validate_accepts_a_bundle_without_private_key_or_chain(ec_chain):
     bundle = load_bundle(certificate=ec_chain.leaf.cert_pem)
-    assert bundle.private_key is None and bundle.private_key_pem is None and bundle.chain == []
+    assert bundle.private_key is None and bundle.private_key_pem is None and bundle.chain == ()
     validate_bundle(bundle)
 
 
@@ -866,3 +866,20 @@ def test_an_unmanaged_value_is_hashed_with_a_key_of_the_run_so_a_short_one_canno
     assert first == again, "equal values look equal within one run's diff"
     assert hashlib.sha256(b"123456").hexdigest()[:16] not in first
     assert _certs_module.summarise_secret({"pin": "123457"})["pin"] != first
+
+
+def test_a_chain_repeated_across_a_batch_is_parsed_and_written_out_once(ec_chain):
+    """Thousands of certificates with one chain share one parsed chain and one chain text."""
+    bundles = [
+        load_bundle(certificate=ec_chain.leaf.cert_pem, chain=ec_chain.intermediate.cert_pem + ec_chain.root.cert_pem)
+        for _attempt in range(3)
+    ]
+    assert all(bundle.chain is bundles[0].chain for bundle in bundles)
+    assert all(bundle.chain_pem is bundles[0].chain_pem for bundle in bundles)
+    assert bundles[0].chain_pem == ec_chain.intermediate.cert_pem + ec_chain.root.cert_pem
+
+
+def test_a_bad_chain_is_refused_every_time_it_is_given(ec_chain):
+    """Errors are not cached away: the second batch item with the same bad chain is refused too."""
+    for _attempt in range(2):
+        expect_error(("chain item 1",), load_bundle, certificate=ec_chain.leaf.cert_pem, chain="not a certificate")

@@ -60,6 +60,25 @@ def test_mask_leaves_certificates_and_other_values_alone(ec_chain):
     assert mask_private_keys(value) == value
 
 
+def test_mask_gives_back_a_clean_batch_itself_and_copies_only_what_it_masks(ec_chain):
+    """A batch's echo is megabytes: a clean one is not copied, and the caller's value is never changed."""
+    clean = {"certificates": [{"certificate": ec_chain.leaf.cert_pem, "chain": ec_chain.intermediate.cert_pem}] * 3}
+    assert mask_private_keys(clean) is clean
+
+    dirty = {"certificates": [{"certificate": ec_chain.leaf.cert_pem}, {"chain": ec_chain.leaf.key_pem}]}
+    masked = mask_private_keys(dirty)
+    assert masked["certificates"][1] == {"chain": f"{MASK}\n"}
+    assert masked["certificates"][0] is dirty["certificates"][0]
+    assert dirty["certificates"][1] == {"chain": ec_chain.leaf.key_pem}
+
+
+def test_mask_masks_a_key_in_every_place_an_equal_text_appears(ec_chain):
+    """Each distinct text is scanned once; every copy of it is still masked."""
+    pasted = f"cert {ec_chain.leaf.key_pem}"
+    masked = mask_private_keys({"a": pasted, "b": [pasted, "".join(list(pasted))]})
+    assert masked == {"a": f"cert {MASK}\n", "b": [f"cert {MASK}\n", f"cert {MASK}\n"]}
+
+
 def test_key_pasted_into_a_plain_option_is_masked_in_an_argument_error(capsys, syslog_lines, ec_chain):
     certificate = ec_chain.leaf.cert_pem + ec_chain.leaf.key_pem
     args = {"url": "https://vault.example.com", "certificate": certificate, "timeout": "abc"}

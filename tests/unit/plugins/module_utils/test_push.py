@@ -15,7 +15,7 @@ SUMMARY = {"cn": "example.com", "serial": "01", "not_after": "2027-01-01T00:00:0
 
 
 def _item():
-    return _push.PushItem(path="certs/example.com", bundle=None, payload=dict(PAYLOAD), summary=SUMMARY)
+    return _push.PushItem(path="certs/example.com", payload=dict(PAYLOAD), summary=SUMMARY)
 
 
 def _options(**overrides):
