@@ -118,6 +118,24 @@ def parse_certificate(pem: str, *, what: str = "certificate") -> x509.Certificat
     return _parse_certificates(text, describe=lambda position, count: what)[0]
 
 
+def parse_leaf_certificate(pem: t.Any, *, what: str = "certificate") -> x509.Certificate:
+    """The first PEM certificate of text that may hold more: a fullchain (leaf first), or a combined PEM file.
+
+    The blocks after it are not parsed, a private key among them included; ``what`` names the input in errors.
+    """
+    text = _as_text(pem, what=what, expected="certificate")
+    blocks = _pem.scan(text)
+    for block in blocks:
+        if block.label == _pem.CERTIFICATE_LABEL:
+            certificate = _load_certificate_block(text, block)
+            if certificate is None:
+                raise VaultCertError(f"{what} is not a valid PEM certificate{_truncation_hint(block)}")
+            return certificate
+    # Labels are at most 64 letters, digits and spaces (_pem.PEM_MARKER): safe to name.
+    found = f" (it holds PEM {', '.join(sorted({block.label for block in blocks}))})" if blocks else ""
+    raise VaultCertError(f"{what} holds no PEM certificate{found}")
+
+
 def parse_chain(chain: str | list[str] | None) -> list[x509.Certificate]:
     """Parse intermediates given as one bundle text or as a list of PEM texts, keeping their order.
 
@@ -282,6 +300,11 @@ def _not_after(certificate: x509.Certificate) -> datetime:
     if hasattr(certificate, "not_valid_after_utc"):
         return certificate.not_valid_after_utc
     return certificate.not_valid_after.replace(tzinfo=timezone.utc)
+
+
+def validity_period(certificate: x509.Certificate) -> tuple[datetime, datetime]:
+    """The certificate's not_before and not_after, as timezone-aware UTC datetimes."""
+    return _not_before(certificate), _not_after(certificate)
 
 
 def _sha256_hex(data: bytes) -> str:

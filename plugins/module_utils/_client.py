@@ -21,6 +21,7 @@ from urllib.parse import quote, urlsplit
 
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import (
     OutcomeUnknown,
+    PermissionDenied,
     VaultCertError,
 )
 from ansible_collections.certautopilot.vault.plugins.module_utils._pem import NOT_SHOWN, shown
@@ -507,7 +508,7 @@ class VaultClient:
             )
         if status == 403:
             wanted = " and ".join(repr(cap) for cap in needs) or "a"
-            raise VaultCertError(
+            raise PermissionDenied(
                 f"permission denied on {path}: the token needs the {wanted} capability "
                 f"(check with: bao token capabilities {path}): {errors}"
             )

@@ -34,3 +34,10 @@ class OutcomeUnknown(VaultCertError):
 
 class CasConflict(VaultCertError):
     """Someone else wrote the secret between our read and our write; ours was not applied."""
+
+
+class PermissionDenied(VaultCertError):
+    """The server answered 403 to a request of a valid token: its policy does not grant the capability.
+
+    Raised for one path; the token itself still works, so a read-only report can note the path and go on.
+    """

@@ -35,6 +35,8 @@ class SecretVersion:
     deleted: bool = False
     destroyed: bool = False
     custom_metadata: dict | None = None
+    # When this version was written, as the server prints it (RFC 3339, nanoseconds).
+    created_time: str = ""
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,7 @@ def _version_from(body: dict) -> SecretVersion | None:
         deleted=bool(metadata.get("deletion_time")),
         destroyed=bool(metadata.get("destroyed")),
         custom_metadata=metadata.get("custom_metadata"),
+        created_time=str(metadata.get("created_time") or ""),
     )
 
 
@@ -190,6 +193,26 @@ def read_metadata(client: VaultClient, mount: str, path: str) -> SecretMetadata 
         versions=versions,
         custom_metadata=meta.get("custom_metadata"),
     )
+
+
+def list_keys(client: VaultClient, mount: str, folder: str) -> list[str]:
+    """The keys right under ``folder`` ("" for the whole mount); a key ending in "/" is a folder.
+
+    A folder that holds nothing (or does not exist) answers 404: no keys. A policy needs ``list``
+    on ``<mount>/metadata/<folder>/``; a 403 raises PermissionDenied.
+    """
+    # The trailing slash is how the CLI lists too; a policy's "certs/*" glob matches "certs/".
+    location = metadata_path(mount, folder) + "/"
+    reply = client.request("LIST", location, needs=("list",), accept=(404,))
+    if reply.status == 404:
+        return []
+    keys = reply.data.get("keys")
+    if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
+        raise VaultCertError(
+            f"LIST {location} answered HTTP {reply.status} without a list of keys; "
+            f"is {client.settings.url} a Vault server, or a proxy that rewrites its answers?"
+        )
+    return keys
 
 
 def read_mount_max_versions(client: VaultClient, mount: str) -> int | None:

@@ -240,6 +240,26 @@ def test_vault_health_examples_run(bao, ansible, tmp_path, example_secrets):
     assert bao.kv_versions("secret", "certs/example.com") == {}
 
 
+def test_vault_cert_info_examples_run(bao, ansible, tmp_path, example_secrets):
+    # The fail_on example reads two secrets that must hold certificates far from expiry (90 days, over 14).
+    for cn in ("example.com", "www.example.com"):
+        leaf = pki.make_chain(cn).leaf
+        status, body = bao.api("POST", f"secret/data/certs/{cn}", {"data": {"certificate": leaf.cert_pem}})
+        assert status == 200, body
+    example = ExampleRun("vault_cert_info", tmp_path, bao)
+
+    run = example.run(ansible)
+
+    inventory = run.task("Report every certificate under certs/ (a read-only policy is enough)").result
+    assert inventory["changed"] is False
+    statuses = {item["path"]: item["status"] for item in inventory["certificates"]}
+    assert statuses["certs/example.com"] == statuses["certs/www.example.com"] == "ok"
+    checked = run.task("Fail the pipeline when a certificate expires within 14 days, or has expired").result
+    assert [item["status"] for item in checked["certificates"]] == ["ok", "ok"]
+    # Nothing was written.
+    assert list(bao.kv_versions("secret", "certs/example.com")) == ["1"]
+
+
 def test_examples_pass_ansible_lint_production(tmp_path, ansible):
     """The EXAMPLES, verbatim as playbooks, pass ansible-lint with the production profile, as the collection does."""
     for module in MODULES:

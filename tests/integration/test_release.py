@@ -43,6 +43,7 @@ REQUIRED_MEMBERS = (
     "plugins/doc_fragments/connection.py",
     "plugins/filter/cert_info.py",
     "plugins/lookup/cert_batch.py",
+    "plugins/modules/vault_cert_info.py",
     "plugins/modules/vault_cert_push.py",
     "plugins/modules/vault_cert_rollback.py",
     "plugins/modules/vault_health.py",
