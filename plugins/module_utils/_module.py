@@ -224,6 +224,14 @@ def mask_private_keys(value: t.Any, keys: t.Collection[str] = (), *, secrets: t.
     return _KeyMasker(keys, secrets).mask(value)
 
 
+def mask_secrets(value: t.Any, secrets: t.Collection[str] = ()) -> t.Any:
+    """``value`` as mask_private_keys() leaves it, with every one of ``secrets`` masked too, wherever it is.
+
+    For text no no_log option covers, such as an argument validator's messages that quote refused values.
+    """
+    return _KeyMasker((), secrets, secrets_in_text=True).mask(value)
+
+
 class _KeyMasker:
     """One masking pass over a value.
 
@@ -232,11 +240,15 @@ class _KeyMasker:
     batch's arguments are megabytes, and almost never hold a key outside ``key_bundle``.
     """
 
-    def __init__(self, keys: t.Collection[str], secrets: t.Collection[str]) -> None:
+    def __init__(self, keys: t.Collection[str], secrets: t.Collection[str], *, secrets_in_text: bool = False) -> None:
         self._keys = frozenset(keys)
         # Longest first, so that a key holding another is masked whole.
         self._keys_longest_first = sorted(self._keys, key=len, reverse=True)
-        self._secrets = [secret for secret in secrets if secret]
+        self._secrets = sorted(
+            {secret for secret in secrets if isinstance(secret, str) and secret}, key=len, reverse=True
+        )
+        # Ansible masks no_log values in values itself; only text it never saw needs them masked here.
+        self._text_secrets = self._secrets if secrets_in_text else []
         self._masked_texts: dict[str, str] = {}
 
     def mask(self, value: t.Any) -> t.Any:
@@ -280,6 +292,8 @@ class _KeyMasker:
                 text = text.replace(block, MASK)
         for found in _pem.headerless_private_keys(text) + _pem.token_like_secrets(text):
             text = text.replace(found, MASK)
+        for secret in self._text_secrets:
+            text = text.replace(secret, MASK)
         return text
 
 

@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _pem
+from ansible_collections.certautopilot.vault.plugins.module_utils import _certs
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
 from ansible_collections.certautopilot.vault.plugins.module_utils._module import mask_private_keys
 
@@ -36,10 +36,12 @@ def _der(name: str) -> bytes:
     )
 
 
-def _pem(name: str) -> str:
-    return KEYS[name].private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
+def _pem_text(name: str) -> str:
+    return (
+        KEYS[name]
+        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        .decode()
+    )
 
 
 def _b64(name: str) -> str:
@@ -67,9 +69,9 @@ def _survives(secret: str, masked: object) -> bool:
 
 # Encodings main masks, and next must still mask wherever they sit (value, dict key, repeated, tuple).
 ENCODINGS = {
-    "pem": lambda k: _pem(k),
-    "pem crlf": lambda k: _pem(k).replace("\n", "\r\n"),
-    "pem escaped": lambda k: _pem(k).replace("\n", "\\n"),
+    "pem": lambda k: _pem_text(k),
+    "pem crlf": lambda k: _pem_text(k).replace("\n", "\r\n"),
+    "pem escaped": lambda k: _pem_text(k).replace("\n", "\\n"),
     "bare base64": lambda k: _b64(k),
     "bare base64 wrapped": lambda k: _wrapped(_b64(k)),
     "bare base64 crlf": lambda k: _wrapped(_b64(k), "\r\n"),
@@ -148,11 +150,11 @@ def test_a_no_log_secret_in_a_dict_key_is_masked_even_when_the_key_text_was_seen
 
 def test_an_untouched_container_is_returned_as_is_and_a_touched_one_is_a_copy():
     clean = {"a": ["x", ("y",)], "b": {"c": "d"}}
-    dirty = {"a": ["x", _pem("ec")]}
+    dirty = {"a": ["x", _pem_text("ec")]}
 
     assert mask_private_keys(clean) is clean
     masked = mask_private_keys(dirty)
-    assert masked is not dirty and dirty["a"][1] == _pem("ec"), "the caller's value must not be changed"
+    assert masked is not dirty and dirty["a"][1] == _pem_text("ec"), "the caller's value must not be changed"
 
 
 # -- known gaps: keys that slip past main and next alike -----------------------------------------
