@@ -23,8 +23,10 @@ from fault_proxy import FaultProxy
 
 BATCH_SIZE = 200
 KILL_AFTER_WRITES = 40
-# Seconds each read through the relay waits: 200 reads make the batch last at least 4 s.
-READ_DELAY = 0.02
+# The batch's items in flight at once (the module's default), and the seconds each read through the relay
+# waits: 200 reads, 8 at a time, make the batch last at least 4 s.
+CONCURRENCY = 8
+READ_DELAY = 0.16
 MOUNT = "secret"
 WATCH_TIMEOUT = 120.0
 
@@ -67,6 +69,7 @@ def push_args(cluster: RaftCluster, entry: ClusterNode, batch: list[dict[str, st
         "role_id": cluster.role_id,
         "secret_id": cluster.new_approle_secret_id(),
         "certificates": batch,
+        "concurrency": CONCURRENCY,
     }
 
 
@@ -107,7 +110,7 @@ def push_while_killing(
     With `await_election`, also time how long the survivors take to present a new active node.
     """
     outcome: dict[str, t.Any] = {}
-    # On an idle machine 200 certificates take about a second: a relay that slows each read a little keeps
+    # On an idle machine 200 certificates take well under a second: a relay that slows each read a little keeps
     # the batch running long enough to kill a node mid-run, whatever the load. Redirects pass through it.
     relay = FaultProxy(entry.addr, cluster.ca_cert)
     relay.add_rule("GET", f"{MOUNT}/data/", delay=READ_DELAY, times=None)
