@@ -24,6 +24,10 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._errors import
 
 # KV v2 keeps 10 versions when max_versions is 0 (unset).
 DEFAULT_MAX_VERSIONS = 10
+# What every write of the collection records in the secret's custom_metadata (SPEC, Round 2): the report
+# (vault_cert_info) shows it, and the retirement (vault_cert_retire) refuses a secret without it.
+MANAGED_BY_KEY = "managed_by"
+MANAGED_BY = "certautopilot.vault"
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,11 @@ class SecretMetadata:
     max_versions: int
     versions: dict[int, VersionState] = field(default_factory=dict)
     custom_metadata: dict | None = None
+
+
+def is_managed(custom_metadata: t.Mapping[str, t.Any] | None) -> bool:
+    """True when a secret's custom_metadata holds this collection's tag."""
+    return (custom_metadata or {}).get(MANAGED_BY_KEY) == MANAGED_BY
 
 
 MAX_PATH_LENGTH = 1024
