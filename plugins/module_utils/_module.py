@@ -63,7 +63,7 @@ def target_argument_spec() -> dict:
 
 
 def writer_argument_spec(options: dict) -> dict:
-    """The argument spec of a module that writes (push, rollback), documented by the connection.writer fragment.
+    """The argument spec of a module that writes (push, rollback, retire), documented by the connection.writer fragment.
 
     The target, the module's own ``options``, and what every writer has: the up-front capability
     check, diff mode (set by the action plugin), and how many items of a batch are in flight at once.
