@@ -420,3 +420,54 @@ def test_a_retirement_whose_answer_is_lost_is_read_back_not_sent_again(
         assert states(bao, path) == {1: (False, True), 2: (False, True)}
     else:
         assert after is None
+
+
+def test_a_delete_refused_by_a_gateway_before_the_server_saw_it_is_read_back_then_sent_again(
+    bao, ansible, approle_auth
+):
+    path = unique_path("lost-before")
+    keys = certificate_secret(bao, path, 2)
+    watched = "^" + re.escape(f"secret/delete/{path}") + "$"
+
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        # Not forwarded: the metadata read back shows version 2 still live, so the delete is sent once more.
+        proxy.add_rule("POST", watched, status=502, times=1)
+        run = retire(ansible, bao, {"url": proxy.url, **approle_auth}, path=path, keys=keys)
+        sent = proxy.hits("POST", watched)
+
+    assert not run.failed, run.msg
+    assert run.changed
+    assert len(sent) == 2
+    assert states(bao, path) == {1: (False, False), 2: (True, False)}
+
+
+def test_a_lost_answer_that_cannot_be_read_back_stops_the_batch_as_an_unknown_outcome(bao, ansible, approle_auth):
+    paths = [unique_path(f"unknown-{index}") for index in range(2)]
+    keys = [key for path in paths for key in certificate_secret(bao, path, 1)]
+    written = "^" + re.escape(f"secret/destroy/{paths[0]}") + "$"
+    read_back = "^" + re.escape(f"secret/metadata/{paths[0]}") + "$"
+
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        # The destroy is applied and its answer lost; every metadata read after the first is refused.
+        proxy.add_rule("PUT", written, status=502, after_forward=True, times=None)
+        proxy.add_rule("GET", read_back, status=403, skip=1, times=None)
+        run = retire(
+            ansible,
+            bao,
+            {"url": proxy.url, **approle_auth},
+            secrets=[{"path": path} for path in paths],
+            mode="destroy",
+            concurrency=1,
+            keys=keys,
+        )
+        sent = proxy.hits("PUT", written)
+
+    assert run.failed
+    assert "may or may not have been applied" in run.msg, run.msg
+    assert len(sent) == 1  # never sent again blindly
+    assert run.result["failed_path"] == paths[0]
+    assert run.result["outcome_unknown"] == [paths[0]]
+    assert run.result["not_written"] == [paths[1]]
+    assert run.result["results"] == []
+    assert states(bao, paths[0]) == {1: (False, True)}  # it had landed
+    assert states(bao, paths[1]) == {1: (False, False)}
