@@ -17,7 +17,8 @@ PAST = "2026-01-01T00:00:00Z"
 FUTURE = "2999-01-01T00:00:00Z"
 
 
-def _metadata(current, *, oldest=1, deleted=(), destroyed=(), scheduled=(), custom=MANAGED):
+def _metadata(current, *, oldest=1, deleted=(), destroyed=(), scheduled=(), managed=True, custom=None):
+    """Metadata with versions ``oldest`` to ``current``; tagged as the collection's unless ``managed`` is false."""
     versions = {
         n: VersionState(
             deletion_time=FUTURE if n in scheduled else PAST if n in deleted else "", destroyed=n in destroyed
@@ -25,7 +26,11 @@ def _metadata(current, *, oldest=1, deleted=(), destroyed=(), scheduled=(), cust
         for n in range(oldest, current + 1)
     }
     return SecretMetadata(
-        current_version=current, oldest_version=oldest, max_versions=0, versions=versions, custom_metadata=custom
+        current_version=current,
+        oldest_version=oldest,
+        max_versions=0,
+        versions=versions,
+        custom_metadata=dict(MANAGED) if managed else custom,
     )
 
 
@@ -104,7 +109,7 @@ def test_no_secret_is_already_retired_whatever_the_mode_guard_and_tag(mode):
 @pytest.mark.parametrize("mode", _retire.MODES)
 def test_an_unmanaged_secret_is_refused_naming_the_tag_and_the_way_out(custom, mode):
     with pytest.raises(VaultCertError) as refused:
-        _plan(_metadata(2, custom=custom), mode)
+        _plan(_metadata(2, managed=False, custom=custom), mode)
     message = str(refused.value)
     assert f"{LOCATION} is not managed by this collection" in message
     assert "managed_by=certautopilot.vault" in message
@@ -112,7 +117,7 @@ def test_an_unmanaged_secret_is_refused_naming_the_tag_and_the_way_out(custom, m
 
 
 def test_require_managed_false_retires_an_unmanaged_secret():
-    assert _plan(_metadata(2, custom=None), require_managed=False).delete == (2,)
+    assert _plan(_metadata(2, managed=False), require_managed=False).delete == (2,)
 
 
 def test_guard_on_the_current_version_lets_the_retirement_go_ahead():
@@ -127,7 +132,7 @@ def test_guard_on_an_older_version_is_refused_naming_both_versions(mode):
 
 def test_an_unmanaged_secret_is_refused_before_its_guard_is_looked_at():
     with pytest.raises(VaultCertError, match="not managed"):
-        _plan(_metadata(4, custom=None), current_version=3)
+        _plan(_metadata(4, managed=False), current_version=3)
 
 
 # -- diff ----------------------------------------------------------------------------------------
