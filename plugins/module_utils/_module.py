@@ -244,8 +244,8 @@ class _KeyMasker:
             return self._text(value)
         if isinstance(value, dict):
             masked = [(self._name(name), self.mask(item)) for name, item in value.items()]
-            unchanged = all(new is old for (new, _), old in zip(masked, value)) and all(
-                new is old for (_, new), old in zip(masked, value.values())
+            unchanged = all(new is old for (new, _item), old in zip(masked, value)) and all(
+                new is old for (_name, new), old in zip(masked, value.values())
             )
             return value if unchanged else dict(masked)
         if isinstance(value, (list, tuple)):
