@@ -129,7 +129,7 @@ options:
     default: true
 """
 
-    # What the modules that write (push, rollback) add to DOCUMENTATION: the options of
+    # What the modules that write (push, rollback, retire) add to DOCUMENTATION: the options of
     # _module.writer_argument_spec(), auth_method (they need a login), with_diff (filled in by their action plugin,
     # plugins/plugin_utils/_action.py), and the attributes they share.
     WRITER = r"""
@@ -165,6 +165,9 @@ options:
       - A rollback needs C(read) and C(update) on C(<mount>/data/<path>) and C(read) on C(<mount>/metadata/<path>),
         what P(certautopilot.vault.vault_health#module) checks with
         O(certautopilot.vault.vault_health#module:check_rollback).
+      - A retirement needs C(read) on C(<mount>/metadata/<path>), and the write of its
+        O(certautopilot.vault.vault_cert_retire#module:mode) - C(update) on C(<mount>/delete/<path>) or
+        C(<mount>/destroy/<path>), or C(delete) on C(<mount>/metadata/<path>).
       - Every path of the run is checked without a second login.
     type: bool
     default: false
@@ -183,8 +186,8 @@ options:
         item that failed, what was certainly not written (RV(not_written)) and what may have been
         (RV(outcome_unknown)).
       - A V(429) or V(503) answer (rate limit, standby) holds back the whole pool, not only the request that got it.
-      - Two items for one secret are refused before anything is sent, and every write is check-and-set, so
-        concurrency never lets one write undo another.
+      - Two items for one secret are refused before anything is sent, and every write is check-and-set (or, for a
+        retirement, names the versions it read), so concurrency never lets one write undo another.
     type: int
     default: 8
 attributes:
@@ -196,5 +199,7 @@ attributes:
     description: Reads and decides; writes nothing.
   diff_mode:
     support: full
-    description: Field summaries only, never PEM bodies or keys. A batch returns one diff per item.
+    description:
+      - Field summaries only (a retirement - the state of each version), never PEM bodies or keys.
+      - A batch returns one diff per item.
 """

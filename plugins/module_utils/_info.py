@@ -31,9 +31,6 @@ STATUSES = (OK, EXPIRING, EXPIRED, NOT_YET_VALID, INVALID, NO_CERTIFICATE, UNREA
 FAIL_ON_CHOICES = ("never", EXPIRED, EXPIRING)
 DEFAULT_EXPIRING_WITHIN = 30
 DEFAULT_FIELDS = ("certificate",)
-# What every write of the collection records in the secret's custom_metadata (SPEC, Round 2).
-MANAGED_BY_KEY = "managed_by"
-MANAGED_BY = "certautopilot.vault"
 # Paths a fail_on message names; the full lists are in the result it carries.
 PATHS_IN_MESSAGE = 5
 SECONDS_PER_DAY = 86400
@@ -128,10 +125,6 @@ def entry(path: str, status: str, reason: str | None = None, **found: t.Any) -> 
     }
 
 
-def is_managed(custom_metadata: t.Mapping[str, t.Any] | None) -> bool:
-    return (custom_metadata or {}).get(MANAGED_BY_KEY) == MANAGED_BY
-
-
 def assess_secret(
     path: str,
     secret: _kv2.SecretVersion | None,
@@ -150,7 +143,7 @@ def assess_secret(
     known = {
         "version": secret.version,
         "updated_time": secret.created_time or None,
-        "managed": is_managed(secret.custom_metadata),
+        "managed": _kv2.is_managed(secret.custom_metadata),
     }
     if secret.data is None:
         # Vault answers a deleted or destroyed current version with its metadata and no data.

@@ -24,6 +24,10 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._errors import
 
 # KV v2 keeps 10 versions when max_versions is 0 (unset).
 DEFAULT_MAX_VERSIONS = 10
+# What every write of the collection records in the secret's custom_metadata (SPEC, Round 2): the report
+# (vault_cert_info) shows it, and the retirement (vault_cert_retire) refuses a secret without it.
+MANAGED_BY_KEY = "managed_by"
+MANAGED_BY = "certautopilot.vault"
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,11 @@ class SecretMetadata:
     custom_metadata: dict | None = None
 
 
+def is_managed(custom_metadata: t.Mapping[str, t.Any] | None) -> bool:
+    """True when a secret's custom_metadata holds this collection's tag."""
+    return (custom_metadata or {}).get(MANAGED_BY_KEY) == MANAGED_BY
+
+
 MAX_PATH_LENGTH = 1024
 
 
@@ -109,6 +118,16 @@ def data_path(mount: str, path: str) -> str:
 
 def metadata_path(mount: str, path: str) -> str:
     return api_path(mount, "metadata", path)
+
+
+def delete_path(mount: str, path: str) -> str:
+    """Where versions are soft-deleted (``update`` on it; undone by ``<mount>/undelete/<path>``)."""
+    return api_path(mount, "delete", path)
+
+
+def destroy_path(mount: str, path: str) -> str:
+    """Where versions' data is destroyed for good (``update`` on it)."""
+    return api_path(mount, "destroy", path)
 
 
 def check_mount(client: VaultClient, mount: str) -> None:
@@ -353,6 +372,111 @@ def write_custom_metadata(client: VaultClient, mount: str, path: str, custom_met
         json={"custom_metadata": custom_metadata},
         needs=("create", "update"),
     )
+
+
+def delete_versions(client: VaultClient, mount: str, path: str, versions: t.Sequence[int]) -> None:
+    """Soft-delete these versions: their data is kept and can be undeleted.
+
+    Named versions rather than ``DELETE <mount>/data/<path>`` (the latest version): a version
+    written since the metadata was read is never deleted by mistake.
+    """
+    numbers = sorted(versions)
+    location = delete_path(mount, path)
+
+    def landed(metadata: SecretMetadata | None) -> bool:
+        # Gone altogether (purged meanwhile) counts: the data can no longer be read either.
+        return metadata is None or all(_version_deleted(metadata, number) for number in numbers)
+
+    _send_settled(client, mount, path, "POST", location, {"versions": numbers}, needs=("update",), landed=landed)
+
+
+def destroy_versions(client: VaultClient, mount: str, path: str, versions: t.Sequence[int]) -> None:
+    """Destroy these versions' data for good; the metadata and the version numbers stay."""
+    numbers = sorted(versions)
+    location = destroy_path(mount, path)
+
+    def landed(metadata: SecretMetadata | None) -> bool:
+        return metadata is None or all(
+            number not in metadata.versions or metadata.versions[number].destroyed for number in numbers
+        )
+
+    _send_settled(client, mount, path, "PUT", location, {"versions": numbers}, needs=("update",), landed=landed)
+
+
+def delete_metadata(client: VaultClient, mount: str, path: str, *, current_version: int) -> None:
+    """Delete the secret's metadata and every version with it (the CLI's ``kv metadata delete``).
+
+    ``current_version`` is the version read before: after a lost answer, a secret still at it
+    is the one we meant, and one at another version was written again by someone else - ours
+    may have landed before that, or not; nobody can tell.
+    """
+    location = metadata_path(mount, path)
+
+    def landed(metadata: SecretMetadata | None) -> bool:
+        if metadata is None:
+            return True
+        if metadata.current_version == current_version:
+            return False
+        raise OutcomeUnknown(
+            f"DELETE {location} was sent but its answer was lost, and the secret now has version "
+            f"{metadata.current_version}, written by someone else since version {current_version}; "
+            "the purge may or may not have been applied before that (run again to decide on the secret as it is)"
+        )
+
+    _send_settled(client, mount, path, "DELETE", location, None, needs=("delete",), landed=landed)
+
+
+def _version_deleted(metadata: SecretMetadata, number: int) -> bool:
+    state = metadata.versions.get(number)
+    # A version no longer kept, or destroyed, cannot be read any more than a deleted one.
+    return state is None or state.destroyed or (state.deleted and not state.deletion_scheduled)
+
+
+def _send_settled(
+    client: VaultClient,
+    mount: str,
+    path: str,
+    method: str,
+    location: str,
+    body: dict | None,
+    *,
+    needs: t.Sequence[str],
+    landed: t.Callable[[SecretMetadata | None], bool],
+) -> None:
+    """Send a write on a secret's versions or metadata; an unknown outcome is settled by reading the metadata.
+
+    Never sent again blindly: after an answer that does not prove a refusal, the metadata is read
+    and ``landed`` says whether the write took effect. Sent again only when the read shows it did
+    not; OutcomeUnknown leaves here when even the reads cannot tell.
+    """
+    waits = client.retry_waits()
+    for attempt in range(len(waits) + 1):
+        try:
+            client.request(method, location, json=body, kind=WRITE, needs=needs)
+            return
+        except OutcomeUnknown as unknown:
+            last = attempt == len(waits)
+            if not last:
+                client.pause(waits[attempt])
+            try:
+                if landed(read_metadata(client, mount, path)):
+                    return
+            except OutcomeUnknown:
+                raise
+            except VaultCertError as exc:
+                raise OutcomeUnknown(
+                    f"{method} {location} was sent but its answer was lost, and reading the secret back failed: "
+                    f"{exc}; it may or may not have been applied (run again to find out)"
+                ) from None
+            if last and unknown.answered:
+                raise VaultCertError(
+                    f"{unknown}; reading {metadata_path(mount, path)} back shows it was not applied"
+                ) from None
+            if last:
+                raise OutcomeUnknown(
+                    f"{unknown}; it may or may not have been applied (run again to find out)"
+                ) from None
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 # Paths per sys/capabilities-self request: OpenBao 2.4.1+ refuses a request body of over 1000 JSON strings

@@ -63,7 +63,7 @@ def target_argument_spec() -> dict:
 
 
 def writer_argument_spec(options: dict) -> dict:
-    """The argument spec of a module that writes (push, rollback), documented by the connection.writer fragment.
+    """The argument spec of a module that writes (push, rollback, retire), documented by the connection.writer fragment.
 
     The target, the module's own ``options``, and what every writer has: the up-front capability
     check, diff mode (set by the action plugin), and how many items of a batch are in flight at once.
@@ -256,8 +256,8 @@ class _KeyMasker:
             return self._text(value)
         if isinstance(value, dict):
             masked = [(self._name(name), self.mask(item)) for name, item in value.items()]
-            unchanged = all(new is old for (new, _), old in zip(masked, value)) and all(
-                new is old for (_, new), old in zip(masked, value.values())
+            unchanged = all(new is old for (new, _item), old in zip(masked, value)) and all(
+                new is old for (_name, new), old in zip(masked, value.values())
             )
             return value if unchanged else dict(masked)
         if isinstance(value, (list, tuple)):

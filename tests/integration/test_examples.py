@@ -260,6 +260,24 @@ def test_vault_cert_info_examples_run(bao, ansible, tmp_path, example_secrets):
     assert list(bao.kv_versions("secret", "certs/example.com")) == ["1"]
 
 
+def test_vault_cert_retire_examples_run(bao, ansible, tmp_path, example_secrets):
+    example = ExampleRun("vault_cert_retire", tmp_path, bao)
+
+    run = example.run(ansible)
+
+    deleted = run.task(
+        "Soft-delete the version that push left, unless someone wrote after it (undo with bao kv undelete)"
+    ).result
+    assert (deleted["changed"], deleted["mode"], deleted["version"]) == (True, "delete", 1)
+    preview = run.task("Preview destroying the data of every version of two decommissioned hosts").result
+    assert [item["destroyed_versions"] for item in preview["results"]] == [[1], []]
+    assert len(preview["diff"]) == 2
+    purged = run.task("Remove the secret altogether - metadata and every version, one login for the batch").result
+    assert [item["changed"] for item in purged["results"]] == [True, False]
+    # Purged: no metadata, no versions.
+    assert bao.kv_versions("secret", "certs/example.com") == {}
+
+
 def test_examples_pass_ansible_lint_production(tmp_path, ansible):
     """The EXAMPLES, verbatim as playbooks, pass ansible-lint with the production profile, as the collection does."""
     for module in MODULES:

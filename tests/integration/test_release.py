@@ -45,6 +45,7 @@ REQUIRED_MEMBERS = (
     "plugins/lookup/cert_batch.py",
     "plugins/modules/vault_cert_info.py",
     "plugins/modules/vault_cert_push.py",
+    "plugins/modules/vault_cert_retire.py",
     "plugins/modules/vault_cert_rollback.py",
     "plugins/modules/vault_health.py",
     "roles/cert_distribution/meta/argument_specs.yml",

@@ -474,6 +474,17 @@ path "secret/metadata/certs/*" {
 }
 """
 
+# What vault_cert_retire needs beyond the sample policy, whose `delete` on metadata already allows a purge:
+# soft-deleting (delete mode) and destroying (destroy mode) versions.
+RETIRE_POLICY = """
+path "{mount}/delete/certs/*" {{
+  capabilities = ["update"]
+}}
+path "{mount}/destroy/certs/*" {{
+  capabilities = ["update"]
+}}
+"""
+
 _METADATA_READ = '"read", "list", "delete"'
 _METADATA_WRITE = '"read", "list", "delete", "create", "update"'
 
@@ -490,9 +501,11 @@ def _cert_policy(mounts: t.Iterable[str], *, metadata_write_on: t.Container[str]
 
 
 # policy `certs` = the product's sample policy for secret/, plus the same on
-# small/ and a KV v1 grant on kv1/ so tests reach those mounts.
+# small/ and a KV v1 grant on kv1/ so tests reach those mounts, plus what a
+# retirement writes on secret/ (the EXAMPLES run with role certs). Policy
+# `certs-meta` has no retire grants: tests of a refused retirement use it.
 POLICIES = {
-    "certs": _cert_policy(["secret", "small"]) + KV1_POLICY,
+    "certs": _cert_policy(["secret", "small"]) + RETIRE_POLICY.format(mount="secret") + KV1_POLICY,
     "certs-readonly": READONLY_POLICY,
     "certs-meta": _cert_policy(["secret", "small"], metadata_write_on={"secret"}) + KV1_POLICY,
 }
@@ -524,7 +537,7 @@ class ProvisionedBao(BaoServer):
         """Configure mounts, policies and auth methods as root, the way an operator would.
 
         - KV v2 at secret/ (dev default), KV v1 at kv1/, KV v2 at small/ with max_versions 2
-        - policies certs, certs-readonly, certs-meta
+        - policies certs (with the retire grants on secret/), certs-readonly, certs-meta
         - AppRole at approle/: roles certs, readonly, meta, limited (secret_id_num_uses 1)
         - JWT at jwt/: role certs (sub claim, audience certautopilot)
         - TLS cert auth at cert/: role certs trusting a test client CA

@@ -188,13 +188,6 @@ def test_a_deleted_current_version_keeps_its_version_and_managed_tag():
     assert (entry["version"], entry["managed"]) == (4, True)
 
 
-def test_only_the_collections_tag_makes_a_secret_managed():
-    assert _info.is_managed({"managed_by": "certautopilot.vault"})
-    assert not _info.is_managed({"managed_by": "someone-else"})
-    assert not _info.is_managed({})
-    assert not _info.is_managed(None)
-
-
 def test_a_field_name_that_looks_like_a_secret_is_not_echoed():
     token = "hvs.CAESIJ1bMzVnT2xrQ2dJd0hRb0FvRmFnbw"
     found = assess(secret({"other": "x"}), fields=(token,))

@@ -71,3 +71,10 @@ def test_deletion_in_the_future_is_scheduled_and_in_the_past_is_not():
     assert _kv2.VersionState(deletion_time="2999-01-01T00:00:00.123456789Z").deletion_scheduled
     assert not _kv2.VersionState(deletion_time="2020-01-01T00:00:00Z").deletion_scheduled
     assert not _kv2.VersionState().deletion_scheduled
+
+
+def test_only_the_collections_tag_makes_a_secret_managed():
+    assert _kv2.is_managed({"managed_by": "certautopilot.vault"})
+    assert not _kv2.is_managed({"managed_by": "someone-else"})
+    assert not _kv2.is_managed({})
+    assert not _kv2.is_managed(None)

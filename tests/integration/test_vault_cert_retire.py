@@ -1,0 +1,473 @@
+"""vault_cert_retire against a real OpenBao server (SPEC.md, Round 2, vault_cert_retire).
+
+Histories are written directly as root, and the collection's managed_by tag set there too (the
+push does not write it yet). Every test checks the server afterwards through its metadata
+(``deletion_time``, ``destroyed``, a 404 after a purge), counts the writes the run sent in the
+audit log where nothing may be written, and scans what the run printed and returned for the
+private keys and the secret_id.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+
+import pki
+import pytest
+from fault_proxy import FaultProxy
+from leaks import assert_no_leak
+
+MODULE = "vault_cert_retire"
+MANAGED = {"managed_by": "certautopilot.vault"}
+# Audit operations that change a secret; login and token revocation are outside the KV mount.
+WRITE_OPERATIONS = frozenset({"create", "update", "delete"})
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def unique_path(name: str) -> str:
+    return f"certs/retire-{name}-{uuid.uuid4().hex[:8]}.example.com"
+
+
+def cert_data(cn: str) -> dict[str, str]:
+    """Secret data as a push writes it: a certificate and its key (self-signed, EC: fast)."""
+    leaf = pki.make_leaf(None, cn, sans=(cn,))
+    return {"certificate": leaf.cert_pem, "private_key": leaf.key_pem}
+
+
+def write(bao, path: str, data: dict) -> int:
+    status, body = bao.api("POST", f"secret/data/{path}", {"data": data})
+    assert status == 200, body
+    return body["data"]["version"]
+
+
+def tag(bao, path: str, custom_metadata: dict) -> None:
+    status, body = bao.api("POST", f"secret/metadata/{path}", {"custom_metadata": custom_metadata})
+    assert status in (200, 204), body
+
+
+def certificate_secret(bao, path: str, versions: int = 2, *, managed: bool = True) -> list[str]:
+    """A secret with ``versions`` certificate versions, tagged as the collection's; returns its private keys."""
+    datas = [cert_data(f"v{number}.{path[6:]}") for number in range(1, versions + 1)]
+    for data in datas:
+        write(bao, path, data)
+    if managed:
+        tag(bao, path, MANAGED)
+    return [data["private_key"] for data in datas]
+
+
+def metadata(bao, path: str) -> dict | None:
+    """The secret's KV v2 metadata as the server holds it; None after a purge (404)."""
+    status, body = bao.api("GET", f"secret/metadata/{path}")
+    if status == 404:
+        return None
+    assert status == 200, body
+    return body["data"]
+
+
+def states(bao, path: str) -> dict[int, tuple[bool, bool]]:
+    """Per kept version: (deleted, destroyed)."""
+    found = metadata(bao, path)
+    assert found is not None, f"{path} has no metadata"
+    return {
+        int(number): (bool(state["deletion_time"]), state["destroyed"]) for number, state in found["versions"].items()
+    }
+
+
+def writes(entries: list[dict]) -> list[tuple[str, str]]:
+    """(operation, path) of the audited requests that change something under the KV mount."""
+    return [
+        (entry["request"]["operation"], entry["request"]["path"])
+        for entry in entries
+        if entry["request"]["operation"] in WRITE_OPERATIONS and entry["request"]["path"].startswith("secret/")
+    ]
+
+
+def retire(ansible, bao, args: dict, *, check=False, diff=False, keys=(), **options):
+    """Run the module; its audit entries land in ``run.requests``, and its output is scanned for leaks."""
+    mark = bao.audit_mark()
+    run = ansible.run_module(MODULE, {**args, **options}, check=check, diff=diff)
+    run.requests = bao.audit_requests(mark)
+    assert_no_leak([run.output, run.result], args.get("secret_id"), args.get("token"), *keys)
+    return run
+
+
+@pytest.fixture
+def auth(vault_conn, approle_auth) -> dict:
+    return {**vault_conn, **approle_auth}
+
+
+# -- each mode, then the server, then a rerun ------------------------------------
+
+
+def test_delete_soft_deletes_the_current_version_only_and_a_rerun_is_unchanged(bao, ansible, auth):
+    path = unique_path("delete")
+    keys = certificate_secret(bao, path, 2)
+
+    run = retire(ansible, bao, auth, path=path, diff=True, keys=keys)
+
+    assert not run.failed, run.msg
+    assert run.changed
+    assert {key: run.result[key] for key in ("mount", "path", "mode", "version", "destroyed_versions")} == {
+        "mount": "secret",
+        "path": path,
+        "mode": "delete",
+        "version": 2,
+        "destroyed_versions": [],
+    }
+    assert states(bao, path) == {1: (False, False), 2: (True, False)}
+    assert writes(run.requests) == [("update", f"secret/delete/{path}")]
+    diff = run.result["diff"]
+    assert diff["before"] == {"current_version": 2, "versions": {"1": "live", "2": "live"}}
+    assert diff["after"] == {"current_version": 2, "versions": {"1": "live", "2": "deleted"}}
+    assert "-----BEGIN" not in json.dumps(diff)
+
+    rerun = retire(ansible, bao, auth, path=path, keys=keys)
+
+    assert not rerun.failed, rerun.msg
+    assert not rerun.changed
+    assert rerun.result["version"] == 2
+    assert writes(rerun.requests) == []
+    assert states(bao, path) == {1: (False, False), 2: (True, False)}
+    # A soft delete keeps the data: undelete brings the version back.
+    status, body = bao.api("POST", f"secret/undelete/{path}", {"versions": [2]})
+    assert status == 204, body
+    status, body = bao.api("GET", f"secret/data/{path}")
+    assert status == 200 and body["data"]["data"]["private_key"] == keys[1], "the undeleted data differs"
+
+
+def test_delete_makes_a_deletion_scheduled_by_delete_version_after_now(bao, ansible, auth):
+    path = unique_path("scheduled")
+    status, body = bao.api(
+        "POST", f"secret/metadata/{path}", {"delete_version_after": "1h", "custom_metadata": MANAGED}
+    )
+    assert status == 204, body
+    keys = certificate_secret(bao, path, 1, managed=False)
+    scheduled = metadata(bao, path)["versions"]["1"]["deletion_time"]
+    assert scheduled  # in an hour: the data is still readable until then
+    assert bao.api("GET", f"secret/data/{path}")[0] == 200
+
+    run = retire(ansible, bao, auth, path=path, keys=keys)
+
+    assert not run.failed, run.msg
+    assert run.changed
+    assert metadata(bao, path)["versions"]["1"]["deletion_time"] < scheduled
+    assert bao.api("GET", f"secret/data/{path}")[0] == 404
+
+
+def test_destroy_destroys_every_version_keeps_the_metadata_and_a_rerun_is_unchanged(bao, ansible, auth):
+    path = unique_path("destroy")
+    keys = certificate_secret(bao, path, 3)
+    status, body = bao.api("POST", f"secret/delete/{path}", {"versions": [2]})
+    assert status == 204, body
+
+    run = retire(ansible, bao, auth, path=path, mode="destroy", diff=True, keys=keys)
+
+    assert not run.failed, run.msg
+    assert run.changed
+    assert (run.result["mode"], run.result["version"], run.result["destroyed_versions"]) == ("destroy", 3, [1, 2, 3])
+    assert {number: destroyed for number, (_deleted, destroyed) in states(bao, path).items()} == {
+        1: True,
+        2: True,
+        3: True,
+    }
+    kept = metadata(bao, path)
+    assert kept["current_version"] == 3 and kept["custom_metadata"] == MANAGED
+    assert writes(run.requests) == [("update", f"secret/destroy/{path}")]
+    assert run.result["diff"]["before"]["versions"] == {"1": "live", "2": "deleted", "3": "live"}
+    assert run.result["diff"]["after"]["versions"] == dict.fromkeys(("1", "2", "3"), "destroyed")
+
+    rerun = retire(ansible, bao, auth, path=path, mode="destroy", keys=keys)
+
+    assert not rerun.failed, rerun.msg
+    assert not rerun.changed
+    assert rerun.result["destroyed_versions"] == []
+    assert writes(rerun.requests) == []
+
+
+def test_purge_removes_metadata_and_versions_and_a_rerun_is_unchanged(bao, ansible, auth):
+    path = unique_path("purge")
+    keys = certificate_secret(bao, path, 2)
+
+    run = retire(ansible, bao, auth, path=path, mode="purge", current_version=2, keys=keys)
+
+    assert not run.failed, run.msg
+    assert run.changed
+    assert (run.result["version"], run.result["destroyed_versions"]) == (2, [1, 2])
+    assert metadata(bao, path) is None
+    assert bao.api("GET", f"secret/data/{path}?version=1")[0] == 404
+    assert writes(run.requests) == [("delete", f"secret/metadata/{path}")]
+
+    # The same task again, guard and all: the secret is gone, which is what it asked for.
+    rerun = retire(ansible, bao, auth, path=path, mode="purge", current_version=2, keys=keys)
+
+    assert not rerun.failed, rerun.msg
+    assert not rerun.changed
+    assert (rerun.result["version"], rerun.result["destroyed_versions"]) == (None, [])
+    assert writes(rerun.requests) == []
+
+
+@pytest.mark.parametrize("mode", ["delete", "destroy", "purge"])
+def test_a_secret_that_never_existed_is_ok_unchanged_and_nothing_is_written(bao, ansible, auth, mode):
+    path = unique_path(f"absent-{mode}")
+
+    run = retire(ansible, bao, auth, path=path, mode=mode)
+
+    assert not run.failed, run.msg
+    assert not run.changed
+    assert run.result["version"] is None
+    assert writes(run.requests) == []
+    assert metadata(bao, path) is None
+
+
+# -- refusals: nothing written ----------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["delete", "destroy", "purge"])
+@pytest.mark.parametrize("custom", [None, {"managed_by": "someone-else"}], ids=["untagged", "other-tag"])
+def test_an_unmanaged_secret_is_refused_and_nothing_is_written(bao, ansible, auth, mode, custom):
+    path = unique_path(f"unmanaged-{mode}")
+    keys = certificate_secret(bao, path, 2, managed=False)
+    if custom:
+        tag(bao, path, custom)
+    before = metadata(bao, path)
+
+    run = retire(ansible, bao, auth, path=path, mode=mode, keys=keys)
+
+    assert run.failed
+    assert f"secret/data/{path} is not managed by this collection" in run.msg
+    assert "managed_by=certautopilot.vault" in run.msg and "require_managed: false" in run.msg
+    assert writes(run.requests) == []
+    assert metadata(bao, path) == before
+
+
+def test_require_managed_false_retires_a_secret_pushed_before_the_tag(bao, ansible, auth):
+    path = unique_path("unmanaged-allowed")
+    keys = certificate_secret(bao, path, 1, managed=False)
+
+    run = retire(ansible, bao, auth, path=path, mode="destroy", require_managed=False, keys=keys)
+
+    assert not run.failed, run.msg
+    assert run.changed and run.result["destroyed_versions"] == [1]
+    assert states(bao, path) == {1: (False, True)}
+
+
+@pytest.mark.parametrize("mode", ["delete", "destroy", "purge"])
+def test_a_current_version_guard_that_no_longer_holds_is_refused_and_nothing_is_written(bao, ansible, auth, mode):
+    path = unique_path(f"guard-{mode}")
+    keys = certificate_secret(bao, path, 3)
+    before = metadata(bao, path)
+
+    run = retire(ansible, bao, auth, path=path, mode=mode, current_version=2, keys=keys)
+
+    assert run.failed
+    assert f"current version of secret/data/{path} is 3, not 2 (current_version guard)" in run.msg
+    assert "nothing written" in run.msg
+    assert writes(run.requests) == []
+    assert metadata(bao, path) == before
+
+
+def test_a_guard_that_holds_lets_the_delete_go_ahead(bao, ansible, auth):
+    path = unique_path("guard-holds")
+    keys = certificate_secret(bao, path, 3)
+
+    run = retire(ansible, bao, auth, path=path, current_version=3, keys=keys)
+
+    assert not run.failed, run.msg
+    assert states(bao, path) == {1: (False, False), 2: (False, False), 3: (True, False)}
+
+
+def test_a_policy_without_the_mode_s_grant_is_refused_naming_path_and_capability(bao, ansible, vault_conn):
+    """Role meta may read and write metadata, not soft-delete: the refusal names what to grant."""
+    path = unique_path("denied")
+    keys = certificate_secret(bao, path, 2)
+    before = metadata(bao, path)
+    meta = {"auth_method": "approle", "role_id": bao.role_ids["meta"], "secret_id": bao.new_approle_secret_id("meta")}
+
+    run = retire(ansible, bao, {**vault_conn, **meta}, path=path, keys=keys)
+
+    assert run.failed
+    assert f"permission denied on secret/delete/{path}" in run.msg and "'update'" in run.msg, run.msg
+    assert metadata(bao, path) == before
+
+
+def test_check_capabilities_refuses_the_run_before_any_write(bao, ansible, vault_conn):
+    path = unique_path("checked")
+    keys = certificate_secret(bao, path, 1)
+    meta = {"auth_method": "approle", "role_id": bao.role_ids["meta"], "secret_id": bao.new_approle_secret_id("meta")}
+
+    run = retire(ansible, bao, {**vault_conn, **meta}, path=path, mode="destroy", check_capabilities=True, keys=keys)
+
+    assert run.failed
+    assert f"permission denied on secret/destroy/{path}: the token needs update and lacks update" in run.msg, run.msg
+    assert writes(run.requests) == []
+    assert states(bao, path) == {1: (False, False)}
+
+
+# -- check mode and diff ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["delete", "destroy", "purge"])
+def test_check_mode_reports_the_change_and_writes_nothing(bao, ansible, auth, mode):
+    path = unique_path(f"check-{mode}")
+    keys = certificate_secret(bao, path, 2)
+    before = metadata(bao, path)
+
+    run = retire(ansible, bao, auth, path=path, mode=mode, check=True, diff=True, keys=keys)
+
+    assert not run.failed, run.msg
+    assert run.changed
+    assert run.result["destroyed_versions"] == ([] if mode == "delete" else [1, 2])
+    assert writes(run.requests) == []
+    assert metadata(bao, path) == before
+    diff = run.result["diff"]
+    assert diff["before"] == {"current_version": 2, "versions": {"1": "live", "2": "live"}}
+    assert (
+        diff["after"]
+        == {
+            "delete": {"current_version": 2, "versions": {"1": "live", "2": "deleted"}},
+            "destroy": {"current_version": 2, "versions": {"1": "destroyed", "2": "destroyed"}},
+            "purge": {},
+        }[mode]
+    )
+    # Version states only: no certificate, no key, no value of the secret, no custom metadata.
+    shown = json.dumps(diff)
+    assert "-----BEGIN" not in shown and "certificate" not in shown and "managed_by" not in shown
+
+
+# -- batches ------------------------------------------------------------------------
+
+
+def test_a_batch_logs_in_once_keeps_input_order_and_retires_each(bao, ansible, auth):
+    paths = [unique_path(f"batch-{index:02d}") for index in range(12)]
+    keys = [key for path in paths for key in certificate_secret(bao, path, 1)]
+    # One already retired: unchanged, no write for it.
+    status, body = bao.api("POST", f"secret/delete/{paths[5]}", {"versions": [1]})
+    assert status == 204, body
+
+    run = retire(ansible, bao, auth, secrets=[{"path": path, "current_version": 1} for path in paths], keys=keys)
+
+    assert not run.failed, run.msg
+    assert [result["path"] for result in run.result["results"]] == paths
+    assert [result["changed"] for result in run.result["results"]] == [index != 5 for index in range(12)]
+    audited = [entry["request"]["path"] for entry in run.requests]
+    assert [location for location in audited if location.endswith("/login")] == ["auth/approle/login"]
+    assert len([location for location in audited if location.startswith("sys/internal/ui/mounts/")]) == 1
+    assert sorted(writes(run.requests)) == sorted(
+        ("update", f"secret/delete/{path}") for index, path in enumerate(paths) if index != 5
+    )
+    assert all(states(bao, path) == {1: (True, False)} for path in paths)
+
+
+def test_a_batch_stops_at_a_refused_secret_and_reports_what_was_not_written(bao, ansible, auth):
+    paths = [unique_path(f"stopped-{index}") for index in range(3)]
+    keys = []
+    for index, path in enumerate(paths):
+        keys += certificate_secret(bao, path, 1, managed=index != 1)
+
+    run = retire(
+        ansible, bao, auth, secrets=[{"path": path} for path in paths], mode="destroy", concurrency=1, keys=keys
+    )
+
+    assert run.failed
+    assert "batch stopped at secret 2 of 3" in run.msg and "not managed by this collection" in run.msg, run.msg
+    assert run.result["failed_path"] == paths[1]
+    assert run.result["not_written"] == paths[1:]
+    assert run.result["outcome_unknown"] == []
+    assert [result["path"] for result in run.result["results"]] == paths[:1]
+    assert [states(bao, path) for path in paths] == [{1: (False, True)}, {1: (False, False)}, {1: (False, False)}]
+    assert writes(run.requests) == [("update", f"secret/destroy/{paths[0]}")]
+
+
+def test_a_batch_with_one_path_twice_is_refused_before_any_request(bao, ansible, auth):
+    path = unique_path("twice")
+
+    run = retire(ansible, bao, auth, secrets=[{"path": path}, {"path": path}])
+
+    assert run.failed and f"invalid path {path!r}: it appears twice in secrets" in run.msg, run.msg
+    assert run.requests == []
+
+
+# -- a lost answer -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "method", "written"),
+    [("delete", "POST", "delete"), ("destroy", "PUT", "destroy"), ("purge", "DELETE", "metadata")],
+)
+def test_a_retirement_whose_answer_is_lost_is_read_back_not_sent_again(
+    bao, ansible, approle_auth, mode, method, written
+):
+    path = unique_path(f"lost-{mode}")
+    keys = certificate_secret(bao, path, 2)
+    watched = "^" + re.escape(f"secret/{written}/{path}") + "$"
+
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        # Applied, but the answer is lost behind a failing gateway.
+        proxy.add_rule(method, watched, status=502, after_forward=True, times=None)
+        run = retire(ansible, bao, {"url": proxy.url, **approle_auth}, path=path, mode=mode, keys=keys)
+        sent = proxy.hits(method, watched)
+
+    assert not run.failed, run.msg
+    assert run.changed
+    assert len(sent) == 1
+    after = metadata(bao, path)
+    if mode == "delete":
+        assert states(bao, path) == {1: (False, False), 2: (True, False)}
+    elif mode == "destroy":
+        assert states(bao, path) == {1: (False, True), 2: (False, True)}
+    else:
+        assert after is None
+
+
+def test_a_delete_refused_by_a_gateway_before_the_server_saw_it_is_read_back_then_sent_again(
+    bao, ansible, approle_auth
+):
+    path = unique_path("lost-before")
+    keys = certificate_secret(bao, path, 2)
+    watched = "^" + re.escape(f"secret/delete/{path}") + "$"
+
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        # Not forwarded: the metadata read back shows version 2 still live, so the delete is sent once more.
+        proxy.add_rule("POST", watched, status=502, times=1)
+        run = retire(ansible, bao, {"url": proxy.url, **approle_auth}, path=path, keys=keys)
+        sent = proxy.hits("POST", watched)
+
+    assert not run.failed, run.msg
+    assert run.changed
+    assert len(sent) == 2
+    assert states(bao, path) == {1: (False, False), 2: (True, False)}
+
+
+def test_a_lost_answer_that_cannot_be_read_back_stops_the_batch_as_an_unknown_outcome(bao, ansible, approle_auth):
+    paths = [unique_path(f"unknown-{index}") for index in range(2)]
+    keys = [key for path in paths for key in certificate_secret(bao, path, 1)]
+    written = "^" + re.escape(f"secret/destroy/{paths[0]}") + "$"
+    read_back = "^" + re.escape(f"secret/metadata/{paths[0]}") + "$"
+
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        # The destroy is applied and its answer lost; every metadata read after the first is refused.
+        proxy.add_rule("PUT", written, status=502, after_forward=True, times=None)
+        proxy.add_rule("GET", read_back, status=403, skip=1, times=None)
+        run = retire(
+            ansible,
+            bao,
+            {"url": proxy.url, **approle_auth},
+            secrets=[{"path": path} for path in paths],
+            mode="destroy",
+            concurrency=1,
+            keys=keys,
+        )
+        sent = proxy.hits("PUT", written)
+
+    assert run.failed
+    assert "may or may not have been applied" in run.msg, run.msg
+    assert len(sent) == 1  # never sent again blindly
+    assert run.result["failed_path"] == paths[0]
+    assert run.result["outcome_unknown"] == [paths[0]]
+    assert run.result["not_written"] == [paths[1]]
+    assert run.result["results"] == []
+    assert states(bao, paths[0]) == {1: (False, True)}  # it had landed
+    assert states(bao, paths[1]) == {1: (False, False)}
