@@ -252,33 +252,20 @@ def write(client: VaultClient, mount: str, path: str, data: dict, *, cas: int) -
     here only when the reads cannot tell, or the last write may still be in
     progress (its connection was lost, or a gateway timed out on it).
     """
-    waits = client.retry_waits()
-    unanswered = False
-    for attempt in range(len(waits) + 1):
+
+    def send(after_unknown: bool) -> int:
         try:
             return _send_write(client, mount, path, data, cas=cas)
         except CasConflict:
             # After an unanswered write, the version that beat this one may be that write.
-            if unanswered and _write_landed(client, mount, path, data, cas=cas):
+            if after_unknown and _write_landed(client, mount, path, data, cas=cas):
                 return cas + 1
             raise
-        except OutcomeUnknown as unknown:
-            unanswered = True
-            last = attempt == len(waits)
-            if not last:
-                client.pause(waits[attempt])
-            if _write_landed(client, mount, path, data, cas=cas):
-                return cas + 1
-            if last and unknown.answered:
-                # Answered, and the read after the answer does not hold it: it did not land.
-                raise VaultCertError(
-                    f"{unknown}; reading {data_path(mount, path)} back shows it was not written"
-                ) from None
-            if last:
-                raise OutcomeUnknown(
-                    f"{unknown}; the write may or may not have been applied (run again to find out)"
-                ) from None
-    raise AssertionError("unreachable")  # pragma: no cover
+
+    def landed() -> int | None:
+        return cas + 1 if _write_landed(client, mount, path, data, cas=cas) else None
+
+    return _sent_once(client, send, landed, proof=f"reading {data_path(mount, path)} back shows it was not written")
 
 
 def _write_landed(client: VaultClient, mount: str, path: str, data: dict, *, cas: int) -> bool:
@@ -443,38 +430,66 @@ def _send_settled(
     needs: t.Sequence[str],
     landed: t.Callable[[SecretMetadata | None], bool],
 ) -> None:
-    """Send a write on a secret's versions or metadata; an unknown outcome is settled by reading the metadata.
+    """Send a write on a secret's versions or metadata, settled by reading the metadata (see _sent_once).
 
-    Never sent again blindly: after an answer that does not prove a refusal, the metadata is read
-    and ``landed`` says whether the write took effect. Sent again only when the read shows it did
-    not; OutcomeUnknown leaves here when even the reads cannot tell.
+    ``landed`` says from the metadata read back whether the write took effect.
+    """
+
+    def send(_after_unknown: bool) -> bool:
+        client.request(method, location, json=body, kind=WRITE, needs=needs)
+        return True
+
+    def read_back() -> bool | None:
+        try:
+            metadata = read_metadata(client, mount, path)
+        except OutcomeUnknown:
+            raise
+        except VaultCertError as exc:
+            raise OutcomeUnknown(
+                f"{method} {location} was sent but its answer was lost, and reading the secret back failed: "
+                f"{exc}; it may or may not have been applied (run again to find out)"
+            ) from None
+        return True if landed(metadata) else None
+
+    _sent_once(client, send, read_back, proof=f"reading {metadata_path(mount, path)} back shows it was not applied")
+
+
+Sent = t.TypeVar("Sent")
+
+
+def _sent_once(
+    client: VaultClient,
+    send: t.Callable[[bool], Sent],
+    landed: t.Callable[[], Sent | None],
+    *,
+    proof: str,
+) -> Sent:
+    """Send a write that is never sent again blindly; what ``send`` returns once it is applied.
+
+    After an answer that does not prove a refusal (OutcomeUnknown), ``landed`` reads the secret back:
+    a result when the write took effect, None when it certainly did not - then, after the retry
+    wait, it is sent again (``send`` is told an earlier attempt's outcome was unknown). OutcomeUnknown
+    leaves here when the reads cannot tell, or the last attempt may still be in flight; ``proof``
+    says why an answered last attempt is known not to have been applied.
     """
     waits = client.retry_waits()
+    after_unknown = False
     for attempt in range(len(waits) + 1):
         try:
-            client.request(method, location, json=body, kind=WRITE, needs=needs)
-            return
+            return send(after_unknown)
         except OutcomeUnknown as unknown:
+            after_unknown = True
             last = attempt == len(waits)
             if not last:
                 client.pause(waits[attempt])
-            try:
-                if landed(read_metadata(client, mount, path)):
-                    return
-            except OutcomeUnknown:
-                raise
-            except VaultCertError as exc:
-                raise OutcomeUnknown(
-                    f"{method} {location} was sent but its answer was lost, and reading the secret back failed: "
-                    f"{exc}; it may or may not have been applied (run again to find out)"
-                ) from None
+            result = landed()
+            if result is not None:
+                return result
             if last and unknown.answered:
-                raise VaultCertError(
-                    f"{unknown}; reading {metadata_path(mount, path)} back shows it was not applied"
-                ) from None
+                raise VaultCertError(f"{unknown}; {proof}") from None
             if last:
                 raise OutcomeUnknown(
-                    f"{unknown}; it may or may not have been applied (run again to find out)"
+                    f"{unknown}; the write may or may not have been applied (run again to find out)"
                 ) from None
     raise AssertionError("unreachable")  # pragma: no cover
 
