@@ -13,8 +13,8 @@ extends_documentation_fragment:
 description:
   - Never changes anything.
   - Calls C(sys/health); standby and sealed answers are read, not raised.
-  - It logs in as P(certautopilot.vault.vault_cert_push#module) and P(certautopilot.vault.vault_cert_rollback#module)
-    do (the same O(auth_method) default and E(VAULT_AUTH_METHOD) fallback), so one setting serves all three;
+  - It logs in as the other modules of the collection do (the same O(auth_method) default and
+    E(VAULT_AUTH_METHOD) fallback), so one setting serves them all;
     O(auth_method=none) checks the server alone. With O(mount) it checks that the mount exists
     and is KV v2; with O(path) too it checks the token's capabilities on C(<mount>/data/<path>)
     (C(sys/capabilities-self)) - C(read), C(create) and C(update), what a push needs - and reads C(max_versions)
