@@ -203,3 +203,14 @@ attributes:
       - Field summaries only (a retirement - the state of each version), never PEM bodies or keys.
       - A batch returns one diff per item.
 """
+
+    # What the read-only modules (vault_health, vault_cert_info) share.
+    READER = r"""
+attributes:
+  check_mode:
+    support: full
+    description: The module never changes anything, in check mode or not.
+  diff_mode:
+    support: none
+    description: Nothing changes, so there is nothing to diff.
+"""

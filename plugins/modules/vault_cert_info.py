@@ -10,6 +10,7 @@ short_description: Report the certificates held in KV v2 secrets and when they e
 version_added: 0.2.0
 extends_documentation_fragment:
   - certautopilot.vault.connection
+  - certautopilot.vault.connection.reader
 description:
   - Never changes anything. Lists every secret under O(prefix), recursively, or reads the secrets named in
     O(paths), and reports for each its current version, when that version was written, whether this collection
@@ -92,13 +93,6 @@ options:
       - The folders of one depth are listed together, then the secrets are read.
     type: int
     default: 8
-attributes:
-  check_mode:
-    support: full
-    description: The module never changes anything, in check mode or not.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is nothing to diff.
 seealso:
   - module: certautopilot.vault.vault_cert_push
   - module: certautopilot.vault.vault_health

@@ -10,6 +10,7 @@ short_description: Check a Vault / OpenBao server and what certificate delivery 
 version_added: 0.1.0
 extends_documentation_fragment:
   - certautopilot.vault.connection
+  - certautopilot.vault.connection.reader
 description:
   - Never changes anything.
   - Calls C(sys/health); standby and sealed answers are read, not raised.
@@ -54,13 +55,6 @@ options:
       - Whether a standby node counts as healthy.
     type: bool
     default: true
-attributes:
-  check_mode:
-    support: full
-    description: The module never changes anything, in check mode or not.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is nothing to diff.
 """
 
 EXAMPLES = r"""
