@@ -136,7 +136,7 @@ def test_a_crlf_wrapped_bare_base64_key_in_a_batch_is_not_in_the_syslog_line(bao
 
     assert run.failed
     assert any(line.startswith("Invoked with") for line in run.syslog), run.syslog
-    lines = [line for line in der[:128].splitlines()] + [der[64:128]]
+    lines = [*der[:128].splitlines(), der[64:128]]
     assert not [x for x in lines if x in "\n".join(run.syslog)], "the key's base64 lines are in the syslog line"
     assert not [x for x in lines if x in json.dumps(run.result)], "the key's base64 lines are in the answer"
     assert kv_writes(bao, mark) == []

@@ -60,7 +60,7 @@ def _needle(secret: str) -> str:
 
 def _survives(secret: str, masked: object) -> bool:
     """True when any of three pieces of the key material (within one line of it) is still in the output."""
-    lines = [line for line in secret.replace("\\r", "\n").replace("\\n", "\n").replace("\r", "").split("\n")]
+    lines = secret.replace("\\r", "\n").replace("\\n", "\n").replace("\r", "").split("\n")
     core = max(lines, key=len) if len(lines) > 1 else lines[0]
     pieces = [core[i : i + 16] for i in (len(core) // 5, len(core) // 2, len(core) * 3 // 5) if len(core) >= i + 16]
     text = repr(masked)
@@ -69,10 +69,10 @@ def _survives(secret: str, masked: object) -> bool:
 
 # Encodings main masks, and next must still mask wherever they sit (value, dict key, repeated, tuple).
 ENCODINGS = {
-    "pem": lambda k: _pem_text(k),
+    "pem": _pem_text,
     "pem crlf": lambda k: _pem_text(k).replace("\n", "\r\n"),
     "pem escaped": lambda k: _pem_text(k).replace("\n", "\\n"),
-    "bare base64": lambda k: _b64(k),
+    "bare base64": _b64,
     "bare base64 wrapped": lambda k: _wrapped(_b64(k)),
     "bare base64 crlf": lambda k: _wrapped(_b64(k), "\r\n"),
     "bare base64 escaped newlines": lambda k: _wrapped(_b64(k), "\\n"),
@@ -216,7 +216,7 @@ def test_each_item_gets_its_own_chain_whatever_was_parsed_before(two_chains):
 
 
 def test_a_bad_chain_is_refused_every_time_not_only_the_first(two_chains):
-    one, _ = two_chains
+    one = two_chains[0]
     bad = one.chain_pem.replace("A", "B", 5)
     for _attempt in range(3):
         with pytest.raises(VaultCertError):
@@ -236,14 +236,14 @@ def test_a_bad_chain_is_refused_every_time_not_only_the_first(two_chains):
     ],
 )
 def test_an_odd_chain_value_is_refused_with_a_clear_message(two_chains, chain, says):
-    one, _ = two_chains
+    one = two_chains[0]
     with pytest.raises(VaultCertError) as refused:
         _certs.load_bundle(certificate=one.leaf.cert_pem, chain=chain)
     assert says in str(refused.value)
 
 
 def test_a_chain_holding_a_private_key_is_refused_without_showing_it(two_chains):
-    one, _ = two_chains
+    one = two_chains[0]
     for chain in (one.chain_pem + one.leaf.key_pem, [one.chain_pem, one.leaf.key_pem]):
         with pytest.raises(VaultCertError) as refused:
             _certs.load_bundle(certificate=one.leaf.cert_pem, chain=chain)
