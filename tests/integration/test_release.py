@@ -52,6 +52,8 @@ REQUIRED_MEMBERS = (
     "roles/cert_distribution/tasks/main.yml",
     "playbooks/push.yml",
     "playbooks/rollback.yml",
+    "playbooks/expiry_report.yml",
+    "playbooks/templates/expiry_report.md.j2",
     "docs/guide.md",
     "docs/awx/credential_type.yml",
     "docs/execution-environment.yml",

@@ -1,0 +1,120 @@
+"""playbooks/expiry_report.yml and the role's report state against a real OpenBao: the summary file, the fact,
+and failing the job after the report when a certificate expires."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from leaks import assert_no_leak
+from pki import make_chain, make_leaf
+
+REPO = Path(__file__).resolve().parents[2]
+PLAYBOOK = REPO / "playbooks" / "expiry_report.yml"
+
+
+def approle(bao) -> dict[str, str]:
+    return {"auth_method": "approle", "role_id": bao.role_ids["certs"], "secret_id": bao.new_approle_secret_id("certs")}
+
+
+def store(bao, path: str, certificate: str, key: str) -> None:
+    status, body = bao.api("POST", f"secret/data/{path}", {"data": {"certificate": certificate, "private_key": key}})
+    assert status == 200, body
+
+
+def seeded(bao) -> tuple[str, dict[str, str]]:
+    """A prefix with one certificate of each kind, and the keys stored next to them."""
+    prefix = f"certs/report-{uuid.uuid4().hex[:8]}"
+    now = datetime.now(timezone.utc)
+    healthy = make_chain(f"ok.{prefix[6:]}.example.com", days=200)
+    expiring = make_chain(f"soon.{prefix[6:]}.example.com", days=10)
+    expired = make_leaf(
+        healthy.intermediate,
+        f"old.{prefix[6:]}.example.com",
+        not_before=now - timedelta(days=60),
+        not_after=now - timedelta(days=1),
+    )
+    keys = {}
+    for name, leaf in (("ok", healthy.leaf), ("soon", expiring.leaf), ("team/old", expired)):
+        store(bao, f"{prefix}/{name}", leaf.cert_pem, leaf.key_pem)
+        keys[name] = leaf.key_pem
+    return prefix, keys
+
+
+def test_the_report_is_written_then_the_job_fails_for_what_expires(bao, ansible, vault_conn, tmp_path):
+    prefix, keys = seeded(bao)
+    login = {**vault_conn, **approle(bao)}
+    summary = tmp_path / "expiry.md"
+    mark = bao.audit_mark()
+
+    run = ansible.run_playbook(
+        PLAYBOOK,
+        extra_vars={
+            "cert_distribution_vault": login,
+            "expiry_report_prefix": prefix,
+            "expiry_report_days": 30,
+            "expiry_report_file": str(summary),
+        },
+    )
+
+    assert run.rc != 0, run.output
+    assert f"2 certificate(s) expired or expiring within 30 days: {prefix}/team/old, {prefix}/soon" in run.output
+    text = summary.read_text()
+    assert f"3 secret(s) under `secret/{prefix}`" in text
+    assert f"| {prefix}/ok | ok |" in text and f"| {prefix}/soon | expiring |" in text
+    assert f"| {prefix}/team/old | expired |" in text
+    assert "| expired | 1 |" in text and "| expiring | 1 |" in text and "| ok | 1 |" in text
+    writes = [r for r in bao.audit_requests(mark) if r["request"]["operation"] in ("create", "update", "delete")]
+    assert [r["request"]["path"] for r in writes] == ["auth/approle/login", "auth/token/revoke-self"]
+    assert_no_leak([run.output, text], login["secret_id"], *keys.values())
+
+
+def test_only_expired_certificates_fail_the_job_with_fail_on_expired(bao, ansible, vault_conn, tmp_path):
+    prefix, _keys = seeded(bao)
+    base = {"cert_distribution_vault": {**vault_conn, **approle(bao)}, "expiry_report_prefix": prefix}
+
+    expired_only = ansible.run_playbook(PLAYBOOK, extra_vars={**base, "expiry_report_fail_on": "expired"})
+    never = ansible.run_playbook(PLAYBOOK, extra_vars={**base, "expiry_report_fail_on": "never"})
+
+    assert expired_only.rc != 0 and f"1 certificate(s) expired: {prefix}/team/old" in expired_only.output
+    assert never.rc == 0, never.output
+
+
+def test_the_role_sets_the_report_fact_even_when_fail_on_fails_it(bao, ansible, vault_conn, tmp_path):
+    prefix, _keys = seeded(bao)
+    playbook = tmp_path / "site.yml"
+    facts = tmp_path / "facts.json"
+    role = {
+        "ansible.builtin.include_role": {"name": "certautopilot.vault.cert_distribution"},
+        "vars": {
+            "cert_distribution_state": "report",
+            "cert_distribution_report_prefix": prefix,
+            "cert_distribution_fail_on": "expired",
+        },
+    }
+    record = {
+        "ansible.builtin.copy": {
+            "dest": str(facts),
+            "content": "{{ {'report': cert_distribution_report, 'failed': ansible_failed_result.msg} | to_json }}",
+            "mode": "0600",
+        }
+    }
+    play = {"hosts": "localhost", "connection": "local", "gather_facts": False}
+    playbook.write_text(json.dumps([{**play, "tasks": [{"block": [role], "rescue": [record]}]}]))
+
+    run = ansible.run_playbook(playbook, extra_vars={"cert_distribution_vault": {**vault_conn, **approle(bao)}})
+
+    recorded = json.loads(facts.read_text())
+    assert run.rc == 0, run.output
+    assert recorded["report"]["expired"] == [f"{prefix}/team/old"]
+    assert recorded["report"]["expiring"] == [f"{prefix}/soon"]
+    assert recorded["report"]["counts"] == {
+        **dict.fromkeys(recorded["report"]["counts"], 0),
+        "ok": 1,
+        "expiring": 1,
+        "expired": 1,
+    }
+    assert "expired" in recorded["failed"]
+    assert not any("private_key" in entry or "BEGIN" in str(entry) for entry in recorded["report"]["certificates"])
