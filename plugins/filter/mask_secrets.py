@@ -50,7 +50,7 @@ def mask_secrets(value: t.Any, secrets: t.Any = ()) -> t.Any:
     """Data -> the same data with secrets masked (see DOCUMENTATION)."""
     if isinstance(secrets, str) or not isinstance(secrets, (list, tuple)):
         secrets = [secrets]
-    return _masked(value, [str(secret) for secret in secrets if isinstance(secret, str) and secret])
+    return _masked(value, [secret for secret in secrets if isinstance(secret, str) and secret])
 
 
 class FilterModule:

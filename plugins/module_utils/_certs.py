@@ -485,6 +485,10 @@ def _subject_alternative_names(certificate: x509.Certificate) -> list[str]:
     return names
 
 
+# The names of summarise_certificate(), in its order: what push's `certificate` and vault_cert_info's entries hold.
+SUMMARY_KEYS = ("cn", "sans", "serial", "not_before", "not_after", "issuer", "subject", "fingerprint_sha256")
+
+
 def summarise_certificate(certificate: x509.Certificate) -> dict[str, t.Any]:
     """The metadata that returns, paths and KV custom_metadata use."""
     return {

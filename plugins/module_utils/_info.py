@@ -34,8 +34,6 @@ DEFAULT_FIELDS = ("certificate",)
 # Paths a fail_on message names; the full lists are in the result it carries.
 PATHS_IN_MESSAGE = 5
 SECONDS_PER_DAY = 86400
-# The certificate summary of push's `certificate` return (_certs.summarise_certificate): one set of names.
-SUMMARY_KEYS = ("cn", "sans", "serial", "not_before", "not_after", "issuer", "subject", "fingerprint_sha256")
 
 
 @dataclass(frozen=True)
@@ -120,7 +118,7 @@ def entry(path: str, status: str, reason: str | None = None, **found: t.Any) -> 
         "status": status,
         "reason": reason,
         "days_left": None,
-        **dict.fromkeys(SUMMARY_KEYS),
+        **dict.fromkeys(_certs.SUMMARY_KEYS),
         **found,
     }
 
@@ -172,7 +170,7 @@ def assess_secret(
         _validity_reason(status, summary, remaining, expiring_within),
         days_left=remaining,
         **known,
-        **{key: summary[key] for key in SUMMARY_KEYS},
+        **{key: summary[key] for key in _certs.SUMMARY_KEYS},
     )
 
 

@@ -79,6 +79,12 @@ class SecretMetadata:
     versions: dict[int, VersionState] = field(default_factory=dict)
     custom_metadata: dict | None = None
 
+    def readable(self, number: int) -> bool:
+        """Whether version ``number``'s data can still be read: kept, not destroyed, and not deleted - a
+        deletion delete_version_after scheduled for later leaves it readable until then."""
+        state = self.versions.get(number)
+        return state is not None and not state.destroyed and (not state.deleted or state.deletion_scheduled)
+
 
 def is_managed(custom_metadata: t.Mapping[str, t.Any] | None) -> bool:
     """True when a secret's custom_metadata holds this collection's tag."""
@@ -372,7 +378,7 @@ def delete_versions(client: VaultClient, mount: str, path: str, versions: t.Sequ
 
     def landed(metadata: SecretMetadata | None) -> bool:
         # Gone altogether (purged meanwhile) counts: the data can no longer be read either.
-        return metadata is None or all(_version_deleted(metadata, number) for number in numbers)
+        return metadata is None or not any(metadata.readable(number) for number in numbers)
 
     _send_settled(client, mount, path, "POST", location, {"versions": numbers}, needs=("update",), landed=landed)
 
@@ -411,12 +417,6 @@ def delete_metadata(client: VaultClient, mount: str, path: str, *, current_versi
         )
 
     _send_settled(client, mount, path, "DELETE", location, None, needs=("delete",), landed=landed)
-
-
-def _version_deleted(metadata: SecretMetadata, number: int) -> bool:
-    state = metadata.versions.get(number)
-    # A version no longer kept, or destroyed, cannot be read any more than a deleted one.
-    return state is None or state.destroyed or (state.deleted and not state.deletion_scheduled)
 
 
 def _send_settled(

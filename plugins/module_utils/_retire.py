@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _health, _kv2
 from ansible_collections.certautopilot.vault.plugins.module_utils._client import VaultClient
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
+from ansible_collections.certautopilot.vault.plugins.module_utils._pem import shown
 
 DELETE = "delete"
 DESTROY = "destroy"
@@ -73,7 +74,7 @@ def prepare_requests(
     """Check the mount, the mode and every path of the run; nothing is sent before all pass."""
     _kv2.validate_path(mount, what="mount")
     if mode not in MODES:
-        raise VaultCertError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        raise VaultCertError(f"mode must be one of {', '.join(MODES)}, got {shown(mode)}")
     for item in items:
         _kv2.validate_path(item.get("path"))
     _batch.refuse_repeated_paths((item["path"] for item in items), option="secrets")
@@ -116,10 +117,7 @@ def versions_to_delete(metadata: _kv2.SecretMetadata) -> tuple[int, ...]:
     A deletion that delete_version_after scheduled for later still leaves the data readable
     until then: retiring deletes it now.
     """
-    state = metadata.versions.get(metadata.current_version)
-    if state is None or state.destroyed or (state.deleted and not state.deletion_scheduled):
-        return ()
-    return (metadata.current_version,)
+    return (metadata.current_version,) if metadata.readable(metadata.current_version) else ()
 
 
 def versions_to_destroy(metadata: _kv2.SecretMetadata) -> tuple[int, ...]:

@@ -21,6 +21,7 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._certs import 
     DEFAULT_FIELDS,
     FIELD_NAMES,
     HAS_CRYPTOGRAPHY,
+    SUMMARY_KEYS,
     CertificateBundle,
     build_payload,
     certificate_info,
@@ -608,6 +609,10 @@ def test_managed_keys_are_the_mapped_json_keys_even_when_absent_from_the_payload
 
 
 # --- summarise_certificate -------------------------------------------------------------------
+
+
+def test_summary_keys_name_exactly_what_a_summary_holds_in_its_order(ec_chain):
+    assert tuple(summarise_certificate(ec_chain.leaf.cert)) == SUMMARY_KEYS
 
 
 def test_summary_reads_cn_sans_serial_dates_issuer_and_fingerprint(ec_chain):

@@ -14,7 +14,17 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._errors import
 from ansible_collections.certautopilot.vault.plugins.module_utils._kv2 import SecretVersion
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=timezone.utc)
-ALL_KEYS = {"path", "version", "updated_time", "managed", "field", "status", "reason", "days_left", *_info.SUMMARY_KEYS}
+ALL_KEYS = {
+    "path",
+    "version",
+    "updated_time",
+    "managed",
+    "field",
+    "status",
+    "reason",
+    "days_left",
+    *_certs.SUMMARY_KEYS,
+}
 
 
 def leaf(*, not_before=None, not_after=None, cn="www.example.com"):
@@ -94,7 +104,7 @@ def test_a_valid_certificate_is_ok_with_the_push_summary_and_no_value_of_the_sec
 
     assert set(found) == ALL_KEYS
     summary = _certs.summarise_certificate(issued.cert)
-    assert {key: found[key] for key in _info.SUMMARY_KEYS} == {key: summary[key] for key in _info.SUMMARY_KEYS}
+    assert {key: found[key] for key in _certs.SUMMARY_KEYS} == {key: summary[key] for key in _certs.SUMMARY_KEYS}
     assert found["status"] == "ok" and found["reason"] is None
     assert (found["version"], found["managed"], found["field"], found["days_left"]) == (3, True, "certificate", 90)
     assert found["updated_time"] == "2030-05-01T00:00:00.1Z"
