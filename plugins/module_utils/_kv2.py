@@ -7,10 +7,12 @@ Private to the collection. The only file that knows KV v2's URLs and answers.
 
 from __future__ import annotations
 
+import re
 import typing as t
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from ansible_collections.certautopilot.vault.plugins.module_utils import _pem
 from ansible_collections.certautopilot.vault.plugins.module_utils._client import (
     WRITE,
     VaultClient,
@@ -78,6 +80,9 @@ class SecretMetadata:
     max_versions: int
     versions: dict[int, VersionState] = field(default_factory=dict)
     custom_metadata: dict | None = None
+    cas_required: bool = False
+    # In seconds; 0 keeps versions until max_versions pushes them out.
+    delete_version_after: int = 0
 
     def readable(self, number: int) -> bool:
         """Whether version ``number``'s data can still be read: kept, not destroyed, and not deleted - a
@@ -89,6 +94,75 @@ class SecretMetadata:
 def is_managed(custom_metadata: t.Mapping[str, t.Any] | None) -> bool:
     """True when a secret's custom_metadata holds this collection's tag."""
     return (custom_metadata or {}).get(MANAGED_BY_KEY) == MANAGED_BY
+
+
+def with_managed_by(custom_metadata: t.Mapping[str, t.Any] | None) -> dict:
+    """``custom_metadata`` with this collection's tag added, every other key kept."""
+    return {**(custom_metadata or {}), MANAGED_BY_KEY: MANAGED_BY}
+
+
+# A Go duration as Vault prints and takes it ("720h0m0s", "1h30m", "90s"), plus Vault's "d" for days.
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)")
+_DURATION_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(value: t.Any, *, option: str) -> int:
+    """Whole seconds of a duration given as a number of seconds or as a Go duration ("30d", "720h", "1h30m")."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    text = str(value).strip() if isinstance(value, str) else ""
+    if text.isdigit():
+        return int(text)
+    if not text or _DURATION_PART.sub("", text):
+        raise VaultCertError(
+            f"{option} must be a number of seconds or a duration such as 30d, 720h or 1h30m, got {_pem.shown(value)}"
+        )
+    return int(sum(float(number) * _DURATION_SECONDS[unit] for number, unit in _DURATION_PART.findall(text)))
+
+
+@dataclass(frozen=True)
+class VersionPolicy:
+    """The version settings of a secret's metadata a push may set; None leaves a setting as the secret has it."""
+
+    max_versions: int | None = None
+    delete_version_after: int | None = None
+    cas_required: bool | None = None
+
+    @classmethod
+    def from_options(
+        cls, *, max_versions: int | None, delete_version_after: t.Any, cas_required: bool | None
+    ) -> VersionPolicy:
+        if max_versions is not None and max_versions < 0:
+            raise VaultCertError(f"max_versions must be 0 (the mount's setting) or more, got {max_versions}")
+        after = None
+        if delete_version_after is not None:
+            after = duration_seconds(delete_version_after, option="delete_version_after")
+        return cls(max_versions=max_versions, delete_version_after=after, cas_required=cas_required)
+
+    @property
+    def given(self) -> bool:
+        return any(value is not None for value in (self.max_versions, self.delete_version_after, self.cas_required))
+
+    def differences(self, metadata: SecretMetadata | None) -> dict[str, t.Any]:
+        """The given settings ``metadata`` does not have yet (all of them for a new secret), as the API takes them."""
+        wanted = self._as_body(self.max_versions, self.delete_version_after, self.cas_required)
+        if metadata is None:
+            return wanted
+        current = self.current_values(metadata)
+        return {name: value for name, value in wanted.items() if current[name] != value}
+
+    @classmethod
+    def current_values(cls, metadata: SecretMetadata) -> dict[str, t.Any]:
+        return cls._as_body(metadata.max_versions, metadata.delete_version_after, metadata.cas_required)
+
+    @staticmethod
+    def _as_body(max_versions: int | None, delete_version_after: int | None, cas_required: bool | None) -> dict:
+        body = {
+            "max_versions": max_versions,
+            "delete_version_after": None if delete_version_after is None else f"{delete_version_after}s",
+            "cas_required": cas_required,
+        }
+        return {name: value for name, value in body.items() if value is not None}
 
 
 MAX_PATH_LENGTH = 1024
@@ -217,6 +291,8 @@ def read_metadata(client: VaultClient, mount: str, path: str) -> SecretMetadata 
         max_versions=int(meta.get("max_versions") or 0),
         versions=versions,
         custom_metadata=meta.get("custom_metadata"),
+        cas_required=bool(meta.get("cas_required")),
+        delete_version_after=duration_seconds(meta.get("delete_version_after") or 0, option="delete_version_after"),
     )
 
 
@@ -248,8 +324,17 @@ def read_mount_max_versions(client: VaultClient, mount: str) -> int | None:
     return int(reply.data.get("max_versions") or 0)
 
 
-def write(client: VaultClient, mount: str, path: str, data: dict, *, cas: int) -> int:
-    """Write ``data`` as a new version with check-and-set against ``cas``; returns its number.
+@dataclass(frozen=True)
+class Written:
+    """A version this collection wrote."""
+
+    version: int
+    # The secret's custom_metadata as the write's answer showed it; None when a read-back settled a lost answer.
+    custom_metadata: dict | None = None
+
+
+def write(client: VaultClient, mount: str, path: str, data: dict, *, cas: int) -> Written:
+    """Write ``data`` as a new version with check-and-set against ``cas``; returns the version written.
 
     A write whose answer does not prove it was refused is never sent again
     blindly: the secret is read back. Version ``cas + 1`` holding ``data`` is
@@ -259,17 +344,17 @@ def write(client: VaultClient, mount: str, path: str, data: dict, *, cas: int) -
     progress (its connection was lost, or a gateway timed out on it).
     """
 
-    def send(after_unknown: bool) -> int:
+    def send(after_unknown: bool) -> Written:
         try:
             return _send_write(client, mount, path, data, cas=cas)
         except CasConflict:
             # After an unanswered write, the version that beat this one may be that write.
             if after_unknown and _write_landed(client, mount, path, data, cas=cas):
-                return cas + 1
+                return Written(cas + 1)
             raise
 
-    def landed() -> int | None:
-        return cas + 1 if _write_landed(client, mount, path, data, cas=cas) else None
+    def landed() -> Written | None:
+        return Written(cas + 1) if _write_landed(client, mount, path, data, cas=cas) else None
 
     return _sent_once(client, send, landed, proof=f"reading {data_path(mount, path)} back shows it was not written")
 
@@ -293,7 +378,7 @@ def _write_landed(client: VaultClient, mount: str, path: str, data: dict, *, cas
     raise CasConflict(f"check-and-set conflict on {location}: another writer changed it since version {cas}")
 
 
-def _send_write(client: VaultClient, mount: str, path: str, data: dict, *, cas: int) -> int:
+def _send_write(client: VaultClient, mount: str, path: str, data: dict, *, cas: int) -> Written:
     location = data_path(mount, path)
     reply = client.request(
         "POST",
@@ -315,56 +400,56 @@ def _send_write(client: VaultClient, mount: str, path: str, data: dict, *, cas: 
             f"POST {location} answered HTTP {reply.status} without the new version number; "
             f"is {client.settings.url} a Vault server, or a proxy that rewrites its answers?"
         )
-    return version
+    # Vault answers null for a secret without custom metadata; an answer without the key does not say.
+    custom_metadata = reply.data.get("custom_metadata", ...)
+    if custom_metadata is None:
+        custom_metadata = {}
+    return Written(version, custom_metadata if isinstance(custom_metadata, dict) else None)
 
 
-def write_with_custom_metadata(
+def write_with_metadata(
     client: VaultClient,
     mount: str,
     path: str,
     data: dict,
     *,
     cas: int,
-    custom_metadata: dict | None,
-    previous_custom_metadata: dict | None,
-) -> int:
-    """write(), with the secret's custom metadata written first when ``custom_metadata`` is given.
+    metadata: dict | None,
+    previous_metadata: dict | None,
+) -> Written:
+    """write(), with the secret's metadata (``metadata``, as the metadata API takes it) written first when given.
 
     Metadata first: a token that may not write it is refused before any data is written. When
-    the data write is then refused, the metadata is set back to ``previous_custom_metadata``,
-    so it never describes data that was not stored. (After an unknown outcome it is left: the
-    data may have landed.)
+    the data write is then refused, the metadata is set back to ``previous_metadata``, so it
+    never describes data that was not stored. (After an unknown outcome it is left: the data
+    may have landed.)
     """
-    if custom_metadata is None:
+    if metadata is None:
         return write(client, mount, path, data, cas=cas)
-    write_custom_metadata(client, mount, path, custom_metadata)
+    write_metadata(client, mount, path, metadata)
     try:
         return write(client, mount, path, data, cas=cas)
     except OutcomeUnknown:
         raise
     except VaultCertError as refusal:
         try:
-            write_custom_metadata(client, mount, path, previous_custom_metadata or {})
+            write_metadata(client, mount, path, previous_metadata or {"custom_metadata": {}})
         except VaultCertError as exc:
             raise type(refusal)(
-                f"{refusal}; the secret's custom_metadata, written just before, already describes the refused "
+                f"{refusal}; the secret's metadata, written just before, already describes the refused "
                 f"data and could not be set back: {exc}",
                 result=refusal.result,
             ) from None
         raise
 
 
-def write_custom_metadata(client: VaultClient, mount: str, path: str, custom_metadata: dict) -> None:
-    """Set the secret's custom_metadata; other metadata settings are left as they are.
+def write_metadata(client: VaultClient, mount: str, path: str, metadata: dict) -> None:
+    """Set the secret's metadata settings in ``metadata``; the others are left as they are.
 
-    Sent as an idempotent request: writing the same metadata twice is harmless.
+    ``custom_metadata``, when given, replaces the whole map: pass every key to keep. Sent as an
+    idempotent request: writing the same metadata twice is harmless.
     """
-    client.request(
-        "POST",
-        metadata_path(mount, path),
-        json={"custom_metadata": custom_metadata},
-        needs=("create", "update"),
-    )
+    client.request("POST", metadata_path(mount, path), json=metadata, needs=("create", "update"))
 
 
 def delete_versions(client: VaultClient, mount: str, path: str, versions: t.Sequence[int]) -> None:

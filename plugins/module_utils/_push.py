@@ -8,8 +8,9 @@ Private to the collection.
 from __future__ import annotations
 
 import random
+import threading
 import typing as t
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _certs, _health, _kv2
@@ -18,6 +19,7 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._client import
 )
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import (
     CasConflict,
+    PermissionDenied,
     VaultCertError,
 )
 
@@ -43,6 +45,9 @@ class PushOptions:
     diff: bool = False
     # Certificates in flight at once, over the client's pool of connections.
     concurrency: int = 1
+    version_policy: _kv2.VersionPolicy = _kv2.VersionPolicy()
+    # Set once the server refused to record the ownership tag: the run stops asking (a policy refuses them all).
+    tag_refused: threading.Event = field(default_factory=threading.Event, compare=False)
 
     @cached_property
     def managed_keys(self) -> frozenset[str]:
@@ -64,10 +69,15 @@ class PushItem:
 class Decision:
     current: _kv2.SecretVersion | None
     desired: dict
-    desired_custom_metadata: dict | None
     changed_fields: list[str]
-    # The custom metadata before this run, set back if the data write after it is refused.
-    previous_custom_metadata: dict | None = None
+    # Metadata to write before the data (settings, custom_metadata), as the metadata API takes it; None for none.
+    metadata: dict | None = None
+    # What ``metadata`` replaces, set back when the data write after it is refused.
+    previous_metadata: dict | None = None
+    # The ownership tag is missing and goes on its own, after any data write (see _record_ownership).
+    tag_separately: bool = False
+    # The secret's custom_metadata before this run; None when no read showed it (a new secret).
+    custom_metadata: dict | None = None
 
     @property
     def base_version(self) -> int:
@@ -76,6 +86,29 @@ class Decision:
     @property
     def data_changed(self) -> bool:
         return self.current is None or self.current.data != self.desired
+
+    @property
+    def anything_to_write(self) -> bool:
+        return self.data_changed or self.metadata is not None or self.tag_separately
+
+
+@dataclass(frozen=True)
+class SecretState:
+    """What the reads before a decision showed of a secret."""
+
+    current: _kv2.SecretVersion | None
+    # The metadata read, when one was made (version policy, or custom metadata of a secret without a version).
+    metadata: _kv2.SecretMetadata | None = None
+    metadata_read: bool = False
+
+    @property
+    def custom_metadata(self) -> dict | None:
+        """The secret's custom_metadata; None when neither read could show it."""
+        if self.current is not None:
+            return dict(self.current.custom_metadata or {})
+        if self.metadata_read:
+            return dict((self.metadata.custom_metadata if self.metadata else None) or {})
+        return None
 
 
 def prepare_items(raw_items: t.Sequence[t.Mapping[str, t.Any]], options: PushOptions) -> list[PushItem]:
@@ -106,18 +139,9 @@ def _prepare_item(raw: t.Mapping[str, t.Any], path: str, options: PushOptions) -
     return PushItem(path=path, payload=payload, summary=_certs.summarise_certificate(bundle.certificate))
 
 
-def decide(
-    item: PushItem,
-    current: _kv2.SecretVersion | None,
-    options: PushOptions,
-    *,
-    metadata_without_version: dict | None = None,
-) -> Decision:
-    """What the new version's data should be, and which fields that changes.
-
-    ``metadata_without_version`` is the custom metadata of a secret that has no version
-    yet, which the data read (``current`` None) cannot show.
-    """
+def decide(item: PushItem, state: SecretState, options: PushOptions) -> Decision:
+    """What the new version's data and the secret's metadata should be, and which fields that changes."""
+    current = state.current
     current_data = (current.data if current else None) or {}
     managed = options.managed_keys
     desired = dict(item.payload)
@@ -128,24 +152,51 @@ def decide(
     unmanaged_after = {k: v for k, v in desired.items() if k not in managed}
     if unmanaged_before != unmanaged_after:
         changed.append(OTHER_FIELDS)
-    desired_metadata = existing = None
-    if options.custom_metadata:
-        existing = dict((current.custom_metadata if current else metadata_without_version) or {})
-        desired_metadata = {**existing, **_certs.certificate_custom_metadata(item.summary)}
-        if desired_metadata == existing and current is not None:
-            desired_metadata = None
-        else:
-            changed.append(CUSTOM_METADATA)
     if current is not None and current.data is None and not changed:
         # The current version is deleted or destroyed: writing restores a readable version.
         changed = [name for name, key in options.fields.items() if key and key in desired]
+    metadata, previous, tag_separately = _metadata_changes(item, state, options, changed)
     return Decision(
         current=current,
         desired=desired,
-        desired_custom_metadata=desired_metadata,
         changed_fields=changed,
-        previous_custom_metadata=existing,
+        metadata=metadata,
+        previous_metadata=previous,
+        tag_separately=tag_separately,
+        custom_metadata=state.custom_metadata,
     )
+
+
+def _metadata_changes(
+    item: PushItem, state: SecretState, options: PushOptions, changed: list[str]
+) -> tuple[dict | None, dict | None, bool]:
+    """The metadata written before the data and what it replaces, and whether the tag goes on its own.
+
+    Settings and the opt-in certificate summary are asked for: a refusal fails the push before any
+    data is written. The ownership tag alone is not: it rides along with them when they are written,
+    and otherwise goes on its own so that a token that may not write metadata still delivers.
+    """
+    settings = options.version_policy.differences(state.metadata) if options.version_policy.given else {}
+    changed.extend(settings)
+    existing = state.custom_metadata
+    tag_missing = not _kv2.is_managed(existing) and not options.tag_refused.is_set()
+    if tag_missing:
+        changed.append(_kv2.MANAGED_BY_KEY)
+    wanted = dict(existing or {})
+    if options.custom_metadata:
+        wanted.update(_certs.certificate_custom_metadata(item.summary))
+        if wanted != (existing or {}) or state.current is None:
+            changed.append(CUSTOM_METADATA)
+    metadata = dict(settings)
+    if existing is not None and (metadata or CUSTOM_METADATA in changed):
+        metadata["custom_metadata"] = _kv2.with_managed_by(wanted) if tag_missing else wanted
+        tag_missing = False
+    if not metadata:
+        return None, None, tag_missing
+    previous = _kv2.VersionPolicy.current_values(state.metadata) if state.metadata else {}
+    previous = {name: previous[name] for name in metadata if name in previous}
+    previous["custom_metadata"] = existing or {}
+    return metadata, previous, tag_missing
 
 
 def push_one(client: VaultClient, item: PushItem, options: PushOptions) -> dict:
@@ -157,11 +208,8 @@ def push_one(client: VaultClient, item: PushItem, options: PushOptions) -> dict:
     """
     waits = client.retry_waits()
     for attempt in range(len(waits) + 1):
-        current = _kv2.read_version(client, options.mount, item.path)
-        decision = decide(
-            item, current, options, metadata_without_version=_metadata_without_version(client, item, current, options)
-        )
-        if not (decision.data_changed or decision.desired_custom_metadata is not None):
+        decision = decide(item, _read_state(client, item, options), options)
+        if not decision.anything_to_write:
             return _result(item, options, decision, version=decision.base_version, changed=False)
         if options.check_mode:
             return _result(item, options, decision, version=decision.base_version, changed=True)
@@ -177,40 +225,90 @@ def push_one(client: VaultClient, item: PushItem, options: PushOptions) -> dict:
     )
 
 
-def _metadata_without_version(
-    client: VaultClient, item: PushItem, current: _kv2.SecretVersion | None, options: PushOptions
-) -> dict | None:
-    """The custom metadata to keep when the data read could not show it.
+def _read_state(client: VaultClient, item: PushItem, options: PushOptions) -> SecretState:
+    """The current version, and the metadata when the decision needs what the data read does not show.
 
-    A secret can have metadata and no version yet (someone wrote its metadata
-    first); a data read then answers 404 without it, and writing ours alone
-    would wipe theirs.
+    The version policy is compared with the metadata's settings. A secret can have metadata and
+    no version yet (someone wrote its metadata first); a data read then answers 404 without its
+    custom metadata, and writing the certificate summary alone would wipe theirs.
     """
-    if not options.custom_metadata or current is not None:
-        return None
-    metadata = _kv2.read_metadata(client, options.mount, item.path)
-    return metadata.custom_metadata if metadata else None
+    current = _kv2.read_version(client, options.mount, item.path)
+    if options.version_policy.given or (options.custom_metadata and current is None):
+        return SecretState(current, _kv2.read_metadata(client, options.mount, item.path), metadata_read=True)
+    return SecretState(current)
 
 
 def _apply(client: VaultClient, item: PushItem, options: PushOptions, decision: Decision) -> dict:
     version = decision.base_version
+    custom_metadata = decision.custom_metadata
     if decision.data_changed:
-        version = _kv2.write_with_custom_metadata(
+        written = _kv2.write_with_metadata(
             client,
             options.mount,
             item.path,
             decision.desired,
             cas=decision.base_version,
-            custom_metadata=decision.desired_custom_metadata,
-            previous_custom_metadata=decision.previous_custom_metadata,
+            metadata=decision.metadata,
+            previous_metadata=decision.previous_metadata,
         )
-    elif decision.desired_custom_metadata is not None:
-        _kv2.write_custom_metadata(client, options.mount, item.path, decision.desired_custom_metadata)
-    return _result(item, options, decision, version=version, changed=True)
+        version = written.version
+        if custom_metadata is None:
+            custom_metadata = written.custom_metadata
+    elif decision.metadata is not None:
+        _kv2.write_metadata(client, options.mount, item.path, decision.metadata)
+    managed = _kv2.is_managed((decision.metadata or {}).get("custom_metadata", custom_metadata))
+    if decision.tag_separately:
+        managed = _record_ownership(client, item, options, custom_metadata)
+    return _result(item, options, decision, version=version, changed=True, managed=managed)
 
 
-def _result(item: PushItem, options: PushOptions, decision: Decision, *, version: int, changed: bool) -> dict:
+def _record_ownership(client: VaultClient, item: PushItem, options: PushOptions, custom_metadata: dict | None) -> bool:
+    """Add the managed_by tag to the secret's custom_metadata; False when the token may not.
+
+    The certificate is delivered either way: without the tag vault_cert_retire and the role's
+    prune leave the secret alone, which is the safe side. After one refusal the run stops
+    asking (one policy usually covers every path), and the module warns.
+    """
+    if custom_metadata is None:
+        # A read-back settled the write, so its answer's custom metadata is unknown.
+        metadata = _kv2.read_metadata(client, options.mount, item.path)
+        custom_metadata = (metadata.custom_metadata if metadata else None) or {}
+    try:
+        _kv2.write_metadata(
+            client, options.mount, item.path, {"custom_metadata": _kv2.with_managed_by(custom_metadata)}
+        )
+    except PermissionDenied:
+        options.tag_refused.set()
+        return False
+    return True
+
+
+def ownership_warning(results: t.Sequence[t.Mapping[str, t.Any]], *, mount: str) -> str | None:
+    """The warning for secrets written without the managed_by tag, None when every one carries it."""
+    untagged = [result["path"] for result in results if not result.get("managed", True)]
+    if not untagged:
+        return None
+    return (
+        f"{len(untagged)} secret(s) are not marked {_kv2.MANAGED_BY_KEY}: {_kv2.MANAGED_BY} in their custom_metadata, "
+        f"because the token may not write {_kv2.metadata_path(mount, untagged[0])} (grant create and update on "
+        f"{mount}/metadata/...); vault_cert_retire and the role's prune leave such secrets alone. "
+        f"First of them: {untagged[0]}"
+    )
+
+
+def _result(
+    item: PushItem,
+    options: PushOptions,
+    decision: Decision,
+    *,
+    version: int,
+    changed: bool,
+    managed: bool | None = None,
+) -> dict:
     current = decision.current
+    if managed is None:
+        # Not written (unchanged, or check mode): managed once this run would have recorded the tag.
+        managed = _kv2.is_managed(decision.custom_metadata) or _kv2.MANAGED_BY_KEY in decision.changed_fields
     result = {
         "changed": changed,
         "mount": options.mount,
@@ -219,6 +317,7 @@ def _result(item: PushItem, options: PushOptions, decision: Decision, *, version
         "previous_version": current.version if current else None,
         "created": current is None,
         "changed_fields": decision.changed_fields if changed else [],
+        "managed": managed,
         "certificate": item.summary,
     }
     if options.diff:

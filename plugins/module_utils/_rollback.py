@@ -175,15 +175,16 @@ def _write_target(
     # could silently undo the other writer's version. A lost answer is
     # resolved by _kv2.write, which reads the secret back.
     try:
-        return _kv2.write_with_custom_metadata(
+        restored = restored_custom_metadata(custom_metadata, data)
+        return _kv2.write_with_metadata(
             client,
             request.mount,
             request.path,
             data,
             cas=current,
-            custom_metadata=restored_custom_metadata(custom_metadata, data),
-            previous_custom_metadata=custom_metadata,
-        )
+            metadata=None if restored is None else {"custom_metadata": restored},
+            previous_metadata={"custom_metadata": custom_metadata or {}},
+        ).version
     except CasConflict:
         raise VaultCertError(
             f"{location} changed while rolling back (it is no longer version {current}); nothing written, "

@@ -121,6 +121,36 @@ options:
       - The metadata is written before the data, so a token that may not write it is refused with nothing written.
     type: bool
     default: false
+  max_versions:
+    description:
+      - The number of versions KV v2 keeps of each secret (its metadata's C(max_versions)); V(0) means the mount's
+        setting (10 unless changed). How far back M(certautopilot.vault.vault_cert_rollback) can reach.
+      - Set when the secret is created and whenever it differs (then named in RV(changed_fields)); left as it is
+        when not given. Comparing costs one metadata read per certificate, and a change one metadata write,
+        made before the data write, so a token that may not write metadata is refused with nothing written.
+      - M(certautopilot.vault.vault_health) warns when the versions kept are fewer than its
+        O(certautopilot.vault.vault_health#module:min_versions).
+    type: int
+  delete_version_after:
+    description:
+      - How long each version is kept before KV v2 deletes it (soft-deletes; a rollback still restores it until
+        O(max_versions) pushes it out). Seconds, or a duration such as V(30d), V(720h) or V(1h30m); V(0) keeps them.
+      - Set like O(max_versions).
+    type: raw
+  cas_required:
+    description:
+      - Whether the secret's metadata requires check-and-set on every write (C(cas_required)). This module always
+        writes with check-and-set; V(true) makes every other writer do the same.
+      - Set like O(max_versions).
+    type: bool
+notes:
+  - B(Ownership.) Every secret this module writes is marked C(managed_by=certautopilot.vault) in its
+    C(custom_metadata) (other keys are kept), the mark M(certautopilot.vault.vault_cert_retire) and the role's prune
+    look for before taking a secret out. It costs one metadata write per secret, once - when the secret is created,
+    or the first time a secret without the mark is pushed (then C(managed_by) is in RV(changed_fields)).
+  - The mark needs C(create) and C(update) on C(<mount>/metadata/<path>). A token without them still delivers the
+    certificate; the result's RV(managed) is V(false), the module warns, and after the first refusal the run stops
+    trying for its other secrets.
 seealso:
   - module: certautopilot.vault.vault_cert_rollback
   - module: certautopilot.vault.vault_health
@@ -234,10 +264,19 @@ changed_fields:
   description:
     - Logical names of the fields that differ (C(certificate), C(private_key), C(chain), C(fullchain)),
       plus C(other_fields) when unmanaged keys were dropped and C(custom_metadata) when it changed.
+    - Metadata names too - C(managed_by) when the ownership mark was added, and C(max_versions),
+      C(delete_version_after) or C(cas_required) when the secret's setting was changed.
   returned: single certificate
   type: list
   elements: str
   sample: [certificate, fullchain]
+managed:
+  description:
+    - Whether the secret carries C(managed_by=certautopilot.vault) in its custom_metadata after the run
+      (in check mode - would carry). V(false) when the token may not write metadata (see the notes).
+  returned: single certificate
+  type: bool
+  sample: true
 certificate:
   description: Metadata of the delivered certificate.
   returned: single certificate
@@ -297,7 +336,7 @@ outcome_unknown:
   elements: str
 """
 
-from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _keys, _push
+from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _keys, _kv2, _push
 from ansible_collections.certautopilot.vault.plugins.module_utils._module import WriterModule, run_writer
 
 
@@ -326,6 +365,9 @@ def module_options() -> dict:
         "keep_other_fields": {"type": "bool", "default": True},
         "validate": {"type": "bool", "default": True},
         "custom_metadata": {"type": "bool", "default": False},
+        "max_versions": {"type": "int"},
+        "delete_version_after": {"type": "raw"},
+        "cas_required": {"type": "bool"},
     }
 
 
@@ -342,9 +384,18 @@ def push(vault: WriterModule) -> dict:
         check_mode=vault.module.check_mode,
         diff=vault.diff_mode,
         concurrency=params["concurrency"],
+        version_policy=_kv2.VersionPolicy.from_options(
+            max_versions=params["max_versions"],
+            delete_version_after=params["delete_version_after"],
+            cas_required=params["cas_required"],
+        ),
     )
     items = _push.prepare_items(_keys.attach_keys(vault.items, params["key_bundle"]), options)
-    return vault.write_all(lambda client: _push.push_all(client, items, options, batch=vault.batch))
+    outcome = vault.write_all(lambda client: _push.push_all(client, items, options, batch=vault.batch))
+    warning = _push.ownership_warning(outcome.get("results") or [outcome], mount=options.mount)
+    if warning:
+        vault.module.warn(warning)
+    return outcome
 
 
 def main() -> None:

@@ -103,15 +103,18 @@ def test_readonly_role_cannot_write(bao):
     assert bao.kv_versions("secret", "certs/harness-ro.example.com") == {}
 
 
-def test_meta_role_may_write_custom_metadata_and_certs_role_may_not(bao):
+def test_meta_and_certs_roles_may_write_custom_metadata_and_sample_role_may_not(bao):
     path = "secret/metadata/certs/harness-meta.example.com"
     meta_token = _approle_token(bao, role="meta")
     certs_token = _approle_token(bao, role="certs")
+    sample_token = _approle_token(bao, role="sample")
 
     allowed, _body = bao.api("POST", path, {"custom_metadata": {"cn": "x"}}, token=meta_token)
-    refused, _body = bao.api("POST", path, {"custom_metadata": {"cn": "y"}}, token=certs_token)
+    also_allowed, _body = bao.api("POST", path, {"custom_metadata": {"cn": "z"}}, token=certs_token)
+    refused, _body = bao.api("POST", path, {"custom_metadata": {"cn": "y"}}, token=sample_token)
 
     assert allowed == 204
+    assert also_allowed == 204
     assert refused == 403
 
 

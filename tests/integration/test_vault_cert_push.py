@@ -420,14 +420,18 @@ def test_custom_metadata_is_written_with_a_role_that_may_update_metadata(ansible
 
 
 def test_custom_metadata_without_metadata_update_capability_is_permission_denied_on_the_metadata_path(
-    ansible, bao, connect, cert_path
+    ansible, bao, vault_conn, cert_path
 ):
     issued = make_chain("meta-denied.example.com")
-    # The data is already what the push wants: only the metadata write remains, and role certs may not.
+    # The data is already what the push wants: only the metadata write remains, and role sample may not.
     status, body = bao.api("POST", f"secret/data/{cert_path}", {"data": expected_data(issued.leaf)})
     assert status == 200, body
 
-    run = push(ansible, bao, {**connect, **single(cert_path, issued.leaf), "custom_metadata": True})
+    run = push(
+        ansible,
+        bao,
+        {**vault_conn, **approle(bao, "sample"), **single(cert_path, issued.leaf), "custom_metadata": True},
+    )
 
     assert run.failed
     assert "permission denied" in run.msg

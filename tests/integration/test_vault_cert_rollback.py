@@ -743,14 +743,19 @@ def test_rollback_makes_recorded_custom_metadata_describe_the_restored_certifica
     assert current_version(bao, path) == 3
 
 
-def test_rollback_that_may_not_update_recorded_metadata_writes_nothing(bao, vault_conn, approle_auth, ansible):
+def test_rollback_that_may_not_update_recorded_metadata_writes_nothing(bao, vault_conn, ansible):
     path = unique_path("metadata-denied")
     write_history(bao, path, cert_data(f"first.{path[6:]}"), cert_data(f"renewed.{path[6:]}"))
     recorded = {"cn": f"renewed.{path[6:]}", "serial": "01", "not_after": "x", "fingerprint_sha256": "f"}
     status, body = bao.api("POST", f"secret/metadata/{path}", {"custom_metadata": recorded})
     assert status in (200, 204), body
 
-    run = ansible.run_module(MODULE, {**vault_conn, **approle_auth, "path": path, "version": 1})
+    sample = {
+        "auth_method": "approle",
+        "role_id": bao.role_ids["sample"],
+        "secret_id": bao.new_approle_secret_id("sample"),
+    }
+    run = ansible.run_module(MODULE, {**vault_conn, **sample, "path": path, "version": 1})
 
     assert run.failed and "permission denied" in run.msg and f"secret/metadata/{path}" in run.msg, run.msg
     assert current_version(bao, path) == 2

@@ -500,20 +500,25 @@ def _cert_policy(mounts: t.Iterable[str], *, metadata_write_on: t.Container[str]
     return "".join(blocks)
 
 
-# policy `certs` = the product's sample policy for secret/, plus the same on
-# small/ and a KV v1 grant on kv1/ so tests reach those mounts, plus what a
-# retirement writes on secret/ (the EXAMPLES run with role certs). Policy
-# `certs-meta` has no retire grants: tests of a refused retirement use it.
+# policy `certs` = the collection's sample policy (docs/guide.md): the product's sample policy plus create and
+# update on metadata, which the ownership mark needs; the same on small/ and a KV v1 grant on kv1/ so tests
+# reach those mounts, plus what a retirement writes on secret/ (the EXAMPLES run with role certs). Policy
+# `certs-meta` has no retire grants: tests of a refused retirement use it. Policy `certs-sample` is the
+# product's sample policy as it stands, without metadata writes: tests of a refused metadata write use it.
 POLICIES = {
-    "certs": _cert_policy(["secret", "small"]) + RETIRE_POLICY.format(mount="secret") + KV1_POLICY,
+    "certs": _cert_policy(["secret", "small"], metadata_write_on={"secret", "small"})
+    + RETIRE_POLICY.format(mount="secret")
+    + KV1_POLICY,
     "certs-readonly": READONLY_POLICY,
     "certs-meta": _cert_policy(["secret", "small"], metadata_write_on={"secret"}) + KV1_POLICY,
+    "certs-sample": _cert_policy(["secret"]),
 }
 
 APPROLE_ROLES = {
     "certs": {"token_policies": ["certs"], "secret_id_num_uses": 0},
     "readonly": {"token_policies": ["certs-readonly"], "secret_id_num_uses": 0},
     "meta": {"token_policies": ["certs-meta"], "secret_id_num_uses": 0},
+    "sample": {"token_policies": ["certs-sample"], "secret_id_num_uses": 0},
     "limited": {"token_policies": ["certs"], "secret_id_num_uses": 1},
 }
 
@@ -537,8 +542,8 @@ class ProvisionedBao(BaoServer):
         """Configure mounts, policies and auth methods as root, the way an operator would.
 
         - KV v2 at secret/ (dev default), KV v1 at kv1/, KV v2 at small/ with max_versions 2
-        - policies certs (with the retire grants on secret/), certs-readonly, certs-meta
-        - AppRole at approle/: roles certs, readonly, meta, limited (secret_id_num_uses 1)
+        - policies certs (with the retire grants on secret/), certs-readonly, certs-meta, certs-sample
+        - AppRole at approle/: roles certs, readonly, meta, sample, limited (secret_id_num_uses 1)
         - JWT at jwt/: role certs (sub claim, audience certautopilot)
         - TLS cert auth at cert/: role certs trusting a test client CA
         - namespace team-a with KV v2 at secret/, policy certs, AppRole role certs
@@ -586,7 +591,12 @@ class ProvisionedBao(BaoServer):
         self.namespace = NAMESPACE
         self._ok("POST", f"sys/namespaces/{NAMESPACE}", {})
         self._mount("secret", {"type": "kv", "options": {"version": "2"}}, namespace=NAMESPACE)
-        self._ok("PUT", "sys/policies/acl/certs", {"policy": _cert_policy(["secret"])}, namespace=NAMESPACE)
+        self._ok(
+            "PUT",
+            "sys/policies/acl/certs",
+            {"policy": _cert_policy(["secret"], metadata_write_on={"secret"})},
+            namespace=NAMESPACE,
+        )
         self._enable_auth("approle", "approle", namespace=NAMESPACE)
         self._ok(
             "POST",

@@ -78,3 +78,32 @@ def test_only_the_collections_tag_makes_a_secret_managed():
     assert not _kv2.is_managed({"managed_by": "someone-else"})
     assert not _kv2.is_managed({})
     assert not _kv2.is_managed(None)
+
+
+@pytest.mark.parametrize(
+    ("given", "seconds"),
+    [(0, 0), (90, 90), ("90", 90), ("30d", 2592000), ("720h0m0s", 2592000), ("1h30m", 5400), ("1.5h", 5400)],
+)
+def test_durations_are_read_as_vault_reads_them(given, seconds):
+    assert _kv2.duration_seconds(given, option="delete_version_after") == seconds
+
+
+@pytest.mark.parametrize("given", ["soon", "30 days", "-5", -5, True, "", "1x"])
+def test_a_value_that_is_no_duration_is_refused_by_name(given):
+    with pytest.raises(VaultCertError, match="delete_version_after must be a number of seconds or a duration"):
+        _kv2.duration_seconds(given, option="delete_version_after")
+
+
+def test_version_policy_lists_only_the_settings_that_differ():
+    policy = _kv2.VersionPolicy.from_options(max_versions=20, delete_version_after="30d", cas_required=True)
+    metadata = _kv2.SecretMetadata(
+        current_version=1, oldest_version=1, max_versions=20, cas_required=False, delete_version_after=2592000
+    )
+    assert policy.differences(metadata) == {"cas_required": True}
+    assert policy.differences(None) == {"max_versions": 20, "delete_version_after": "2592000s", "cas_required": True}
+    assert not _kv2.VersionPolicy().given
+
+
+def test_a_negative_max_versions_is_refused():
+    with pytest.raises(VaultCertError, match="max_versions must be 0"):
+        _kv2.VersionPolicy.from_options(max_versions=-1, delete_version_after=None, cas_required=None)
