@@ -41,13 +41,14 @@ from bao import BaoServer  # noqa: E402
 
 POLICY_NAME = "certautopilot"
 APPROLE_ROLE = "certautopilot"
-# The sample policy of the product's Vault module docs (paths under secret/certs/).
+# The collection's sample policy (docs/guide.md, paths under secret/certs/): the product's Vault module docs'
+# policy plus create and update on metadata, where every push records its managed_by mark.
 SAMPLE_POLICY = """\
 path "secret/data/certs/*" {
   capabilities = ["create", "update", "read", "patch"]
 }
 path "secret/metadata/certs/*" {
-  capabilities = ["read", "list", "delete"]
+  capabilities = ["read", "list", "delete", "create", "update"]
 }
 """
 STATE_FILE = "bao.json"

@@ -232,6 +232,21 @@ EXAMPLES = r"""
 - name: Show which certificates changed
   ansible.builtin.debug:
     msg: "{{ batch.results | selectattr('changed') | map(attribute='path') | list }}"
+
+# Rollback can reach only as far back as KV v2 keeps versions (10 by default). Set on create and when different;
+# here the data is unchanged, so only the metadata is written (changed_fields - [max_versions, delete_version_after]).
+- name: Keep 30 versions of the certificate for rollback, each for at most a year
+  certautopilot.vault.vault_cert_push:
+    url: "{{ vault_url }}"
+    ca_cert: "{{ vault_ca_cert }}"
+    role_id: "{{ vault_role_id }}"
+    secret_id: "{{ vault_secret_id }}"
+    path: certs/example.com
+    certificate: "{{ lookup('ansible.builtin.file', 'example.com.crt') }}"
+    private_key: "{{ lookup('ansible.builtin.file', 'example.com.key') }}"
+    chain: "{{ lookup('ansible.builtin.file', 'intermediate.crt') }}"
+    max_versions: 30
+    delete_version_after: 365d
 """
 
 RETURN = r"""

@@ -23,8 +23,9 @@ description:
   - By default only a secret this collection manages is retired - its custom metadata holds
     C(managed_by=certautopilot.vault). Any other secret is refused, writing nothing, unless
     O(require_managed=false).
-  - P(certautopilot.vault.vault_cert_push#module) does not write that tag yet (a later release will, as the
-    contract says); until then a secret pushed before needs O(require_managed=false), or the tag set by hand
+  - P(certautopilot.vault.vault_cert_push#module) records that tag on every secret it writes (one pushed by an
+    earlier release gets it the next time it is pushed). A secret written by anything else needs
+    O(require_managed=false), or the tag set by hand
     (C(bao kv metadata put -custom-metadata=managed_by=certautopilot.vault <mount>/<path>)).
   - O(current_version) retires a secret only while its current version is still that one (the
     RV(certautopilot.vault.vault_cert_push#module:version) a push returned); otherwise it fails, writing nothing.
@@ -110,7 +111,8 @@ EXAMPLES = r"""
     private_key: "{{ lookup('ansible.builtin.file', 'example.com.key') }}"
   register: pushed
 
-# The push does not record managed_by yet, so the secret is retired with require_managed false.
+# The push marked the secret managed_by certautopilot.vault; a secret without that mark is refused (see
+# require_managed).
 - name: Soft-delete the version that push left, unless someone wrote after it (undo with bao kv undelete)
   certautopilot.vault.vault_cert_retire:
     url: "{{ vault_url }}"
@@ -119,7 +121,6 @@ EXAMPLES = r"""
     secret_id: "{{ vault_secret_id }}"
     path: certs/example.com
     current_version: "{{ pushed.version }}"
-    require_managed: false
   register: retired
 
 - name: Show what was retired
@@ -133,7 +134,6 @@ EXAMPLES = r"""
     role_id: "{{ vault_role_id }}"
     secret_id: "{{ vault_secret_id }}"
     mode: destroy
-    require_managed: false
     secrets:
       - path: certs/example.com
       - path: certs/www.example.com
@@ -147,7 +147,6 @@ EXAMPLES = r"""
     role_id: "{{ vault_role_id }}"
     secret_id: "{{ vault_secret_id }}"
     mode: purge
-    require_managed: false
     secrets:
       - path: certs/example.com
       - path: certs/www.example.com

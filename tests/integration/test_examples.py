@@ -198,6 +198,12 @@ def test_vault_cert_push_examples_run(bao, ansible, tmp_path, example_secrets):
     for cn in ("a.example.com", "b.example.com"):
         assert _current_data(bao, f"certs/{cn}")["certificate"] == example.leaves[cn].cert_pem
 
+    policy = run.task("Keep 30 versions of the certificate for rollback, each for at most a year").result
+    assert policy["changed_fields"] == ["max_versions", "delete_version_after"]
+    metadata = bao.api("GET", "secret/metadata/certs/example.com")[1]["data"]
+    assert (metadata["max_versions"], metadata["delete_version_after"]) == (30, "8760h0m0s")
+    assert metadata["custom_metadata"] == {"managed_by": "certautopilot.vault"}
+
 
 def test_vault_cert_rollback_examples_run(bao, ansible, tmp_path, example_secrets):
     # The examples undo a renewal: the secret must already hold an earlier certificate.

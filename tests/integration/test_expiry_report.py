@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime, timedelta, timezone
+from html.parser import HTMLParser
 from pathlib import Path
 
 from leaks import assert_no_leak
@@ -118,3 +119,58 @@ def test_the_role_sets_the_report_fact_even_when_fail_on_fails_it(bao, ansible, 
     }
     assert "expired" in recorded["failed"]
     assert not any("private_key" in entry or "BEGIN" in str(entry) for entry in recorded["report"]["certificates"])
+
+
+def test_the_html_summary_has_a_row_per_secret_and_its_counts(bao, ansible, vault_conn, tmp_path):
+    prefix, keys = seeded(bao)
+    login = {**vault_conn, **approle(bao)}
+    page = tmp_path / "expiry.html"
+
+    run = ansible.run_playbook(
+        PLAYBOOK,
+        extra_vars={
+            "cert_distribution_vault": login,
+            "expiry_report_prefix": prefix,
+            "expiry_report_fail_on": "never",
+            "expiry_report_html_file": str(page),
+        },
+    )
+
+    assert run.rc == 0, run.output
+    rows = html_rows(page.read_text())
+    assert [row[:2] for row in rows if row and row[0].startswith(prefix)] == [
+        [f"{prefix}/ok", "ok"],
+        [f"{prefix}/soon", "expiring"],
+        [f"{prefix}/team/old", "expired"],
+    ]
+    assert ["expired", "1"] in rows and ["expiring", "1"] in rows and ["ok", "1"] in rows
+    assert_no_leak([run.output, page.read_text()], login["secret_id"], *keys.values())
+
+
+def html_rows(text: str) -> list[list[str]]:
+    """The text of each table row's cells, as a browser would show them."""
+
+    class Rows(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rows: list[list[str]] = []
+            self.cell: list[str] | None = None
+
+        def handle_starttag(self, tag: str, attrs: list) -> None:
+            if tag == "tr":
+                self.rows.append([])
+            elif tag == "td":
+                self.cell = []
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag == "td" and self.cell is not None:
+                self.rows[-1].append("".join(self.cell))
+                self.cell = None
+
+        def handle_data(self, data: str) -> None:
+            if self.cell is not None:
+                self.cell.append(data)
+
+    parser = Rows()
+    parser.feed(text)
+    return parser.rows
