@@ -102,22 +102,31 @@ def with_managed_by(custom_metadata: t.Mapping[str, t.Any] | None) -> dict:
 
 
 # A Go duration as Vault prints and takes it ("720h0m0s", "1h30m", "90s"), plus Vault's "d" for days.
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h|d)")
+# Go's longest duration, about 292 years: the server refuses more.
+MAX_DURATION_SECONDS = (2**63 - 1) // 10**9
 _DURATION_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def duration_seconds(value: t.Any, *, option: str) -> int:
     """Whole seconds of a duration given as a number of seconds or as a Go duration ("30d", "720h", "1h30m")."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
     text = str(value).strip() if isinstance(value, str) else ""
-    if text.isdigit():
-        return int(text)
-    if not text or _DURATION_PART.sub("", text):
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        total = float(value)
+    elif text.isascii() and text.isdigit():
+        total = float(text)
+    elif text and not _DURATION_PART.sub("", text):
+        total = sum(float(number) * _DURATION_SECONDS[unit] for number, unit in _DURATION_PART.findall(text))
+    else:
         raise VaultCertError(
             f"{option} must be a number of seconds or a duration such as 30d, 720h or 1h30m, got {_pem.shown(value)}"
         )
-    return int(sum(float(number) * _DURATION_SECONDS[unit] for number, unit in _DURATION_PART.findall(text)))
+    if total > MAX_DURATION_SECONDS:
+        raise VaultCertError(f"{option} must be at most {MAX_DURATION_SECONDS} seconds (about 292 years)")
+    if 0 < total < 1:
+        # Whole seconds are what the server keeps; rounding down to 0 would mean "never".
+        raise VaultCertError(f"{option} must be 0 (never) or at least one second, got {_pem.shown(value)}")
+    return int(total)
 
 
 @dataclass(frozen=True)
@@ -132,6 +141,9 @@ class VersionPolicy:
     def from_options(
         cls, *, max_versions: int | None, delete_version_after: t.Any, cas_required: bool | None
     ) -> VersionPolicy:
+        if isinstance(max_versions, bool):
+            # JSON true is 1 to the server: one version kept, every other one gone.
+            raise VaultCertError(f"max_versions must be a number of versions, got {max_versions}")
         if max_versions is not None and max_versions < 0:
             raise VaultCertError(f"max_versions must be 0 (the mount's setting) or more, got {max_versions}")
         after = None
@@ -422,14 +434,16 @@ def write_with_metadata(
     Metadata first: a token that may not write it is refused before any data is written. When
     the data write is then refused, the metadata is set back to ``previous_metadata``, so it
     never describes data that was not stored. (After an unknown outcome it is left: the data
-    may have landed.)
+    may have landed. After a check-and-set conflict too: another writer has changed the secret
+    since ``previous_metadata`` was read - setting it back could wipe their metadata - and the
+    caller decides again from a fresh read.)
     """
     if metadata is None:
         return write(client, mount, path, data, cas=cas)
     write_metadata(client, mount, path, metadata)
     try:
         return write(client, mount, path, data, cas=cas)
-    except OutcomeUnknown:
+    except (OutcomeUnknown, CasConflict):
         raise
     except VaultCertError as refusal:
         try:

@@ -48,6 +48,8 @@ class PushOptions:
     version_policy: _kv2.VersionPolicy = _kv2.VersionPolicy()
     # Set once the server refused to record the ownership tag: the run stops asking (a policy refuses them all).
     tag_refused: threading.Event = field(default_factory=threading.Event, compare=False)
+    # Why a tag was not recorded, per secret ("<path>: <error>"), for the module's warning.
+    tag_failures: list = field(default_factory=list, compare=False)
 
     @cached_property
     def managed_keys(self) -> frozenset[str]:
@@ -263,36 +265,40 @@ def _apply(client: VaultClient, item: PushItem, options: PushOptions, decision: 
 
 
 def _record_ownership(client: VaultClient, item: PushItem, options: PushOptions, custom_metadata: dict | None) -> bool:
-    """Add the managed_by tag to the secret's custom_metadata; False when the token may not.
+    """Add the managed_by tag to the secret's custom_metadata; False when it could not be written.
 
-    The certificate is delivered either way: without the tag vault_cert_retire and the role's
-    prune leave the secret alone, which is the safe side. After one refusal the run stops
-    asking (one policy usually covers every path), and the module warns.
+    The certificate is delivered either way - its data write, when there was one, has succeeded, so
+    no failure here may report it as not written. Without the tag vault_cert_retire and the role's
+    prune leave the secret alone, which is the safe side; the module warns. After a refusal (403)
+    the run stops asking: one policy usually covers every path.
     """
-    if custom_metadata is None:
-        # A read-back settled the write, so its answer's custom metadata is unknown.
-        metadata = _kv2.read_metadata(client, options.mount, item.path)
-        custom_metadata = (metadata.custom_metadata if metadata else None) or {}
     try:
+        if custom_metadata is None:
+            # A read-back settled the write, so its answer's custom metadata is unknown.
+            metadata = _kv2.read_metadata(client, options.mount, item.path)
+            custom_metadata = (metadata.custom_metadata if metadata else None) or {}
         _kv2.write_metadata(
             client, options.mount, item.path, {"custom_metadata": _kv2.with_managed_by(custom_metadata)}
         )
-    except PermissionDenied:
-        options.tag_refused.set()
+    except VaultCertError as exc:
+        if isinstance(exc, PermissionDenied):
+            options.tag_refused.set()
+        options.tag_failures.append(f"{item.path}: {exc}")
         return False
     return True
 
 
-def ownership_warning(results: t.Sequence[t.Mapping[str, t.Any]], *, mount: str) -> str | None:
-    """The warning for secrets written without the managed_by tag, None when every one carries it."""
+def ownership_warning(results: t.Sequence[t.Mapping[str, t.Any]], options: PushOptions) -> str | None:
+    """The warning for secrets delivered without the managed_by tag, None when every one carries it."""
     untagged = [result["path"] for result in results if not result.get("managed", True)]
     if not untagged:
         return None
+    reason = options.tag_failures[0] if options.tag_failures else "not asked again after a refusal"
     return (
-        f"{len(untagged)} secret(s) are not marked {_kv2.MANAGED_BY_KEY}: {_kv2.MANAGED_BY} in their custom_metadata, "
-        f"because the token may not write {_kv2.metadata_path(mount, untagged[0])} (grant create and update on "
-        f"{mount}/metadata/...); vault_cert_retire and the role's prune leave such secrets alone. "
-        f"First of them: {untagged[0]}"
+        f"{len(untagged)} secret(s) were delivered but are not marked {_kv2.MANAGED_BY_KEY}: {_kv2.MANAGED_BY} in "
+        f"their custom_metadata ({', '.join(untagged[:5])}{', ...' if len(untagged) > 5 else ''}); vault_cert_retire "
+        f"and the role's prune leave such secrets alone. The mark needs create and update on "
+        f"{options.mount}/metadata/<path>. First failure - {reason}"
     )
 
 

@@ -150,7 +150,8 @@ notes:
     or the first time a secret without the mark is pushed (then C(managed_by) is in RV(changed_fields)).
   - The mark needs C(create) and C(update) on C(<mount>/metadata/<path>). A token without them still delivers the
     certificate; the result's RV(managed) is V(false), the module warns, and after the first refusal the run stops
-    trying for its other secrets.
+    trying for its other secrets. A mark that fails for another reason (a server error after the data was written)
+    is reported the same way - the certificate is delivered, unmarked, and the next push marks it.
 seealso:
   - module: certautopilot.vault.vault_cert_rollback
   - module: certautopilot.vault.vault_health
@@ -407,7 +408,7 @@ def push(vault: WriterModule) -> dict:
     )
     items = _push.prepare_items(_keys.attach_keys(vault.items, params["key_bundle"]), options)
     outcome = vault.write_all(lambda client: _push.push_all(client, items, options, batch=vault.batch))
-    warning = _push.ownership_warning(outcome.get("results") or [outcome], mount=options.mount)
+    warning = _push.ownership_warning(outcome.get("results") or [outcome], options)
     if warning:
         vault.module.warn(warning)
     return outcome

@@ -389,7 +389,7 @@ def test_write_whose_answer_proves_nothing_is_reread_before_anything_is_sent_aga
     assert following, f"nothing after the faulty answer: {outcome.hits}"
     assert following[0].method == "GET", f"sent again without re-reading: {[(h.method, h.status) for h in following]}"
     # Whether the faulty answer came before or after the server applied it, one write reached it.
-    assert sum(1 for hit in outcome.hits if hit.method == "POST" and hit.forwarded) == 1
+    assert sum(1 for hit in outcome.hits if hit.method == "POST" and "/data/" in hit.path and hit.forwarded) == 1
 
 
 @cases(MATRIX_CASES)

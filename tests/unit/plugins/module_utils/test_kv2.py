@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _kv2
@@ -107,3 +109,23 @@ def test_version_policy_lists_only_the_settings_that_differ():
 def test_a_negative_max_versions_is_refused():
     with pytest.raises(VaultCertError, match="max_versions must be 0"):
         _kv2.VersionPolicy.from_options(max_versions=-1, delete_version_after=None, cas_required=None)
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("²", "must be a number of seconds or a duration"),
+        ("٣d", "must be a number of seconds or a duration"),
+        ("1" * 400 + "s", "must be at most"),
+        ("500ms", "must be 0 (never) or at least one second"),
+        ("1ns", "must be 0 (never) or at least one second"),
+    ],
+)
+def test_durations_the_server_would_misread_are_refused_by_name(given, message):
+    with pytest.raises(VaultCertError, match=re.escape(f"delete_version_after {message}")):
+        _kv2.duration_seconds(given, option="delete_version_after")
+
+
+def test_max_versions_given_as_a_boolean_is_refused():
+    with pytest.raises(VaultCertError, match="max_versions must be a number of versions, got True"):
+        _kv2.VersionPolicy.from_options(max_versions=True, delete_version_after=None, cas_required=None)

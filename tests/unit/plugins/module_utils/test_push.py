@@ -138,9 +138,12 @@ def test_bad_mount_is_refused_before_any_item():
         _push.prepare_items([], _options(mount="a//b"))
 
 
-def test_ownership_warning_names_the_untagged_secrets_and_the_grant():
+def test_ownership_warning_names_the_untagged_secrets_the_grant_and_the_first_failure():
+    options = _options()
+    options.tag_failures.append("certs/b: permission denied on secret/metadata/certs/b")
     results = [{"path": "certs/a", "managed": True}, {"path": "certs/b", "managed": False}]
-    warning = _push.ownership_warning(results, mount="secret")
-    assert warning.startswith("1 secret(s) are not marked managed_by: certautopilot.vault")
-    assert "secret/metadata/certs/b" in warning and "grant create and update" in warning
-    assert _push.ownership_warning(results[:1], mount="secret") is None
+    warning = _push.ownership_warning(results, options)
+    assert warning.startswith("1 secret(s) were delivered but are not marked managed_by: certautopilot.vault")
+    assert "(certs/b)" in warning and "create and update on secret/metadata/<path>" in warning
+    assert warning.endswith("First failure - certs/b: permission denied on secret/metadata/certs/b")
+    assert _push.ownership_warning(results[:1], options) is None
