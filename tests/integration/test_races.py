@@ -202,8 +202,12 @@ def test_identical_pushes_to_new_paths_write_each_once(bao, ansible, vault_conn,
     for index, path in enumerate(paths):
         items = [run.result["results"][index] for run in runs]
         assert [item["path"] for item in items] == [path] * PARALLEL
-        assert sum(item["changed"] for item in items) == 1, items
+        # One run writes the data. Another may still add the managed_by mark, when it read the secret between
+        # the winner's data write and the winner's mark: a metadata change, reported as only that.
+        data_writers = [item for item in items if item["changed"] and item["changed_fields"] != ["managed_by"]]
+        assert len(data_writers) == 1, items
         assert {item["version"] for item in items} == {1}
+        assert all(item["managed"] for item in items), items
         assert set(bao.kv_versions(MOUNT, path)) == {"1"}
         assert read_version_data(bao, path, 1)["certificate"] == chains[path].leaf.cert_pem
     # The runs really collided: some writes were refused by check-and-set.

@@ -25,6 +25,7 @@ from pki import Issued, bundle, make_ca, make_chain, make_intermediate, make_lea
 
 MODULE = "vault_cert_push"
 FQCN = "certautopilot.vault.vault_cert_push"
+MANAGED = {"managed_by": "certautopilot.vault"}
 FIELDS = ("certificate", "private_key", "chain", "fullchain")
 # The dev server's root token; the modules never get it, and "root" is too common a word to scan for.
 NOT_A_SECRET_TOKEN = "root"
@@ -170,6 +171,8 @@ def request_counts(entries: list[dict]) -> Counter:
             counts["read"] += 1
         elif "/data/" in path and operation in ("create", "update"):
             counts["write"] += 1
+        elif "/metadata/" in path and operation in ("create", "update"):
+            counts["metadata write"] += 1
         else:
             counts[f"{operation} {path}"] += 1
     return counts
@@ -205,7 +208,7 @@ def test_push_creates_version_1_then_same_input_is_unchanged_then_renewal_writes
     assert not created.failed, created.msg
     assert created.changed
     assert (created.result["version"], created.result["previous_version"], created.result["created"]) == (1, None, True)
-    assert sorted(created.result["changed_fields"]) == sorted(FIELDS)
+    assert sorted(created.result["changed_fields"]) == sorted([*FIELDS, "managed_by"])
     assert created.result["certificate"]["cn"] == "renewal.example.com"
     assert created.result["certificate"]["fingerprint_sha256"] == fingerprint(issued.leaf)
     assert versions(bao, cert_path) == [1]
@@ -412,6 +415,7 @@ def test_custom_metadata_is_written_with_a_role_that_may_update_metadata(ansible
     status, body = bao.api("GET", f"secret/metadata/{cert_path}")
     assert status == 200, body
     assert body["data"]["custom_metadata"] == {
+        **MANAGED,
         "cn": "meta.example.com",
         "serial": colon_hex(issued.leaf.cert.serial_number),
         "not_after": iso(issued.leaf.cert.not_valid_after_utc),
@@ -688,7 +692,7 @@ def test_batch_of_12_logs_in_once_writes_each_and_rewrites_only_what_changed(ans
         assert versions(bao, path) == [1]
         assert current_data(bao, path) == expected_data(leaf, intermediate)
     print(f"12-batch first run: {dict(request_counts(first.requests))}")
-    assert request_counts(first.requests) == Counter({**budget, "write": 12, "revoke-self": 1})
+    assert request_counts(first.requests) == Counter({**budget, "write": 12, "metadata write": 12, "revoke-self": 1})
     # One item after another over one HTTP connection: every request came from the same client port.
     assert len({entry["request"]["remote_port"] for entry in first.requests}) == 1
 
@@ -867,8 +871,11 @@ def test_cas_conflict_with_a_racer_that_wrote_the_same_data_reports_unchanged(an
     leaf = make_chain("cas-same.example.com").leaf
 
     def racer_writes_the_same() -> None:
+        # Another run of this collection: the same data, and its managed_by mark.
         status, body = bao.api("POST", f"secret/data/{cert_path}", {"data": expected_data(leaf)})
         assert status == 200, body
+        status, body = bao.api("POST", f"secret/metadata/{cert_path}", {"custom_metadata": MANAGED})
+        assert status == 204, body
 
     with FaultProxy(bao.addr, bao.ca_cert) as proxy:
         proxy.add_rule(*data_write_rule(cert_path), action=racer_writes_the_same)
@@ -895,7 +902,7 @@ def test_write_whose_answer_was_lost_is_not_applied_twice(ansible, bao, approle_
     assert current_data(bao, cert_path) == expected_data(leaf)
     assert len(module_writes(run.requests, cert_path, bao)) == 1
     assert (run.result["version"], run.result["previous_version"], run.result["created"]) == (1, None, True)
-    assert sorted(run.result["changed_fields"]) == ["certificate", "fullchain", "private_key"]
+    assert sorted(run.result["changed_fields"]) == ["certificate", "fullchain", "managed_by", "private_key"]
 
 
 def test_custom_metadata_is_written_even_when_the_data_write_answer_was_lost(ansible, bao, vault_conn, cert_path):
@@ -913,6 +920,7 @@ def test_custom_metadata_is_written_even_when_the_data_write_answer_was_lost(ans
     status, body = bao.api("GET", f"secret/metadata/{cert_path}")
     assert status == 200, body
     assert body["data"]["custom_metadata"] == {
+        **MANAGED,
         "cn": "lost-meta.example.com",
         "serial": colon_hex(leaf.cert.serial_number),
         "not_after": iso(leaf.cert.not_valid_after_utc),

@@ -17,14 +17,14 @@ REFUSED = "delete_version_after must be a number of seconds or a duration"
 
 
 @pytest.mark.parametrize("given", ["\u00b2", "\u00b9\u00b2", "\u2460"])
-def test_defect_a_superscript_or_circled_digit_is_refused_by_name_not_with_an_unexpected_value_error(given):
+def test_a_superscript_or_circled_digit_is_refused_by_name_not_with_an_unexpected_value_error(given):
     """str.isdigit() is true for "²" but int() refuses it: the module fails with "unexpected error (ValueError)"
     instead of naming the option. Expected: VaultCertError naming delete_version_after."""
     with pytest.raises(VaultCertError, match=REFUSED):
         _kv2.duration_seconds(given, option="delete_version_after")
 
 
-def test_defect_a_duration_too_large_for_a_float_is_refused_by_name_not_with_an_overflow_error():
+def test_a_duration_too_large_for_a_float_is_refused_by_name_not_with_an_overflow_error():
     """float("1" * 400) is inf, and int(inf) raises OverflowError: "unexpected error" again.
     Expected: VaultCertError naming delete_version_after."""
     with pytest.raises(VaultCertError, match="delete_version_after"):
@@ -32,7 +32,7 @@ def test_defect_a_duration_too_large_for_a_float_is_refused_by_name_not_with_an_
 
 
 @pytest.mark.parametrize("given", ["500ms", "0.5s", "1ns", "999us"])
-def test_defect_a_sub_second_duration_does_not_silently_become_zero_which_keeps_versions_forever(given):
+def test_a_sub_second_duration_does_not_silently_become_zero_which_keeps_versions_forever(given):
     """A non-zero duration is truncated to 0 whole seconds, and 0 means "never delete": the opposite of what
     was asked. Expected: refused by name (or rounded up to 1 s); never 0."""
     try:
@@ -45,7 +45,7 @@ def test_defect_a_sub_second_duration_does_not_silently_become_zero_which_keeps_
 
 @pytest.mark.parametrize(
     ("given", "seconds"),
-    [("30d5h", 2610000), (" 720h0m0s ", 2592000), ("1h0m0.9s", 3600), ("0", 0), ("0s", 0), (10**12, 10**12)],
+    [("30d5h", 2610000), (" 720h0m0s ", 2592000), ("1h0m0.9s", 3600), ("0", 0), ("0s", 0), (10**9, 10**9)],
 )
 def test_go_durations_and_vaults_own_spellings_are_read_in_whole_seconds(given, seconds):
     assert _kv2.duration_seconds(given, option="delete_version_after") == seconds
