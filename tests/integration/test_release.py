@@ -285,3 +285,70 @@ def test_execution_environment_sample_installs_the_tarball_and_its_python_requir
     ]
     assert [entry.split("#", 1)[0].strip() for entry in python_requirements] == declared
     assert all(entry.endswith("# from collection certautopilot.vault") for entry in python_requirements)
+
+
+def _requirement_lines(text: str) -> list[str]:
+    """The requirement specifiers of a pip requirements file, comments and blank lines left out."""
+    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
+    return [line for line in lines if line]
+
+
+def test_meta_execution_environment_requirements_reach_the_build_context(tmp_path: Path) -> None:
+    """meta/execution-environment.yml, read the way an execution environment build reads it; no tarball, no container.
+
+    ansible-builder's introspection of a collections path holding this collection (the working tree, through a
+    link) follows meta/execution-environment.yml to its Python requirements file, and `ansible-builder create`
+    with that file as a definition's Python dependencies writes it into the build context, where the image's
+    builder stage hands it to the same introspection (`--user-pip`) and pip.
+    """
+    meta = yaml.safe_load((REPO / "meta" / "execution-environment.yml").read_text(encoding="utf-8"))
+    requirements_file = REPO / meta["dependencies"]["python"]
+    declared = _requirement_lines(requirements_file.read_text(encoding="utf-8"))
+    assert {re.split(r"[<>=!~ ]", line, maxsplit=1)[0] for line in declared} >= {"hvac", "requests", "cryptography"}
+    collections = tmp_path / "collections"
+    namespace_dir = collections / "ansible_collections" / GALAXY["namespace"]
+    namespace_dir.mkdir(parents=True)
+    (namespace_dir / GALAXY["name"]).symlink_to(REPO, target_is_directory=True)
+    env = _hermetic_env()
+
+    introspected = _run_ok(
+        [str(BIN_DIR / "ansible-builder"), "introspect", str(collections)],
+        env=env,
+        timeout=120,
+    )
+    found = yaml.safe_load(introspected.stdout.split("---", 1)[1])["python"]
+    assert [entry.split("#", 1)[0].strip() for entry in found] == declared
+    collection = f"{GALAXY['namespace']}.{GALAXY['name']}"
+    assert all(entry.endswith(f"# from collection {collection}") for entry in found)
+
+    shutil.copy(requirements_file, tmp_path / "requirements.txt")
+    definition = {
+        "version": 3,
+        "images": {"base_image": {"name": "quay.io/centos/centos:stream9"}},
+        "dependencies": {
+            "python_interpreter": {"package_system": "python3.11", "python_path": "/usr/bin/python3.11"},
+            "ansible_core": {"package_pip": "ansible-core>=2.17,<2.20"},
+            "ansible_runner": {"package_pip": "ansible-runner>=2.4,<2.5"},
+            "python": "requirements.txt",
+        },
+    }
+    (tmp_path / "execution-environment.yml").write_text(yaml.safe_dump(definition), encoding="utf-8")
+    context = tmp_path / "context"
+    _run_ok(
+        [
+            str(BIN_DIR / "ansible-builder"),
+            "create",
+            "-f",
+            str(tmp_path / "execution-environment.yml"),
+            "--context",
+            str(context),
+            "--output-filename",
+            "Containerfile",
+        ],
+        env=env,
+        timeout=120,
+    )
+    assert _requirement_lines((context / "_build" / "requirements.txt").read_text(encoding="utf-8")) == declared
+    containerfile = (context / "Containerfile").read_text(encoding="utf-8")
+    assert "COPY _build/requirements.txt requirements.txt" in containerfile
+    assert "introspect --user-pip=requirements.txt" in containerfile
