@@ -120,8 +120,9 @@ options:
       - V(traefik) - for Traefik Enterprise's Vault provider, which reads KV v2 secrets at the B(root) of its mount
         (C(enginePath)), C(cert) and C(key) each B(base64-encoded) PEM (standard alphabet, padded, one line, as
         C(base64 -w0) writes); C(cert) holds the fullchain. A path with C(/) gets a warning (Traefik does not find
-        it) - use a dedicated mount. Traefik Proxy's own KV providers (Consul, etcd, Redis, ZooKeeper) take no
-        certificates from Vault. Changed fields are named C(fullchain), C(private_key).
+        it) - use a dedicated mount. (Traefik Proxy, the open-source edition, reads certificates of its own only
+        from its file provider and Kubernetes secrets, not from Vault.) Changed fields are named C(fullchain),
+        C(private_key).
       - V(haproxy) - one key C(pem), the file HAProxy's C(crt) loads - the certificate, its chain, then the key.
         Changed field C(pem).
       - V(pkcs12) - one key C(pkcs12), a base64 PKCS#12 bundle of the key, the certificate and the chain (no
@@ -248,6 +249,19 @@ EXAMPLES = r"""
 - name: Show which certificates changed
   ansible.builtin.debug:
     msg: "{{ batch.results | selectattr('changed') | map(attribute='path') | list }}"
+
+# HAProxy loads one PEM file per certificate (bind ... ssl crt); a template or agent writes the pem value to it.
+- name: Deliver for HAProxy - one pem value, the certificate, its chain, then the key
+  certautopilot.vault.vault_cert_push:
+    url: "{{ vault_url }}"
+    ca_cert: "{{ vault_ca_cert }}"
+    role_id: "{{ vault_role_id }}"
+    secret_id: "{{ vault_secret_id }}"
+    path: certs/haproxy/example.com
+    layout: haproxy
+    certificate: "{{ lookup('ansible.builtin.file', 'example.com.crt') }}"
+    private_key: "{{ lookup('ansible.builtin.file', 'example.com.key') }}"
+    chain: "{{ lookup('ansible.builtin.file', 'intermediate.crt') }}"
 """
 
 RETURN = r"""
