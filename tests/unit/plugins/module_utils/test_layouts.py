@@ -295,12 +295,15 @@ def test_unknown_layout_is_refused_naming_the_choices():
     _expect_error(("layout must be one of", "acme_sh", "'nginx'"), _layout_fields, "nginx")
 
 
-def test_acme_sh_secrets_of_two_certificates_may_not_collide(ec_chain):
-    # certs/a's secrets are certs/a/cert.pem, ...; a certificate at certs/a/cert.pem would be a folder of secrets,
-    # so two paths never collide - but a path too long for its secrets below it is refused up front.
+def test_acme_sh_path_too_long_for_the_secrets_below_it_is_refused_up_front(ec_chain):
     long_path = "certs/" + "a" * (_push._kv2.MAX_PATH_LENGTH - len("certs/") - 3)
     raw = {"path": long_path, "certificate": ec_chain.leaf.cert_pem, "private_key": ec_chain.leaf.key_pem}
     _expect_error(("invalid path", "longer than"), _push.prepare_items, [raw], _options("acme_sh", validate=False))
+
+
+def test_acme_sh_two_certificates_at_one_path_are_refused(ec_chain):
+    raw = {"path": PATH, "certificate": ec_chain.leaf.cert_pem, "private_key": ec_chain.leaf.key_pem}
+    _expect_error(("invalid path", "twice"), _push.prepare_items, [raw, dict(raw)], _options("acme_sh", validate=False))
 
 
 def test_managed_keys_are_the_layouts_own():
