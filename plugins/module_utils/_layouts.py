@@ -97,7 +97,7 @@ def layout_fields(
     if layout == DEFAULT:
         return _certs.resolve_fields(fields)
     if fields is not None and _certs.resolve_fields(fields) != _certs.DEFAULT_FIELDS:
-        keys = ", ".join(sorted({key for key in _LAYOUT_FIELDS[layout].values()}))
+        keys = ", ".join(sorted(set(_LAYOUT_FIELDS[layout].values())))
         raise VaultCertError(
             f"fields renames the keys of layout default only; layout {layout} writes its own keys ({keys}): "
             "leave fields out, or use layout default"

@@ -110,8 +110,8 @@ options:
         acme.sh wrote the chain to C(chain.pem) before version 3.0.6 and to C(ca.pem) since; C(ca.pem) is written,
         a C(chain.pem) secret is left as it is. acme.sh's Fabio mode (one secret) is V(fabio)."
       - "acme_sh results - one result per secret, in that order, so a single certificate returns RV(results) like a
-        batch (four entries per certificate, each with its own RV(results[].version) for a later rollback); the
-        RV(results[].changed_fields) of a secret is the one field it holds (C(certificate), C(private_key),
+        batch (four entries per certificate, each with its own C(version) for a later rollback); the
+        C(changed_fields) of a secret is the one field it holds (C(certificate), C(private_key),
         C(chain) or C(fullchain)); in diff mode one diff per secret."
       - V(fabio) - for fabio's C(vault) certificate store (C(proxy.cs = cs=NAME;type=vault;cert=secret/fabio/certs)),
         which lists the secrets one level below its path and reads C(cert) and C(key) of each - C(cert) holds the
