@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
@@ -580,6 +581,20 @@ def _summarise_pem_only(text: str) -> str | None:
     return "\n".join(_summarise_block(text, block) for block in blocks)
 
 
+# What base64 of "-----BEGIN" starts with: the one value a layout encodes (traefik) is told apart cheaply.
+_BASE64_PEM_START = "LS0tLS1CRUdJTi"
+
+
+def _base64_pem(text: str) -> str:
+    """``text``, or the PEM text it is the base64 of (layout traefik stores PEM so), for a summary."""
+    if not text.startswith(_BASE64_PEM_START):
+        return text
+    try:
+        return base64.b64decode(text, validate=True).decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        return text
+
+
 # Keys the hashes of one run: a short value (a PIN) hashed alone could be found by trying every value.
 _RUN_HASH_KEY = secrets.token_bytes(32)
 
@@ -606,7 +621,7 @@ def summarise_secret(data: t.Mapping[str, t.Any], *, fields: t.Mapping[str, str 
     certificate_fields = {key for name, key in fields.items() if key and name != "private_key"}
     summary = {}
     for key, value in data.items():
-        shown = _summarise_pem_only(value) if isinstance(value, str) else None
+        shown = _summarise_pem_only(_base64_pem(value)) if isinstance(value, str) else None
         if key == key_field:
             summary[key] = shown if shown and shown.startswith("<private key") else "<private key: not PEM>"
         elif key in certificate_fields and shown is not None:

@@ -13,7 +13,7 @@ import typing as t
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _certs, _health, _kv2
+from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _certs, _health, _kv2, _layouts
 from ansible_collections.certautopilot.vault.plugins.module_utils._client import (
     VaultClient,
 )
@@ -34,6 +34,9 @@ CONFLICT_JITTER = 0.05
 class PushOptions:
     mount: str
     fields: dict[str, str | None]
+    # Which secret(s) a certificate becomes, under which keys (_layouts.py); pkcs12 encrypts with the password.
+    layout: str = _layouts.DEFAULT
+    pkcs12_password: str | None = field(default=None, repr=False)
     include_private_key: bool = True
     keep_other_fields: bool = True
     validate: bool = True
@@ -54,7 +57,7 @@ class PushOptions:
     @cached_property
     def managed_keys(self) -> frozenset[str]:
         """The JSON keys a push owns, worked out once per run, not per certificate."""
-        return _certs.managed_keys(self.fields)
+        return _layouts.managed_keys(self.layout, self.fields)
 
 
 @dataclass(frozen=True)
@@ -119,10 +122,16 @@ def prepare_items(raw_items: t.Sequence[t.Mapping[str, t.Any]], options: PushOpt
     for raw in raw_items:
         _kv2.validate_path(raw.get("path"))
     _batch.refuse_repeated_paths((raw["path"] for raw in raw_items), option="certificates")
-    return [_prepare_item(raw, raw["path"], options) for raw in raw_items]
+    items = [item for raw in raw_items for item in _prepare_item(raw, raw["path"], options)]
+    if _layouts.several_secrets(options.layout):
+        # Each certificate is several secrets below its path: every one of them must be a path of its own.
+        for item in items:
+            _kv2.validate_path(item.path)
+        _batch.refuse_repeated_paths((item.path for item in items), option="certificates")
+    return items
 
 
-def _prepare_item(raw: t.Mapping[str, t.Any], path: str, options: PushOptions) -> PushItem:
+def _prepare_item(raw: t.Mapping[str, t.Any], path: str, options: PushOptions) -> list[PushItem]:
     if not raw.get("certificate"):
         raise VaultCertError(f"{path}: certificate is required")
     if options.include_private_key and not raw.get("private_key"):
@@ -137,13 +146,25 @@ def _prepare_item(raw: t.Mapping[str, t.Any], path: str, options: PushOptions) -
             _certs.validate_bundle(bundle)
     except VaultCertError as exc:
         raise VaultCertError(f"{path}: {exc}") from None
-    payload = _certs.build_payload(bundle, fields=options.fields, include_private_key=options.include_private_key)
-    return PushItem(path=path, payload=payload, summary=_certs.summarise_certificate(bundle.certificate))
+    try:
+        secrets = _layouts.build_secrets(
+            bundle,
+            path=path,
+            layout=options.layout,
+            fields=options.fields,
+            include_private_key=options.include_private_key,
+            pkcs12_password=options.pkcs12_password,
+        )
+    except VaultCertError as exc:
+        raise VaultCertError(f"{path}: {exc}") from None
+    summary = _certs.summarise_certificate(bundle.certificate)
+    return [PushItem(path=secret, payload=payload, summary=summary) for secret, payload in secrets]
 
 
 def decide(item: PushItem, state: SecretState, options: PushOptions) -> Decision:
     """What the new version's data and the secret's metadata should be, and which fields that changes."""
     current = state.current
+    item, options = _layouts.for_decision(item, current.data if current else None, options)
     current_data = (current.data if current else None) or {}
     managed = options.managed_keys
     desired = dict(item.payload)

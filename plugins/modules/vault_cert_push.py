@@ -99,6 +99,53 @@ options:
       - When no chain is given, the chain field is not written (and removed if present); fullchain then holds
         the certificate alone.
     type: dict
+  layout:
+    description:
+      - Which secret(s) a certificate becomes, and under which keys - the shape its consumer reads. Every PEM value is
+        normalised text (leaf first, then the chain in the order given); RV(changed_fields) names what differs.
+      - V(default) - one secret with C(certificate), C(private_key), C(chain), C(fullchain), renamed by O(fields).
+      - "V(acme_sh) - the shape acme.sh's C(vault) and C(vault_cli) deploy hooks write to KV v2, for whatever reads
+        them - B(four secrets below) O(path) (C(<path>/cert.pem), C(<path>/cert.key), C(<path>/ca.pem),
+        C(<path>/fullchain.pem)), each C({value: <PEM>}), the CA file holding the chain (empty text without one).
+        acme.sh wrote the chain to C(chain.pem) before version 3.0.6 and to C(ca.pem) since; C(ca.pem) is written,
+        a C(chain.pem) secret is left as it is. acme.sh's Fabio mode (one secret) is V(fabio)."
+      - "acme_sh results - one result per secret, in that order, so a single certificate returns RV(results) like a
+        batch (four entries per certificate, each with its own C(version) for a later rollback); the
+        C(changed_fields) of a secret is the one field it holds (C(certificate), C(private_key),
+        C(chain) or C(fullchain)); in diff mode one diff per secret."
+      - V(fabio) - for fabio's C(vault) certificate store (C(proxy.cs = cs=NAME;type=vault;cert=secret/fabio/certs)),
+        which lists the secrets one level below its path and reads C(cert) and C(key) of each - C(cert) holds the
+        fullchain (fabio serves the chain after the leaf), C(key) the key. Changed fields are named C(fullchain),
+        C(private_key).
+      - V(traefik) - for Traefik Enterprise's Vault provider, which reads KV v2 secrets at the B(root) of its mount
+        (C(enginePath)), C(cert) and C(key) each B(base64-encoded) PEM (standard alphabet, padded, one line, as
+        C(base64 -w0) writes); C(cert) holds the fullchain. A path with C(/) gets a warning (Traefik does not find
+        it) - use a dedicated mount. (Traefik Proxy, the open-source edition, reads certificates of its own only
+        from its file provider and Kubernetes secrets, not from Vault.) Changed fields are named C(fullchain),
+        C(private_key).
+      - V(haproxy) - one key C(pem), the file HAProxy's C(crt) loads - the certificate, its chain, then the key.
+        Changed field C(pem).
+      - V(pkcs12) - one key C(pkcs12), a base64 PKCS#12 bundle of the key, the certificate and the chain (no
+        friendly name), encrypted with O(pkcs12_password) - PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC), HMAC-SHA256
+        integrity, 10000 iterations, as JDK keytool writes it. Java 8u301+/11.0.12+, OpenSSL 1.1.1 and 3, and
+        .NET read it; the legacy RC2/3DES form is not written. A bundle is salted, so it is compared by content -
+        when the current one opens with O(pkcs12_password) and holds the same key, certificate and chain, it is
+        kept (no new version). Changed field C(pkcs12).
+      - O(fields) applies to V(default) only; another layout with O(fields) renaming a key is refused.
+      - O(include_private_key=false) - V(acme_sh) neither writes nor reads C(cert.key) (an existing one is left as
+        it is; M(certautopilot.vault.vault_cert_retire) removes it); V(fabio) and V(traefik) leave C(key) out and
+        remove it from the secret (fabio and Traefik then skip the certificate); V(haproxy) and V(pkcs12) refuse
+        it, their one value holds the key.
+      - O(keep_other_fields) keeps the keys the layout does not write, as with V(default).
+    type: str
+    choices: [default, acme_sh, fabio, traefik, haproxy, pkcs12]
+    default: default
+  pkcs12_password:
+    description:
+      - The password that encrypts the PKCS#12 bundle of O(layout=pkcs12); required with it, refused with any other
+        layout. Never logged, never shown.
+      - A bundle written with another password does not open with this one - it is replaced (a new version).
+    type: str
   keep_other_fields:
     description:
       - Keys of the current secret that are none of the managed fields are carried into the new version.
@@ -234,6 +281,19 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ batch.results | selectattr('changed') | map(attribute='path') | list }}"
 
+# HAProxy loads one PEM file per certificate (bind ... ssl crt); a template or agent writes the pem value to it.
+- name: Deliver for HAProxy - one pem value, the certificate, its chain, then the key
+  certautopilot.vault.vault_cert_push:
+    url: "{{ vault_url }}"
+    ca_cert: "{{ vault_ca_cert }}"
+    role_id: "{{ vault_role_id }}"
+    secret_id: "{{ vault_secret_id }}"
+    path: certs/haproxy/example.com
+    layout: haproxy
+    certificate: "{{ lookup('ansible.builtin.file', 'example.com.crt') }}"
+    private_key: "{{ lookup('ansible.builtin.file', 'example.com.key') }}"
+    chain: "{{ lookup('ansible.builtin.file', 'intermediate.crt') }}"
+
 # Rollback can reach only as far back as KV v2 keeps versions (10 by default). Set on create and when different;
 # here the data is unchanged, so only the metadata is written (changed_fields - [max_versions, delete_version_after]).
 - name: Keep 30 versions of the certificate for rollback, each for at most a year
@@ -352,7 +412,7 @@ outcome_unknown:
   elements: str
 """
 
-from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _keys, _kv2, _push
+from ansible_collections.certautopilot.vault.plugins.module_utils import _keys, _kv2, _layouts, _push
 from ansible_collections.certautopilot.vault.plugins.module_utils._module import WriterModule, run_writer
 
 
@@ -378,6 +438,8 @@ def module_options() -> dict:
         "key_bundle": {"type": "str", "no_log": True},
         "include_private_key": {"type": "bool", "default": True},
         "fields": {"type": "dict"},
+        "layout": {"type": "str", "default": "default", "choices": list(_layouts.LAYOUTS)},
+        "pkcs12_password": {"type": "str", "no_log": True},
         "keep_other_fields": {"type": "bool", "default": True},
         "validate": {"type": "bool", "default": True},
         "custom_metadata": {"type": "bool", "default": False},
@@ -391,7 +453,14 @@ def push(vault: WriterModule) -> dict:
     params = vault.params
     options = _push.PushOptions(
         mount=params["mount"],
-        fields=_certs.resolve_fields(params["fields"]),
+        fields=_layouts.layout_fields(
+            params["layout"],
+            params["fields"],
+            include_private_key=params["include_private_key"],
+            pkcs12_password=params["pkcs12_password"],
+        ),
+        layout=params["layout"],
+        pkcs12_password=params["pkcs12_password"],
         include_private_key=params["include_private_key"],
         keep_other_fields=params["keep_other_fields"],
         validate=params["validate"],
@@ -407,6 +476,10 @@ def push(vault: WriterModule) -> dict:
         ),
     )
     items = _push.prepare_items(_keys.attach_keys(vault.items, params["key_bundle"]), options)
+    # A certificate of several secrets (acme_sh) returns one result per secret: a list, as a batch does.
+    vault.batch = vault.batch or _layouts.several_secrets(options.layout)
+    for warning in _layouts.path_warnings(options.layout, [item.path for item in items]):
+        vault.module.warn(warning)
     outcome = vault.write_all(lambda client: _push.push_all(client, items, options, batch=vault.batch))
     warning = _push.ownership_warning(outcome.get("results") or [outcome], options)
     if warning:

@@ -14,7 +14,7 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._module import
 from ansible_collections.certautopilot.vault.plugins.module_utils._pem import shown
 from ansible_collections.certautopilot.vault.plugins.plugin_utils._files import read_text
 
-SECRET_OPTIONS = ("secret_id", "token", "jwt", "client_key")
+SECRET_OPTIONS = ("secret_id", "token", "jwt", "client_key", "pkcs12_password")
 
 
 class ModuleAction(ActionBase):

@@ -35,7 +35,13 @@ MODULES = sorted(path.stem for path in MODULES_DIR.glob("*.py") if path.stem != 
 # The variables the examples may use: anything else is an undocumented prerequisite.
 EXAMPLE_VARIABLES = {"vault_url", "vault_ca_cert", "vault_role_id", "vault_secret_id", "vault_token", "vault_jwt_file"}
 # The secrets the examples write; reset before and after each example run, since other tests expect them absent.
-EXAMPLE_PATHS = ("certs/example.com", "certs/www.example.com", "certs/a.example.com", "certs/b.example.com")
+EXAMPLE_PATHS = (
+    "certs/example.com",
+    "certs/www.example.com",
+    "certs/a.example.com",
+    "certs/b.example.com",
+    "certs/haproxy/example.com",
+)
 
 
 def module_examples(module: str) -> str:
@@ -203,6 +209,10 @@ def test_vault_cert_push_examples_run(bao, ansible, tmp_path, example_secrets):
     metadata = bao.api("GET", "secret/metadata/certs/example.com")[1]["data"]
     assert (metadata["max_versions"], metadata["delete_version_after"]) == (30, "8760h0m0s")
     assert metadata["custom_metadata"] == {"managed_by": "certautopilot.vault"}
+    haproxy = _current_data(bao, "certs/haproxy/example.com")
+    assert list(haproxy) == ["pem"]
+    assert haproxy["pem"].startswith(example.leaves["example.com"].cert_pem)
+    assert haproxy["pem"].rstrip().endswith(example.leaves["example.com"].key_pem.strip())
 
 
 def test_vault_cert_rollback_examples_run(bao, ansible, tmp_path, example_secrets):

@@ -1,0 +1,313 @@
+# Copyright: CertAutoPilot contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Secret layouts: each layout's shape, pkcs12 compared by content, the refusals. Pure logic of _layouts."""
+
+from __future__ import annotations
+
+import base64
+
+import pki
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _layouts, _push
+from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
+from ansible_collections.certautopilot.vault.plugins.module_utils._kv2 import SecretVersion
+
+PASSWORD = "correct horse battery staple"
+PATH = "certs/www.example.com"
+
+
+def _bundle(chain: pki.Chain, *, with_chain: bool = True, with_key: bool = True) -> _certs.CertificateBundle:
+    return _certs.load_bundle(
+        certificate=chain.leaf.cert_pem,
+        private_key=chain.leaf.key_pem if with_key else None,
+        chain=chain.chain_pem if with_chain else None,
+    )
+
+
+def _options(layout: str, **overrides) -> _push.PushOptions:
+    settings = {
+        "include_private_key": True,
+        "pkcs12_password": PASSWORD if layout == _layouts.PKCS12 else None,
+    }
+    settings.update(overrides)
+    fields = _layouts.layout_fields(
+        layout,
+        settings.pop("fields", None),
+        include_private_key=settings["include_private_key"],
+        pkcs12_password=settings["pkcs12_password"],
+    )
+    return _push.PushOptions(mount="secret", fields=fields, layout=layout, **settings)
+
+
+def _items(chain: pki.Chain, layout: str, **overrides) -> list[_push.PushItem]:
+    raw = {"path": PATH, "certificate": chain.leaf.cert_pem, "private_key": chain.leaf.key_pem}
+    raw["chain"] = chain.chain_pem
+    return _push.prepare_items([raw], _options(layout, **overrides))
+
+
+def _secrets(chain: pki.Chain, layout: str, **overrides) -> dict[str, dict[str, str]]:
+    return {item.path: item.payload for item in _items(chain, layout, **overrides)}
+
+
+def _expect_error(fragments: tuple[str, ...], call, *args, **kwargs) -> str:
+    with pytest.raises(VaultCertError) as caught:
+        call(*args, **kwargs)
+    message = str(caught.value)
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
+
+
+# --- shapes -------------------------------------------------------------------------------------
+
+
+def test_default_layout_is_todays_payload_renamed_by_fields(ec_chain):
+    secrets = _secrets(ec_chain, "default", fields={"certificate": "tls.crt"})
+    assert secrets == {
+        PATH: {
+            "tls.crt": ec_chain.leaf.cert_pem,
+            "private_key": ec_chain.leaf.key_pem,
+            "chain": ec_chain.chain_pem,
+            "fullchain": ec_chain.fullchain_pem,
+        }
+    }
+
+
+def test_acme_sh_writes_four_secrets_below_the_path_each_with_value(ec_chain):
+    secrets = _secrets(ec_chain, "acme_sh")
+    assert list(secrets) == [f"{PATH}/cert.pem", f"{PATH}/cert.key", f"{PATH}/ca.pem", f"{PATH}/fullchain.pem"]
+    assert secrets[f"{PATH}/cert.pem"] == {"value": ec_chain.leaf.cert_pem}
+    assert secrets[f"{PATH}/cert.key"] == {"value": ec_chain.leaf.key_pem}
+    assert secrets[f"{PATH}/ca.pem"] == {"value": ec_chain.chain_pem}
+    assert secrets[f"{PATH}/fullchain.pem"] == {"value": ec_chain.fullchain_pem}
+
+
+def test_acme_sh_without_chain_writes_an_empty_ca_file(ec_chain):
+    raw = {"path": PATH, "certificate": ec_chain.leaf.cert_pem, "private_key": ec_chain.leaf.key_pem}
+    items = _push.prepare_items([raw], _options("acme_sh", validate=False))
+    assert {item.path: item.payload for item in items}[f"{PATH}/ca.pem"] == {"value": ""}
+
+
+def test_acme_sh_cert_only_leaves_the_key_secret_out(ec_chain):
+    raw = {"path": PATH, "certificate": ec_chain.leaf.cert_pem, "chain": ec_chain.chain_pem}
+    items = _push.prepare_items([raw], _options("acme_sh", include_private_key=False))
+    assert [item.path for item in items] == [f"{PATH}/cert.pem", f"{PATH}/ca.pem", f"{PATH}/fullchain.pem"]
+
+
+def test_acme_sh_changed_fields_name_the_one_field_of_each_secret(ec_chain):
+    options = _options("acme_sh")
+    named = {}
+    for item in _items(ec_chain, "acme_sh"):
+        decision = _push.decide(item, SecretVersion(version=1, data={"value": "old"}), options)
+        named[item.path.rpartition("/")[2]] = decision.changed_fields
+        assert decision.desired == item.payload
+    assert named == {
+        "cert.pem": ["certificate"],
+        "cert.key": ["private_key"],
+        "ca.pem": ["chain"],
+        "fullchain.pem": ["fullchain"],
+    }
+
+
+def test_acme_sh_keeps_other_keys_of_each_secret(ec_chain):
+    item = _items(ec_chain, "acme_sh")[0]
+    decision = _push.decide(item, SecretVersion(version=1, data={**item.payload, "owner": "ops"}), _options("acme_sh"))
+    assert not decision.data_changed and decision.changed_fields == []
+
+
+def test_fabio_writes_the_fullchain_as_cert_and_the_key(ec_chain):
+    assert _secrets(ec_chain, "fabio") == {PATH: {"cert": ec_chain.fullchain_pem, "key": ec_chain.leaf.key_pem}}
+
+
+def test_fabio_cert_only_removes_the_key_from_the_secret(ec_chain):
+    options = _options("fabio", include_private_key=False)
+    raw = {"path": PATH, "certificate": ec_chain.leaf.cert_pem, "chain": ec_chain.chain_pem}
+    (item,) = _push.prepare_items([raw], options)
+    assert item.payload == {"cert": ec_chain.fullchain_pem}
+    current = SecretVersion(version=1, data={"cert": ec_chain.fullchain_pem, "key": "old key"})
+    decision = _push.decide(item, current, options)
+    assert decision.desired == {"cert": ec_chain.fullchain_pem} and decision.changed_fields == ["private_key"]
+
+
+def test_traefik_writes_base64_of_the_fullchain_and_the_key_on_one_line(ec_chain):
+    secrets = _secrets(ec_chain, "traefik")
+    assert set(secrets[PATH]) == {"cert", "key"}
+    assert base64.b64decode(secrets[PATH]["cert"], validate=True).decode() == ec_chain.fullchain_pem
+    assert base64.b64decode(secrets[PATH]["key"], validate=True).decode() == ec_chain.leaf.key_pem
+    assert "\n" not in secrets[PATH]["cert"] + secrets[PATH]["key"]
+
+
+def test_traefik_diff_summarises_the_base64_pem_and_shows_no_key(ec_chain):
+    (item,) = _items(ec_chain, "traefik")
+    summary = _certs.summarise_secret(item.payload, fields=_options("traefik").fields)
+    assert summary["cert"].startswith("<certificate CN=www.example.com") and summary["cert"].count("\n") == 1
+    assert summary["key"].startswith("<private key: sha256 ")
+    assert ec_chain.leaf.key_pem not in repr(summary) and item.payload["key"] not in repr(summary)
+
+
+def test_traefik_warns_about_a_path_below_the_root():
+    assert _layouts.path_warnings("traefik", ["www.example.com"]) == []
+    (warning,) = _layouts.path_warnings("traefik", ["certs/a", "certs/b"])
+    assert "certs/a (and 1 more)" in warning and "root" in warning
+    assert _layouts.path_warnings("fabio", ["certs/a"]) == []
+
+
+def test_haproxy_pem_is_the_leaf_then_the_chain_then_the_key(ec_chain):
+    pem = _secrets(ec_chain, "haproxy")[PATH]["pem"]
+    assert pem == ec_chain.leaf.cert_pem + ec_chain.chain_pem + ec_chain.leaf.key_pem
+
+
+def _open_pkcs12(value: str, password: str = PASSWORD):
+    return pkcs12.load_key_and_certificates(base64.b64decode(value, validate=True), password.encode())
+
+
+def test_pkcs12_holds_key_certificate_and_chain_under_the_password(ec_chain):
+    value = _secrets(ec_chain, "pkcs12")[PATH]["pkcs12"]
+    key, certificate, chain = _open_pkcs12(value)
+    assert certificate == ec_chain.leaf.cert
+    assert chain == [ec_chain.intermediate.cert]
+    der = serialization.Encoding.DER
+    assert key.public_key().public_bytes(der, serialization.PublicFormat.SubjectPublicKeyInfo) == (
+        ec_chain.leaf.key.public_key().public_bytes(der, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    with pytest.raises(ValueError):
+        _open_pkcs12(value, "wrong password")
+
+
+def test_pkcs12_is_encrypted_with_pbes2_aes_256(ec_chain):
+    data = base64.b64decode(_secrets(ec_chain, "pkcs12")[PATH]["pkcs12"])
+    aes_256_cbc = bytes.fromhex("060960864801650304012a")  # OID 2.16.840.1.101.3.4.1.42
+    pbes2 = bytes.fromhex("06092a864886f70d01050d")  # OID 1.2.840.113549.1.5.13
+    assert aes_256_cbc in data and pbes2 in data
+
+
+def _decide_pkcs12(item: _push.PushItem, current_value: str, **overrides) -> _push.Decision:
+    return _push.decide(item, SecretVersion(version=3, data={"pkcs12": current_value}), _options("pkcs12", **overrides))
+
+
+def test_pkcs12_resalted_bundle_of_the_same_content_is_no_change(ec_chain):
+    (first,) = _items(ec_chain, "pkcs12")
+    (again,) = _items(ec_chain, "pkcs12")
+    assert first.payload != again.payload  # salted: other bytes each run
+    decision = _decide_pkcs12(again, first.payload["pkcs12"])
+    assert not decision.data_changed and decision.changed_fields == []
+    assert decision.desired == first.payload
+
+
+def test_pkcs12_other_certificate_is_a_change(ec_chain):
+    (current,) = _items(ec_chain, "pkcs12")
+    renewed = pki.make_chain("www.example.com", sans=("www.example.com", "example.com"))
+    (item,) = _items(renewed, "pkcs12")
+    decision = _decide_pkcs12(item, current.payload["pkcs12"])
+    assert decision.data_changed and decision.changed_fields == ["pkcs12"]
+    assert decision.desired == item.payload
+
+
+def test_pkcs12_refuses_a_key_of_another_certificate_even_unvalidated(ec_chain):
+    raw = {"path": PATH, "certificate": ec_chain.leaf.cert_pem, "private_key": pki.key_pem(pki.new_key())}
+    _expect_error(
+        (PATH, "private key does not match the certificate"),
+        _push.prepare_items,
+        [raw],
+        _options("pkcs12", validate=False),
+    )
+
+
+def test_pkcs12_other_chain_is_a_change(ec_chain):
+    raw = {"path": PATH, "certificate": ec_chain.leaf.cert_pem, "private_key": ec_chain.leaf.key_pem}
+    (without_chain,) = _push.prepare_items([raw], _options("pkcs12", validate=False))
+    (item,) = _items(ec_chain, "pkcs12")
+    assert _decide_pkcs12(item, without_chain.payload["pkcs12"]).data_changed
+
+
+def test_pkcs12_bundle_under_another_password_is_a_change(ec_chain):
+    (current,) = _items(ec_chain, "pkcs12", pkcs12_password="an older password")
+    (item,) = _items(ec_chain, "pkcs12")
+    decision = _decide_pkcs12(item, current.payload["pkcs12"])
+    assert decision.data_changed and decision.desired == item.payload
+
+
+@pytest.mark.parametrize("current", ["not base64!", base64.b64encode(b"not pkcs12").decode(), ""])
+def test_pkcs12_current_value_that_does_not_open_is_a_change(ec_chain, current):
+    (item,) = _items(ec_chain, "pkcs12")
+    assert _decide_pkcs12(item, current).data_changed
+
+
+def test_equivalent_payload_leaves_other_layouts_to_byte_comparison():
+    desired = {"pem": "x"}
+    assert _layouts.equivalent_payload("haproxy", desired, {"pem": "y"}, None) is desired
+
+
+def test_pkcs12_password_is_kept_out_of_the_options_repr():
+    assert PASSWORD not in repr(_options("pkcs12"))
+
+
+# --- refusals -----------------------------------------------------------------------------------
+
+
+def _layout_fields(layout, fields=None, *, include_private_key=True, pkcs12_password=None):
+    return _layouts.layout_fields(
+        layout, fields, include_private_key=include_private_key, pkcs12_password=pkcs12_password
+    )
+
+
+def test_pkcs12_without_password_is_refused():
+    _expect_error(("layout pkcs12", "pkcs12_password"), _layout_fields, "pkcs12")
+
+
+def test_password_with_another_layout_is_refused_without_showing_it():
+    message = _expect_error(
+        ("pkcs12_password", "layout is haproxy"), _layout_fields, "haproxy", pkcs12_password=PASSWORD
+    )
+    assert PASSWORD not in message
+
+
+@pytest.mark.parametrize("layout", ["acme_sh", "fabio", "traefik", "haproxy", "pkcs12"])
+def test_fields_renaming_a_key_with_another_layout_is_refused(layout):
+    password = PASSWORD if layout == "pkcs12" else None
+    _expect_error(
+        ("fields", "layout default", f"layout {layout}"),
+        _layout_fields,
+        layout,
+        {"certificate": "tls.crt"},
+        pkcs12_password=password,
+    )
+    # fields that rename nothing are the default: accepted.
+    assert _layout_fields(layout, dict(_certs.DEFAULT_FIELDS), pkcs12_password=password)
+
+
+@pytest.mark.parametrize("layout", ["haproxy", "pkcs12"])
+def test_cert_only_delivery_is_refused_where_the_key_is_part_of_the_value(layout):
+    password = PASSWORD if layout == "pkcs12" else None
+    _expect_error(
+        ("include_private_key=false", f"layout {layout}"),
+        _layout_fields,
+        layout,
+        include_private_key=False,
+        pkcs12_password=password,
+    )
+
+
+def test_unknown_layout_is_refused_naming_the_choices():
+    _expect_error(("layout must be one of", "acme_sh", "'nginx'"), _layout_fields, "nginx")
+
+
+def test_acme_sh_path_too_long_for_the_secrets_below_it_is_refused_up_front(ec_chain):
+    long_path = "certs/" + "a" * (_push._kv2.MAX_PATH_LENGTH - len("certs/") - 3)
+    raw = {"path": long_path, "certificate": ec_chain.leaf.cert_pem, "private_key": ec_chain.leaf.key_pem}
+    _expect_error(("invalid path", "longer than"), _push.prepare_items, [raw], _options("acme_sh", validate=False))
+
+
+def test_acme_sh_two_certificates_at_one_path_are_refused(ec_chain):
+    raw = {"path": PATH, "certificate": ec_chain.leaf.cert_pem, "private_key": ec_chain.leaf.key_pem}
+    _expect_error(("invalid path", "twice"), _push.prepare_items, [raw, dict(raw)], _options("acme_sh", validate=False))
+
+
+def test_managed_keys_are_the_layouts_own():
+    assert _layouts.managed_keys("fabio", _layout_fields("fabio")) == {"cert", "key"}
+    assert _layouts.managed_keys("pkcs12", _layout_fields("pkcs12", pkcs12_password=PASSWORD)) == {"pkcs12"}
+    assert _layouts.managed_keys("acme_sh", _layout_fields("acme_sh")) == {"value"}
+    assert _layouts.managed_keys("default", None) == set(_certs.FIELD_NAMES)
