@@ -18,6 +18,8 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._kv2 import Se
 PASSWORD = "correct horse battery staple"
 PATH = "certs/www.example.com"
 
+TAG = {"managed_by": "certautopilot.vault"}
+
 
 def _bundle(chain: pki.Chain, *, with_chain: bool = True, with_key: bool = True) -> _certs.CertificateBundle:
     return _certs.load_bundle(
@@ -101,7 +103,9 @@ def test_acme_sh_changed_fields_name_the_one_field_of_each_secret(ec_chain):
     options = _options("acme_sh")
     named = {}
     for item in _items(ec_chain, "acme_sh"):
-        decision = _push.decide(item, SecretVersion(version=1, data={"value": "old"}), options)
+        decision = _push.decide(
+            item, _push.SecretState(SecretVersion(version=1, data={"value": "old"}, custom_metadata=TAG)), options
+        )
         named[item.path.rpartition("/")[2]] = decision.changed_fields
         assert decision.desired == item.payload
     assert named == {
@@ -114,7 +118,11 @@ def test_acme_sh_changed_fields_name_the_one_field_of_each_secret(ec_chain):
 
 def test_acme_sh_keeps_other_keys_of_each_secret(ec_chain):
     item = _items(ec_chain, "acme_sh")[0]
-    decision = _push.decide(item, SecretVersion(version=1, data={**item.payload, "owner": "ops"}), _options("acme_sh"))
+    decision = _push.decide(
+        item,
+        _push.SecretState(SecretVersion(version=1, data={**item.payload, "owner": "ops"}, custom_metadata=TAG)),
+        _options("acme_sh"),
+    )
     assert not decision.data_changed and decision.changed_fields == []
 
 
@@ -127,8 +135,8 @@ def test_fabio_cert_only_removes_the_key_from_the_secret(ec_chain):
     raw = {"path": PATH, "certificate": ec_chain.leaf.cert_pem, "chain": ec_chain.chain_pem}
     (item,) = _push.prepare_items([raw], options)
     assert item.payload == {"cert": ec_chain.fullchain_pem}
-    current = SecretVersion(version=1, data={"cert": ec_chain.fullchain_pem, "key": "old key"})
-    decision = _push.decide(item, current, options)
+    current = SecretVersion(version=1, data={"cert": ec_chain.fullchain_pem, "key": "old key"}, custom_metadata=TAG)
+    decision = _push.decide(item, _push.SecretState(current), options)
     assert decision.desired == {"cert": ec_chain.fullchain_pem} and decision.changed_fields == ["private_key"]
 
 
@@ -185,7 +193,11 @@ def test_pkcs12_is_encrypted_with_pbes2_aes_256(ec_chain):
 
 
 def _decide_pkcs12(item: _push.PushItem, current_value: str, **overrides) -> _push.Decision:
-    return _push.decide(item, SecretVersion(version=3, data={"pkcs12": current_value}), _options("pkcs12", **overrides))
+    return _push.decide(
+        item,
+        _push.SecretState(SecretVersion(version=3, data={"pkcs12": current_value}, custom_metadata=TAG)),
+        _options("pkcs12", **overrides),
+    )
 
 
 def test_pkcs12_resalted_bundle_of_the_same_content_is_no_change(ec_chain):
