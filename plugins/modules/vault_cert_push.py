@@ -23,8 +23,9 @@ description:
     SHA-256 of its public key). No key material is ever shown.
   - Request budget of a run, whatever the number of certificates and O(concurrency), over kept-alive HTTP
     connections (one per certificate in flight) -
-    one login, one mount check, then per certificate one read and, when it changed, one write;
-    plus the token revocation at the end.
+    one login, one mount check, then per certificate one read and, when it changed, one write; one metadata
+    write when the secret does not carry the C(managed_by) mark yet (a new secret); with a version policy option,
+    one metadata read, and one write when it differs; plus the token revocation at the end.
 options:
   certificate:
     description:
