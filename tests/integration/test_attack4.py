@@ -12,18 +12,16 @@ import json
 import re
 import uuid
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 from fault_proxy import FaultProxy
 from leaks import assert_no_leak
 from pki import make_chain
+from test_expiry_report import html_report
 from test_role_lifecycle import certs_for, current_deleted, metadata, run_role
 from test_vault_cert_push import approle, expected_data, push, single, versions
 
 TAG = {"managed_by": "certautopilot.vault"}
-REPO = Path(__file__).resolve().parents[2]
-REPORT_PLAYBOOK = REPO / "playbooks" / "expiry_report.yml"
 
 
 @pytest.fixture
@@ -396,15 +394,7 @@ def test_the_html_report_escapes_a_hostile_common_name_path_and_reason(bao, ansi
     page = tmp_path / "report.html"
     login = {**vault_conn, **approle(bao, "certs")}
 
-    run = ansible.run_playbook(
-        REPORT_PLAYBOOK,
-        extra_vars={
-            "cert_distribution_vault": login,
-            "expiry_report_prefix": prefix,
-            "expiry_report_fail_on": "never",
-            "expiry_report_html_file": str(page),
-        },
-    )
+    run = html_report(ansible, login, prefix, page)
 
     assert run.rc == 0, run.output
     text = page.read_text()

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from bao import find_bao_binary, hermetic_environ
+from bao import find_bao_binary, hermetic_environ, stop_process
 from leaks import assert_no_leak, find_leaks
 from pki import Issued, make_ca, make_intermediate, make_leaf
 
@@ -115,13 +115,7 @@ class RunningAgent:
         return "\n".join(text.splitlines()[-30:])
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
 
 
 @pytest.fixture

@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from leaks import assert_no_leak
 from pki import Chain, Issued, make_chain, make_leaf
+from test_vault_cert_push import push, push_tasks
 
 MODULE = "vault_cert_push"
-FQCN = "certautopilot.vault.vault_cert_push"
 PASSWORD = "layouts-test-pkcs12-password-3141"
 ACME_SH_FILES = ("cert.pem", "cert.key", "ca.pem", "fullchain.pem")
 
@@ -38,20 +38,6 @@ def cert_path(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def connect(vault_conn: dict[str, str], approle_auth: dict[str, str]) -> dict[str, str]:
     return {**vault_conn, **approle_auth}
-
-
-def secrets_in(args: t.Mapping[str, t.Any]) -> list[str]:
-    found = [args.get(name) for name in ("private_key", "secret_id", "token", "pkcs12_password")]
-    return [value for value in found if value]
-
-
-def push(ansible, bao, args: dict[str, t.Any], *, check: bool = False, diff: bool = False):
-    """Run vault_cert_push once; its output and result hold no key, credential or password; keep its audit entries."""
-    mark = bao.audit_mark()
-    run = ansible.run_module(MODULE, args, check=check, diff=diff)
-    run.requests = bao.audit_requests(mark)
-    assert_no_leak([run.output, run.result], *secrets_in(args), PASSWORD)
-    return run
 
 
 def single(path: str, chain: Chain, *, leaf: Issued | None = None, **options: t.Any) -> dict[str, t.Any]:
@@ -324,33 +310,13 @@ def test_refusals_name_the_options_and_leave_the_server_untouched(ansible, bao, 
             "secret_id": bao.new_approle_secret_id("certs"),
         }
         tasks[name] = {**vault_conn, **auth, **single(cert_path, chain, **options)}
-    play = {
-        "name": "Refused pushes",
-        "hosts": "localhost",
-        "gather_facts": False,
-        "tasks": [{"name": name, FQCN: args, "ignore_errors": True} for name, args in tasks.items()],
-    }
-    playbook = ansible.workdir / f"layout-refusals-{uuid.uuid4().hex}.yml"
-    playbook.write_text(json.dumps([play], indent=2))
-    playbook.chmod(0o600)
-    mark = bao.audit_mark()
-    try:
-        run = ansible.run_playbook(playbook)
-    finally:
-        playbook.unlink()
-    requests = bao.audit_requests(mark)
-    assert_no_leak(
-        [run.output, *(task.result for task in run.tasks)],
-        *[secret for args in tasks.values() for secret in secrets_in(args)],
-        PASSWORD,
-    )
-    results = {task.task: task for task in run.tasks}
+    run, results = push_tasks(ansible, bao, tasks)
     for name, (_options, expected) in cases.items():
         assert results[name].status == "failed", (name, results[name].result)
         for fragment in expected:
             assert fragment in results[name].result["msg"], (name, results[name].result["msg"])
     # Refused before any request: no login, no read, nothing written.
-    assert requests == []
+    assert run.requests == []
     assert data_of(bao, cert_path) is None and versions(bao, cert_path) == []
 
 

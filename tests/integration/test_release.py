@@ -80,6 +80,12 @@ def _run(command: list[str], *, timeout: float, **options: t.Any) -> subprocess.
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False, **options)  # noqa: S603
 
 
+def _builder_create(definition: Path, context: Path, *, env: dict[str, str]) -> None:
+    """``ansible-builder create``: the build context of an execution environment, no container runtime needed."""
+    command = [str(BIN_DIR / "ansible-builder"), "create", "-f", str(definition), "--context", str(context)]
+    _run_ok([*command, "--output-filename", "Containerfile"], env=env, timeout=120)
+
+
 def _run_ok(command: list[str], *, timeout: float, **options: t.Any) -> subprocess.CompletedProcess[str]:
     """``_run``, asserting that the command exited 0 (its stdout and stderr the message if not)."""
     completed = _run(command, timeout=timeout, **options)
@@ -239,20 +245,7 @@ def test_execution_environment_sample_installs_the_tarball_and_its_python_requir
     shutil.copy(tarball, tmp_path / "build")
     context = tmp_path / "context"
     env = _hermetic_env()
-    _run_ok(
-        [
-            str(BIN_DIR / "ansible-builder"),
-            "create",
-            "-f",
-            str(tmp_path / "docs" / "execution-environment.yml"),
-            "--context",
-            str(context),
-            "--output-filename",
-            "Containerfile",
-        ],
-        env=env,
-        timeout=120,
-    )
+    _builder_create(tmp_path / "docs" / "execution-environment.yml", context, env=env)
     assert (context / "_build" / "collections" / TARBALL_NAME).is_file(), "the sample does not ship this version"
     assert "ansible-galaxy collection install" in (context / "Containerfile").read_text()
 
@@ -334,20 +327,7 @@ def test_meta_execution_environment_requirements_reach_the_build_context(tmp_pat
     }
     (tmp_path / "execution-environment.yml").write_text(yaml.safe_dump(definition), encoding="utf-8")
     context = tmp_path / "context"
-    _run_ok(
-        [
-            str(BIN_DIR / "ansible-builder"),
-            "create",
-            "-f",
-            str(tmp_path / "execution-environment.yml"),
-            "--context",
-            str(context),
-            "--output-filename",
-            "Containerfile",
-        ],
-        env=env,
-        timeout=120,
-    )
+    _builder_create(tmp_path / "execution-environment.yml", context, env=env)
     assert _requirement_lines((context / "_build" / "requirements.txt").read_text(encoding="utf-8")) == declared
     containerfile = (context / "Containerfile").read_text(encoding="utf-8")
     assert "COPY _build/requirements.txt requirements.txt" in containerfile

@@ -52,8 +52,8 @@ def approle(bao, role: str) -> dict[str, str]:
 
 
 def secrets_in(args: t.Mapping[str, t.Any]) -> list[str]:
-    """Every value in module args that must never be shown: keys, secret_id, jwt, token."""
-    found = [args.get(name) for name in ("private_key", "secret_id", "jwt", "token")]
+    """Every value in module args that must never be shown: keys, secret_id, jwt, token, the PKCS#12 password."""
+    found = [args.get(name) for name in ("private_key", "secret_id", "jwt", "token", "pkcs12_password")]
     for item in args.get("certificates") or []:
         found.append(item.get("private_key"))
     return [value for value in found if value]

@@ -75,6 +75,17 @@ def free_port_pair(host: str = "127.0.0.1") -> int:
     raise RuntimeError("no free pair of TCP ports on loopback")
 
 
+def stop_process(process: subprocess.Popen) -> None:
+    """Terminate ``process`` (a server or an agent), and kill it when it does not exit within 10 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
 def _die_with_parent() -> None:
     # A bao server must not outlive a pytest run that was killed: ask the
     # kernel to SIGTERM it when its parent exits.
@@ -276,13 +287,7 @@ class BaoServer:
 
     def stop(self) -> None:
         self._session.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
 
     def initialize(self) -> None:
         status, body = self.api("PUT", "sys/init", {"secret_shares": 1, "secret_threshold": 1}, token="")
