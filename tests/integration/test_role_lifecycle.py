@@ -164,3 +164,19 @@ def test_prune_with_no_certificates_is_refused_before_anything_is_written(ansibl
         "cert_distribution_prune with an empty cert_distribution_certs would retire every managed secret" in run.output
     )
     assert metadata(bao, f"{prefix}/only") == before
+
+
+def test_absent_with_the_acme_sh_layout_retires_the_four_secrets_of_each_certificate(
+    ansible, bao, vault_conn, tmp_path
+):
+    prefix = f"certs/absent-acme-{uuid.uuid4().hex[:8]}"
+    items, _keys = certs_for(prefix, "acme")
+    layout = {"cert_distribution_layout": "acme_sh", "cert_distribution_certs": items}
+    run_role(ansible, bao, vault_conn, tmp_path, layout)
+
+    retired, run = run_role(ansible, bao, vault_conn, tmp_path, {**layout, "cert_distribution_state": "absent"})
+
+    assert run.rc == 0, run.output
+    files = ("cert.pem", "cert.key", "ca.pem", "fullchain.pem")
+    assert [result["path"] for result in retired["results"]] == [f"{prefix}/acme/{name}" for name in files]
+    assert all(current_deleted(bao, f"{prefix}/acme/{name}") for name in files)
