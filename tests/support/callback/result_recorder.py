@@ -40,14 +40,17 @@ class CallbackModule(CallbackBase):
     def _record(self, status, result, **extra):
         if not self._path:
             return
+        # ansible-core 2.19 gave TaskResult public task, host and result; before, only _task, _host, _result.
         task_result = getattr(result, "result", None)
         if task_result is None:
             task_result = result._result
+        task = getattr(result, "task", None) or result._task
+        host = getattr(result, "host", None) or result._host
         record = {
             "status": status,
-            "task": result.task.get_name(),
-            "action": result.task.action,
-            "host": result.host.get_name(),
+            "task": task.get_name(),
+            "action": task.action,
+            "host": host.get_name(),
             "result": task_result,
         }
         record.update(extra)
