@@ -54,14 +54,6 @@ NEEDS_2_19 = (
         "data tagging is ansible-core 2.19+",
     ),
 )
-NOT_ON_2_21 = (
-    # 2.21 answers `invocation` only when INJECT_INVOCATION is on (default off); the test expects one. That no
-    # key shows in an answer, the smoke's leak checks still see on 2.21 (tests/support/ansible_runner.py).
-    (
-        f"{MODULE_BASE_TESTS}::test_key_pasted_into_a_plain_option_is_masked_in_an_argument_error",
-        "ansible-core 2.21 leaves `invocation` out of a module's answer by default",
-    ),
-)
 
 
 class Core(t.NamedTuple):
@@ -87,7 +79,7 @@ CORES = (
     Core("2.18.19", ("3.11", "3.12", "3.13"), ("3.13", "3.12", "3.11"), NEEDS_2_19),
     Core("2.19.14", ("3.11", "3.12", "3.13"), ("3.13", "3.12", "3.11")),
     Core("2.20.10", ("3.12", "3.13", "3.14"), ("3.14", "3.13", "3.12")),
-    Core("2.21.5", ("3.12", "3.13", "3.14"), ("3.12", "3.13", "3.14"), NOT_ON_2_21),
+    Core("2.21.5", ("3.12", "3.13", "3.14"), ("3.12", "3.13", "3.14")),
 )
 SANITY_CORE = CORES[-1]
 

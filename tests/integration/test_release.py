@@ -60,7 +60,7 @@ REQUIRED_MEMBERS = (
 )
 # Developer caches and test artefacts: none may ship.
 FORBIDDEN_PARTS = {
-    ".venv", ".git", ".pytest_cache", ".ruff_cache", ".mypy_cache", ".tox", ".cache", ".ansible", "__pycache__",
+    ".venv", ".git", ".pytest_cache", ".ruff_cache", ".mypy_cache", ".tox", ".nox", ".cache", ".ansible", "__pycache__",
     "build", "dist", "output",
 }  # fmt: skip
 FORBIDDEN_SUFFIXES = (".pyc", ".pyo", ".tar.gz", ".log")

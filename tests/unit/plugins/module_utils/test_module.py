@@ -9,6 +9,7 @@ import syslog
 
 import pytest
 from ansible.module_utils._internal import _traceback
+from ansible.module_utils.common.parameters import PASS_VARS
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
@@ -82,6 +83,9 @@ def test_mask_masks_a_key_in_every_place_an_equal_text_appears(ec_chain):
 def test_key_pasted_into_a_plain_option_is_masked_in_an_argument_error(capsys, syslog_lines, ec_chain):
     certificate = ec_chain.leaf.cert_pem + ec_chain.leaf.key_pem
     args = {"url": "https://vault.example.com", "certificate": certificate, "timeout": "abc"}
+    if "inject_invocation" in PASS_VARS:
+        # ansible-core 2.21+ answers `invocation` only when asked (its INJECT_INVOCATION setting).
+        args["_ansible_inject_invocation"] = True
     with patch_module_args(args):
         answer = _answer(capsys, lambda: VaultModule(argument_spec=PUSH_LIKE_SPEC))
     assert answer["failed"] and "timeout" in answer["msg"]
