@@ -20,7 +20,6 @@ Each layout also has the "fields" map that decide() and the diff use: the logica
 from __future__ import annotations
 
 import base64
-import binascii
 import dataclasses
 import typing as t
 
@@ -76,7 +75,7 @@ def layout_fields(
     fields: dict[str, str | None] | None,
     *,
     include_private_key: bool,
-    pkcs12_password: str | None,
+    pkcs12_password: t.Any,
 ) -> dict[str, str | None]:
     """Check the options that go with ``layout``; return the run's fields map (logical name -> JSON key).
 
@@ -85,6 +84,11 @@ def layout_fields(
     """
     if layout not in LAYOUTS:
         raise VaultCertError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
+    if pkcs12_password is not None and not isinstance(pkcs12_password, str):
+        # Not echoed: it is the password.
+        raise VaultCertError(
+            f"pkcs12_password must be a string, got a {type(pkcs12_password).__name__} (quote it in YAML)"
+        )
     if layout == PKCS12 and not pkcs12_password:
         raise VaultCertError("layout pkcs12 needs pkcs12_password, the password that encrypts the PKCS#12 bundle")
     if layout != PKCS12 and pkcs12_password:
@@ -208,14 +212,62 @@ def _pkcs12_bundle(bundle: _certs.CertificateBundle, password: str | None) -> by
         ) from None
 
 
+# Bounds for a bundle found in the secret: its MAC's iterations run before anything else is checked.
+PKCS12_MAX_MAC_ITERATIONS = 1_000_000
+# DER of OIDs that show a bundle's key is not protected the way this collection writes it: a plain keyBag
+# (1.2.840.113549.1.12.10.1.1, readable without the password), and the legacy PKCS#12 PBE algorithms
+# (1.2.840.113549.1.12.1.*: RC4, 3DES, RC2). Both are visible outside any encryption when present.
+_PLAIN_KEY_BAG = bytes.fromhex("060b2a864886f70d010c0a0101")
+_LEGACY_PBE = bytes.fromhex("060a2a864886f70d010c01")
+
+
+def _der_items(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
+    """(tag, content start, content end) of each DER element between ``start`` and ``end``."""
+    items = []
+    while start < end:
+        if start + 2 > end:
+            raise ValueError("truncated DER")
+        tag, length, start = data[start], data[start + 1], start + 2
+        if length & 0x80:
+            count = length & 0x7F
+            if not 0 < count <= 4 or start + count > end:
+                raise ValueError("bad DER length")
+            length, start = int.from_bytes(data[start : start + count], "big"), start + count
+        if start + length > end:
+            raise ValueError("truncated DER")
+        items.append((tag, start, start + length))
+        start += length
+    return items
+
+
+def _pkcs12_protected(data: bytes) -> bool:
+    """Whether a PKCS#12 bundle is protected as this collection writes them: a MAC with a sane number of
+    iterations, the key in a shrouded (encrypted) bag, no legacy PBE algorithm. Checked before it is opened."""
+    sequence = _der_items(data, 0, len(data))
+    if len(sequence) != 1 or sequence[0][0] != 0x30:
+        return False
+    parts = _der_items(data, sequence[0][1], sequence[0][2])
+    if len(parts) != 3 or parts[2][0] != 0x30:
+        # No MacData: OpenSSL opens such a bundle with any password.
+        return False
+    mac_data = _der_items(data, parts[2][1], parts[2][2])
+    iterations = 1
+    if len(mac_data) == 3 and mac_data[2][0] == 0x02:
+        iterations = int.from_bytes(data[mac_data[2][1] : mac_data[2][2]], "big")
+    return iterations <= PKCS12_MAX_MAC_ITERATIONS and _PLAIN_KEY_BAG not in data and _LEGACY_PBE not in data
+
+
 def _pkcs12_content(value: t.Any, password: str) -> tuple[bytes, bytes, tuple[bytes, ...]] | None:
-    """Key (PKCS#8 DER), certificate and chain (DER) of a base64 PKCS#12 value; None when it does not open."""
+    """Key (PKCS#8 DER), certificate and chain (DER) of a base64 PKCS#12 value; None when it does not open,
+    or is not protected as this collection writes bundles (see _pkcs12_protected)."""
     if not isinstance(value, str):
         return None
     try:
         data = base64.b64decode(value, validate=True)
+        if not _pkcs12_protected(data):
+            return None
         key, certificate, chain = pkcs12.load_key_and_certificates(data, password.encode("utf-8"))
-    except (binascii.Error, ValueError, TypeError):
+    except Exception:  # noqa: BLE001 - anyone who may write the secret chose these bytes: whatever fails, it differs
         return None
     if key is None or certificate is None:
         return None
@@ -235,7 +287,9 @@ def equivalent_payload(
     A PKCS#12 bundle is salted: the same key, certificate and chain encrypt to other bytes each run.
     When the current bundle opens with ``password`` and holds the same key, certificate and chain
     (in that order), the current value is kept, so an unchanged certificate writes no new version.
-    A bundle that does not open (another password, not PKCS#12) differs. Other layouts compare bytes.
+    A bundle that does not open (another password, not PKCS#12), or is not protected the way this
+    collection writes bundles (no MAC, a plain key bag, a legacy PBE algorithm, a MAC of absurdly
+    many iterations), differs and is replaced. Other layouts compare bytes.
     """
     if layout != PKCS12 or not current_data or not password:
         return desired

@@ -131,7 +131,9 @@ options:
         integrity, 10000 iterations, as JDK keytool writes it. Java 8u301+/11.0.12+, OpenSSL 1.1.1 and 3, and
         .NET read it; the legacy RC2/3DES form is not written. A bundle is salted, so it is compared by content -
         when the current one opens with O(pkcs12_password) and holds the same key, certificate and chain, it is
-        kept (no new version). Changed field C(pkcs12).
+        kept (no new version). A current bundle not protected that way - without a MAC, with its key in a plain
+        bag, with a legacy PBE algorithm, or with a MAC of over a million iterations - is replaced.
+        Changed field C(pkcs12).
       - O(fields) applies to V(default) only; another layout with O(fields) renaming a key is refused.
       - O(include_private_key=false) - V(acme_sh) neither writes nor reads C(cert.key) (an existing one is left as
         it is; M(certautopilot.vault.vault_cert_retire) removes it); V(fabio) and V(traefik) leave C(key) out and
@@ -146,7 +148,9 @@ options:
       - The password that encrypts the PKCS#12 bundle of O(layout=pkcs12); required with it, refused with any other
         layout. Never logged, never shown.
       - A bundle written with another password does not open with this one - it is replaced (a new version).
-    type: str
+      - A string; anything else (a number, a list, a boolean - an unquoted V(0123) in YAML is the number 83) is
+        refused rather than turned into text the consumer would not know.
+    type: raw
   keep_other_fields:
     description:
       - Keys of the current secret that are none of the managed fields are carried into the new version.
@@ -440,7 +444,7 @@ def module_options() -> dict:
         "include_private_key": {"type": "bool", "default": True},
         "fields": {"type": "dict"},
         "layout": {"type": "str", "default": "default", "choices": list(_layouts.LAYOUTS)},
-        "pkcs12_password": {"type": "str", "no_log": True},
+        "pkcs12_password": {"type": "raw", "no_log": True},
         "keep_other_fields": {"type": "bool", "default": True},
         "validate": {"type": "bool", "default": True},
         "custom_metadata": {"type": "bool", "default": False},
