@@ -113,7 +113,9 @@ options:
       - "acme_sh results - one result per secret, in that order, so a single certificate returns RV(results) like a
         batch (four entries per certificate, each with its own C(version) for a later rollback); the
         C(changed_fields) of a secret is the one field it holds (C(certificate), C(private_key),
-        C(chain) or C(fullchain)); in diff mode one diff per secret."
+        C(chain) or C(fullchain)); in diff mode one diff per secret. The four secrets are written one after another
+        (KV v2 has no transaction across secrets) - a reader polling during a renewal can see the new C(cert.pem)
+        with the old C(cert.key) for a moment; read all four in one pass, as an agent template does."
       - V(fabio) - for fabio's C(vault) certificate store (C(proxy.cs = cs=NAME;type=vault;cert=secret/fabio/certs)),
         which lists the secrets one level below its path and reads C(cert) and C(key) of each - C(cert) holds the
         fullchain (fabio serves the chain after the leaf), C(key) the key. Changed fields are named C(fullchain),
@@ -139,7 +141,8 @@ options:
         it is; M(certautopilot.vault.vault_cert_retire) removes it); V(fabio) and V(traefik) leave C(key) out and
         remove it from the secret (fabio and Traefik then skip the certificate); V(haproxy) and V(pkcs12) refuse
         it, their one value holds the key.
-      - O(keep_other_fields) keeps the keys the layout does not write, as with V(default).
+      - O(keep_other_fields) keeps the keys the layout does not write, as with V(default) - so a secret that moves
+        from V(default) to another layout keeps its old C(private_key) key unless O(keep_other_fields=false).
     type: str
     choices: [default, acme_sh, fabio, traefik, haproxy, pkcs12]
     default: default
