@@ -58,8 +58,8 @@ NAMESPACE_HINT = "namespaces need Vault Enterprise or OpenBao 2.3+"
 
 IDEMPOTENT = "idempotent"
 WRITE = "write"
-# A request that destroys data (a delete, a destroy, a purge): like a WRITE, but not even Vault's own "not
-# processed" answer sends it again - a proxy may have forwarded it first - and its caller reads before any resend.
+# A request that destroys data (a delete, a destroy, a purge and its guard): like a WRITE, but not even Vault's
+# own "not processed" answer sends it again - a proxy may have forwarded it first - and its caller reads first.
 DESTRUCTIVE = "destructive"
 _WRITE_KINDS = frozenset({WRITE, DESTRUCTIVE})
 LOGIN = "login"

@@ -533,7 +533,8 @@ def require_check_and_set(client: VaultClient, mount: str, path: str, metadata: 
     guard = PurgeGuard(metadata.current_version, ours, metadata.cas_required)
 
     def send(after_unknown: bool) -> PurgeGuard:
-        reply = client.request("POST", location, json=body, kind=WRITE, needs=("update",), accept=(400,))
+        # DESTRUCTIVE: a check-and-set write resent blindly after it landed would be refused by its own effect.
+        reply = client.request("POST", location, json=body, kind=DESTRUCTIVE, needs=("update",), accept=(400,))
         if reply.status == 400:
             refusal = _metadata_cas_refusal(location, reply.body)
             # After an unanswered attempt, the metadata version that beat this one may be that attempt's.
@@ -576,7 +577,7 @@ def release_check_and_set(client: VaultClient, mount: str, path: str, guard: Pur
     if guard.metadata_version is not None:
         body["metadata_cas"] = guard.metadata_version
     location = metadata_path(mount, path)
-    reply = client.request("POST", location, json=body, needs=("update",), accept=(400,))
+    reply = client.request("POST", location, json=body, kind=WRITE, needs=("update",), accept=(400,))
     if reply.status == 400:
         raise _metadata_cas_refusal(location, reply.body)
 

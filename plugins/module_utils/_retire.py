@@ -3,7 +3,8 @@
 """Taking certificate secrets out of KV v2: soft-delete, destroy or purge. Private to the collection.
 
 Every decision is taken from one metadata read per secret (its versions, their states and the
-custom metadata that says whether this collection manages it); a change is one write.
+custom metadata that says whether this collection manages it); a change is one write, except a purge,
+which guards its DELETE as far as the server allows (see purge()).
 """
 
 from __future__ import annotations
@@ -220,7 +221,8 @@ def needed_capabilities(requests: t.Sequence[RetireRequest]) -> dict[str, t.Sequ
 
 
 def retire(client: VaultClient, request: RetireRequest) -> dict:
-    """Retire one secret as its mode says: one metadata read and, when anything changes, one write."""
+    """Retire one secret as its mode says: one metadata read and, when anything changes, one write (a purge: three
+    requests, see purge())."""
     location = _kv2.data_path(request.mount, request.path)
     metadata = _kv2.read_metadata(client, request.mount, request.path)
     decided = plan(metadata, request, location)
@@ -305,6 +307,7 @@ def _after_releasing(
         _kv2.release_check_and_set(client, request.mount, request.path, guard)
     except VaultCertError as exc:
         return type(refusal)(
-            f"{refusal}; cas_required, which the purge set on the secret, stays set: {exc}", result=refusal.result
+            f"{refusal}; cas_required, which the purge set on the secret, may still be set: {exc}",
+            result=refusal.result,
         )
     return refusal
