@@ -512,6 +512,25 @@ def test_a_version_written_after_the_purge_read_the_secret_is_kept_and_named(bao
     assert ("delete", f"secret/metadata/{path}") not in writes(run.requests)
 
 
+def test_a_metadata_write_after_the_purge_read_the_secret_refuses_the_purge(bao, ansible, approle_auth):
+    """Another team sets ``hold: true`` on the secret right after the purge read it: the purge's metadata
+    check-and-set fails, nothing is destroyed, and their key is kept."""
+    path = unique_path("purge-hold")
+    keys = certificate_secret(bao, path, 2)
+    held = {**MANAGED, "hold": "true"}
+
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        proxy.add_rule("GET", "^" + re.escape(f"secret/metadata/{path}") + "$", then=lambda: tag(bao, path, held))
+        run = retire(ansible, bao, {"url": proxy.url, **approle_auth}, path=path, mode="purge", keys=keys)
+
+    assert run.failed
+    assert f"the metadata of secret/metadata/{path} was changed by another writer" in run.msg, run.msg
+    assert "nothing destroyed" in run.msg
+    after = metadata(bao, path)
+    assert after["custom_metadata"] == held and after["cas_required"] is False
+    assert states(bao, path) == {1: (False, False), 2: (False, False)}
+
+
 def test_a_write_without_check_and_set_during_a_purge_is_refused_by_the_server(bao, ansible, approle_auth):
     """Between the purge's guard and its DELETE, a writer without check-and-set (bao kv put) cannot add a version
     for the DELETE to destroy unreported."""
