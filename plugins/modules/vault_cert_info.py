@@ -235,20 +235,8 @@ total:
   sample: 200
 """
 
-from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _info
+from ansible_collections.certautopilot.vault.plugins.module_utils import _info
 from ansible_collections.certautopilot.vault.plugins.module_utils._module import VaultModule
-
-
-def argument_spec() -> dict:
-    return {
-        "mount": {"type": "str", "default": "secret", "aliases": ["engine_mount_point"]},
-        "prefix": {"type": "str"},
-        "paths": {"type": "list", "elements": "str"},
-        "fields": {"type": "list", "elements": "str", "default": list(_info.DEFAULT_FIELDS)},
-        "expiring_within": {"type": "int", "default": _info.DEFAULT_EXPIRING_WITHIN},
-        "fail_on": {"type": "str", "default": "never", "choices": list(_info.FAIL_ON_CHOICES)},
-        "concurrency": {"type": "int", "default": _batch.DEFAULT_CONCURRENCY},
-    }
 
 
 def report(vault: VaultModule) -> dict:
@@ -268,7 +256,7 @@ def report(vault: VaultModule) -> dict:
 
 def main() -> None:
     vault = VaultModule(
-        argument_spec=argument_spec(),
+        argument_spec=_info.argument_spec(),
         mutually_exclusive=[("prefix", "paths")],
         required_one_of=[("prefix", "paths")],
     )
