@@ -12,6 +12,8 @@ make it misbehave for matching requests:
     proxy.add_rule("GET", r"^secret/data/", delay=0.3)                       # slow reads
     proxy.add_rule("POST", r"^secret/data/", skip=9, action=bao.seal)        # seal before the 10th write
     proxy.add_rule("GET", r"^sys/", redirect="http://127.0.0.1:9")             # 307 to another origin
+    proxy.add_rule("GET", r"^sys/health$", trickle=1.0, trickle_bytes=30)     # one byte a second, then gone
+    proxy.add_rule("GET", r"^sys/health$", pad_to=256 * 2**20)                # the answer, padded to 256 MiB
     ... module run with url=proxy.url ...
     proxy.hits("POST", r"^secret/data/certs/a$")  # what the proxy saw, in order
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import http
 import http.server
 import re
 import socket
@@ -66,6 +69,10 @@ class Rule:
     before forwarding, or with ``after_forward`` once the server has answered.
     ``redirect`` answers 307 to that origin with the request's own path, as a
     standby sends a client to the active node.
+    ``trickle`` sends the server's answer (status line and headers included) one byte every ``trickle``
+    seconds, and drops the connection after ``trickle_bytes`` bytes when set. ``pad_to`` follows the
+    server's answer with spaces (still the same JSON) up to that many bytes, declared in Content-Length,
+    or sent chunked with no length when ``pad_declared`` is false.
     """
 
     method: str
@@ -77,6 +84,10 @@ class Rule:
     delay: float = 0.0
     drop: bool = False
     redirect: str | None = None
+    trickle: float = 0.0
+    trickle_bytes: int | None = None
+    pad_to: int = 0
+    pad_declared: bool = True
     action: t.Callable[[], None] | None = None
     matched: int = 0
     applied: int = 0
@@ -283,6 +294,16 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
                 proxy._record(Hit(method, api_path, rule.status, forwarded=True, injected=True))
                 self._send_injected(rule.status)
                 return
+            if rule is not None and (rule.trickle or rule.pad_to):
+                proxy._record(Hit(method, api_path, answer.status_code, forwarded=True, injected=True))
+                try:
+                    if rule.trickle:
+                        self._send_trickled(answer, rule)
+                    else:
+                        self._send_padded(answer, rule)
+                except OSError:  # the client gave up, as it should
+                    self.close_connection = True
+                return
             proxy._record(Hit(method, api_path, answer.status_code, forwarded=True, injected=False))
             self.send_response(answer.status_code)
             for key, value in answer.headers.items():
@@ -300,6 +321,30 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(payload)
 
+        def _head(self, answer: requests.Response, *, length: int | None) -> bytes:
+            """The status line and headers of ``answer``, with ``length`` as Content-Length, or chunked without."""
+            lines = [f"HTTP/1.1 {answer.status_code} {http.HTTPStatus(answer.status_code).phrase}"]
+            lines += [f"{key}: {value}" for key, value in answer.headers.items() if key.lower() not in _HOP_BY_HOP]
+            lines.append("Transfer-Encoding: chunked" if length is None else f"Content-Length: {length}")
+            return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+        def _send_trickled(self, answer: requests.Response, rule: Rule) -> None:
+            raw = self._head(answer, length=len(answer.content)) + answer.content
+            limit = len(raw) if rule.trickle_bytes is None else min(rule.trickle_bytes, len(raw))
+            for index in range(limit):
+                self.wfile.write(raw[index : index + 1])
+                time.sleep(rule.trickle)
+            if limit < len(raw):
+                self._drop()
+
+        def _send_padded(self, answer: requests.Response, rule: Rule) -> None:
+            total = max(rule.pad_to, len(answer.content))
+            self.wfile.write(self._head(answer, length=total if rule.pad_declared else None))
+            for piece in _padded(answer.content, total):
+                self.wfile.write(piece if rule.pad_declared else b"%x\r\n%s\r\n" % (len(piece), piece))
+            if not rule.pad_declared:
+                self.wfile.write(b"0\r\n\r\n")
+
         def _send_redirect(self, location: str) -> None:
             self.send_response(307)
             self.send_header("Location", location)
@@ -314,6 +359,16 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_LIST = do_HEAD = _handle  # noqa: N815
 
     return Handler
+
+
+def _padded(content: bytes, total: int) -> t.Iterator[bytes]:
+    """``content``, then spaces up to ``total`` bytes, a MiB at a time."""
+    yield content
+    block = b" " * 2**20
+    left = total - len(content)
+    while left > 0:
+        yield block[:left]
+        left -= len(block)
 
 
 def accept_until(listener: socket.socket, stopped: threading.Event) -> t.Iterator[socket.socket]:
