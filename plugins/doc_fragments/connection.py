@@ -25,14 +25,14 @@ options:
         give credentials as auth options.
       - An address with a query string (C(?...)) or a fragment (C(#...)) is refused before any request, and is not
         shown in the message, since it may carry a credential.
-      - A plain C(http://) address works, with a warning: the token, secret ID, JWT and every private key the
-        module writes or reads cross the network in clear. Use C(https://) outside a test on loopback.
+      - A plain C(http://) address works, with a warning, since the token, secret ID, JWT and every private key
+        the module writes or reads cross the network in clear. Use C(https://) outside a test on loopback.
       - A redirect (a standby sending the client to the active node) is followed only to an C(https) address,
         or to the same scheme, host and port; a redirect to plain C(http) elsewhere would carry the token and
         the request body in clear, so it is treated like a standby that cannot reach the active node.
       - A redirect to another C(https) address receives the token and the request body, as with Vault's own
-        client: the server at O(url) (or whoever holds its certificate) decides where they go. Only a server you
-        trust with the token belongs in O(url).
+        client. The server at O(url) (or whoever holds a certificate O(ca_cert) trusts for it) decides where they
+        go; only a server you trust with the token belongs in O(url).
     type: str
     aliases: [address]
   namespace:
@@ -70,7 +70,7 @@ options:
       - The certificate and key are checked to load together before any connection.
       - Python's C(ssl) loads certificates and keys only from paths, so inline PEM text (here, in O(client_cert)
         and in O(ca_cert)) needs one. On Linux it is an anonymous in-memory file (C(memfd_create)) opened through
-        C(/proc/self/fd): it never reaches a disk and the kernel frees it when the module process ends, however
+        C(/proc/self/fd). It never reaches a disk, and the kernel frees it when the module process ends, however
         it ends - a task timeout or a C(SIGKILL) included. Elsewhere (or without C(/proc)) it is a 0600 file in a
         private 0700 directory under the temporary directory, removed when the module ends - on success, failure
         or exception (a C(finally) block), and by an exit hook (C(atexit)) otherwise; only a C(SIGKILL) or a
