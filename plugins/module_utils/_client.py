@@ -250,6 +250,9 @@ if HAS_HVAC:
             target = super().get_redirect_target(resp)
             if target and not redirect_allowed(resp.url, requests.compat.urljoin(resp.url, target)):
                 return None
+            if target:
+                # requests reads a redirect's body whole before following it: read it here, under the cap.
+                _read_capped(resp)
             return target
 
 

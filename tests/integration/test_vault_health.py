@@ -426,3 +426,17 @@ def test_an_oversized_answer_is_refused_naming_the_request_with_bounded_memory(b
     assert len(run.stdout) < 10_000
     peak_mib = int(rss_file.read_text()) / 1024
     assert peak_mib < REFUSED_ANSWER_MAX_RSS_MIB, f"the module process peaked at {peak_mib:.0f} MiB"
+
+
+def test_an_oversized_redirect_is_refused_before_it_is_followed(bao, tmp_path):
+    python, rss_file = _rss_measuring_python(tmp_path)
+    runner = ModuleProcess(tmp_path / "modules", python=str(python))
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        # A redirect to the same origin (followed), whose body runs to 256 MiB with no declared length.
+        proxy.add_rule("GET", r"^sys/health$", redirect=proxy.url, pad_to=256 * MIB, pad_declared=False)
+        run = runner.run(MODULE, {"url": proxy.url, "retries": 0, "auth_method": "none"})
+
+    assert run.failed
+    assert "GET sys/health answered more than 64 MiB" in run.msg
+    peak_mib = int(rss_file.read_text()) / 1024
+    assert peak_mib < REFUSED_ANSWER_MAX_RSS_MIB, f"the module process peaked at {peak_mib:.0f} MiB"

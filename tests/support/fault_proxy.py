@@ -72,7 +72,7 @@ class Rule:
     ``trickle`` sends the server's answer (status line and headers included) one byte every ``trickle``
     seconds, and drops the connection after ``trickle_bytes`` bytes when set. ``pad_to`` follows the
     server's answer with spaces (still the same JSON) up to that many bytes, declared in Content-Length,
-    or sent chunked with no length when ``pad_declared`` is false.
+    or sent chunked with no length when ``pad_declared`` is false; with ``redirect``, it pads the 307.
     """
 
     method: str
@@ -269,7 +269,12 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
                     time.sleep(rule.delay)
                 if rule.redirect:
                     proxy._record(Hit(method, api_path, 307, forwarded=False, injected=True))
-                    self._send_redirect(rule.redirect.rstrip("/") + self.path)
+                    location = rule.redirect.rstrip("/") + self.path
+                    if rule.pad_to:
+                        with contextlib.suppress(OSError):
+                            self._send_padded(307, {"Location": location}, b"", rule)
+                        return
+                    self._send_redirect(location)
                     return
                 if rule.drop and not rule.after_forward:
                     proxy._record(Hit(method, api_path, None, forwarded=False, injected=True))
@@ -300,7 +305,7 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
                     if rule.trickle:
                         self._send_trickled(answer, rule)
                     else:
-                        self._send_padded(answer, rule)
+                        self._send_padded(answer.status_code, answer.headers, answer.content, rule)
                 except OSError:  # the client gave up, as it should
                     self.close_connection = True
                 return
@@ -321,15 +326,15 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(payload)
 
-        def _head(self, answer: requests.Response, *, length: int | None) -> bytes:
-            """The status line and headers of ``answer``, with ``length`` as Content-Length, or chunked without."""
-            lines = [f"HTTP/1.1 {answer.status_code} {http.HTTPStatus(answer.status_code).phrase}"]
-            lines += [f"{key}: {value}" for key, value in answer.headers.items() if key.lower() not in _HOP_BY_HOP]
+        def _head(self, status: int, headers: t.Mapping[str, str], *, length: int | None) -> bytes:
+            """A status line and ``headers``, with ``length`` as Content-Length, or chunked without."""
+            lines = [f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}"]
+            lines += [f"{key}: {value}" for key, value in headers.items() if key.lower() not in _HOP_BY_HOP]
             lines.append("Transfer-Encoding: chunked" if length is None else f"Content-Length: {length}")
             return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
         def _send_trickled(self, answer: requests.Response, rule: Rule) -> None:
-            raw = self._head(answer, length=len(answer.content)) + answer.content
+            raw = self._head(answer.status_code, answer.headers, length=len(answer.content)) + answer.content
             limit = len(raw) if rule.trickle_bytes is None else min(rule.trickle_bytes, len(raw))
             for index in range(limit):
                 self.wfile.write(raw[index : index + 1])
@@ -337,10 +342,10 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
             if limit < len(raw):
                 self._drop()
 
-        def _send_padded(self, answer: requests.Response, rule: Rule) -> None:
-            total = max(rule.pad_to, len(answer.content))
-            self.wfile.write(self._head(answer, length=total if rule.pad_declared else None))
-            for piece in _padded(answer.content, total):
+        def _send_padded(self, status: int, headers: t.Mapping[str, str], content: bytes, rule: Rule) -> None:
+            total = max(rule.pad_to, len(content))
+            self.wfile.write(self._head(status, headers, length=total if rule.pad_declared else None))
+            for piece in _padded(content, total):
                 self.wfile.write(piece if rule.pad_declared else b"%x\r\n%s\r\n" % (len(piece), piece))
             if not rule.pad_declared:
                 self.wfile.write(b"0\r\n\r\n")
@@ -362,8 +367,9 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
 
 
 def _padded(content: bytes, total: int) -> t.Iterator[bytes]:
-    """``content``, then spaces up to ``total`` bytes, a MiB at a time."""
-    yield content
+    """``content``, then spaces up to ``total`` bytes, a MiB at a time; no empty piece (it ends a chunked body)."""
+    if content:
+        yield content
     block = b" " * 2**20
     left = total - len(content)
     while left > 0:
