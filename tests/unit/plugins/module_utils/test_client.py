@@ -5,8 +5,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import tempfile
+import time
 
 import pytest
 import requests
@@ -288,3 +290,31 @@ def test_settings_warn_about_plain_http_and_unchecked_certificates(url, validate
     assert len(warnings) == len(warned)
     for warning, words in zip(warnings, warned):
         assert words in warning
+
+
+def test_a_deadline_wakes_a_read_that_waits_on_its_socket_when_the_time_is_up():
+    reader, writer = socket.socketpair()
+    with reader, writer:
+        deadline = _client._Deadline(0.3)
+        deadline.watch(reader)
+        started = time.monotonic()
+        # Nothing is ever written: only the deadline's shutdown ends this read.
+        assert reader.recv(1) == b""
+        elapsed = time.monotonic() - started
+        deadline.finish()
+    assert deadline.cut
+    assert 0.2 < elapsed < 5
+
+
+def test_finished_deadlines_neither_cut_nor_pile_up():
+    reader, writer = socket.socketpair()
+    with reader, writer:
+        for _ in range(1000):
+            deadline = _client._Deadline(0.05)
+            deadline.watch(reader)
+            deadline.finish()
+        deadline.expire()
+        writer.sendall(b"x")
+        assert reader.recv(1) == b"x"
+    assert not deadline.cut
+    assert len(_client._WATCHDOG._pending) <= 1
