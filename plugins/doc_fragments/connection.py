@@ -23,9 +23,16 @@ options:
       - Falls back to the E(VAULT_ADDR) environment variable. Required one way or the other.
       - An address with credentials in it (C(https://user:password@host)) is refused, without showing them;
         give credentials as auth options.
+      - An address with a query string (C(?...)) or a fragment (C(#...)) is refused before any request, and is not
+        shown in the message, since it may carry a credential.
+      - A plain C(http://) address works, with a warning, since the token, secret ID, JWT and every private key
+        the module writes or reads cross the network in clear. Use C(https://) outside a test on loopback.
       - A redirect (a standby sending the client to the active node) is followed only to an C(https) address,
         or to the same scheme, host and port; a redirect to plain C(http) elsewhere would carry the token and
         the request body in clear, so it is treated like a standby that cannot reach the active node.
+      - A redirect to another C(https) address receives the token and the request body, as with Vault's own
+        client. The server at O(url) (or whoever holds a certificate O(ca_cert) trusts for it) decides where they
+        go; only a server you trust with the token belongs in O(url).
     type: str
     aliases: [address]
   namespace:
@@ -37,7 +44,7 @@ options:
   ca_cert:
     description:
       - The CA certificate that signed the server's TLS certificate, as a file path or as inline PEM text.
-      - Inline PEM text is written to a private (0600) temporary file that is removed when the module ends.
+      - Inline PEM text is handed to TLS as O(client_key) describes.
       - Wins over E(REQUESTS_CA_BUNDLE) and E(SSL_CERT_FILE). Falls back to E(VAULT_CACERT).
       - When not set, the CA bundle of the Python C(requests) library is used - the C(certifi) package's
         bundle, or the file named by E(REQUESTS_CA_BUNDLE) or E(CURL_CA_BUNDLE) when set - not
@@ -52,7 +59,7 @@ options:
     description:
       - TLS client certificate presented on every connection, for mTLS listeners and O(auth_method=cert).
       - A file path or inline PEM text (for example C(lookup('ansible.builtin.file', 'client.crt'))); inline text is
-        written to a private (0600) temporary file that is removed when the module ends.
+        handed to TLS as O(client_key) describes.
       - The file may hold the private key too; then O(client_key) is not needed.
       - Falls back to E(VAULT_CLIENT_CERT).
     type: str
@@ -61,11 +68,24 @@ options:
       - Private key of O(client_cert), unencrypted, as a file path or inline PEM text (handled as O(client_cert)).
       - Never logged or shown, neither as a path nor as text.
       - The certificate and key are checked to load together before any connection.
+      - Python's C(ssl) loads certificates and keys only from paths, so inline PEM text (here, in O(client_cert)
+        and in O(ca_cert)) needs one. On Linux it is an anonymous in-memory file (C(memfd_create)) opened through
+        C(/proc/self/fd). It never reaches a disk, and the kernel frees it when the module process ends, however
+        it ends - a task timeout or a C(SIGKILL) included. Elsewhere (or without C(/proc)) it is a 0600 file in a
+        private 0700 directory under the temporary directory, removed when the module ends - on success, failure
+        or exception (a C(finally) block), and by an exit hook (C(atexit)) otherwise; only a C(SIGKILL) or a
+        crash of the interpreter leaves it behind there. Give a file path instead to avoid both.
       - Falls back to E(VAULT_CLIENT_KEY).
     type: str
   timeout:
     description:
-      - Seconds to wait for each HTTP request.
+      - Seconds one HTTP request may take in all - connecting, the TLS handshake, sending, and every byte of
+        the answer - not each wait for a byte. A server (or proxy) that answers slowly is cut off when the
+        time is up, and the request fails as C(<url> timed out). A retry (see O(retries)) gets the time again.
+      - Name resolution is bounded by the system's resolver, not by this.
+      - An answer may hold at most 64 MiB, twice the largest request OpenBao and Vault accept by default
+        (C(max_request_size)), so any secret or list they stored fits. A larger one is refused as soon as it
+        passes the limit, naming the request's method and API path, and is never held in memory whole.
     type: int
     default: 30
   retries:

@@ -8,9 +8,16 @@ place where hvac/requests exceptions become VaultCertError.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
+import heapq
+import itertools
+import json
 import os
 import random
+import shutil
+import socket
 import ssl
 import tempfile
 import threading
@@ -54,6 +61,11 @@ MAX_WAIT = 8.0
 # default timing took 11 to 21 s here to elect a new leader.
 DEFAULT_RETRIES = 8
 DEFAULT_TIMEOUT = 30
+# The most one answer may hold. Twice OpenBao's and Vault's default max_request_size (32 MiB), so any
+# secret or list the server accepted fits; an answer past it is refused unread, not held in memory.
+MAX_ANSWER_MIB = 64
+MAX_ANSWER_BYTES = MAX_ANSWER_MIB * 1024 * 1024
+ANSWER_CHUNK_BYTES = 64 * 1024
 NAMESPACE_HINT = "namespaces need Vault Enterprise or OpenBao 2.3+"
 
 IDEMPOTENT = "idempotent"
@@ -110,6 +122,18 @@ class ConnectionSettings:
             retries=retries,
         )
 
+    def warnings(self) -> list[str]:
+        """What the module warns about these settings: each weakens what protects the credentials in transit."""
+        found = []
+        if not self.validate_certs:
+            found.append("validate_certs is false: the server's TLS certificate is not checked (bring-up only)")
+        if urlsplit(self.url).scheme == "http":
+            found.append(
+                "url is plain http://: tokens, secret IDs, JWTs and private keys cross the network in clear; "
+                "use https:// outside a test on loopback"
+            )
+        return found
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -123,6 +147,12 @@ class Reply:
 
 def _check_url(url: str) -> None:
     """Refuse an address no retry could ever reach, or one that carries credentials, before the first request."""
+    if "?" in url or "#" in url:
+        # Never shown: a query string is where a token or password would ride along.
+        raise VaultCertError(
+            "url must not hold a query string (?...) or a fragment (#...): give the server's address alone, "
+            "e.g. https://vault.example.com:8200 (the url is not shown: it may carry a credential)"
+        )
     netloc = url.split("://", 1)[-1].split("/", 1)[0]
     if "@" in netloc:
         # Shown without what stands before the @: it is a user name and password.
@@ -170,12 +200,11 @@ def _never_sent(exc: Exception) -> bool:
     return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
 
 
-def _server_errors(response: t.Any) -> str:
-    try:
-        errors = response.json().get("errors") or []
-    except ValueError:
-        errors = []
-    return "; ".join(str(error) for error in errors) or f"HTTP {response.status_code}"
+def _server_errors(status: int, decoded: dict) -> str:
+    errors = decoded.get("errors") or []
+    if not isinstance(errors, list):
+        errors = [errors]
+    return "; ".join(str(error) for error in errors) or f"HTTP {status}"
 
 
 def header_value_problem(value: str) -> str:
@@ -225,7 +254,230 @@ if HAS_HVAC:
             target = super().get_redirect_target(resp)
             if target and not redirect_allowed(resp.url, requests.compat.urljoin(resp.url, target)):
                 return None
+            if target:
+                # requests reads a redirect's body whole before following it: read it here, under the cap.
+                _read_capped(resp)
             return target
+
+
+class _InlinePemFiles:
+    """Inline PEM text (a CA, a client certificate, its private key) as paths, since Python's ssl loads only paths.
+
+    On Linux each text goes into an anonymous memory file (memfd), opened through /proc/self/fd: nothing
+    reaches a disk, and the kernel frees it when the process ends, however it ends (a task timeout's SIGKILL
+    included). Elsewhere the texts go into a private (0700) directory, removed by remove() - on every way out
+    of the module - and by an exit hook; only a SIGKILL leaves it behind.
+    """
+
+    def __init__(self) -> None:
+        self._descriptors: list[int] = []
+        self._directory: str | None = None
+
+    def path_for(self, text: str, *, name: str) -> str:
+        return self._memory_file(text, name) or self._private_file(text, name)
+
+    def _memory_file(self, text: str, name: str) -> str | None:
+        if not hasattr(os, "memfd_create"):
+            return None
+        try:
+            descriptor = os.memfd_create(name, os.MFD_CLOEXEC)
+        except OSError:
+            return None
+        self._descriptors.append(descriptor)
+        with open(descriptor, "w", encoding="utf-8", closefd=False) as memory_file:
+            memory_file.write(text)
+        path = f"/proc/self/fd/{descriptor}"
+        # Without /proc (some containers) the descriptor has no path ssl could open.
+        return path if os.path.exists(path) else None
+
+    def _private_file(self, text: str, name: str) -> str:
+        if self._directory is None:
+            self._directory = tempfile.mkdtemp(prefix="certautopilot-")
+            atexit.register(self.remove)
+        path = os.path.join(self._directory, f"{name}.pem")
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as pem_file:
+            pem_file.write(text)
+        return path
+
+    def remove(self) -> None:
+        for descriptor in self._descriptors:
+            with contextlib.suppress(OSError):
+                os.close(descriptor)
+        self._descriptors = []
+        if self._directory is not None:
+            shutil.rmtree(self._directory, ignore_errors=True)
+            atexit.unregister(self.remove)
+            self._directory = None
+
+
+# The deadline of the request this thread has in flight, for the connections it opens or reuses.
+_in_flight = threading.local()
+
+
+class _AnswerTooLarge(Exception):
+    """The answer holds more than MAX_ANSWER_BYTES; it was not read to its end."""
+
+
+class _Deadline:
+    """One request's time, from connecting to the last byte of the answer; then its sockets are shut down.
+
+    A socket timeout bounds each wait for bytes, not the request: a server (or anything in between) that
+    answers one byte a second holds the request for as long as it likes. Shutting the socket down when the
+    time is up wakes whatever waits on it - the TLS handshake, the headers, the body - in any thread.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.ends_at = time.monotonic() + seconds
+        self.cut = False
+        self._lock = threading.Lock()
+        self._finished = False
+        # Duplicates of the request's socket descriptors: the TLS layer detaches the one it wraps.
+        self._handles: list[socket.socket] = []
+        _WATCHDOG.add(self)
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    @property
+    def expired(self) -> bool:
+        return self.cut or time.monotonic() >= self.ends_at
+
+    def remaining(self) -> float:
+        return max(self.ends_at - time.monotonic(), 0.001)
+
+    def watch(self, sock: socket.socket) -> None:
+        try:
+            handle = socket.socket(fileno=os.dup(sock.fileno()))
+        except (OSError, ValueError):  # already closed: nothing left to wait on
+            return
+        with self._lock:
+            if not self._finished:
+                self._handles.append(handle)
+                if self.cut:
+                    _shut_down(handle)
+                return
+        handle.close()
+
+    def expire(self) -> None:
+        with self._lock:
+            if self._finished:
+                return
+            self.cut = True
+            for handle in self._handles:
+                _shut_down(handle)
+
+    def finish(self) -> None:
+        with self._lock:
+            self._finished = True
+            handles, self._handles = self._handles, []
+        for handle in handles:
+            handle.close()
+
+
+class _Watchdog:
+    """One thread for every deadline of the process (a thread per request would cost more than the request)."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._pending: list[tuple[float, int, _Deadline]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def add(self, deadline: _Deadline) -> None:
+        with self._condition:
+            self._drop_finished()
+            heapq.heappush(self._pending, (deadline.ends_at, next(self._order), deadline))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="certautopilot-deadlines", daemon=True)
+                self._thread.start()
+            elif self._pending[0][2] is deadline:
+                self._condition.notify()
+
+    def _drop_finished(self) -> None:
+        while self._pending and self._pending[0][2].finished:
+            heapq.heappop(self._pending)
+
+    def _run(self) -> None:
+        with self._condition:
+            while True:
+                self._drop_finished()
+                if not self._pending:
+                    self._condition.wait()
+                    continue
+                wait = self._pending[0][0] - time.monotonic()
+                if wait > 0:
+                    self._condition.wait(wait)
+                    continue
+                heapq.heappop(self._pending)[2].expire()
+
+
+_WATCHDOG = _Watchdog()
+
+
+def _shut_down(handle: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        handle.shutdown(socket.SHUT_RDWR)
+
+
+def _watch_in_flight(sock: socket.socket | None) -> None:
+    deadline = getattr(_in_flight, "deadline", None)
+    if deadline is not None and sock is not None:
+        deadline.watch(sock)
+
+
+def _read_capped(response: t.Any) -> bytearray:
+    """The whole body of ``response``, or _AnswerTooLarge as soon as it passes MAX_ANSWER_BYTES."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+        raise _AnswerTooLarge
+    body = bytearray()
+    for chunk in response.iter_content(ANSWER_CHUNK_BYTES):
+        body += chunk
+        if len(body) > MAX_ANSWER_BYTES:
+            raise _AnswerTooLarge
+    return body
+
+
+if HAS_HVAC:
+
+    class _DeadlineConnection:
+        """Mixed into urllib3's connection classes: each socket joins the deadline of the request in flight."""
+
+        def _new_conn(self) -> socket.socket:
+            sock = super()._new_conn()
+            _watch_in_flight(sock)
+            return sock
+
+        def request(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
+            # A kept-alive connection: no new socket, a new request.
+            _watch_in_flight(self.sock)
+            return super().request(*args, **kwargs)
+
+    @functools.lru_cache(maxsize=None)
+    def _deadline_pool(pool_class: type) -> type:
+        if issubclass(pool_class.ConnectionCls, _DeadlineConnection):
+            return pool_class
+        connection_class = type(
+            f"Deadline{pool_class.ConnectionCls.__name__}", (_DeadlineConnection, pool_class.ConnectionCls), {}
+        )
+        return type(f"Deadline{pool_class.__name__}", (pool_class,), {"ConnectionCls": connection_class})
+
+    def _use_deadline_pools(manager: t.Any) -> t.Any:
+        manager.pool_classes_by_scheme = {
+            scheme: _deadline_pool(pool_class) for scheme, pool_class in manager.pool_classes_by_scheme.items()
+        }
+        return manager
+
+    class _DeadlineAdapter(requests.adapters.HTTPAdapter):
+        """An HTTPAdapter whose connections, direct or through a proxy, keep to the deadline of their request."""
+
+        def init_poolmanager(self, *args: t.Any, **kwargs: t.Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            _use_deadline_pools(self.poolmanager)
+
+        def proxy_manager_for(self, proxy: str, **proxy_kwargs: t.Any) -> t.Any:
+            return _use_deadline_pools(super().proxy_manager_for(proxy, **proxy_kwargs))
 
 
 @dataclass(frozen=True)
@@ -248,7 +500,7 @@ class VaultClient:
         self._resume_lock = threading.Lock()
         self._resume_at = 0.0
         self._waited = threading.local()
-        self._temp_files: list[str] = []
+        self._inline_pem = _InlinePemFiles()
         self._secrets: list[str] = []
         self.token: str | None = None
         # When the token from our login runs out (monotonic clock), if it has a TTL.
@@ -264,7 +516,7 @@ class VaultClient:
         # hvac takes verify and cert from a session it is given, over its own arguments.
         session.verify, session.cert = verify, cert
         # One kept-alive connection per request in flight.
-        pool = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1))
+        pool = _DeadlineAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1))
         session.mount("https://", pool)
         session.mount("http://", pool)
         self._adapter = hvac.adapters.RawAdapter(
@@ -306,13 +558,9 @@ class VaultClient:
         return (cert_file, key_file) if key_file else cert_file
 
     def _pem_file(self, value: str, *, option: str, secret: bool) -> str:
-        """A path for ``value``: inline PEM text goes into a 0600 file removed by close()."""
+        """A path for ``value``: inline PEM text becomes one of the client's _InlinePemFiles."""
         if "-----BEGIN" in value:
-            handle, name = tempfile.mkstemp(prefix=f"certautopilot-{option.replace('_', '-')}-", suffix=".pem")
-            self._temp_files.append(name)
-            with os.fdopen(handle, "w") as pem_file:
-                pem_file.write(value)
-            return name
+            return self._inline_pem.path_for(value, name=f"certautopilot-{option.replace('_', '-')}")
         path = os.path.expanduser(value)
         if os.path.isfile(path) and os.access(path, os.R_OK):
             return path
@@ -320,10 +568,7 @@ class VaultClient:
         raise VaultCertError(f"{option}{detail} is neither a readable file nor inline PEM text")
 
     def _remove_temp_files(self) -> None:
-        for name in self._temp_files:
-            with contextlib.suppress(OSError):
-                os.unlink(name)
-        self._temp_files = []
+        self._inline_pem.remove()
 
     def retry_waits(self) -> list[float]:
         return backoff_waits(self.settings.retries)
@@ -413,9 +658,17 @@ class VaultClient:
     def _attempt(self, method, path, json, headers, kind, accept, needs, namespace, auth_label) -> Reply | _Retry:
         """One try: a Reply, a _Retry, or an exception that ends the request."""
         try:
-            response = self._adapter.request(
-                method, "/v1/" + path, json=json, headers=dict(headers), raise_exception=False
+            response, body = self._exchange(method, path, json, headers)
+        except _AnswerTooLarge:
+            message = (
+                f"{method} {path} answered more than {MAX_ANSWER_MIB} MiB, the most one answer may hold: "
+                "refused without reading the rest"
             )
+            if kind == LOGIN:
+                raise VaultCertError(f"login failed: {auth_label}: {message}") from None
+            if kind in _WRITE_KINDS:
+                raise OutcomeUnknown(message, answered=True) from None
+            raise VaultCertError(message) from None
         except requests.exceptions.SSLError as exc:
             raise self._tls_error(exc) from None
         except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL) as exc:
@@ -431,7 +684,8 @@ class VaultClient:
                 raise OutcomeUnknown(str(error), answered=False) from None
             return _Retry(error)
         status = response.status_code
-        errors = self.redact(_server_errors(response))
+        decoded = _json_body(status, body)
+        errors = self.redact(_server_errors(status, decoded))
         if kind in _WRITE_KINDS and response.history and (status == 400 or status in RETRYABLE_STATUS):
             # A standby redirects a write after forwarding it to the active
             # node failed, maybe once the active node had applied it. The
@@ -456,7 +710,7 @@ class VaultClient:
             # Not "no such secret": the whole namespace is missing, whatever the caller accepts.
             raise VaultCertError(f"namespace not found: {namespace!r} ({NAMESPACE_HINT})")
         if status < 400 or status in accept:
-            return Reply(status, _json_body(response))
+            return Reply(status, decoded)
         if kind == LOGIN or (status not in RETRYABLE_STATUS and status < 500):
             self._raise_for_status(status, errors, method, path, kind, needs, auth_label)
         message = f"{method} {path} answered HTTP {status}: {errors}"
@@ -469,6 +723,41 @@ class VaultClient:
         if status not in RETRYABLE_STATUS:
             self._raise_for_status(status, errors, method, path, kind, needs, auth_label)
         return _Retry(VaultCertError(message), status=status)
+
+    def _exchange(self, method: str, path: str, json: dict | None, headers: dict) -> tuple[t.Any, bytearray]:
+        """Send one request and read its whole answer within ``timeout``; a late one ends as requests' ReadTimeout."""
+        deadline = _Deadline(self.settings.timeout)
+        _in_flight.deadline = deadline
+        try:
+            # The socket timeouts too: a connect that fails in time stays a ConnectTimeout (never sent).
+            remaining = deadline.remaining()
+            response = self._adapter.request(
+                method,
+                "/v1/" + path,
+                json=json,
+                headers=dict(headers),
+                raise_exception=False,
+                stream=True,
+                timeout=(remaining, remaining),
+            )
+            try:
+                body = _read_capped(response)
+            finally:
+                # Unread bytes (a refused or cut answer) close the connection; a whole answer keeps it alive.
+                response.close()
+        except requests.exceptions.ConnectTimeout:
+            raise
+        except requests.exceptions.RequestException as exc:
+            if deadline.expired:
+                raise requests.exceptions.ReadTimeout(request=exc.request) from None
+            raise
+        finally:
+            _in_flight.deadline = None
+            deadline.finish()
+        if deadline.cut:
+            # The cut may end a body without a declared length early, as if it were whole.
+            raise requests.exceptions.ReadTimeout(request=response.request)
+        return response, body
 
     def _tls_error(self, exc: Exception) -> VaultCertError:
         reason = _short_tls_reason(exc)
@@ -497,7 +786,8 @@ class VaultClient:
             redirect = f" (redirected there by {self.settings.url}, as a standby does to reach the active node)"
         if isinstance(exc, requests.exceptions.Timeout):
             return VaultCertError(
-                f"{url} timed out: no answer to {method} {path} within {self.settings.timeout}s (timeout){redirect}"
+                f"{url} timed out: no whole answer to {method} {path} within {self.settings.timeout}s "
+                f"(timeout){redirect}"
             )
         return VaultCertError(f"{url} unreachable: {type(exc).__name__} on {method} {path}{redirect}")
 
@@ -551,8 +841,8 @@ class VaultClient:
     def revoke_self(self, *, namespace: str | None) -> None:
         """Best effort: a failure to revoke never fails the run; the token expires anyway."""
         headers = {"X-Vault-Namespace": namespace} if namespace else {}
-        with contextlib.suppress(requests.exceptions.RequestException):
-            self._adapter.request("POST", "/v1/auth/token/revoke-self", headers=headers, raise_exception=False)
+        with contextlib.suppress(requests.exceptions.RequestException, _AnswerTooLarge):
+            self._exchange("POST", "auth/token/revoke-self", None, headers)
 
 
 def _proves_not_processed(status: int, errors: str) -> bool:
@@ -564,14 +854,14 @@ def _attempts(count: int) -> str:
     return "1 attempt" if count == 1 else f"{count} attempts"
 
 
-def _json_body(response: t.Any) -> dict:
-    if response.status_code == 204 or not response.content:
+def _json_body(status: int, body: bytearray) -> dict:
+    if status == 204 or not body:
         return {}
     try:
-        body = response.json()
+        decoded = json.loads(body)
     except ValueError:
         return {}
-    return body if isinstance(body, dict) else {}
+    return decoded if isinstance(decoded, dict) else {}
 
 
 def _short_tls_reason(exc: Exception) -> str:

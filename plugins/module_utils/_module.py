@@ -117,8 +117,8 @@ class VaultModule:
         """
         settings = _client.ConnectionSettings.from_params(self.params)
         self.auth = select_auth_method(self.params)
-        if not settings.validate_certs:
-            self.module.warn("validate_certs is false: the server's TLS certificate is not checked (bring-up only)")
+        for warning in settings.warnings():
+            self.module.warn(warning)
         # One connection per item in flight, all on the one login.
         pool_size = _batch.check_concurrency(self.params["concurrency"]) if "concurrency" in self.params else 1
         client = self._client = _client.VaultClient(settings, pool_size=pool_size)

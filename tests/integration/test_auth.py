@@ -9,13 +9,20 @@ which namespace. SPEC sections: "Connection options", "Auth options",
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import sys
+import threading
+import time
 import typing as t
 import uuid
 from pathlib import Path
 
 import pytest
-from leaks import assert_no_leak
+from fault_proxy import BlackHole, FaultProxy
+from leaks import assert_no_leak, find_leaks
+from module_process import ModuleProcess
 
 MODULE = "vault_health"
 TARGET = {"mount": "secret", "path": "certs/example.com"}
@@ -357,3 +364,96 @@ def test_validate_certs_false_connects_without_ca_and_warns(bao, ansible, source
     assert not run.failed, run.msg
     assert run.result["initialized"] is True
     assert any("validate_certs" in warning for warning in run.result.get("warnings", []))
+
+
+# -- plain http, a url that may carry a credential, the inline client key on disk -----------------
+
+
+def test_plain_http_url_works_and_warns_that_credentials_travel_in_clear(bao, ansible, approle_auth):
+    with FaultProxy(bao.addr, bao.ca_cert) as plain_http:
+        run = _health(ansible, {"url": plain_http.url, **approle_auth})
+    over_tls = _health(ansible, {"url": bao.addr, "ca_cert": bao.ca_cert, **approle_auth})
+
+    _assert_passed_with_push_capabilities(run)
+    assert any("plain http://" in warning and "in clear" in warning for warning in run.result.get("warnings", []))
+    _assert_passed_with_push_capabilities(over_tls)
+    assert not any("plain http://" in warning for warning in over_tls.result.get("warnings", []))
+
+
+@pytest.mark.parametrize("carried", ["?token=", "/?x=1#", "#"])
+def test_url_with_query_or_fragment_is_refused_before_any_request_without_showing_it(
+    bao, ansible, approle_auth, carried
+):
+    credential = f"hvs.{uuid.uuid4().hex}"
+    url = f"{bao.addr}{carried}{credential}"
+    mark = bao.audit_mark()
+
+    run = _health(ansible, {"url": url, "ca_cert": bao.ca_cert, **approle_auth})
+
+    assert run.failed
+    assert "url must not hold a query string" in run.msg
+    assert bao.addr not in run.msg
+    assert_no_leak([run.output, run.result], credential, url, approle_auth["secret_id"])
+    assert bao.audit_requests(mark) == []
+
+
+def _pid_recording_python(workdir: Path) -> tuple[Path, Path]:
+    """A python for ModuleProcess that records the pid the module runs under (exec keeps it)."""
+    pid_file = workdir / "module.pid"
+    wrapper = workdir / "python-recording-pid"
+    wrapper.write_text(f'#!/bin/sh\necho $$ > "{pid_file}"\nexec "{sys.executable}" "$@"\n')
+    wrapper.chmod(0o700)
+    return wrapper, pid_file
+
+
+def _files_holding(roots: t.Iterable[Path], key_pem: str) -> list[str]:
+    return [
+        str(file)
+        for root in roots
+        for file in root.rglob("*")
+        if file.is_file() and find_leaks([file.read_text(errors="replace")], key_pem)
+    ]
+
+
+def test_inline_client_key_never_reaches_disk_even_when_the_module_is_killed(bao, tmp_path):
+    """Python's ssl loads keys from paths: on Linux the key is an anonymous memory file, which a SIGKILL frees."""
+    key_pem = Path(bao.client_key).read_text()
+    python, pid_file = _pid_recording_python(tmp_path)
+    runner = ModuleProcess(tmp_path / "modules", python=str(python))
+    module_tmp = tmp_path / "module-tmp"
+    module_tmp.mkdir()
+    args = {
+        "auth_method": "cert",
+        "role": "certs",
+        "client_cert": Path(bao.client_cert).read_text(),
+        "client_key": key_pem,
+        "timeout": 60,
+        "retries": 0,
+    }
+    runs = []
+    with BlackHole() as stalled_server:
+        thread = threading.Thread(
+            target=lambda: runs.append(
+                runner.run(MODULE, {**TARGET, "url": stalled_server.url, **args}, env={"TMPDIR": str(module_tmp)})
+            )
+        )
+        thread.start()
+        try:
+            deadline = time.monotonic() + 30
+            # The module has loaded the key and waits for the TLS handshake that never comes. (Its arguments
+            # file in tmp_path/modules holds the key as Ansible's module payload does: not ours to remove.)
+            while stalled_server.accepted == 0 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert stalled_server.accepted, "the module never connected"
+            pid = int(pid_file.read_text())
+            while_running = _files_holding([module_tmp], key_pem)
+            descriptors = [os.readlink(link) for link in Path(f"/proc/{pid}/fd").iterdir()]
+        finally:
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+            thread.join(timeout=30)
+
+    assert runs, "the module did not end after SIGKILL"
+    assert runs[0].rc == -signal.SIGKILL
+    assert while_running == []
+    assert any(target.startswith("/memfd:certautopilot-client-key") for target in descriptors), descriptors
+    assert _files_holding([module_tmp], key_pem) == []

@@ -7,16 +7,25 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import sys
 import threading
+import time
 import typing as t
 import uuid
+from pathlib import Path
 
 import pytest
 from bao import BaoServer
+from fault_proxy import FaultProxy
 from leaks import assert_no_leak
+from module_process import ModuleProcess
 
 MODULE = "vault_health"
 NO_SUCH_NAMESPACE = "no-such-ns"
+MIB = 2**20
+# What a module process holds before any answer (Ansible's module code, hvac, requests, cryptography) is
+# about 60 MiB; a refused answer may add the 64 MiB the client reads before it stops.
+REFUSED_ANSWER_MAX_RSS_MIB = 200
 
 
 # -- helpers -------------------------------------------------------------------
@@ -80,6 +89,21 @@ def _silent_listener() -> t.Iterator[str]:
         for connection in held:
             connection.close()
         server.close()
+
+
+def _rss_measuring_python(workdir: Path) -> tuple[Path, Path]:
+    """A python for ModuleProcess that runs the module as its one child, then writes the child's peak RSS (KiB)."""
+    rss_file = workdir / "peak-rss-kib"
+    wrapper = workdir / "python-measuring-rss"
+    wrapper.write_text(
+        f"#!{sys.executable}\n"
+        "import resource, subprocess, sys\n"
+        f"code = subprocess.call([{sys.executable!r}, *sys.argv[1:]])\n"
+        f"open({str(rss_file)!r}, 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+        "sys.exit(code)\n"
+    )
+    wrapper.chmod(0o700)
+    return wrapper, rss_file
 
 
 def _closed_port_url() -> str:
@@ -368,3 +392,51 @@ def test_listener_that_never_answers_fails_as_timed_out_naming_the_url(ansible, 
     assert run.failed
     assert url in run.msg
     assert "timed out" in run.msg
+
+
+def test_timeout_bounds_the_whole_request_against_an_answer_of_one_byte_a_second(bao, module_process):
+    """`timeout` bounds connect, send and every byte of the answer, not each wait for a byte (SPEC Round 3)."""
+    timeout = 2
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        # Thirty bytes, then the proxy drops the connection: a per-read timeout takes 30 s, never hangs.
+        proxy.add_rule("GET", r"^sys/health$", trickle=1.0, trickle_bytes=30, times=None)
+        started = time.monotonic()
+        run = module_process.run(MODULE, {"url": proxy.url, "timeout": timeout, "retries": 0, "auth_method": "none"})
+        elapsed = time.monotonic() - started
+
+    assert run.failed
+    assert proxy.url in run.msg
+    assert "timed out" in run.msg
+    assert "GET sys/health" in run.msg
+    # The module process starts in well under a second; the bound is the request's.
+    assert elapsed < timeout + 5, f"took {elapsed:.1f}s with timeout={timeout}"
+
+
+@pytest.mark.parametrize("length", ["declared", "chunked"])
+def test_an_oversized_answer_is_refused_naming_the_request_with_bounded_memory(bao, tmp_path, length):
+    python, rss_file = _rss_measuring_python(tmp_path)
+    runner = ModuleProcess(tmp_path / "modules", python=str(python))
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        # A valid answer, padded with spaces to 256 MiB: still the same JSON, four times the cap.
+        proxy.add_rule("GET", r"^sys/health$", pad_to=256 * MIB, pad_declared=length == "declared", times=None)
+        run = runner.run(MODULE, {"url": proxy.url, "retries": 0, "auth_method": "none"})
+
+    assert run.failed
+    assert "GET sys/health answered more than 64 MiB" in run.msg
+    assert len(run.stdout) < 10_000
+    peak_mib = int(rss_file.read_text()) / 1024
+    assert peak_mib < REFUSED_ANSWER_MAX_RSS_MIB, f"the module process peaked at {peak_mib:.0f} MiB"
+
+
+def test_an_oversized_redirect_is_refused_before_it_is_followed(bao, tmp_path):
+    python, rss_file = _rss_measuring_python(tmp_path)
+    runner = ModuleProcess(tmp_path / "modules", python=str(python))
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        # A redirect to the same origin (followed), whose body runs to 256 MiB with no declared length.
+        proxy.add_rule("GET", r"^sys/health$", redirect=proxy.url, pad_to=256 * MIB, pad_declared=False)
+        run = runner.run(MODULE, {"url": proxy.url, "retries": 0, "auth_method": "none"})
+
+    assert run.failed
+    assert "GET sys/health answered more than 64 MiB" in run.msg
+    peak_mib = int(rss_file.read_text()) / 1024
+    assert peak_mib < REFUSED_ANSWER_MAX_RSS_MIB, f"the module process peaked at {peak_mib:.0f} MiB"

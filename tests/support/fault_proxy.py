@@ -15,6 +15,8 @@ make it misbehave for matching requests:
     proxy.add_rule("GET", r"^secret/metadata/", then=write_v2)                 # a race staged after a read
     proxy.add_rule("DELETE", r"^secret/metadata/", status=503, after_forward=True,
                    errors=("Vault is sealed",))                                # the server's own words, injected
+    proxy.add_rule("GET", r"^sys/health$", trickle=1.0, trickle_bytes=30)     # one byte a second, then gone
+    proxy.add_rule("GET", r"^sys/health$", pad_to=256 * 2**20)                # the answer, padded to 256 MiB
     ... module run with url=proxy.url ...
     proxy.hits("POST", r"^secret/data/certs/a$")  # what the proxy saw, in order
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import http
 import http.server
 import json
 import re
@@ -73,6 +76,10 @@ class Rule:
     has answered and before the client gets the answer (a race staged between
     two requests of the client). ``errors`` replaces the injected answer's
     error list.
+    ``trickle`` sends the server's answer (status line and headers included) one byte every ``trickle``
+    seconds, and drops the connection after ``trickle_bytes`` bytes when set. ``pad_to`` follows the
+    server's answer with spaces (still the same JSON) up to that many bytes, declared in Content-Length,
+    or sent chunked with no length when ``pad_declared`` is false; with ``redirect``, it pads the 307.
     """
 
     method: str
@@ -84,6 +91,10 @@ class Rule:
     delay: float = 0.0
     drop: bool = False
     redirect: str | None = None
+    trickle: float = 0.0
+    trickle_bytes: int | None = None
+    pad_to: int = 0
+    pad_declared: bool = True
     action: t.Callable[[], None] | None = None
     then: t.Callable[[], None] | None = None
     errors: tuple[str, ...] | None = None
@@ -267,7 +278,12 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
                     time.sleep(rule.delay)
                 if rule.redirect:
                     proxy._record(Hit(method, api_path, 307, forwarded=False, injected=True))
-                    self._send_redirect(rule.redirect.rstrip("/") + self.path)
+                    location = rule.redirect.rstrip("/") + self.path
+                    if rule.pad_to:
+                        with contextlib.suppress(OSError):
+                            self._send_padded(307, {"Location": location}, b"", rule)
+                        return
+                    self._send_redirect(location)
                     return
                 if rule.drop and not rule.after_forward:
                     proxy._record(Hit(method, api_path, None, forwarded=False, injected=True))
@@ -294,6 +310,16 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
                 proxy._record(Hit(method, api_path, rule.status, forwarded=True, injected=True))
                 self._send_injected(rule.status, rule.errors)
                 return
+            if rule is not None and (rule.trickle or rule.pad_to):
+                proxy._record(Hit(method, api_path, answer.status_code, forwarded=True, injected=True))
+                try:
+                    if rule.trickle:
+                        self._send_trickled(answer, rule)
+                    else:
+                        self._send_padded(answer.status_code, answer.headers, answer.content, rule)
+                except OSError:  # the client gave up, as it should
+                    self.close_connection = True
+                return
             proxy._record(Hit(method, api_path, answer.status_code, forwarded=True, injected=False))
             self.send_response(answer.status_code)
             for key, value in answer.headers.items():
@@ -311,6 +337,30 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(payload)
 
+        def _head(self, status: int, headers: t.Mapping[str, str], *, length: int | None) -> bytes:
+            """A status line and ``headers``, with ``length`` as Content-Length, or chunked without."""
+            lines = [f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}"]
+            lines += [f"{key}: {value}" for key, value in headers.items() if key.lower() not in _HOP_BY_HOP]
+            lines.append("Transfer-Encoding: chunked" if length is None else f"Content-Length: {length}")
+            return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+        def _send_trickled(self, answer: requests.Response, rule: Rule) -> None:
+            raw = self._head(answer.status_code, answer.headers, length=len(answer.content)) + answer.content
+            limit = len(raw) if rule.trickle_bytes is None else min(rule.trickle_bytes, len(raw))
+            for index in range(limit):
+                self.wfile.write(raw[index : index + 1])
+                time.sleep(rule.trickle)
+            if limit < len(raw):
+                self._drop()
+
+        def _send_padded(self, status: int, headers: t.Mapping[str, str], content: bytes, rule: Rule) -> None:
+            total = max(rule.pad_to, len(content))
+            self.wfile.write(self._head(status, headers, length=total if rule.pad_declared else None))
+            for piece in _padded(content, total):
+                self.wfile.write(piece if rule.pad_declared else b"%x\r\n%s\r\n" % (len(piece), piece))
+            if not rule.pad_declared:
+                self.wfile.write(b"0\r\n\r\n")
+
         def _send_redirect(self, location: str) -> None:
             self.send_response(307)
             self.send_header("Location", location)
@@ -325,6 +375,17 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_LIST = do_HEAD = _handle  # noqa: N815
 
     return Handler
+
+
+def _padded(content: bytes, total: int) -> t.Iterator[bytes]:
+    """``content``, then spaces up to ``total`` bytes, a MiB at a time; no empty piece (it ends a chunked body)."""
+    if content:
+        yield content
+    block = b" " * 2**20
+    left = total - len(content)
+    while left > 0:
+        yield block[:left]
+        left -= len(block)
 
 
 def accept_until(listener: socket.socket, stopped: threading.Event) -> t.Iterator[socket.socket]:

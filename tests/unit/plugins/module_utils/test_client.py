@@ -5,8 +5,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import tempfile
+import time
 
 import pytest
 import requests
@@ -61,26 +63,62 @@ def _temp_pem_files():
     return {name for name in os.listdir(tempfile.gettempdir()) if name.startswith("certautopilot-")}
 
 
-def test_inline_ca_pem_is_written_to_a_private_file_that_close_removes(ec_chain):
+@pytest.fixture(params=["memfd", "private_directory"])
+def inline_pem_store(request, monkeypatch):
+    """Where inline PEM text goes: Linux's anonymous memory files, or the private directory used elsewhere."""
+    if request.param == "memfd" and not hasattr(os, "memfd_create"):
+        pytest.skip("no memfd_create on this system")
+    if request.param == "private_directory":
+        monkeypatch.delattr(os, "memfd_create", raising=False)
+    return request.param
+
+
+def _assert_stored(path, text, store):
+    if store == "memfd":
+        # An anonymous memory file: a /proc/self/fd path, no name on any file system.
+        assert path.startswith("/proc/self/fd/")
+        assert os.readlink(path).startswith("/memfd:certautopilot-")
+    else:
+        assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    with open(path) as handle:
+        assert handle.read() == text
+
+
+def test_inline_ca_pem_is_kept_private_and_close_removes_it(ec_chain, inline_pem_store):
     before = _temp_pem_files()
     client = _client.VaultClient(_client.ConnectionSettings.from_params(_params(ca_cert=ec_chain.root.cert_pem)))
-    (created,) = _temp_pem_files() - before
-    path = os.path.join(tempfile.gettempdir(), created)
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    with open(path) as handle:
-        assert handle.read() == ec_chain.root.cert_pem
+    path = client._adapter.session.verify
+    _assert_stored(path, ec_chain.root.cert_pem, inline_pem_store)
+    created = _temp_pem_files() - before
+    assert len(created) == (0 if inline_pem_store == "memfd" else 1)
     client.close()
     assert not os.path.exists(path)
+    assert _temp_pem_files() - before == set()
 
 
-def test_inline_client_cert_and_key_are_accepted_and_their_files_removed(ec_chain):
+def test_inline_client_cert_and_key_are_accepted_and_removed_by_close(ec_chain, inline_pem_store):
     before = _temp_pem_files()
     params = _params(client_cert=ec_chain.leaf.cert_pem, client_key=ec_chain.leaf.key_pem)
     client = _client.VaultClient(_client.ConnectionSettings.from_params(params))
-    created = _temp_pem_files() - before
-    assert len(created) == 2
+    cert_path, key_path = client._adapter.session.cert
+    _assert_stored(cert_path, ec_chain.leaf.cert_pem, inline_pem_store)
+    _assert_stored(key_path, ec_chain.leaf.key_pem, inline_pem_store)
     client.close()
+    assert not os.path.exists(key_path)
     assert _temp_pem_files() - before == set()
+
+
+def test_private_directory_is_removed_at_exit_when_close_is_never_reached(ec_chain, monkeypatch):
+    registered = []
+    monkeypatch.delattr(os, "memfd_create", raising=False)
+    monkeypatch.setattr(_client.atexit, "register", registered.append)
+    params = _params(client_cert=ec_chain.leaf.cert_pem, client_key=ec_chain.leaf.key_pem)
+    client = _client.VaultClient(_client.ConnectionSettings.from_params(params))
+    _cert_path, key_path = client._adapter.session.cert
+    (exit_hook,) = registered
+    exit_hook()
+    assert not os.path.exists(os.path.dirname(key_path))
 
 
 def test_client_key_that_is_no_file_is_refused_without_echoing_it(ec_chain):
@@ -91,7 +129,7 @@ def test_client_key_that_is_no_file_is_refused_without_echoing_it(ec_chain):
     assert value not in str(error.value)
 
 
-def test_client_key_that_does_not_match_is_refused_and_leaves_no_file(ec_chain, rsa_chain):
+def test_client_key_that_does_not_match_is_refused_and_leaves_no_file(ec_chain, rsa_chain, inline_pem_store):
     before = _temp_pem_files()
     params = _params(client_cert=ec_chain.leaf.cert_pem, client_key=rsa_chain.leaf.key_pem)
     with pytest.raises(VaultCertError, match="could not be loaded") as error:
@@ -220,3 +258,63 @@ def test_the_session_reads_the_environment_once_per_host_and_honours_no_proxy_pe
     assert standby["proxies"]["https"] == "http://corp-proxy:3128"
     assert "https" not in active["proxies"], "NO_PROXY is honoured for the host a standby redirects to"
     assert again == standby, "read once per host for the run"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://vault.example.com:8200/?token=hunter2-tk",
+        "https://vault.example.com:8200#hunter2-tk",
+        "https://vault.example.com?",
+        "vault.example.com/?hunter2-tk",
+    ],
+)
+def test_url_with_query_or_fragment_is_refused_naming_the_option_without_showing_it(url):
+    with pytest.raises(VaultCertError, match="url must not hold a query string") as error:
+        _client.ConnectionSettings.from_params(_params(url=url))
+    assert "hunter2-tk" not in str(error.value)
+    assert "vault.example.com" not in str(error.value).split("e.g.")[0]
+
+
+@pytest.mark.parametrize(
+    ("url", "validate_certs", "warned"),
+    [
+        ("https://vault.example.com:8200", True, []),
+        ("http://vault.example.com:8200", True, ["plain http://"]),
+        ("https://vault.example.com:8200", False, ["validate_certs is false"]),
+        ("HTTP://vault.example.com", False, ["validate_certs is false", "plain http://"]),
+    ],
+)
+def test_settings_warn_about_plain_http_and_unchecked_certificates(url, validate_certs, warned):
+    warnings = _client.ConnectionSettings.from_params(_params(url=url, validate_certs=validate_certs)).warnings()
+    assert len(warnings) == len(warned)
+    for warning, words in zip(warnings, warned):
+        assert words in warning
+
+
+def test_a_deadline_wakes_a_read_that_waits_on_its_socket_when_the_time_is_up():
+    reader, writer = socket.socketpair()
+    with reader, writer:
+        deadline = _client._Deadline(0.3)
+        deadline.watch(reader)
+        started = time.monotonic()
+        # Nothing is ever written: only the deadline's shutdown ends this read.
+        assert reader.recv(1) == b""
+        elapsed = time.monotonic() - started
+        deadline.finish()
+    assert deadline.cut
+    assert 0.2 < elapsed < 5
+
+
+def test_finished_deadlines_neither_cut_nor_pile_up():
+    reader, writer = socket.socketpair()
+    with reader, writer:
+        for _ in range(1000):
+            deadline = _client._Deadline(0.05)
+            deadline.watch(reader)
+            deadline.finish()
+        deadline.expire()
+        writer.sendall(b"x")
+        assert reader.recv(1) == b"x"
+    assert not deadline.cut
+    assert len(_client._WATCHDOG._pending) <= 1
