@@ -11,6 +11,7 @@ version_added: 0.1.0
 extends_documentation_fragment:
   - certautopilot.vault.connection
   - certautopilot.vault.connection.writer
+  - certautopilot.vault.files_root
 description:
   - Writes a certificate, its private key, its chain and the fullchain (certificate followed by the chain)
     into a KV v2 secret at C(<mount>/data/<path>), or a batch of them in one run.
@@ -444,6 +445,8 @@ def module_options() -> dict:
             "mutually_exclusive": [("private_key", "private_key_file")],
         },
         "key_bundle": {"type": "str", "no_log": True},
+        # Read by the action plugin only (plugin_utils/_files.py); the module takes no file.
+        "files_root": {"type": "path"},
         "include_private_key": {"type": "bool", "default": True},
         "fields": {"type": "dict"},
         "layout": {"type": "str", "default": "default", "choices": list(_layouts.LAYOUTS)},
