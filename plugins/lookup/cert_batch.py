@@ -336,12 +336,14 @@ class JinjaTemplate:
             raise AnsibleLookupError(
                 f"{exc}. Its own variables are {', '.join(sorted(layer))}, besides every variable in scope"
             ) from None
-        slashed = [key for key in certificate_fields if holds_slash(layer[key])]
-        if slashed:
-            # Filters may move a "/" anywhere: what the same template makes without them tells where segments are.
-            plain = {**layer, **{key: without_slashes(layer[key]) for key in slashed}}
-            reference = self._render(self._text, ChainMap(_as_data(plain), self._variables), name)
-            refuse_added_segments(path, str(reference), slashed, name)
+        # Filters may move a "/" anywhere: what the same template makes without it tells where segments are.
+        refuse_added_segments(
+            path,
+            lambda plain: str(self._render(self._text, ChainMap(_as_data(plain), self._variables), name)),
+            layer,
+            certificate_fields,
+            name,
+        )
         return path
 
 
@@ -359,11 +361,14 @@ class PlaceholderTemplate:
             )
 
     def render(self, layer: t.Mapping[str, t.Any], name: str, certificate_fields: t.Collection[str] = ()) -> str:
-        slashed = [key for key in certificate_fields if holds_slash(layer[key])]
-        plain = {**layer, **{key: without_slashes(layer[key]) for key in slashed}}
         path = checked_path("".join(self._text_of(part, layer, name) for part in self._parts), name)
-        reference = "".join(self._text_of(part, plain, name) for part in self._parts)
-        refuse_added_segments(path, reference, slashed, name)
+        refuse_added_segments(
+            path,
+            lambda plain: "".join(self._text_of(part, plain, name) for part in self._parts),
+            layer,
+            certificate_fields,
+            name,
+        )
         return path
 
     @staticmethod
@@ -388,11 +393,30 @@ class PlaceholderTemplate:
         return str(value)
 
 
-def refuse_added_segments(path: str, reference: str, slashed: t.Sequence[str], name: str) -> None:
-    """Refuse a path whose segments a certificate's value changed (a CN "team-b/api" into certs/{{ cn }})."""
-    if segment_count(path) != segment_count(reference):
-        fields = " or ".join(sorted(slashed))
-        change = "add" if segment_count(path) > segment_count(reference) else "remove"
+def refuse_added_segments(
+    path: str,
+    render: t.Callable[[t.Mapping[str, t.Any]], str],
+    layer: t.Mapping[str, t.Any],
+    certificate_fields: t.Collection[str],
+    name: str,
+) -> None:
+    """Refuse a path whose segments a certificate's value changed (a CN "team-b/api" into certs/{{ cn }}).
+
+    Each certificate value that holds a "/" is rendered once more without it: the fields whose "/" changes the
+    number of segments are named. Nothing is rendered again when no value holds one (the common case).
+    """
+    changed: dict[str, int] = {}
+    for key in sorted(key for key in certificate_fields if holds_slash(layer[key])):
+        try:
+            reference = render({**layer, key: without_slashes(layer[key])})
+        except AnsibleLookupError:  # a template that needs the "/" (it splits on it) takes segments from it
+            changed[key] = 1
+            continue
+        if segment_count(reference) != segment_count(path):
+            changed[key] = segment_count(path) - segment_count(reference)
+    if changed:
+        fields = " and ".join(changed)
+        change = "add" if max(changed.values()) > 0 else "remove"
         raise AnsibleLookupError(
             f"cert_batch: {name}: the certificate's {fields} would {change} a path segment (it holds '/'), writing "
             "into another folder; nothing written. Give the item a path of its own, or a template without it"

@@ -34,8 +34,10 @@ def kv_writes(bao, mark: int) -> list[str]:
 
 
 def hostile(marker: Path) -> str:
-    """What a survey answer may hold: a lookup that runs a command on the controller when rendered."""
-    return "{{ lookup('ansible.builtin.pipe', 'touch " + str(marker) + "') }}"
+    """What a survey answer may hold: a lookup that runs a command on the controller when rendered (no whitespace,
+    which a path may not hold)."""
+    assert not any(char.isspace() for char in str(marker))
+    return "{{lookup('pipe','id>" + str(marker) + "')}}"
 
 
 def unsafe_vars_file(path: Path, name: str, value: object) -> str:
