@@ -46,8 +46,11 @@ options:
       - A relative path is searched like the C(src) of M(ansible.builtin.copy) - the role's or playbook's C(files/)
         directory, then the directory itself.
       - Not read when O(include_private_key=false).
-      - Read with the rights of the user running Ansible, as the C(src) of M(ansible.builtin.copy) is - any file
-        that user can read can be sent to Vault. Do not take the path from input you do not trust (a survey answer).
+      - Only the file's one PEM private key is taken (a combined certificate and key file works); a file that holds
+        no private key, or more than one, is refused without showing it.
+      - Read with the rights of the user running Ansible, as the C(src) of M(ansible.builtin.copy) is. When the path
+        comes from input you do not trust (a survey answer), set O(files_root) - without it any key that user can
+        read can be sent to Vault, and with O(validate=false) even one that is not the certificate's.
     type: str
   key_bundle:
     description:
