@@ -173,6 +173,8 @@ options:
         (the P(certautopilot.vault.cert_distribution#role) role renders templates).
       - Refused before any request when empty, starting or ending with C(/), holding an empty, C(.) or C(..) segment,
         whitespace, a control character, C(?), C(#), C(%) or C(\), or longer than 1024 characters.
+      - "Refused, without being quoted, when it holds template syntax (C({{), C({%), C({#)) - a path is recorded in
+        results files and C(set_stats) that Ansible reads back as variables, where it would run as a template."
       - Required for a single secret; each item of a batch has its own path instead.
     type: str
   check_capabilities:

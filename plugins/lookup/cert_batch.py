@@ -58,6 +58,9 @@ options:
         the certificate's own variables (its metadata and the item's C(vars)) - no filters, lookups or other
         variables. For full Jinja use O(template_from).
       - The metadata values are inserted as plain text and never rendered.
+      - B(A value taken from the certificate may not add or remove path segments) - a CN C(team-b/api) rendered
+        into C(certs/{{ cn }}) would write into another folder, so the item is refused, naming the field. The
+        same holds for a template given with O(template_from), whatever filters it applies.
     type: str
     default: "certs/{{ cn }}"
   template_from:
@@ -74,6 +77,19 @@ options:
       - C({% raw %}) and C({% endraw %}) tags are taken out (they were written for whoever renders the template
         first); the text between them is part of the template.
     type: str
+  files_root:
+    description:
+      - A directory on the controller that every C(certificate_file), C(chain_file) and C(private_key_file) must
+        lie in, judged after symlinks and C(..) are resolved; a relative path is taken from it (no search path).
+      - Set it when the list comes from people who should not read every file of the controller user (an AWX
+        survey). Pass the same directory to O(certautopilot.vault.vault_cert_push#module:files_root), whose action
+        plugin reads the key files.
+    type: path
+  items_name:
+    description:
+      - How errors name an item - V(cert_distribution_certs) makes them say C(cert_distribution_certs[2]).
+        Without it an item is C(certificate 3).
+    type: str
   include_private_key:
     description:
       - When V(false), the items have neither C(private_key) nor C(private_key_file) - for
@@ -85,6 +101,9 @@ notes:
   - The metadata is computed with the same code as the P(certautopilot.vault.cert_info#filter) filter and the
     RV(certautopilot.vault.vault_cert_push#module:certificate) return value, so a path rendered here matches
     what the module reports.
+  - A path, given or rendered, that holds template syntax (C({{), C({%), C({#)) is refused, naming the item.
+  - A C(certificate_file) or C(chain_file) gives only its PEM certificates (text around them is left behind);
+    one that holds none, or holds another kind of PEM block (a key), is refused without showing the file.
   - A certificate whose PEM does not parse fails the lookup, naming the item. The key, the chain and the
     validity period are checked by M(certautopilot.vault.vault_cert_push).
 seealso:
@@ -174,7 +193,7 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._certs import 
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
 from ansible_collections.certautopilot.vault.plugins.module_utils._keys import kind_of
 from ansible_collections.certautopilot.vault.plugins.module_utils._pem import shown
-from ansible_collections.certautopilot.vault.plugins.plugin_utils._files import read_text
+from ansible_collections.certautopilot.vault.plugins.plugin_utils._files import CERTIFICATES, confined, read_option_file
 
 try:
     # ansible-core 2.19+ (data tagging): a string is rendered only when trusted as a template.
@@ -196,6 +215,8 @@ RAW_TAG = r"\{%(?P<r_left>-?)\s*(?:end)?raw\s*(?P<r_right>-?)%\}"
 TOKENS = re.compile(f"{PLACEHOLDER}|{RAW_TAG}")
 RAW_TAGS = re.compile(RAW_TAG)
 TEMPLATE_MARKS = ("{{", "}}", "{%", "%}", "{#", "#}")
+# Stands for "/" in a second rendering: a path whose segment count then differs took segments from the certificate.
+SEGMENT_STAND_IN = "_"
 
 
 def split_tokens(text: str, pattern: re.Pattern) -> list[t.Any]:
@@ -238,10 +259,39 @@ def flatten_terms(terms: t.Iterable[t.Any]) -> list[t.Mapping[str, t.Any]]:
     return items
 
 
-def describe_item(index: int, item: t.Mapping[str, t.Any]) -> str:
-    """How errors name an item: its position, and the file or path that identifies it to a reader."""
+def describe_item(index: int, item: t.Mapping[str, t.Any], items_name: str | None = None) -> str:
+    """How errors name an item: its position, and the file or path that identifies it to a reader.
+
+    A path or file name that holds template syntax is not shown: the message would carry it on.
+    """
+    if items_name:
+        return f"{items_name}[{index}]"
     hint = item.get("path") or item.get("certificate_file")
-    return f"certificate {index + 1}" + (f" ({shown(hint)})" if isinstance(hint, str) and hint else "")
+    shows = isinstance(hint, str) and hint and not has_template_syntax(hint)
+    return f"certificate {index + 1}" + (f" ({shown(hint)})" if shows else "")
+
+
+def has_template_syntax(text: str) -> bool:
+    return any(mark in text for mark in TEMPLATE_MARKS)
+
+
+def segment_count(path: str) -> int:
+    return path.count("/")
+
+
+def without_slashes(value: t.Any) -> t.Any:
+    """A certificate value with every "/" replaced, in strings, lists and dicts alike."""
+    if isinstance(value, str):
+        return value.replace("/", SEGMENT_STAND_IN)
+    if isinstance(value, (list, tuple)):
+        return [without_slashes(element) for element in value]
+    if isinstance(value, t.Mapping):
+        return {key: without_slashes(element) for key, element in value.items()}
+    return value
+
+
+def holds_slash(value: t.Any) -> bool:
+    return without_slashes(value) != value
 
 
 def path_template(
@@ -279,13 +329,22 @@ class JinjaTemplate:
         except Exception as exc:  # undefined variable, syntax error, filter error: all name the certificate
             raise AnsibleLookupError(f"cert_batch: rendering the path template for {name} failed: {exc}") from None
 
-    def render(self, layer: t.Mapping[str, t.Any], name: str) -> str:
+    def render(self, layer: t.Mapping[str, t.Any], name: str, certificate_fields: t.Collection[str] = ()) -> str:
         try:
-            return checked_path(self._render(self._text, ChainMap(_as_data(layer), self._variables), name), name)
+            path = checked_path(self._render(self._text, ChainMap(_as_data(layer), self._variables), name), name)
         except AnsibleLookupError as exc:
             raise AnsibleLookupError(
                 f"{exc}. Its own variables are {', '.join(sorted(layer))}, besides every variable in scope"
             ) from None
+        # Filters may move a "/" anywhere: what the same template makes without it tells where segments are.
+        refuse_added_segments(
+            path,
+            lambda plain: str(self._render(self._text, ChainMap(_as_data(plain), self._variables), name)),
+            layer,
+            certificate_fields,
+            name,
+        )
+        return path
 
 
 class PlaceholderTemplate:
@@ -301,8 +360,16 @@ class PlaceholderTemplate:
                 "for full Jinja"
             )
 
-    def render(self, layer: t.Mapping[str, t.Any], name: str) -> str:
-        return checked_path("".join(self._text_of(part, layer, name) for part in self._parts), name)
+    def render(self, layer: t.Mapping[str, t.Any], name: str, certificate_fields: t.Collection[str] = ()) -> str:
+        path = checked_path("".join(self._text_of(part, layer, name) for part in self._parts), name)
+        refuse_added_segments(
+            path,
+            lambda plain: "".join(self._text_of(part, plain, name) for part in self._parts),
+            layer,
+            certificate_fields,
+            name,
+        )
+        return path
 
     @staticmethod
     def _text_of(part: t.Any, layer: t.Mapping[str, t.Any], name: str) -> str:
@@ -326,6 +393,36 @@ class PlaceholderTemplate:
         return str(value)
 
 
+def refuse_added_segments(
+    path: str,
+    render: t.Callable[[t.Mapping[str, t.Any]], str],
+    layer: t.Mapping[str, t.Any],
+    certificate_fields: t.Collection[str],
+    name: str,
+) -> None:
+    """Refuse a path whose segments a certificate's value changed (a CN "team-b/api" into certs/{{ cn }}).
+
+    Each certificate value that holds a "/" is rendered once more without it: the fields whose "/" changes the
+    number of segments are named. Nothing is rendered again when no value holds one (the common case).
+    """
+    changed: dict[str, int] = {}
+    for key in sorted(key for key in certificate_fields if holds_slash(layer[key])):
+        try:
+            reference = render({**layer, key: without_slashes(layer[key])})
+        except AnsibleLookupError:  # a template that needs the "/" (it splits on it) takes segments from it
+            changed[key] = 1
+            continue
+        if segment_count(reference) != segment_count(path):
+            changed[key] = segment_count(path) - segment_count(reference)
+    if changed:
+        fields = " and ".join(changed)
+        change = "add" if max(changed.values()) > 0 else "remove"
+        raise AnsibleLookupError(
+            f"cert_batch: {name}: the certificate's {fields} would {change} a path segment (it holds '/'), writing "
+            "into another folder; nothing written. Give the item a path of its own, or a template without it"
+        )
+
+
 def checked_path(rendered: t.Any, name: str) -> str:
     if not isinstance(rendered, str) or not rendered.strip():
         raise AnsibleLookupError(
@@ -334,8 +431,8 @@ def checked_path(rendered: t.Any, name: str) -> str:
     if any(mark in rendered for mark in TEMPLATE_MARKS):
         # A variable whose value is a template (a survey answer) is inserted as text, never rendered again.
         raise AnsibleLookupError(
-            f"cert_batch: the path template rendered {shown(rendered)} for {name}, which still holds template "
-            "syntax: a template inside a variable's value is not rendered again; write the template itself "
+            f"cert_batch: the path template rendered a path for {name}, which still holds template "
+            "syntax (not shown): a template inside a variable's value is not rendered again; write the template itself "
             "where the path template is set"
         )
     return str(rendered)
@@ -370,10 +467,12 @@ class LookupModule(LookupBase):
             # loses its unsafe mark - so it is never trusted: placeholders only.
             self._renderer = PlaceholderTemplate(template_text(self.get_option("template")))
         with_key = self.get_option("include_private_key")
+        self._files_root = self.get_option("files_root") or None
+        self._items_name = self.get_option("items_name") or None
         return [self._batch_item(index, item, with_key) for index, item in enumerate(flatten_terms(terms))]
 
     def _batch_item(self, index: int, item: t.Mapping[str, t.Any], with_key: bool) -> dict[str, t.Any]:
-        name = describe_item(index, item)
+        name = describe_item(index, item, self._items_name)
         entry = dict(item)
         extra = entry.pop("vars", None)
         extra = {} if extra is None else extra
@@ -391,7 +490,15 @@ class LookupModule(LookupBase):
                 raise AnsibleLookupError(f"cert_batch: {name} gives both private_key and private_key_file; give one")
             entry["private_key_file"] = self._find(key_file, "private_key_file", name)
         if entry.get("path") in (None, ""):
-            entry["path"] = self._renderer.render({**self._metadata(entry["certificate"], name), **extra}, name)
+            metadata = self._metadata(entry["certificate"], name)
+            # The item's own vars are the user's choice, as its path is; the certificate's values are not.
+            certificate_fields = [key for key in metadata if key not in extra]
+            entry["path"] = self._renderer.render({**metadata, **extra}, name, certificate_fields)
+        elif isinstance(entry["path"], str) and has_template_syntax(entry["path"]):
+            # Recorded in results files and set_stats, a path is read back as variables: it may not act as code.
+            raise AnsibleLookupError(
+                f"cert_batch: the path of {name} holds template syntax ({{{{, {{% or {{#), which a path never may"
+            )
         return entry
 
     def _inline_or_file(self, entry: dict, key: str, name: str, *, required: bool = False) -> t.Any:
@@ -409,6 +516,12 @@ class LookupModule(LookupBase):
     def _find(self, path: t.Any, what: str, name: str) -> str:
         if not isinstance(path, str) or not path:
             raise AnsibleLookupError(f"cert_batch: {what} of {name} must be a file path, got {kind_of(path)}")
+        if self._files_root:
+            # Below the root only: no search path may lead out of it, and no path is shown.
+            try:
+                return confined(path, option=f"{what} of {name}", root=self._files_root)
+            except VaultCertError as exc:
+                raise AnsibleLookupError(f"cert_batch: {exc}") from None
         found = self.find_file_in_search_path(self._variables, "files", path, ignore_missing=True)
         if not found:
             raise AnsibleLookupError(f"cert_batch: {what} {shown(path)} of {name} not found on the controller")
@@ -420,7 +533,9 @@ class LookupModule(LookupBase):
         found = self._find(path, what, name)
         if found not in self._texts:
             try:
-                self._texts[found] = read_text(self._loader, found, what=what)
+                self._texts[found] = read_option_file(
+                    self._loader, found, option=what, kind=CERTIFICATES, root=self._files_root
+                )
             except VaultCertError as exc:
                 raise AnsibleLookupError(f"cert_batch: {exc} ({name})") from None
         return self._texts[found]

@@ -184,9 +184,18 @@ class VersionPolicy:
 MAX_PATH_LENGTH = 1024
 
 
+# Jinja's openers: a path is data, and recorded where Ansible may read it back as variables (a results file,
+# set_stats), where one of these would run as code.
+TEMPLATE_OPENERS = ("{{", "{%", "{#")
+TEMPLATE_SYNTAX = "it holds template syntax ({{, {% or {#), which a path never may"
+
+
 def validate_path(path: str | None, *, what: str = "path") -> None:
-    """Refuse a path that Vault would normalise into another secret, before any request."""
+    """Refuse a path that Vault would normalise into another secret, or that would act as a template, before any
+    request. A path that holds template syntax is not quoted: the message would carry the template on."""
     problem = _path_problem(path or "")
+    if problem == TEMPLATE_SYNTAX:
+        raise VaultCertError(f"invalid {what}: {problem}")
     if problem:
         raise VaultCertError(f"invalid {what} {path!r}: {problem}")
 
@@ -194,6 +203,10 @@ def validate_path(path: str | None, *, what: str = "path") -> None:
 def _path_problem(path: str) -> str:
     if not path:
         return "it is empty"
+    if not isinstance(path, str):
+        return "it is not a string"
+    if any(opener in path for opener in TEMPLATE_OPENERS):
+        return TEMPLATE_SYNTAX
     if len(path) > MAX_PATH_LENGTH:
         return f"it is longer than {MAX_PATH_LENGTH} characters"
     if path.startswith("/") or path.endswith("/"):

@@ -11,6 +11,7 @@ version_added: 0.1.0
 extends_documentation_fragment:
   - certautopilot.vault.connection
   - certautopilot.vault.connection.writer
+  - certautopilot.vault.files_root
 description:
   - Writes a certificate, its private key, its chain and the fullchain (certificate followed by the chain)
     into a KV v2 secret at C(<mount>/data/<path>), or a batch of them in one run.
@@ -45,8 +46,11 @@ options:
       - A relative path is searched like the C(src) of M(ansible.builtin.copy) - the role's or playbook's C(files/)
         directory, then the directory itself.
       - Not read when O(include_private_key=false).
-      - Read with the rights of the user running Ansible, as the C(src) of M(ansible.builtin.copy) is - any file
-        that user can read can be sent to Vault. Do not take the path from input you do not trust (a survey answer).
+      - Only the file's one PEM private key is taken (a combined certificate and key file works); a file that holds
+        no private key, or more than one, is refused without showing it.
+      - Read with the rights of the user running Ansible, as the C(src) of M(ansible.builtin.copy) is. When the path
+        comes from input you do not trust (a survey answer), set O(files_root) - without it any key that user can
+        read can be sent to Vault, and with O(validate=false) even one that is not the certificate's.
     type: str
   key_bundle:
     description:
@@ -445,6 +449,8 @@ def module_options() -> dict:
             "mutually_exclusive": [("private_key", "private_key_file")],
         },
         "key_bundle": {"type": "str", "no_log": True},
+        # Read by the action plugin only (plugin_utils/_files.py); the module takes no file.
+        "files_root": {"type": "path"},
         "include_private_key": {"type": "bool", "default": True},
         "fields": {"type": "dict"},
         "layout": {"type": "str", "default": "default", "choices": list(_layouts.LAYOUTS)},

@@ -12,9 +12,10 @@ from ansible_collections.certautopilot.vault.plugins.module_utils import _keys
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
 from ansible_collections.certautopilot.vault.plugins.module_utils._module import DIFF_OPTION
 from ansible_collections.certautopilot.vault.plugins.module_utils._pem import shown
-from ansible_collections.certautopilot.vault.plugins.plugin_utils._files import read_text
+from ansible_collections.certautopilot.vault.plugins.plugin_utils._files import PRIVATE_KEY, read_option_file
 
 SECRET_OPTIONS = ("secret_id", "token", "jwt", "client_key", "pkcs12_password")
+FILES_ROOT_OPTION = "files_root"
 
 
 class ModuleAction(ActionBase):
@@ -45,7 +46,8 @@ class KeyBundleAction(ModuleAction):
     """Also hands the private keys over in one no_log option (see module_utils/_keys.py).
 
     ``private_key_file`` is found like the copy module's ``src`` (the role's or play's
-    ``files/``, then relative to it) and decrypted when it is Ansible Vault-encrypted.
+    ``files/``, then relative to it), or below ``files_root`` when the task gives one, and
+    decrypted when it is Ansible Vault-encrypted. Only its one private key is taken.
     """
 
     def module_args(self, args: dict) -> dict:
@@ -55,15 +57,20 @@ class KeyBundleAction(ModuleAction):
         if not boolean(args.get("include_private_key", True), strict=False):
             return args
         if any(source.text or source.file for source in sources):
-            args[_keys.BUNDLE_OPTION] = _keys.seal([self._key_text(source) for source in sources])
+            files_root = args.get(FILES_ROOT_OPTION) or None
+            args[_keys.BUNDLE_OPTION] = _keys.seal([self._key_text(source, files_root) for source in sources])
         return args
 
-    def _key_text(self, source: _keys.KeySource) -> str | None:
+    def _key_text(self, source: _keys.KeySource, files_root: str | None) -> str | None:
         if source.file is None:
             return source.text
-        try:
-            found = self._find_needle("files", source.file)
-        except Exception:  # AnsibleError and its kinds: not found, in no search path
-            missing = shown(source.file, secrets=self._secrets)
-            raise VaultCertError(f"{source.option} {missing} not found on the controller") from None
-        return read_text(self._loader, found, what=source.option)
+        if files_root:
+            # Below the root only: no search path may lead out of it.
+            found = source.file
+        else:
+            try:
+                found = self._find_needle("files", source.file)
+            except Exception:  # AnsibleError and its kinds: not found, in no search path
+                missing = shown(source.file, secrets=self._secrets)
+                raise VaultCertError(f"{source.option} {missing} not found on the controller") from None
+        return read_option_file(self._loader, found, option=source.option, kind=PRIVATE_KEY, root=files_root)

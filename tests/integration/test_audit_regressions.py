@@ -33,6 +33,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from ansible.parsing.yaml.loader import AnsibleLoader
 from fault_proxy import FaultProxy
 from identities import CertificateAuthority
 from leaks import assert_no_leak, secret_needles
@@ -460,7 +461,7 @@ def test_role_rollback_from_results_skips_a_metadata_only_push(bao, ansible, vau
         extra_vars={**role_vars, "cert_distribution_custom_metadata": True, "push_results_file": str(results_file)},
     )
     assert second.rc == 0, second.output
-    recorded = json.loads(results_file.read_text())["cert_distribution_rollback_results"]
+    recorded = AnsibleLoader(results_file.read_text()).get_single_data()["cert_distribution_rollback_results"]
     assert [(item["path"], item["changed"], item["version"], item["previous_version"]) for item in recorded] == [
         (path, True, 1, 1)
     ], "the second push should have written metadata only"

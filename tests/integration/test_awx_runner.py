@@ -32,6 +32,7 @@ from pathlib import Path
 import pki
 import pytest
 import yaml
+from ansible.parsing.yaml.loader import AnsibleLoader
 from jinja2 import StrictUndefined, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from leaks import assert_no_leak
@@ -361,7 +362,7 @@ def test_push_playbook_runs_as_an_awx_job_with_the_credential_type(bao, ansible,
         # What a workflow's rollback job receives, and the results file, record the version.
         recorded = _artifact_data(run["events"])["cert_distribution_rollback_results"]
         assert recorded == [{"path": path, "version": 1, "previous_version": None, "changed": True}]
-        results_file = json.loads((tmp_path / "push-results.json").read_text())
+        results_file = AnsibleLoader((tmp_path / "push-results.json").read_text()).get_single_data()
         assert results_file["cert_distribution_rollback_results"] == recorded
         runs = [run]
 

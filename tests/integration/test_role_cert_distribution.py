@@ -9,10 +9,14 @@ Vault-encrypted files reach the secret and no output.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import typing as t
 import uuid
 from pathlib import Path
 
+import pki
 import pytest
 from ansible.parsing.vault import VaultLib, VaultSecret
 from leaks import assert_no_leak
@@ -183,7 +187,7 @@ def test_a_template_naming_an_unknown_variable_says_which_certificate_and_what_i
     run = run_refused(ansible, playbook, login, chain)
 
     assert run.rc != 0
-    assert "rendering the path template for certificate 1 failed" in run.output
+    assert "rendering the path template for cert_distribution_certs[0] failed" in run.output
     assert "cname" in run.output and "fingerprint_sha256" in run.output, run.output
     assert bao.audit_requests(mark) == [], "nothing may reach the server"
 
@@ -292,3 +296,189 @@ def test_a_vault_encrypted_key_file_is_decrypted_on_the_controller_and_never_sho
     assert_no_leak(
         [run.output, *(task.result for task in run.tasks)], *(c.leaf.key_pem for c in chains), auth["secret_id"]
     )
+
+
+# -- the controller's trust boundary: certificate names, file options, display settings ----------------------
+
+
+def test_a_certificate_name_cannot_add_a_path_segment(bao, ansible, vault_conn, tmp_path):
+    prefix = f"seg-{uuid.uuid4().hex[:8]}"
+    # Another team's secret, which a CN "team-b/api..." would reach through certs/PREFIX/{{ cn }}.
+    victim = f"certs/{prefix}/team-b/api.example.com"
+    status, body = bao.api("POST", f"secret/data/{victim}", {"data": {"certificate": "team-b's"}})
+    assert status == 200, body
+    certs = []
+    for index, cn in enumerate(["ok.example.com", "other.example.com", "team-b/api.example.com"]):
+        leaf = pki.write_leaf(tmp_path / f"c{index}", cn, sans=("api.example.com",))
+        assert leaf.cert.subject.rfc4514_string().startswith(f"CN={cn},")
+        certs.append(
+            {
+                "certificate_file": str(tmp_path / f"c{index}" / "cert.pem"),
+                "private_key_file": str(tmp_path / f"c{index}" / "key.pem"),
+            }
+        )
+    playbook = write_case(tmp_path / "play", Case(yaml_text(role_play())))
+    mark = bao.audit_mark()
+
+    for template in (f"certs/{prefix}/{{{{ cn }}}}", f"certs/{prefix}/{{{{ .cn }}}}"):
+        run = ansible.run_playbook(
+            playbook,
+            extra_vars={
+                "cert_distribution_vault": {**vault_conn, **approle(bao)},
+                "cert_distribution_certs": certs,
+                "cert_distribution_path_template": template,
+            },
+        )
+
+        assert run.rc != 0, run.output
+        assert "cert_distribution_certs[2]: the certificate's cn would add a path segment" in run.output, run.output
+    writes = [e for e in bao.audit_requests(mark, path_prefix="secret/") if e["request"]["operation"] != "read"]
+    assert writes == []
+    assert bao.kv_versions("secret", victim).keys() == {"1"}
+    assert data_of(bao, victim) == {"certificate": "team-b's"}
+    assert data_of(bao, f"certs/{prefix}/ok.example.com") is None
+
+
+def test_a_file_option_gives_only_what_it_names_and_shows_nothing_of_another_file(bao, ansible, vault_conn, tmp_path):
+    prefix = f"files-{uuid.uuid4().hex[:8]}"
+    leaf = pki.write_leaf(tmp_path / "c", f"{prefix}.example.com")
+    app_conf = tmp_path / "app.conf"
+    app_conf.write_text(f"db_password={prefix}-hunter2\n")
+    item = {"certificate_file": str(tmp_path / "c" / "cert.pem"), "private_key_file": str(tmp_path / "c" / "key.pem")}
+    playbook = write_case(tmp_path / "play", Case(yaml_text(role_play())))
+    auth = approle(bao)
+    common = {
+        "cert_distribution_vault": {**vault_conn, **auth},
+        "cert_distribution_path_template": f"certs/{prefix}/{{{{ cn }}}}",
+    }
+    mark = bao.audit_mark()
+
+    # What each refusal says: the option and the item, and neither the path nor the file's text.
+    cases = {
+        "chain_file": (
+            {**item, "chain_file": str(app_conf), "path": f"certs/{prefix}/chain"},
+            "chain_file: the file is not a PEM certificate file",
+        ),
+        "certificate_file": (
+            {**item, "certificate_file": str(app_conf), "path": f"certs/{prefix}/certificate"},
+            "certificate_file: the file is not a PEM certificate file",
+        ),
+        "private_key_file": (
+            {**item, "private_key_file": str(app_conf), "path": f"certs/{prefix}/key"},
+            "certificates[1].private_key_file: the file does not hold exactly one PEM private key",
+        ),
+    }
+    for option, (bad, refusal) in cases.items():
+        run = ansible.run_playbook(
+            playbook, extra_vars={**common, "cert_distribution_certs": [item, bad]}, verbosity=3, diff=True
+        )
+
+        assert run.rc != 0, f"{option}: {run.output}"
+        assert refusal in run.output, f"{option}: {run.output}"
+        assert option == "private_key_file" or "cert_distribution_certs[1]" in run.output, run.output
+        results = json.dumps([task.result for task in run.tasks], default=str)
+        assert f"{prefix}-hunter2" not in run.output + results, option
+        assert_no_leak([run.output, *(task.result for task in run.tasks)], leaf.key_pem, auth["secret_id"])
+    assert [e for e in bao.audit_requests(mark, path_prefix="secret/") if e["request"]["operation"] != "read"] == []
+
+
+def test_files_root_confines_every_file_option_of_the_list(bao, ansible, vault_conn, tmp_path):
+    prefix = f"root-{uuid.uuid4().hex[:8]}"
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    pki.write_leaf(root / "mine", f"{prefix}.example.com")
+    theirs = pki.write_leaf(outside, f"{prefix}-theirs.example.com")
+    (root / "theirs-key.pem").symlink_to(outside / "key.pem")
+    mine = {"certificate_file": "mine/cert.pem", "private_key_file": "mine/key.pem", "chain_file": "mine/chain.pem"}
+    playbook = write_case(tmp_path / "play", Case(yaml_text(role_play())))
+    auth = approle(bao)
+    common = {
+        "cert_distribution_vault": {**vault_conn, **auth},
+        "cert_distribution_path_template": f"certs/{prefix}/{{{{ cn }}}}",
+        "cert_distribution_files_root": str(root),
+        # The key is not the certificate's: only files_root keeps this survey answer from storing it.
+        "cert_distribution_validate": False,
+    }
+    mark = bao.audit_mark()
+
+    escapes = {
+        "symlink": {**mine, "private_key_file": "theirs-key.pem"},
+        "dotdot": {**mine, "private_key_file": "../outside/key.pem"},
+        "absolute": {**mine, "private_key_file": str(outside / "key.pem")},
+        "certificate": {**mine, "certificate_file": "../outside/cert.pem"},
+    }
+    for escape, bad in escapes.items():
+        run = ansible.run_playbook(playbook, extra_vars={**common, "cert_distribution_certs": [mine, bad]}, verbosity=3)
+
+        assert run.rc != 0, f"{escape}: {run.output}"
+        assert "the file lies outside files_root" in run.output, f"{escape}: {run.output}"
+        assert "outside/" not in run.output and "theirs-key" not in run.output, f"{escape}: {run.output}"
+        assert_no_leak([run.output, *(task.result for task in run.tasks)], theirs.key_pem, auth["secret_id"])
+    assert [e for e in bao.audit_requests(mark, path_prefix="secret/") if e["request"]["operation"] != "read"] == []
+
+    run = ansible.run_playbook(playbook, extra_vars={**common, "cert_distribution_certs": [mine]})
+    assert run.rc == 0, run.output
+    stored = data_of(bao, f"certs/{prefix}/{prefix}.example.com")
+    assert stored is not None and stored["private_key"] == (root / "mine" / "key.pem").read_text()
+
+
+def run_as_awx_job(ansible, directory: Path, playbook: str, extra_vars: dict, env: dict) -> tuple[int, list[str]]:
+    """The playbook run by ansible-runner, as AWX runs a job: its rc, and its stdout and every job event as text."""
+    bin_dir = Path(sys.executable).parent
+    (directory / "project").mkdir(parents=True)
+    (directory / "project" / "play.yml").write_text(playbook)
+    (directory / "inventory").mkdir()
+    (directory / "inventory" / "hosts").write_text(
+        f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+    )
+    (directory / "env").mkdir()
+    (directory / "env" / "envvars").write_text(
+        json.dumps({"ANSIBLE_COLLECTIONS_PATH": str(ansible.collections_path), **env})
+    )
+    (directory / "env" / "extravars").write_text(json.dumps(extra_vars))
+    clean = {key: value for key, value in os.environ.items() if not key.startswith(("VAULT_", "BAO_", "ANSIBLE_"))}
+    clean["PATH"] = f"{bin_dir}{os.pathsep}{clean.get('PATH', '')}"
+    completed = subprocess.run(  # noqa: S603
+        [str(bin_dir / "ansible-runner"), "run", str(directory), "-p", "play.yml", "--ident", "job"],
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    artifacts = directory / "artifacts" / "job"
+    texts = [completed.stdout, completed.stderr]
+    texts += [path.read_text() for path in sorted((artifacts / "job_events").glob("*.json"))]
+    return int((artifacts / "rc").read_text()), texts
+
+
+def test_display_args_to_stdout_shows_no_key_and_no_secret_id_in_job_events(bao, ansible, vault_conn, tmp_path):
+    prefix = f"args-{uuid.uuid4().hex[:8]}"
+    chain = make_chain(f"{prefix}.example.com")
+    stranger = make_chain(f"{prefix}-other.example.com")
+    auth = approle(bao)
+    item = {"certificate": chain.leaf.cert_pem, "private_key": chain.leaf.key_pem, "chain": chain.chain_pem}
+    # The second run's second item has another certificate's key: the push refuses it, and says why.
+    mismatched = {**item, "certificate": stranger.leaf.cert_pem, "path": f"certs/{prefix}/mismatch"}
+    common = {
+        "cert_distribution_vault": {**vault_conn, **auth},
+        "cert_distribution_path_template": f"certs/{prefix}/{{{{ cn }}}}",
+    }
+    env = {"ANSIBLE_DISPLAY_ARGS_TO_STDOUT": "True"}
+
+    rc, delivered = run_as_awx_job(
+        ansible, tmp_path / "ok", yaml_text(role_play()), {**common, "cert_distribution_certs": [item]}, env
+    )
+    failed_rc, refused = run_as_awx_job(
+        ansible,
+        tmp_path / "refused",
+        yaml_text(role_play()),
+        {**common, "cert_distribution_certs": [item, mismatched]},
+        env,
+    )
+
+    assert rc == 0, delivered[0]
+    assert data_of(bao, f"certs/{prefix}/{prefix}.example.com")["private_key"] == chain.leaf.key_pem
+    assert failed_rc != 0, refused[0]
+    assert "private key does not match the certificate" in refused[0], refused[0]
+    assert data_of(bao, f"certs/{prefix}/mismatch") is None
+    assert_no_leak(delivered + refused, chain.leaf.key_pem, auth["secret_id"])

@@ -1080,3 +1080,131 @@ def data_of(bao, path: str) -> dict | None:
     status, body = bao.api("GET", f"secret/data/{path}")
     assert status in (200, 404), body
     return ((body or {}).get("data") or {}).get("data")
+
+
+# -- the controller's trust boundary: paths that would act as templates, file options, files_root ------------
+
+
+def test_a_path_with_template_syntax_from_a_survey_is_refused_naming_it_and_nothing_runs(
+    ansible, bao, connect, cert_path, tmp_path
+):
+    marker = tmp_path / "ran"
+    leaf = make_leaf(make_ca(), "template-path.example.com")
+    hostile = {
+        "single": f"{cert_path}/{{{{lookup('pipe','id>{marker}')}}}}",
+        "statement": f"{cert_path}/{{%set x=1%}}",
+        "comment": f"{cert_path}/{{#x#}}",
+    }
+    # A survey answer reaches a task as a variable tagged !unsafe: Ansible passes it on as data.
+    survey = tmp_path / "survey.yml"
+    survey.write_text("".join(f"{name}: !unsafe {json.dumps(path)}\n" for name, path in hostile.items()))
+    key = {"certificate": leaf.cert_pem, "private_key": leaf.key_pem}
+    tasks = [
+        {"name": name, FQCN: {**connect, **key, "path": f"{{{{ {name} }}}}"}, "ignore_errors": True} for name in hostile
+    ]
+    tasks.append(
+        {
+            "name": "batch",
+            FQCN: {
+                **connect,
+                "certificates": [{**key, "path": f"{cert_path}/ok"}, {**key, "path": "{{ single }}"}],
+            },
+            "ignore_errors": True,
+        }
+    )
+    playbook = tmp_path / "survey-push.yml"
+    playbook.write_text(json.dumps([{"name": "Survey", "hosts": "localhost", "gather_facts": False, "tasks": tasks}]))
+    mark = bao.audit_mark()
+
+    run = ansible.run_playbook(playbook, extra_vars_args=[f"@{survey}"], verbosity=3)
+
+    assert not marker.exists()
+    for name in [*hostile, "batch"]:
+        record = run.task(name)
+        result = record.result
+        assert record.status == "failed" and result["msg"] == (
+            "invalid path: it holds template syntax ({{, {% or {#), which a path never may"
+        ), (name, result)
+    assert [entry for entry in bao.audit_requests(mark) if entry["request"]["path"].startswith("secret/")] == []
+    assert versions(bao, f"{cert_path}/ok") == []
+    assert_no_leak([run.output, *(task.result for task in run.tasks)], leaf.key_pem, connect["secret_id"])
+
+
+def test_private_key_file_takes_only_a_private_key_and_never_shows_the_file(ansible, bao, connect, cert_path, tmp_path):
+    leaf = make_leaf(make_ca(), "key-file-kind.example.com")
+    app_conf = tmp_path / "app.conf"
+    app_conf.write_text("db_password=hunter2-in-app-conf\n")
+    combined = tmp_path / "combined.pem"
+    combined.write_text(f"# note\n{leaf.cert_pem}{leaf.key_pem}")
+    (tmp_path / "cert.pem").write_text(leaf.cert_pem)
+    refused = {**connect, "path": f"{cert_path}/refused", "certificate": leaf.cert_pem, "validate": False}
+    combined_args = {**connect, "path": f"{cert_path}/combined", "certificate": leaf.cert_pem}
+    run, results = push_tasks(
+        ansible,
+        bao,
+        {
+            "config file": {**refused, "private_key_file": str(app_conf)},
+            "certificate file": {**refused, "private_key_file": str(tmp_path / "cert.pem")},
+            "combined file": {**combined_args, "private_key_file": str(combined)},
+        },
+    )
+
+    for name in ("config file", "certificate file"):
+        result = results[name].result
+        assert results[name].status == "failed", result
+        assert result["msg"] == (
+            "private_key_file: the file does not hold exactly one PEM private key; nothing written, and nothing of "
+            "the file is shown"
+        ), result
+    assert "hunter2" not in run.output + json.dumps([task.result for task in run.tasks], default=str)
+    assert versions(bao, f"{cert_path}/refused") == []
+    assert data_of(bao, f"{cert_path}/combined")["private_key"] == leaf.key_pem
+
+
+def test_files_root_confines_private_key_file_after_resolving_links_and_dotdot(
+    ansible, bao, connect, cert_path, tmp_path
+):
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    root.mkdir()
+    elsewhere.mkdir()
+    ca = make_ca()
+    mine, theirs = make_leaf(ca, "mine.example.com"), make_leaf(ca, "theirs.example.com")
+    (root / "mine.pem").write_text(mine.key_pem)
+    (elsewhere / "theirs.pem").write_text(theirs.key_pem)
+    (root / "link.pem").symlink_to(elsewhere / "theirs.pem")
+    # validate: false would store a key that is not the certificate's: only files_root keeps it out.
+    base = {**connect, "certificate": mine.cert_pem, "validate": False, "files_root": str(root)}
+    run, results = push_tasks(
+        ansible,
+        bao,
+        {
+            "symlink": {**base, "path": f"{cert_path}/symlink", "private_key_file": "link.pem"},
+            "dotdot": {**base, "path": f"{cert_path}/dotdot", "private_key_file": "../elsewhere/theirs.pem"},
+            "absolute": {**base, "path": f"{cert_path}/absolute", "private_key_file": str(elsewhere / "theirs.pem")},
+            "batch": {
+                **{name: value for name, value in base.items() if name != "certificate"},
+                "certificates": [
+                    {"path": f"{cert_path}/batch-0", "certificate": mine.cert_pem, "private_key_file": "mine.pem"},
+                    {"path": f"{cert_path}/batch-1", "certificate": mine.cert_pem, "private_key_file": "link.pem"},
+                ],
+            },
+            "inside": {**base, "path": f"{cert_path}/inside", "private_key_file": "mine.pem"},
+        },
+    )
+
+    for name, option in (
+        ("symlink", "private_key_file"),
+        ("dotdot", "private_key_file"),
+        ("absolute", "private_key_file"),
+        ("batch", "certificates[1].private_key_file"),
+    ):
+        result = results[name].result
+        assert results[name].status == "failed", (name, result)
+        assert result["msg"] == (
+            f"{option}: the file lies outside files_root (symlinks and '..' resolved); nothing written"
+        ), (name, result)
+        assert versions(bao, f"{cert_path}/{name}") == []
+    assert versions(bao, f"{cert_path}/batch-0") == []
+    assert "elsewhere" not in run.output.replace(str(tmp_path), "")
+    assert data_of(bao, f"{cert_path}/inside")["private_key"] == mine.key_pem
+    assert_no_leak([run.output, *(task.result for task in run.tasks)], theirs.key_pem, mine.key_pem)

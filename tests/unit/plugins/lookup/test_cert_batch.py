@@ -355,8 +355,22 @@ def test_a_trusted_template_may_run_lookups_on_the_controller(lookup, chain, tmp
 
 
 def test_an_item_path_is_used_as_it_is(lookup, chain):
-    batch = run(lookup, leaf_item(chain.leaf, path="certs/{{ not rendered }}"), template="ignored/{{ cn }}")
-    assert batch[0]["path"] == "certs/{{ not rendered }}"
+    batch = run(lookup, leaf_item(chain.leaf, path="certs/not-rendered"), template="ignored/{{ cn }}")
+    assert batch[0]["path"] == "certs/not-rendered"
+
+
+@pytest.mark.parametrize("path", ["certs/{{ not_rendered }}", "certs/{% if x %}a{% endif %}", "certs/{# c #}"])
+def test_an_item_path_with_template_syntax_is_refused_by_name_without_quoting_it(lookup, chain, path):
+    with pytest.raises(
+        AnsibleLookupError, match=r"path of cert_distribution_certs\[1\] holds template syntax"
+    ) as refused:
+        run(
+            lookup,
+            leaf_item(chain.leaf, path="certs/ok"),
+            leaf_item(chain.leaf, path=path),
+            items_name="cert_distribution_certs",
+        )
+    assert path not in str(refused.value)
 
 
 @pytest.mark.parametrize("mode", BOTH_MODES)
@@ -758,7 +772,14 @@ def test_a_key_given_as_template_from_is_not_in_the_error(lookup, chain):
 def test_documentation_examples_and_return_are_valid_yaml():
     documentation = yaml.safe_load(cert_batch.DOCUMENTATION)
     assert documentation["name"] == "cert_batch"
-    assert set(documentation["options"]) == {"_terms", "template", "template_from", "include_private_key"}
+    assert set(documentation["options"]) == {
+        "_terms",
+        "template",
+        "template_from",
+        "include_private_key",
+        "files_root",
+        "items_name",
+    }
     assert set(yaml.safe_load(cert_batch.RETURN)["_raw"]["contains"]) == {
         "path",
         "certificate",
@@ -770,3 +791,100 @@ def test_documentation_examples_and_return_are_valid_yaml():
     from ansible.parsing.yaml.loader import AnsibleLoader
 
     assert isinstance(AnsibleLoader(cert_batch.EXAMPLES).get_single_data(), list)
+
+
+# -- the trust boundary: certificate values, file contents, files_root -------
+
+
+SEGMENT_CASES = [
+    pytest.param(trusted, "certs/{{ cn }}", id="trusted-cn"),
+    pytest.param(trusted, "certs/{{ cn | upper }}", id="trusted-filter"),
+    pytest.param(trusted, "certs/{{ sans[0] }}", id="trusted-san"),
+    pytest.param(untrusted, "certs/{{ cn }}", id="untrusted-cn"),
+    pytest.param(untrusted, "certs/{{ .cn }}-{{ serial }}", id="untrusted-go-form"),
+]
+
+
+@pytest.mark.parametrize(("mode", "template"), SEGMENT_CASES)
+def test_a_certificate_value_that_would_add_a_path_segment_is_refused_by_name(lookup, mode, template):
+    slashed = pki.make_leaf(None, "team-b/api.example.com", sans=("team-b/api.example.com",))
+    ok = pki.make_leaf(None, "a.example.com", sans=("a.example.com",))
+    with pytest.raises(
+        AnsibleLookupError, match=r"cert_distribution_certs\[1\]: the certificate's .* would add a path"
+    ):
+        run(lookup, leaf_item(ok), leaf_item(slashed), template=mode(template), items_name="cert_distribution_certs")
+
+
+def test_a_trusted_template_may_take_the_slash_out_of_a_certificate_value(lookup):
+    slashed = pki.make_leaf(None, "team-b/api.example.com")
+    batch = run(lookup, leaf_item(slashed), template=trusted("certs/{{ cn | replace('/', '-') }}"))
+    assert batch[0]["path"] == "certs/team-b-api.example.com"
+
+
+def test_item_vars_are_the_user_s_own_and_may_hold_segments(lookup, chain):
+    batch = run(lookup, leaf_item(chain.leaf, vars={"team": "a/b"}), template=untrusted("certs/{{ team }}/{{ cn }}"))
+    assert batch[0]["path"] == "certs/a/b/www.example.com"
+
+
+def test_a_chain_file_gives_only_its_certificates_and_never_other_text(lookup, files, chain):
+    (files / "mixed.pem").write_text(f"password=hunter2\n{chain.chain_pem}trailer secret\n")
+    batch = run(lookup, leaf_item(chain.leaf, chain_file=str(files / "mixed.pem")), template="c/{{ cn }}")
+    assert "hunter2" not in batch[0]["chain"] and "trailer" not in batch[0]["chain"]
+    assert chain.intermediate.cert_pem.strip() in batch[0]["chain"]
+
+
+@pytest.mark.parametrize("option", ["chain_file", "certificate_file"])
+@pytest.mark.parametrize("content", ["db_password=hunter2\n", "KEY"])
+def test_a_file_that_is_not_certificates_is_refused_without_showing_it(lookup, files, chain, option, content):
+    text = chain.leaf.key_pem if content == "KEY" else content
+    (files / "app.conf").write_text(text)
+    item = {"certificate": chain.leaf.cert_pem, option: str(files / "app.conf")}
+    if option == "certificate_file":
+        item.pop("certificate")
+    with pytest.raises(AnsibleLookupError, match=rf"{option}: the file is not a PEM certificate file") as refused:
+        run(lookup, item, template="c/{{ cn }}", items_name="cert_distribution_certs")
+    assert "hunter2" not in str(refused.value) and "PRIVATE" not in str(refused.value)
+
+
+@pytest.mark.parametrize("escape", ["symlink", "dotdot", "absolute"])
+def test_files_root_refuses_a_file_outside_it_after_resolving_links_and_dotdot(lookup, tmp_path, chain, escape):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "cert.pem").write_text(chain.leaf.cert_pem)
+    (root / "link.pem").symlink_to(outside / "cert.pem")
+    path = {"symlink": "link.pem", "dotdot": "../outside/cert.pem", "absolute": str(outside / "cert.pem")}[escape]
+    with pytest.raises(
+        AnsibleLookupError, match=r"certificate_file of cert_distribution_certs\[0\]: the file lies outside files_root"
+    ) as refused:
+        run(
+            lookup,
+            {"certificate_file": path},
+            template="c/{{ cn }}",
+            files_root=str(root),
+            items_name="cert_distribution_certs",
+        )
+    assert "outside" not in str(refused.value).replace("lies outside files_root", "")
+
+
+def test_files_root_takes_relative_paths_from_it_and_confines_key_files(lookup, tmp_path, chain, files):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "cert.pem").write_text(chain.leaf.cert_pem)
+    (root / "key.pem").write_text(chain.leaf.key_pem)
+    batch = run(
+        lookup,
+        {"certificate_file": "cert.pem", "private_key_file": "key.pem"},
+        template="c/{{ cn }}",
+        files_root=str(root),
+    )
+    assert batch[0]["private_key_file"] == str((root / "key.pem").resolve())
+    with pytest.raises(
+        AnsibleLookupError, match=r"private_key_file of certificate 1 \(cert.pem\): the file lies outside files_root"
+    ):
+        run(
+            lookup,
+            {"certificate_file": "cert.pem", "private_key_file": str(files / "key.pem")},
+            template="c/{{ cn }}",
+            files_root=str(root),
+        )

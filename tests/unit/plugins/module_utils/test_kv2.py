@@ -129,3 +129,13 @@ def test_durations_the_server_would_misread_are_refused_by_name(given, message):
 def test_max_versions_given_as_a_boolean_is_refused():
     with pytest.raises(VaultCertError, match="max_versions must be a number of versions, got True"):
         _kv2.VersionPolicy.from_options(max_versions=True, delete_version_after=None, cas_required=None)
+
+
+@pytest.mark.parametrize("what", ["path", "prefix", "mount"])
+@pytest.mark.parametrize(
+    "path", ["certs/{{lookup('pipe','id>/tmp/x')}}", "certs/{% set x = 1 %}", "certs/{#x#}", "{{x}}"]
+)
+def test_a_path_holding_template_syntax_is_refused_without_quoting_it(path, what):
+    with pytest.raises(VaultCertError) as caught:
+        _kv2.validate_path(path, what=what)
+    assert str(caught.value) == f"invalid {what}: it holds template syntax ({{{{, {{% or {{#), which a path never may"

@@ -7,13 +7,19 @@ from __future__ import annotations
 import os
 import re
 
+import pki
 import pytest
 from ansible.parsing.dataloader import DataLoader
 from ansible.parsing.vault import VaultLib, VaultSecret
 
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
 from ansible_collections.certautopilot.vault.plugins.module_utils._pem import NOT_SHOWN
-from ansible_collections.certautopilot.vault.plugins.plugin_utils._files import read_text
+from ansible_collections.certautopilot.vault.plugins.plugin_utils._files import (
+    CERTIFICATES,
+    PRIVATE_KEY,
+    read_option_file,
+    read_text,
+)
 
 VAULT_PASSWORD = b"unit-test-vault-password"
 SECRET = "-----BEGIN PRIVATE KEY-----\nTOP-SECRET-KEY-MATERIAL\n-----END PRIVATE KEY-----\n"
@@ -191,3 +197,90 @@ def test_a_file_whose_name_looks_like_a_token_is_not_quoted_when_it_cannot_be_re
     with pytest.raises(VaultCertError) as raised:
         read_text(loader, str(named), what="private_key_file")
     assert token not in str(raised.value)
+
+
+# -- read_option_file: a file option gives only what it names, below files_root -----------------------------
+
+
+@pytest.fixture(scope="module")
+def issued():
+    return pki.make_chain("files.example.com")
+
+
+def test_a_certificate_file_gives_its_certificates_and_nothing_around_them(loader, tmp_path, issued):
+    mixed = tmp_path / "bundle.pem"
+    mixed.write_text(f"subject=CN=x\nsecret=hunter2\n{issued.leaf.cert_pem}\nnote\n{issued.intermediate.cert_pem}")
+    text = read_option_file(loader, str(mixed), option="chain_file", kind=CERTIFICATES)
+    assert text == issued.leaf.cert_pem.strip() + "\n" + issued.intermediate.cert_pem.strip() + "\n"
+
+
+@pytest.mark.parametrize("content", ["db_password=hunter2\n", "", "KEY", "CERT+KEY", "TRUNCATED"])
+def test_a_certificate_option_refuses_a_file_of_anything_else_without_showing_it(loader, tmp_path, issued, content):
+    text = {
+        "KEY": issued.leaf.key_pem,
+        "CERT+KEY": issued.leaf.cert_pem + issued.leaf.key_pem,
+        "TRUNCATED": issued.leaf.cert_pem[:200],
+    }.get(content, content)
+    path = tmp_path / "app.conf"
+    path.write_text(text)
+    with pytest.raises(VaultCertError) as caught:
+        read_option_file(loader, str(path), option="certificates[2].chain_file", kind=CERTIFICATES)
+    message = str(caught.value)
+    assert message.startswith("certificates[2].chain_file: the file is not a PEM certificate file")
+    assert "hunter2" not in message and "PRIVATE" not in message and "app.conf" not in message
+
+
+def test_a_key_option_gives_the_one_key_of_a_combined_file(loader, tmp_path, issued):
+    combined = tmp_path / "combined.pem"
+    combined.write_text(f"{issued.leaf.cert_pem}comment\n{issued.leaf.key_pem}")
+    assert read_option_file(loader, str(combined), option="private_key_file", kind=PRIVATE_KEY) == issued.leaf.key_pem
+
+
+@pytest.mark.parametrize("content", ["CERT", "TWO_KEYS", "user:password\n"])
+def test_a_key_option_refuses_a_file_without_exactly_one_key(loader, tmp_path, issued, content):
+    text = {
+        "CERT": issued.leaf.cert_pem,
+        "TWO_KEYS": issued.leaf.key_pem + issued.intermediate.key_pem,
+    }.get(content, content)
+    path = tmp_path / "f"
+    path.write_text(text)
+    with pytest.raises(VaultCertError, match=r"^private_key_file: the file does not hold exactly one PEM private key"):
+        read_option_file(loader, str(path), option="private_key_file", kind=PRIVATE_KEY)
+
+
+@pytest.mark.parametrize("escape", ["symlink", "dotdot", "absolute", "symlinked-directory"])
+def test_files_root_refuses_what_resolves_outside_it(loader, tmp_path, issued, escape):
+    root, outside = tmp_path / "root", tmp_path / "elsewhere"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "key.pem").write_text(issued.leaf.key_pem)
+    (root / "link.pem").symlink_to(outside / "key.pem")
+    (root / "dir").symlink_to(outside)
+    path = {
+        "symlink": "link.pem",
+        "dotdot": "../elsewhere/key.pem",
+        "absolute": str(outside / "key.pem"),
+        "symlinked-directory": str(root / "dir" / "key.pem"),
+    }[escape]
+    with pytest.raises(VaultCertError) as caught:
+        read_option_file(loader, path, option="private_key_file", kind=PRIVATE_KEY, root=str(root))
+    assert str(caught.value) == (
+        "private_key_file: the file lies outside files_root (symlinks and '..' resolved); nothing written"
+    )
+    assert loader.handed_out == []
+
+
+def test_files_root_reads_a_file_inside_it_by_a_relative_path_or_an_inner_link(loader, tmp_path, issued):
+    root = tmp_path / "root"
+    (root / "keys").mkdir(parents=True)
+    (root / "keys" / "key.pem").write_text(issued.leaf.key_pem)
+    (root / "current.pem").symlink_to(root / "keys" / "key.pem")
+    for path in ("keys/key.pem", "current.pem", "keys/../keys/key.pem", str(root / "keys" / "key.pem")):
+        assert read_option_file(loader, path, option="private_key_file", kind=PRIVATE_KEY, root=str(root)) == (
+            issued.leaf.key_pem
+        )
+
+
+def test_a_files_root_that_is_no_directory_is_refused(loader, tmp_path, issued):
+    with pytest.raises(VaultCertError, match=r"^private_key_file: files_root is not a directory"):
+        read_option_file(loader, "key.pem", option="private_key_file", kind=PRIVATE_KEY, root=str(tmp_path / "none"))
