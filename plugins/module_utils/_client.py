@@ -19,6 +19,7 @@ import typing as t
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
+from ansible_collections.certautopilot.vault.plugins.module_utils._consistency import ConsistencyIndex, not_caught_up
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import (
     OutcomeUnknown,
     PermissionDenied,
@@ -250,6 +251,8 @@ class VaultClient:
         # When the token from our login runs out (monotonic clock), if it has a TTL.
         self._token_expires: float | None = None
         self._token_ttl = 0
+        # Read-your-writes on a read-scaled cluster (see _consistency); public so a caller may carry it on.
+        self.consistency = ConsistencyIndex()
         try:
             verify = self._verify_setting()
             cert = self._client_certificate()
@@ -407,9 +410,10 @@ class VaultClient:
 
     def _attempt(self, method, path, json, headers, kind, accept, needs, namespace, auth_label) -> Reply | _Retry:
         """One try: a Reply, a _Retry, or an exception that ends the request."""
+        index_headers = self.consistency.headers()
         try:
             response = self._adapter.request(
-                method, "/v1/" + path, json=json, headers=dict(headers), raise_exception=False
+                method, "/v1/" + path, json=json, headers={**headers, **index_headers}, raise_exception=False
             )
         except requests.exceptions.SSLError as exc:
             raise self._tls_error(exc) from None
@@ -426,6 +430,12 @@ class VaultClient:
                 raise OutcomeUnknown(str(error), answered=False) from None
             return _Retry(error)
         status = response.status_code
+        self.consistency.record(response.headers.get("X-Vault-Index"))
+        if not_caught_up(response, sent_index=bool(index_headers)):
+            # Nothing was processed: any request, a write or a login included, may be sent again.
+            return _Retry(
+                VaultCertError(f"{method} {path}: the node has not caught up with this run yet (HTTP {status})")
+            )
         errors = self.redact(_server_errors(response))
         if kind == WRITE and response.history and (status == 400 or status in RETRYABLE_STATUS):
             # A standby redirects a write after forwarding it to the active

@@ -1,0 +1,128 @@
+# Copyright: CertAutoPilot contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read-your-writes on a read-scaled cluster: the X-Vault-Index state of a run. Private to the collection.
+
+OpenBao 2.7 (like Vault Enterprise's performance standbys) answers reads on a
+standby from its own replica, which may be behind the active node. Every
+answer that changed or read state carries ``X-Vault-Index``: on OpenBao the
+base64 of ``{"cluster": <cluster id>, "value": "<raft index>"}``. A request
+sent with that header (and ``X-Vault-Inconsistent: forward-active-node``) is
+served by a node that has caught up with it, or forwarded to the active node.
+
+The state kept is the highest index seen per cluster: answers from threads of
+one run arrive in any order, and a lower index received last must never make a
+later request accept an older replica. A server that sends no header leaves
+the state empty, and then no header is ever sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import threading
+import typing as t
+
+INDEX_HEADER = "X-Vault-Index"
+INCONSISTENT_HEADER = "X-Vault-Inconsistent"
+FORWARD_ACTIVE_NODE = "forward-active-node"
+# The statuses a node answers, with no error text, to a request whose index it has not reached yet:
+# 412 when it may not forward, 429 when it asks the client to come back.
+NOT_CAUGHT_UP_STATUS = frozenset({412, 429})
+# Separates one cluster's entry from the next in a state handed from run to run.
+STATE_SEPARATOR = ","
+
+
+def parse_index(value: str | None) -> tuple[str, int] | None:
+    """``(cluster, index)`` from one OpenBao X-Vault-Index value, or None for anything else."""
+    if not value or not isinstance(value, str):
+        return None
+    try:
+        decoded = json.loads(base64.b64decode(value.strip(), validate=True))
+    except (binascii.Error, ValueError):
+        return None
+    if not isinstance(decoded, dict):
+        return None
+    cluster, index = decoded.get("cluster"), decoded.get("value")
+    if not isinstance(cluster, str) or not cluster or not isinstance(index, (str, int)) or isinstance(index, bool):
+        return None
+    index = str(index)
+    if not index.isdigit() or not index.isascii():
+        return None
+    return cluster, int(index)
+
+
+def format_index(cluster: str, index: int) -> str:
+    """The X-Vault-Index value OpenBao reads for ``cluster`` at ``index``."""
+    payload = json.dumps({"cluster": cluster, "value": str(index)}, separators=(",", ":"))
+    return base64.b64encode(payload.encode()).decode("ascii")
+
+
+def merge(state: t.Mapping[str, int], cluster: str, index: int) -> dict[str, int]:
+    """``state`` with ``cluster`` at the higher of its index there and ``index``."""
+    merged = dict(state)
+    merged[cluster] = max(index, merged.get(cluster, index))
+    return merged
+
+
+def not_caught_up(response: t.Any, *, sent_index: bool) -> bool:
+    """True for the answer of a node that refused to serve a request before reaching its index.
+
+    Only when the request carried an index: a 429 without one is a rate limit.
+    OpenBao answers it with an empty error list; such a node processed
+    nothing, so even a write may be sent again.
+    """
+    if not sent_index or response.status_code not in NOT_CAUGHT_UP_STATUS:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return not response.content
+    return isinstance(body, dict) and not any(body.get("errors") or [])
+
+
+class ConsistencyIndex:
+    """The highest X-Vault-Index per cluster seen by a run, shared by its threads.
+
+    ``record`` takes each answer's header, ``headers`` gives what the next
+    request carries. ``state`` and ``seed`` hand the state from one run to the
+    next (a string: the entries joined by commas, the cluster answering last at
+    the end); an unreadable part of a seed is ignored, as an unknown header is.
+    """
+
+    def __init__(self, state: str | None = None) -> None:
+        self._lock = threading.Lock()
+        self._indexes: dict[str, int] = {}
+        # The cluster that answered last: the one the next request goes to.
+        self._current: str | None = None
+        if state:
+            self.seed(state)
+
+    def record(self, value: str | None) -> None:
+        parsed = parse_index(value)
+        if parsed is None:
+            return
+        cluster, index = parsed
+        with self._lock:
+            self._indexes = merge(self._indexes, cluster, index)
+            self._current = cluster
+
+    def seed(self, state: str | None) -> None:
+        """Merge a state from another run (``state``'s value) into this one."""
+        for part in (state or "").split(STATE_SEPARATOR):
+            self.record(part)
+
+    @property
+    def state(self) -> str:
+        """Every cluster's highest index, as ``seed`` takes it; "" when the server sent none."""
+        with self._lock:
+            order = sorted(self._indexes, key=lambda cluster: cluster == self._current)
+            return STATE_SEPARATOR.join(format_index(cluster, self._indexes[cluster]) for cluster in order)
+
+    def headers(self) -> dict[str, str]:
+        """The headers of the next request: the answering cluster's highest index, forwarded if not reached."""
+        with self._lock:
+            if self._current is None:
+                return {}
+            value = format_index(self._current, self._indexes[self._current])
+        return {INDEX_HEADER: value, INCONSISTENT_HEADER: FORWARD_ACTIVE_NODE}
