@@ -9,6 +9,10 @@ base64 of ``{"cluster": <cluster id>, "value": "<raft index>"}``. A request
 sent with that header (and ``X-Vault-Inconsistent: forward-active-node``) is
 served by a node that has caught up with it, or forwarded to the active node.
 
+Vault Enterprise sends the base64 of ``v1:<cluster id>:<local index>:<replicated
+index>:<hmac>`` instead (read from its documentation, not tried here): the value
+is signed, so the header received with the highest indexes is kept as it came.
+
 The state kept is the highest index seen per cluster: answers from threads of
 one run arrive in any order, and a lower index received last must never make a
 later request accept an older replica. A server that sends no header leaves
@@ -33,13 +37,19 @@ NOT_CAUGHT_UP_STATUS = frozenset({412, 429})
 STATE_SEPARATOR = ","
 
 
-def parse_index(value: str | None) -> tuple[str, int] | None:
-    """``(cluster, index)`` from one OpenBao X-Vault-Index value, or None for anything else."""
+def parse_index(value: str | None) -> tuple[str, tuple[int, ...]] | None:
+    """``(cluster, indexes)`` from one X-Vault-Index value (OpenBao's or Vault Enterprise's), or None."""
     if not value or not isinstance(value, str):
         return None
     try:
-        decoded = json.loads(base64.b64decode(value.strip(), validate=True))
+        text = base64.b64decode(value.strip(), validate=True).decode("utf-8")
     except (binascii.Error, ValueError):
+        return None
+    if text.startswith("v1:"):
+        return _parse_vault_wal_state(text)
+    try:
+        decoded = json.loads(text)
+    except ValueError:
         return None
     if not isinstance(decoded, dict):
         return None
@@ -49,7 +59,14 @@ def parse_index(value: str | None) -> tuple[str, int] | None:
     index = str(index)
     if not index.isdigit() or not index.isascii():
         return None
-    return cluster, int(index)
+    return cluster, (int(index),)
+
+
+def _parse_vault_wal_state(text: str) -> tuple[str, tuple[int, ...]] | None:
+    parts = text.split(":")
+    if len(parts) != 5 or not parts[1] or not all(part.isdigit() and part.isascii() for part in parts[2:4]):
+        return None
+    return parts[1], (int(parts[2]), int(parts[3]))
 
 
 def format_index(cluster: str, index: int) -> str:
@@ -58,11 +75,24 @@ def format_index(cluster: str, index: int) -> str:
     return base64.b64encode(payload.encode()).decode("ascii")
 
 
-def merge(state: t.Mapping[str, int], cluster: str, index: int) -> dict[str, int]:
-    """``state`` with ``cluster`` at the higher of its index there and ``index``."""
+def merge(
+    state: t.Mapping[str, tuple[tuple[int, ...], str]], cluster: str, indexes: tuple[int, ...], value: str
+) -> dict[str, tuple[tuple[int, ...], str]]:
+    """``state`` with ``cluster`` at the newer of its entry there and ``(indexes, value)``.
+
+    Newer means no index lower and one higher; of two that each lead in one
+    index (Vault Enterprise's local and replicated ones), the one kept is the
+    first received.
+    """
     merged = dict(state)
-    merged[cluster] = max(index, merged.get(cluster, index))
+    kept = merged.get(cluster)
+    if kept is None or _newer(indexes, kept[0]):
+        merged[cluster] = (indexes, value)
     return merged
+
+
+def _newer(indexes: tuple[int, ...], than: tuple[int, ...]) -> bool:
+    return len(indexes) == len(than) and indexes != than and all(a >= b for a, b in zip(indexes, than))
 
 
 def not_caught_up(response: t.Any, *, sent_index: bool) -> bool:
@@ -92,7 +122,8 @@ class ConsistencyIndex:
 
     def __init__(self, state: str | None = None) -> None:
         self._lock = threading.Lock()
-        self._indexes: dict[str, int] = {}
+        # Per cluster: its highest indexes and the header value that carried them.
+        self._indexes: dict[str, tuple[tuple[int, ...], str]] = {}
         # The cluster that answered last: the one the next request goes to.
         self._current: str | None = None
         if state:
@@ -102,9 +133,9 @@ class ConsistencyIndex:
         parsed = parse_index(value)
         if parsed is None:
             return
-        cluster, index = parsed
+        cluster, indexes = parsed
         with self._lock:
-            self._indexes = merge(self._indexes, cluster, index)
+            self._indexes = merge(self._indexes, cluster, indexes, value.strip())
             self._current = cluster
 
     def seed(self, state: str | None) -> None:
@@ -117,12 +148,12 @@ class ConsistencyIndex:
         """Every cluster's highest index, as ``seed`` takes it; "" when the server sent none."""
         with self._lock:
             order = sorted(self._indexes, key=lambda cluster: cluster == self._current)
-            return STATE_SEPARATOR.join(format_index(cluster, self._indexes[cluster]) for cluster in order)
+            return STATE_SEPARATOR.join(self._indexes[cluster][1] for cluster in order)
 
     def headers(self) -> dict[str, str]:
         """The headers of the next request: the answering cluster's highest index, forwarded if not reached."""
         with self._lock:
             if self._current is None:
                 return {}
-            value = format_index(self._current, self._indexes[self._current])
+            value = self._indexes[self._current][1]
         return {INDEX_HEADER: value, INCONSISTENT_HEADER: FORWARD_ACTIVE_NODE}

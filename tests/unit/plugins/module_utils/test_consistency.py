@@ -20,13 +20,13 @@ CLUSTER = "dc4e5a7f-f78f-22f7-f40a-f416cdd1a06c"
 
 
 def _sent(index: ConsistencyIndex) -> tuple[str, int] | None:
-    value = index.headers().get(_consistency.INDEX_HEADER)
-    return _consistency.parse_index(value)
+    parsed = _consistency.parse_index(index.headers().get(_consistency.INDEX_HEADER))
+    return parsed and (parsed[0], parsed[1][0])
 
 
 def test_parse_reads_the_real_openbao_header_and_round_trips():
-    assert _consistency.parse_index(OPENBAO_HEADER) == (CLUSTER, 45)
-    assert _consistency.parse_index(format_index(CLUSTER, 45)) == (CLUSTER, 45)
+    assert _consistency.parse_index(OPENBAO_HEADER) == (CLUSTER, (45,))
+    assert _consistency.parse_index(format_index(CLUSTER, 45)) == (CLUSTER, (45,))
 
 
 @pytest.mark.parametrize(
@@ -125,3 +125,20 @@ class _Answer:
 )
 def test_not_caught_up_only_for_an_empty_412_or_429_to_a_request_with_an_index(status, body, sent, expected):
     assert _consistency.not_caught_up(_Answer(status, body), sent_index=sent) is expected
+
+
+def _vault_state(cluster: str, local: int, replicated: int) -> str:
+    return base64.b64encode(f"v1:{cluster}:{local}:{replicated}:c2lnbmF0dXJl".encode()).decode()
+
+
+def test_vault_enterprise_states_are_kept_as_received_and_only_replaced_by_newer_ones():
+    index = ConsistencyIndex()
+    first, newer, mixed = _vault_state("v", 10, 4), _vault_state("v", 12, 4), _vault_state("v", 11, 9)
+    index.record(first)
+    index.record(newer)
+    assert index.headers()[_consistency.INDEX_HEADER] == newer
+    # Behind in one index, ahead in the other: not newer, the signed value kept stays.
+    index.record(mixed)
+    assert index.headers()[_consistency.INDEX_HEADER] == newer
+    assert _consistency.parse_index(_vault_state("v", 1, 2)) == ("v", (1, 2))
+    assert _consistency.parse_index(base64.b64encode(b"v1:v:x:2:s").decode()) is None
