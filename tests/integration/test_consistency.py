@@ -41,23 +41,24 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[RaftCluster]
 @pytest.fixture(scope="module")
 def credentials(cluster: RaftCluster) -> dict[str, str]:
     """An AppRole secret_id and a `certs` token, made at the active node and replicated to the lagging one."""
-    # The secret_id first: once the token (written after it) is known there, so is the secret_id.
     secret_id = cluster.new_approle_secret_id()
     active = cluster.active().server
     status, body = active.api("POST", "auth/token/create", {"policies": ["certs"], "ttl": "30m"})
     assert status == 200, body
-    token = body["auth"]["client_token"]
-    _wait_until_known(cluster, token)
-    return {"secret_id": secret_id, "token": token}
+    _wait_until_replicated(cluster)
+    return {"secret_id": secret_id, "token": body["auth"]["client_token"]}
 
 
-def _wait_until_known(cluster: RaftCluster, token: str) -> None:
+def _wait_until_replicated(cluster: RaftCluster) -> None:
+    """Until the lagging node has everything written so far: a KV read there answers from its own replica."""
+    marker = f"{MOUNT}/data/replication-marker/{uuid.uuid4().hex}"
+    assert cluster.active().server.api("POST", marker, {"data": {"written": "now"}})[0] == 200
     deadline = time.monotonic() + 4 * LAG + 10
     while time.monotonic() < deadline:
-        if cluster.lagging.server.api("GET", "auth/token/lookup-self", token=token)[0] == 200:
+        if cluster.lagging.server.api("GET", marker)[0] == 200:
             return
         time.sleep(0.2)
-    raise AssertionError("the lagging standby never learnt the test token")
+    raise AssertionError("the lagging standby never caught up")
 
 
 def _api(node_addr: str, cluster: RaftCluster, method: str, path: str, **kwargs: t.Any) -> requests.Response:
