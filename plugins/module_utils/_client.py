@@ -410,7 +410,7 @@ class VaultClient:
 
     def _attempt(self, method, path, json, headers, kind, accept, needs, namespace, auth_label) -> Reply | _Retry:
         """One try: a Reply, a _Retry, or an exception that ends the request."""
-        index_headers = self.consistency.headers()
+        fenced, index_headers = self.consistency.fenced, self.consistency.headers()
         try:
             response = self._adapter.request(
                 method, "/v1/" + path, json=json, headers={**headers, **index_headers}, raise_exception=False
@@ -421,6 +421,8 @@ class VaultClient:
             # Refused by requests before anything was sent; no retry changes that.
             raise VaultCertError(f"{method} {path} could not be sent: {type(exc).__name__}") from None
         except requests.exceptions.RequestException as exc:
+            if kind == WRITE:
+                self.consistency.fence()
             error = self._transport_error(exc, method, path)
             if _never_sent(exc) and not self._redirected(exc):
                 return _Retry(error)
@@ -430,7 +432,10 @@ class VaultClient:
                 raise OutcomeUnknown(str(error), answered=False) from None
             return _Retry(error)
         status = response.status_code
-        self.consistency.record(response.headers.get("X-Vault-Index"))
+        self.consistency.record(response.headers.get("X-Vault-Index"), answers_fence=fenced)
+        if kind == WRITE and "X-Vault-Index" not in response.headers:
+            # Refused or unanswered by the node that applies writes: the active node may be ahead of us.
+            self.consistency.fence()
         if not_caught_up(response, sent_index=bool(index_headers)):
             # Nothing was processed: any request, a write or a login included, may be sent again.
             return _Retry(

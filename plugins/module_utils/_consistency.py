@@ -13,6 +13,14 @@ Vault Enterprise sends the base64 of ``v1:<cluster id>:<local index>:<replicated
 index>:<hmac>`` instead (read from its documentation, not tried here): the value
 is signed, so the header received with the highest indexes is kept as it came.
 
+A write whose answer brought no index (lost, or refused by a check-and-set
+conflict with someone else's newer version) leaves the run knowing that the
+active node is ahead of its state, but not by how much. It is fenced: the next
+request asks for an index far beyond the state, which no standby has, so it is
+forwarded to the active node (which answers whatever the index, with its own);
+that answer's index lifts the fence. Measured on OpenBao 2.7.2. A Vault
+Enterprise state is signed and cannot be raised: there the fence does nothing.
+
 The state kept is the highest index seen per cluster: answers from threads of
 one run arrive in any order, and a lower index received last must never make a
 later request accept an older replica. A server that sends no header leaves
@@ -33,6 +41,8 @@ FORWARD_ACTIVE_NODE = "forward-active-node"
 # The statuses a node answers, with no error text, to a request whose index it has not reached yet:
 # 412 when it may not forward, 429 when it asks the client to come back.
 NOT_CAUGHT_UP_STATUS = frozenset({412, 429})
+# How far beyond the state a fenced request asks: more than any standby can have, so the active node answers.
+FENCE_AHEAD = 1 << 40
 # Separates one cluster's entry from the next in a state handed from run to run.
 STATE_SEPARATOR = ","
 
@@ -126,10 +136,12 @@ class ConsistencyIndex:
         self._indexes: dict[str, tuple[tuple[int, ...], str]] = {}
         # The cluster that answered last: the one the next request goes to.
         self._current: str | None = None
+        self._fenced = False
         if state:
             self.seed(state)
 
-    def record(self, value: str | None) -> None:
+    def record(self, value: str | None, *, answers_fence: bool = False) -> None:
+        """Keep an answer's index; ``answers_fence``: the request was fenced, so the active node answered it."""
         parsed = parse_index(value)
         if parsed is None:
             return
@@ -137,6 +149,17 @@ class ConsistencyIndex:
         with self._lock:
             self._indexes = merge(self._indexes, cluster, indexes, value.strip())
             self._current = cluster
+            if answers_fence:
+                self._fenced = False
+
+    @property
+    def fenced(self) -> bool:
+        return self._fenced
+
+    def fence(self) -> None:
+        """A write may have advanced the active node past the state: read from the active node next."""
+        with self._lock:
+            self._fenced = self._current is not None
 
     def seed(self, state: str | None) -> None:
         """Merge a state from another run (``state``'s value) into this one."""
@@ -155,5 +178,7 @@ class ConsistencyIndex:
         with self._lock:
             if self._current is None:
                 return {}
-            value = self._indexes[self._current][1]
+            indexes, value = self._indexes[self._current]
+            if self._fenced and len(indexes) == 1:
+                value = format_index(self._current, indexes[0] + FENCE_AHEAD)
         return {INDEX_HEADER: value, INCONSISTENT_HEADER: FORWARD_ACTIVE_NODE}

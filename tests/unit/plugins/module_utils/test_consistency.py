@@ -142,3 +142,21 @@ def test_vault_enterprise_states_are_kept_as_received_and_only_replaced_by_newer
     assert index.headers()[_consistency.INDEX_HEADER] == newer
     assert _consistency.parse_index(_vault_state("v", 1, 2)) == ("v", (1, 2))
     assert _consistency.parse_index(base64.b64encode(b"v1:v:x:2:s").decode()) is None
+
+
+def test_a_fence_asks_beyond_every_standby_until_a_fenced_answer_brings_an_index():
+    index = ConsistencyIndex()
+    index.fence()
+    # Nothing known, nothing to fence: a server without indexes gets no header.
+    assert index.headers() == {} and not index.fenced
+    index.record(format_index(CLUSTER, 45))
+    index.fence()
+    assert _sent(index) == (CLUSTER, 45 + _consistency.FENCE_AHEAD)
+    # An answer to a request sent before the fence does not lift it.
+    index.record(format_index(CLUSTER, 46))
+    assert index.fenced
+    index.record(format_index(CLUSTER, 52), answers_fence=True)
+    assert not index.fenced
+    assert _sent(index) == (CLUSTER, 52)
+    # The raised value is never kept: the state handed on is what the server said.
+    assert index.state == format_index(CLUSTER, 52)
