@@ -102,6 +102,22 @@ options:
       - Check-and-set conflicts are re-read and re-decided up to this many times too.
     type: int
     default: 8
+  consistency_index:
+    description:
+      - The index state a previous module run returned as its C(consistency_index), so that this run reads
+        at least everything that run wrote or read, whichever node of a read-scaled cluster answers.
+      - Every module returns C(consistency_index), the highest C(X-Vault-Index) state its run saw (an empty string
+        when the server sends none); pass it to the next task, as the P(certautopilot.vault.cert_distribution#role)
+        role does between its own tasks.
+      - On a server that sends C(X-Vault-Index) (OpenBao 2.7 and newer, Vault Enterprise), every request after the
+        first answer carries the highest index state seen so far, with C(X-Vault-Inconsistent) set to
+        C(forward-active-node). A node that has not caught up forwards the request to the active node, or answers
+        "not caught up", which is retried within O(retries). A server that sends no index is talked to exactly as
+        without this option.
+      - A run that logs in sees everything committed before its login. A run given a O(token) has no login write
+        and, without this option, may read a standby's older state. See "Clusters and consistency" in the guide.
+      - Not a secret (cluster ids and raft indexes). An unreadable value is ignored.
+    type: str
   auth_mount_point:
     description:
       - Mount point of the auth method. Defaults to the method's own name (V(approle), V(jwt), V(cert)).

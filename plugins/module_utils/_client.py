@@ -26,6 +26,7 @@ import typing as t
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
+from ansible_collections.certautopilot.vault.plugins.module_utils._consistency import ConsistencyIndex, not_caught_up
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import (
     OutcomeUnknown,
     PermissionDenied,
@@ -506,6 +507,8 @@ class VaultClient:
         # When the token from our login runs out (monotonic clock), if it has a TTL.
         self._token_expires: float | None = None
         self._token_ttl = 0
+        # Read-your-writes on a read-scaled cluster (see _consistency); public so a caller may carry it on.
+        self.consistency = ConsistencyIndex()
         try:
             verify = self._verify_setting()
             cert = self._client_certificate()
@@ -657,8 +660,9 @@ class VaultClient:
 
     def _attempt(self, method, path, json, headers, kind, accept, needs, namespace, auth_label) -> Reply | _Retry:
         """One try: a Reply, a _Retry, or an exception that ends the request."""
+        fenced, index_headers = self.consistency.fenced, self.consistency.headers()
         try:
-            response, body = self._exchange(method, path, json, headers)
+            response, body = self._exchange(method, path, json, {**headers, **index_headers})
         except _AnswerTooLarge:
             message = (
                 f"{method} {path} answered more than {MAX_ANSWER_MIB} MiB, the most one answer may hold: "
@@ -675,6 +679,8 @@ class VaultClient:
             # Refused by requests before anything was sent; no retry changes that.
             raise VaultCertError(f"{method} {path} could not be sent: {type(exc).__name__}") from None
         except requests.exceptions.RequestException as exc:
+            if kind in _WRITE_KINDS:
+                self.consistency.fence()
             error = self._transport_error(exc, method, path)
             if _never_sent(exc) and not self._redirected(exc):
                 return _Retry(error)
@@ -684,6 +690,15 @@ class VaultClient:
                 raise OutcomeUnknown(str(error), answered=False) from None
             return _Retry(error)
         status = response.status_code
+        self.consistency.record(response.headers.get("X-Vault-Index"), answers_fence=fenced)
+        if kind in _WRITE_KINDS and "X-Vault-Index" not in response.headers:
+            # Refused or unanswered by the node that applies writes: the active node may be ahead of us.
+            self.consistency.fence()
+        if not_caught_up(status, body, sent_index=bool(index_headers)):
+            # Nothing was processed: any request, a write or a login included, may be sent again.
+            return _Retry(
+                VaultCertError(f"{method} {path}: the node has not caught up with this run yet (HTTP {status})")
+            )
         decoded = _json_body(status, body)
         errors = self.redact(_server_errors(status, decoded))
         if kind in _WRITE_KINDS and response.history and (status == 400 or status in RETRYABLE_STATUS):

@@ -31,6 +31,8 @@ def connection_argument_spec() -> dict:
         "client_key": {"type": "str", "no_log": True, "fallback": (env_fallback, ["VAULT_CLIENT_KEY"])},
         "timeout": {"type": "int", "default": _client.DEFAULT_TIMEOUT},
         "retries": {"type": "int", "default": _client.DEFAULT_RETRIES},
+        # Not a secret: cluster ids and raft indexes, returned by every module as consistency_index.
+        "consistency_index": {"type": "str", "no_log": False},
     }
 
 
@@ -122,6 +124,7 @@ class VaultModule:
         # One connection per item in flight, all on the one login.
         pool_size = _batch.check_concurrency(self.params["concurrency"]) if "concurrency" in self.params else 1
         client = self._client = _client.VaultClient(settings, pool_size=pool_size)
+        client.consistency.seed(self.params.get("consistency_index"))
         try:
             if login:
                 self.log_in(client)
@@ -156,13 +159,19 @@ class VaultModule:
         diff = result.pop("diff", None)
         if self.diff_mode and diff is not None:
             result["diff"] = diff
-        self.module.exit_json(**result)
+        self.module.exit_json(**result, consistency_index=self._consistency_index())
+
+    def _consistency_index(self) -> str:
+        """The highest index state the run saw (its seed when it sent nothing), for the next run's option."""
+        if self._client is None:
+            return self.params.get("consistency_index") or ""
+        return self._client.consistency.state
 
     def _fail(self, result: dict) -> t.NoReturn:
         # Secrets the client learned (an issued token, a JWT read from a file) join Ansible's masking.
         if self._client is not None:
             self.module.no_log_values.update(self._client.secrets)
-        self.module.fail_json(**result)
+        self.module.fail_json(**result, consistency_index=self._consistency_index())
 
 
 class WriterModule(VaultModule):

@@ -26,6 +26,17 @@ died, even after applying the write) it answers 307 with the old active
 node's address until a new one is elected. With raft's default timing
 (`performance_multiplier` 5) a new active node took 11 to 22 s here after
 SIGKILL; with 1, about 4 s.
+
+A lagging standby: `RaftCluster.start(workdir, lagging=True)` advertises the
+last node's `cluster_addr` on a tests/support/lag_relay.py relay in front of
+its real cluster listener, so everything the active node replicates to it
+passes through the relay. `cluster.set_lag(2.0)` then makes that node (a
+standby: node 1 is always the first active node) learn every write about 2 s
+late; reads sent to it answer from its stale replica in the meantime.
+
+    cluster = RaftCluster.start(tmp_path, lagging=True)
+    cluster.set_lag(2.0)
+    cluster.lagging.addr                     # the API address of the lagging standby
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ from pathlib import Path
 
 from bao import APPROLE_ROLES, POLICIES, TOKEN_TTL, BaoError, BaoServer
 from identities import CertificateAuthority
+from lag_relay import LagRelay
 
 CLUSTER_NAME = "certautopilot-test"
 SIZE = 3
@@ -71,13 +83,16 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
 class ClusterNode:
     """One node: its name, addresses, config file and, once started, its BaoServer."""
 
-    def __init__(self, *, name: str, workdir: Path, api_port: int, cluster_port: int) -> None:
+    def __init__(
+        self, *, name: str, workdir: Path, api_port: int, cluster_port: int, advertised_cluster_port: int | None = None
+    ) -> None:
         self.name = name
         self.workdir = workdir
         self.api_port = api_port
         self.cluster_port = cluster_port
         self.addr = f"https://127.0.0.1:{api_port}"
-        self.cluster_addr = f"https://127.0.0.1:{cluster_port}"
+        # What the peers dial: the node's own cluster listener, or a relay in front of it.
+        self.cluster_addr = f"https://127.0.0.1:{advertised_cluster_port or cluster_port}"
         self.config_path = workdir / "server.hcl"
         self.server: BaoServer | None = None
         self.killed = False
@@ -148,13 +163,19 @@ class RaftCluster:
         self.unseal_key = ""
         self.root_token = ""
         self.role_id = ""
+        self.lagging: ClusterNode | None = None
+        self.relay: LagRelay | None = None
 
     @classmethod
-    def start(cls, workdir: Path, *, size: int = SIZE, performance_multiplier: int | None = None) -> RaftCluster:
+    def start(
+        cls, workdir: Path, *, size: int = SIZE, performance_multiplier: int | None = None, lagging: bool = False
+    ) -> RaftCluster:
         """Start, initialise, unseal and provision a `size`-node cluster; stops what it started on failure.
 
         `performance_multiplier` scales raft's timing (heartbeat and election
         timeouts); None keeps OpenBao's default (5), 1 is the fastest.
+        `lagging` puts a delay relay on the last node's cluster address (no
+        delay until set_lag()).
         """
         workdir.mkdir(parents=True, exist_ok=True)
         tls_dir = workdir / "tls"
@@ -169,12 +190,14 @@ class RaftCluster:
         key.write_text(server_cert.key_pem)
 
         ports = free_ports(2 * size)
+        relay = LagRelay(target_port=ports[-1]) if lagging else None
         nodes = [
             ClusterNode(
                 name=f"node{index + 1}",
                 workdir=workdir / f"node{index + 1}",
                 api_port=ports[2 * index],
                 cluster_port=ports[2 * index + 1],
+                advertised_cluster_port=relay.port if relay and index == size - 1 else None,
             )
             for index in range(size)
         ]
@@ -187,6 +210,8 @@ class RaftCluster:
                 performance_multiplier=performance_multiplier,
             )
         cluster = cls(workdir, nodes, str(ca_cert))
+        if relay:
+            cluster.relay, cluster.lagging = relay, nodes[-1]
         try:
             cluster._form()
             cluster._provision()
@@ -328,6 +353,12 @@ class RaftCluster:
         self._ok((status, body), "secret-id for AppRole role certs")
         return body["data"]["secret_id"]
 
+    def set_lag(self, seconds: float) -> None:
+        """From now on the lagging node receives what the active node replicates `seconds` late."""
+        if self.relay is None:
+            raise BaoError("this cluster was started without lagging=True")
+        self.relay.delay = seconds
+
     def describe(self) -> str:
         return ", ".join(f"{node.name}={node.health()}" for node in self.nodes)
 
@@ -336,6 +367,8 @@ class RaftCluster:
         for node in self.nodes:
             if node.server is not None:
                 node.server.stop()
+        if self.relay is not None:
+            self.relay.stop()
 
     @staticmethod
     def _ok(answer: tuple[int, t.Any], what: str) -> None:
