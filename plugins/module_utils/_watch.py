@@ -133,6 +133,9 @@ class Watch:
     interval: float
     state_file: str | None = None
     seen: dict[str, dict[str, t.Any]] | None = None
+    # The highest X-Vault-Index state any poll saw: each poll starts from it, so it never reads older data
+    # than the poll before through a lagging standby.
+    consistency_index: str = ""
     down_polls: int = 0
     log: t.Callable[[str], None] = field(default=lambda _message: None)
 
@@ -142,8 +145,12 @@ class Watch:
         select_auth_method(self.params)
         if self.interval <= 0:
             raise VaultCertError("interval must be a positive number of seconds")
+        self.consistency_index = self.params.get("consistency_index") or ""
         if self.state_file:
-            self.seen = load_state(self.state_file, mount=self.mount)
+            stored = load_state(self.state_file, mount=self.mount)
+            if stored is not None:
+                self.seen, index = stored
+                self.consistency_index = index or self.consistency_index
 
     def poll(self, *, now: datetime | None = None) -> list[dict[str, t.Any]]:
         """One inventory and the events it brings; a failed inventory is one event, and only the first of a row."""
@@ -161,7 +168,7 @@ class Watch:
         events += changes(self.mount, self.seen, report["certificates"])
         self.seen = remembered(report["certificates"])
         if self.state_file:
-            save_state(self.state_file, mount=self.mount, seen=self.seen)
+            save_state(self.state_file, mount=self.mount, seen=self.seen, consistency_index=self.consistency_index)
         return events
 
     def wait(self) -> float:
@@ -177,17 +184,20 @@ class Watch:
         if not settings.validate_certs:
             self.log("validate_certs is false: the server's TLS certificate is not checked (bring-up only)")
         client = VaultClient(settings, pool_size=self.request.concurrency)
+        client.consistency.seed(self.consistency_index)
         try:
             auth.login(client)
             return _info.inventory(client, self.request, now=now)
         finally:
+            # Kept from a failed poll too: what it saw was committed, and the next poll must not see less.
+            self.consistency_index = client.consistency.state or self.consistency_index
             if auth.OBTAINS_TOKEN and client.token and self.params.get("revoke_token", True):
                 client.revoke_self(namespace=auth.namespace)
             client.close()
 
 
-def load_state(path: str, *, mount: str) -> dict[str, dict[str, t.Any]] | None:
-    """What an earlier process of this watch saw; None when it has not written the file yet."""
+def load_state(path: str, *, mount: str) -> tuple[dict[str, dict[str, t.Any]], str] | None:
+    """What an earlier process of this watch saw, and its consistency index; None before the file exists."""
     try:
         with open(path, encoding="utf-8") as handle:
             stored = json.load(handle)
@@ -200,16 +210,18 @@ def load_state(path: str, *, mount: str) -> dict[str, dict[str, t.Any]] | None:
     if stored.get("mount") != mount:
         # Paths of another mount would all look new: start over rather than compare the wrong secrets.
         return None
-    return stored["seen"]
+    index = stored.get("consistency_index")
+    return stored["seen"], index if isinstance(index, str) else ""
 
 
-def save_state(path: str, *, mount: str, seen: t.Mapping[str, t.Any]) -> None:
+def save_state(path: str, *, mount: str, seen: t.Mapping[str, t.Any], consistency_index: str = "") -> None:
     """Replace the state file atomically, so a process stopped mid-write leaves the previous state."""
     directory = os.path.dirname(os.path.abspath(path))
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=".cert_expiry-", suffix=".json")
+    state = {"format": STATE_FORMAT, "mount": mount, "seen": seen, "consistency_index": consistency_index}
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump({"format": STATE_FORMAT, "mount": mount, "seen": seen}, out)
+            json.dump(state, out)
         os.replace(temporary, path)
     except BaseException:
         os.unlink(temporary)

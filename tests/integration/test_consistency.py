@@ -14,6 +14,7 @@ One cluster for the whole module; each case is a single batched playbook.
 from __future__ import annotations
 
 import json
+import runpy
 import time
 import typing as t
 import uuid
@@ -25,6 +26,7 @@ from cluster import RaftCluster
 from fault_proxy import FaultProxy
 
 LAG = 2.0
+CERT_EXPIRY_SOURCE = "ansible_collections/certautopilot/vault/extensions/eda/plugins/event_source/cert_expiry.py"
 MOUNT = "secret"
 
 
@@ -252,3 +254,31 @@ def test_a_write_whose_answer_is_lost_after_apply_is_reported_written(
     assert run.changed and run.result["version"] == 1, run.result
     assert len(writes) == 1, "the write that landed was sent again"
     assert list(cluster.active().server.kv_versions(MOUNT, path)) == ["1"]
+
+
+def test_the_event_source_never_reads_older_data_than_its_previous_poll(
+    cluster: RaftCluster, credentials: dict[str, str], ansible
+) -> None:
+    """A token watch (no login write to order it) polled once at the active node, then at the lagging standby."""
+    watch_module = runpy.run_path(str(ansible.collections_path / CERT_EXPIRY_SOURCE))["_watch"]
+    path = f"certs/watch/{uuid.uuid4().hex}"
+    data = f"{MOUNT}/data/{path}"
+    assert _api(cluster.active().addr, cluster, "POST", data, json={"data": _leaf("old")}).status_code == 200
+    _wait_until_replicated(cluster)
+    cluster.set_lag(3 * LAG)
+    try:
+        assert _api(cluster.active().addr, cluster, "POST", data, json={"data": _leaf("new")}).status_code == 200
+        args = {**_connection(cluster, credentials, "token"), "paths": [path], "interval": 60}
+        watch = watch_module.watch_from_args({**args, "url": cluster.active().addr})
+        without_index = watch_module.watch_from_args(args)
+
+        watch.poll()
+        without_index.poll()
+        watch.params["url"] = cluster.lagging.addr
+        second = watch.poll()
+    finally:
+        cluster.set_lag(LAG)
+
+    assert watch.seen[path]["version"] == 2 and second == []
+    # The lagging node's own replica was still at version 1: the index is what kept the watch from going back.
+    assert without_index.seen[path]["version"] == 1

@@ -28,6 +28,9 @@ description:
     O(paths), O(fields), O(expiring_within), O(concurrency)), with the same environment fallbacks
     (C(VAULT_ADDR), C(VAULT_ROLE_ID), C(VAULT_SECRET_ID), C(VAULT_TOKEN), ...), except C(fail_on); plus
     O(interval) and O(state_file).
+  - Through a read-scaled cluster, each poll carries the highest C(X-Vault-Index) state the polls before it saw
+    (kept in O(state_file) across restarts, seeded by C(consistency_index)), so a poll never reads older data
+    than the one before it.
   - Needs C(hvac) and C(cryptography) where ansible-rulebook runs, and this collection installed there.
   - An AppRole O(secret_id) is used once per poll: give one without a use limit (C(secret_id_num_uses=0)).
 options:
@@ -37,9 +40,9 @@ options:
     default: 3600
   state_file:
     description:
-      - A JSON file where the watch keeps what the last poll saw (path, status and version of each secret; no
-        certificate data), replaced atomically after each poll. Without it, a restarted process reports every
-        certificate already expiring or expired again.
+      - A JSON file where the watch keeps what the last poll saw (path, status and version of each secret, and the
+        consistency index; no certificate data), replaced atomically after each poll. Without it, a restarted
+        process reports every certificate already expiring or expired again.
     type: path
   mount:
     description: The KV v2 mount.

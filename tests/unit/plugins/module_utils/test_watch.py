@@ -64,8 +64,8 @@ def test_an_event_holds_only_the_report_keys_of_the_secret():
 def test_the_state_file_is_replaced_whole_and_read_back(tmp_path):
     state = tmp_path / "state.json"
     seen = _watch.remembered([line("a", "ok", 2)])
-    _watch.save_state(str(state), mount="secret", seen=seen)
-    assert _watch.load_state(str(state), mount="secret") == seen
+    _watch.save_state(str(state), mount="secret", seen=seen, consistency_index="c2VlbiBpbmRleA==")
+    assert _watch.load_state(str(state), mount="secret") == (seen, "c2VlbiBpbmRleA==")
     assert _watch.load_state(str(state), mount="other") is None
     assert _watch.load_state(str(tmp_path / "missing.json"), mount="secret") is None
     assert [path.name for path in tmp_path.iterdir()] == ["state.json"]
