@@ -111,19 +111,19 @@ EXAMPLES = r"""
 # of Vault's TLS certificate, a path or PEM text), vault_role_id and vault_secret_id from Ansible Vault or an AWX
 # credential. Left out, they fall back to VAULT_ADDR, VAULT_CACERT, VAULT_ROLE_ID and VAULT_SECRET_ID.
 
-- name: Push a certificate
+- name: Push a certificate as team-web's
   certautopilot.vault.vault_cert_push:
     url: "{{ vault_url }}"
     ca_cert: "{{ vault_ca_cert }}"
     role_id: "{{ vault_role_id }}"
     secret_id: "{{ vault_secret_id }}"
     path: certs/example.com
+    owner: team-web
     certificate: "{{ lookup('ansible.builtin.file', 'example.com.crt') }}"
     private_key: "{{ lookup('ansible.builtin.file', 'example.com.key') }}"
   register: pushed
 
-# The push marked the secret managed_by certautopilot.vault; a secret without that mark is refused (see
-# require_managed).
+# The push marked the secret as team-web's; a secret not marked with that owner is refused (see require_managed).
 - name: Soft-delete the version that push left, unless someone wrote after it (undo with bao kv undelete)
   certautopilot.vault.vault_cert_retire:
     url: "{{ vault_url }}"
@@ -131,6 +131,7 @@ EXAMPLES = r"""
     role_id: "{{ vault_role_id }}"
     secret_id: "{{ vault_secret_id }}"
     path: certs/example.com
+    owner: team-web
     current_version: "{{ pushed.version }}"
   register: retired
 
@@ -145,6 +146,7 @@ EXAMPLES = r"""
     role_id: "{{ vault_role_id }}"
     secret_id: "{{ vault_secret_id }}"
     mode: destroy
+    owner: team-web
     secrets:
       - path: certs/example.com
       - path: certs/www.example.com
@@ -158,6 +160,7 @@ EXAMPLES = r"""
     role_id: "{{ vault_role_id }}"
     secret_id: "{{ vault_secret_id }}"
     mode: purge
+    owner: team-web
     secrets:
       - path: certs/example.com
       - path: certs/www.example.com
