@@ -134,7 +134,7 @@ class SecretState:
         """What a metadata write is guarded by: the version read, 0 for none yet; None when unknown."""
         if not self.metadata_read:
             return None
-        return 0 if self.metadata is None else self.metadata.metadata_version
+        return 0 if self.metadata is None else self.metadata.current_metadata_version
 
 
 def prepare_items(raw_items: t.Sequence[t.Mapping[str, t.Any]], options: PushOptions) -> list[PushItem]:
