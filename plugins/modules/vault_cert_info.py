@@ -249,6 +249,7 @@ def report(vault: VaultModule) -> dict:
         expiring_within=params["expiring_within"],
         fail_on=params["fail_on"],
         concurrency=params["concurrency"],
+        owner=params["owner"],
     )
     with vault.session() as client:
         return _info.inventory(client, request)
@@ -256,7 +257,8 @@ def report(vault: VaultModule) -> dict:
 
 def main() -> None:
     vault = VaultModule(
-        argument_spec=_info.argument_spec(),
+        # owner is the module's own: the cert_expiry event source shares the rest.
+        argument_spec={**_info.argument_spec(), "owner": {"type": "str"}},
         mutually_exclusive=[("prefix", "paths")],
         required_one_of=[("prefix", "paths")],
     )

@@ -233,3 +233,23 @@ def test_a_metadata_write_during_the_purge_keeps_the_secret():
 
 def test_a_server_without_metadata_versions_is_judged_by_the_version_alone():
     _retire.refuse_written_during_purge(_reread(metadata_version=None), _guard(metadata_version=None), LOCATION)
+
+
+@pytest.mark.parametrize(
+    ("custom", "owner", "refused"),
+    [
+        ({**MANAGED, "certautopilot_owner": "team-a"}, "team-a", False),
+        ({**MANAGED, "certautopilot_owner": "team-b"}, "team-a", True),
+        (MANAGED, "team-a", True),
+        ({"certautopilot_owner": "team-a"}, "team-a", True),
+        ({**MANAGED, "certautopilot_owner": "team-b"}, None, False),
+        (MANAGED, None, False),
+    ],
+)
+def test_with_an_owner_require_managed_means_the_mark_names_it(custom, owner, refused):
+    metadata = _metadata(1, managed=False, custom=custom)
+    if refused:
+        with pytest.raises(VaultCertError, match=f"is not marked with owner {owner}.*nothing written"):
+            _plan(metadata, owner=owner)
+    else:
+        assert _plan(metadata, owner=owner).delete == (1,)
