@@ -103,7 +103,22 @@ def argument_spec() -> dict:
         "expiring_within": {"type": "int", "default": DEFAULT_EXPIRING_WITHIN},
         "fail_on": {"type": "str", "default": "never", "choices": list(FAIL_ON_CHOICES)},
         "concurrency": {"type": "int", "default": _batch.DEFAULT_CONCURRENCY},
+        "owner": {"type": "str"},
     }
+
+
+def request_from(params: t.Mapping[str, t.Any]) -> InfoRequest:
+    """The checked request for options of argument_spec() (without fail_on: never)."""
+    return prepare_request(
+        mount=params["mount"],
+        prefix=params["prefix"],
+        paths=params["paths"],
+        fields=params["fields"],
+        expiring_within=params["expiring_within"],
+        fail_on=params.get("fail_on") or "never",
+        concurrency=params["concurrency"],
+        owner=params["owner"],
+    )
 
 
 # -- classification (pure) -----------------------------------------------------

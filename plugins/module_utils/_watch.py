@@ -64,15 +64,7 @@ def watch_from_args(args: t.Mapping[str, t.Any], *, log: t.Callable[[str], None]
             messages.append(message)
         raise VaultCertError("cert_expiry: " + "; ".join(messages))
     params = result.validated_parameters
-    request = _info.prepare_request(
-        mount=params["mount"],
-        prefix=params["prefix"],
-        paths=params["paths"],
-        fields=params["fields"],
-        expiring_within=params["expiring_within"],
-        fail_on="never",
-        concurrency=params["concurrency"],
-    )
+    request = _info.request_from(params)
     watch = Watch(
         mount=params["mount"],
         request=request,

@@ -240,25 +240,14 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._module import
 
 
 def report(vault: VaultModule) -> dict:
-    params = vault.params
-    request = _info.prepare_request(
-        mount=params["mount"],
-        prefix=params["prefix"],
-        paths=params["paths"],
-        fields=params["fields"],
-        expiring_within=params["expiring_within"],
-        fail_on=params["fail_on"],
-        concurrency=params["concurrency"],
-        owner=params["owner"],
-    )
+    request = _info.request_from(vault.params)
     with vault.session() as client:
         return _info.inventory(client, request)
 
 
 def main() -> None:
     vault = VaultModule(
-        # owner is the module's own: the cert_expiry event source shares the rest.
-        argument_spec={**_info.argument_spec(), "owner": {"type": "str"}},
+        argument_spec=_info.argument_spec(),
         mutually_exclusive=[("prefix", "paths")],
         required_one_of=[("prefix", "paths")],
     )

@@ -25,7 +25,7 @@ description:
     C(type) is C(expiring), C(expired), C(unreadable), C(version_changed), C(vault_unavailable) or
     C(vault_available). No event ever holds key material or credentials."
   - Options are those of M(certautopilot.vault.vault_cert_info) (connection, auth, O(mount), O(prefix) or
-    O(paths), O(fields), O(expiring_within), O(concurrency)), with the same environment fallbacks
+    O(paths), O(fields), O(expiring_within), O(concurrency), C(owner)), with the same environment fallbacks
     (C(VAULT_ADDR), C(VAULT_ROLE_ID), C(VAULT_SECRET_ID), C(VAULT_TOKEN), ...), except C(fail_on); plus
     O(interval) and O(state_file).
   - Through a read-scaled cluster, each poll carries the highest C(X-Vault-Index) state the polls before it saw
