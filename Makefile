@@ -34,7 +34,7 @@ export PATH := $(BIN):$(PATH)
 	sanity-2.19 sanity-matrix nox-venv lint molecule docs-check docs changelog-lint build clean collection-link
 
 help:
-	@echo "make venv        create .venv and install requirements-dev.txt"
+	@echo "make venv        create .venv and install requirements-dev.txt (uv, from .nox/_nox)"
 	@echo "make check       the inner loop (<= 90 s): style + units + check-smoke (CONTRIBUTING.md)"
 	@echo "make test        venv + style + units + integration + matrix + sanity-matrix + lint + molecule"
 	@echo "                 + docs-check + docs + changelog-lint, each stage's wall time in build/test-times.txt"
@@ -61,10 +61,12 @@ venv: $(VENV_STAMP)
 
 # uv (from the nox venv: tests/matrix/requirements-nox.txt) creates .venv and installs into it, in seconds
 # where pip takes minutes; --seed still puts pip into .venv. An existing .venv is installed into, never recreated.
+# VIRTUAL_ENV, not --python .venv/bin/python: uv 0.13 resolves that symlink to the base interpreter and installs there.
 $(VENV_STAMP): requirements-dev.txt requirements.txt | $(NOX_STAMP)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "python3 3.11+ is required, found " + sys.version.split()[0])'
 	[ -x $(BIN)/python ] || $(UV) venv --quiet --seed --python "$$($(PYTHON) -c 'import sys; print(sys.executable)')" $(VENV)
-	$(UV) pip install --quiet --python $(BIN)/python -r requirements-dev.txt
+	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet --strict -r requirements-dev.txt
+	$(BIN)/python -c 'import sys; sys.exit(0 if sys.prefix != sys.base_prefix else "$(VENV) is not a virtualenv")'
 	touch $@
 
 collection-link: $(COLLECTION_LINK)
