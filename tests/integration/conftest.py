@@ -4,9 +4,11 @@ The server code lives in tests/support/bao.py and the runner in
 tests/support/ansible_runner.py; this file only wires them into pytest.
 
 Under pytest-xdist (`make integration` runs two workers) a session is a worker: each worker starts its
-own OpenBao server, so tests never share a server across workers. The tests whose proof depends on
-timing (elections, replication lag, races, slow or lost answers) all run on one worker, in one
-xdist_group, so two of them never compete for the CPU with each other (`--dist loadgroup`).
+own OpenBao server, so tests never share a server across workers. Every file runs on one worker
+(its xdist_group is its file name, `--dist loadgroup`), so a module-scoped fixture is set up once, as in
+a run without workers (test_write_outcomes.py's starts every selected scenario of the session). The files
+whose proof depends on timing (elections, replication lag, races, slow or lost answers) share one group,
+so they run on one worker, one at a time, never two of them competing for the CPU.
 """
 
 from __future__ import annotations
@@ -48,10 +50,10 @@ def pytest_configure(config: pytest.Config) -> None:
 # First: pytest-xdist's worker reads the mark in its own collection hook, to keep a group on one worker.
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Put the timing-sensitive tests into one xdist_group (a no-op without pytest-xdist)."""
+    """Each file into an xdist_group of its own, the timing-sensitive ones into one (a no-op without pytest-xdist)."""
     for item in items:
-        if item.path.name in TIMING_SENSITIVE_FILES:
-            item.add_marker(pytest.mark.xdist_group(TIMING_GROUP))
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group(TIMING_GROUP if name in TIMING_SENSITIVE_FILES else name))
 
 
 @pytest.fixture(scope="session")
