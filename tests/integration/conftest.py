@@ -2,6 +2,13 @@
 
 The server code lives in tests/support/bao.py and the runner in
 tests/support/ansible_runner.py; this file only wires them into pytest.
+
+Under pytest-xdist (`make integration` runs two workers) a session is a worker: each worker starts its
+own OpenBao server, so tests never share a server across workers. Every file runs on one worker
+(its xdist_group is its file name, `--dist loadgroup`), so a module-scoped fixture is set up once, as in
+a run without workers (test_write_outcomes.py's starts every selected scenario of the session). The files
+whose proof depends on timing (elections, replication lag, races, slow or lost answers) share one group,
+so they run on one worker, one at a time, never two of them competing for the CPU.
 """
 
 from __future__ import annotations
@@ -19,6 +26,34 @@ if str(SUPPORT_DIR) not in sys.path:
 from ansible_runner import AnsibleRunner  # noqa: E402
 from bao import ProvisionedBao  # noqa: E402
 from module_process import ModuleProcess  # noqa: E402
+
+# Files whose tests measure or race against time: a 3-node raft cluster and its elections, lagging standbys,
+# concurrent writers, deadlines and delayed answers. One worker runs all of them, one at a time.
+TIMING_SENSITIVE_FILES = frozenset(
+    {
+        "test_failover.py",
+        "test_races.py",
+        "test_concurrency.py",
+        "test_consumers.py",
+        "test_write_outcomes.py",
+        "test_faults.py",
+    }
+)
+TIMING_GROUP = "timing"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist registers the mark too; this keeps a run without it (the matrix) free of warnings.
+    config.addinivalue_line("markers", "xdist_group(name): run on the worker that runs the group")
+
+
+# First: pytest-xdist's worker reads the mark in its own collection hook, to keep a group on one worker.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each file into an xdist_group of its own, the timing-sensitive ones into one (a no-op without pytest-xdist)."""
+    for item in items:
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group(TIMING_GROUP if name in TIMING_SENSITIVE_FILES else name))
 
 
 @pytest.fixture(scope="session")
