@@ -46,6 +46,8 @@ class InfoRequest:
     expiring_within: int = DEFAULT_EXPIRING_WITHIN
     fail_on: str = "never"
     concurrency: int = 1
+    # With an owner, an entry's managed means "marked with this owner"; without, "carries managed_by".
+    owner: str | None = None
 
 
 def prepare_request(
@@ -57,9 +59,11 @@ def prepare_request(
     expiring_within: int,
     fail_on: str,
     concurrency: int,
+    owner: str | None = None,
 ) -> InfoRequest:
     """Check every option of the run; nothing is sent before all pass."""
     _kv2.validate_path(mount, what="mount")
+    _kv2.validate_owner(owner)
     if (prefix is None) == (paths is None):
         raise VaultCertError("give either prefix (a folder to list) or paths (the secrets to read), not both")
     if prefix is not None:
@@ -85,6 +89,7 @@ def prepare_request(
         expiring_within=expiring_within,
         fail_on=fail_on,
         concurrency=_batch.check_concurrency(concurrency),
+        owner=owner,
     )
 
 
@@ -114,6 +119,7 @@ def entry(path: str, status: str, reason: str | None = None, **found: t.Any) -> 
         "version": None,
         "updated_time": None,
         "managed": False,
+        "owner": None,
         "field": None,
         "status": status,
         "reason": reason,
@@ -130,6 +136,7 @@ def assess_secret(
     fields: t.Sequence[str],
     expiring_within: int,
     now: datetime,
+    owner: str | None = None,
 ) -> dict[str, t.Any]:
     """The report entry of a secret as its current-version read returned it (None: no version at all).
 
@@ -141,7 +148,8 @@ def assess_secret(
     known = {
         "version": secret.version,
         "updated_time": secret.created_time or None,
-        "managed": _kv2.is_managed(secret.custom_metadata),
+        "managed": is_managed(secret.custom_metadata, owner),
+        "owner": _kv2.owner_of(secret.custom_metadata),
     }
     if secret.data is None:
         # Vault answers a deleted or destroyed current version with its metadata and no data.
@@ -172,6 +180,13 @@ def assess_secret(
         **known,
         **{key: summary[key] for key in _certs.SUMMARY_KEYS},
     )
+
+
+def is_managed(custom_metadata: t.Mapping[str, t.Any] | None, owner: str | None) -> bool:
+    """With an owner, whether the mark names it; without, whether the secret carries managed_by at all."""
+    if owner is not None:
+        return _kv2.is_owned_by(custom_metadata, owner)
+    return _kv2.is_managed(custom_metadata)
 
 
 def _quoted(field: str) -> str:
@@ -269,7 +284,9 @@ def read_entry(client: VaultClient, request: InfoRequest, path: str, *, now: dat
         secret = _kv2.read_version(client, request.mount, path)
     except PermissionDenied as exc:
         return entry(path, UNREADABLE, str(exc))
-    return assess_secret(path, secret, fields=request.fields, expiring_within=request.expiring_within, now=now)
+    return assess_secret(
+        path, secret, fields=request.fields, expiring_within=request.expiring_within, now=now, owner=request.owner
+    )
 
 
 def list_secrets(client: VaultClient, mount: str, prefix: str, *, concurrency: int) -> tuple[list[str], list[dict]]:

@@ -26,10 +26,13 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._errors import
 
 # KV v2 keeps 10 versions when max_versions is 0 (unset).
 DEFAULT_MAX_VERSIONS = 10
-# What every write of the collection records in the secret's custom_metadata (SPEC, Round 2): the report
-# (vault_cert_info) shows it, and the retirement (vault_cert_retire) refuses a secret without it.
+# The ownership mark a push with an owner records in the secret's custom_metadata (SPEC, Round 3): the report
+# (vault_cert_info) shows it, and the retirement (vault_cert_retire) refuses a secret without it. Anyone who may
+# write the secret's custom_metadata can write or remove it too: it says who manages a secret, it proves nothing.
 MANAGED_BY_KEY = "managed_by"
 MANAGED_BY = "certautopilot.vault"
+OWNER_KEY = "certautopilot_owner"
+OWNER_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,9 @@ class SecretMetadata:
     cas_required: bool = False
     # In seconds; 0 keeps versions until max_versions pushes them out.
     delete_version_after: int = 0
+    # The metadata's own check-and-set counter (OpenBao 2.x: current_metadata_version); None when the
+    # server does not report one, and then cannot guard a metadata write either.
+    metadata_version: int | None = None
 
     def readable(self, number: int) -> bool:
         """Whether version ``number``'s data can still be read: kept, not destroyed, and not deleted - a
@@ -96,9 +102,31 @@ def is_managed(custom_metadata: t.Mapping[str, t.Any] | None) -> bool:
     return (custom_metadata or {}).get(MANAGED_BY_KEY) == MANAGED_BY
 
 
-def with_managed_by(custom_metadata: t.Mapping[str, t.Any] | None) -> dict:
-    """``custom_metadata`` with this collection's tag added, every other key kept."""
-    return {**(custom_metadata or {}), MANAGED_BY_KEY: MANAGED_BY}
+def validate_owner(owner: t.Any, *, option: str = "owner") -> None:
+    """Refuse an owner that is not 1-64 characters of A-Za-z0-9._- (None is no owner), before any request."""
+    if owner is not None and not (isinstance(owner, str) and OWNER_PATTERN.fullmatch(owner)):
+        raise VaultCertError(f"{option} must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-'; nothing written")
+
+
+def owner_of(custom_metadata: t.Mapping[str, t.Any] | None) -> str | None:
+    """The owner a secret's custom_metadata names (whatever its value), None when it names none."""
+    owner = (custom_metadata or {}).get(OWNER_KEY)
+    return None if owner is None else str(owner)
+
+
+def shown_owner(owner: str) -> str:
+    """An owner read from the server, fit for a message: quoted only when it is a valid owner name."""
+    return owner if OWNER_PATTERN.fullmatch(owner) else "another owner (a name that is not a valid owner)"
+
+
+def is_owned_by(custom_metadata: t.Mapping[str, t.Any] | None, owner: str | None) -> bool:
+    """True when the secret carries this collection's mark naming ``owner`` (None: the mark without an owner)."""
+    return is_managed(custom_metadata) and owner_of(custom_metadata) == owner
+
+
+def with_mark(custom_metadata: t.Mapping[str, t.Any] | None, owner: str) -> dict:
+    """``custom_metadata`` with this collection's mark naming ``owner``, every other key kept."""
+    return {**(custom_metadata or {}), MANAGED_BY_KEY: MANAGED_BY, OWNER_KEY: owner}
 
 
 # A Go duration as Vault prints and takes it ("720h0m0s", "1h30m", "90s"), plus Vault's "d" for days.
@@ -305,7 +333,13 @@ def read_metadata(client: VaultClient, mount: str, path: str) -> SecretMetadata 
         custom_metadata=meta.get("custom_metadata"),
         cas_required=bool(meta.get("cas_required")),
         delete_version_after=duration_seconds(meta.get("delete_version_after") or 0, option="delete_version_after"),
+        metadata_version=_metadata_version(meta),
     )
+
+
+def _metadata_version(meta: t.Mapping[str, t.Any]) -> int | None:
+    version = meta.get("current_metadata_version")
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
 
 
 def list_keys(client: VaultClient, mount: str, folder: str) -> list[str]:
@@ -419,6 +453,13 @@ def _send_write(client: VaultClient, mount: str, path: str, data: dict, *, cas: 
     return Written(version, custom_metadata if isinstance(custom_metadata, dict) else None)
 
 
+class MetadataLeft(CasConflict):
+    """The data write met another writer's version after our metadata write, which could not be set back.
+
+    The message says what was left; the caller may still decide again from a fresh read.
+    """
+
+
 def write_with_metadata(
     client: VaultClient,
     mount: str,
@@ -428,42 +469,138 @@ def write_with_metadata(
     cas: int,
     metadata: dict | None,
     previous_metadata: dict | None,
+    metadata_cas: int | None = None,
 ) -> Written:
     """write(), with the secret's metadata (``metadata``, as the metadata API takes it) written first when given.
 
-    Metadata first: a token that may not write it is refused before any data is written. When
-    the data write is then refused, the metadata is set back to ``previous_metadata``, so it
-    never describes data that was not stored. (After an unknown outcome it is left: the data
-    may have landed. After a check-and-set conflict too: another writer has changed the secret
-    since ``previous_metadata`` was read - setting it back could wipe their metadata - and the
-    caller decides again from a fresh read.)
+    Metadata first: a token that may not write it is refused before any data is written, and so is a
+    metadata write that another writer's metadata change beat (``metadata_cas``, the metadata version
+    read before: a MetadataConflict). When the data write is then refused or meets another writer's
+    version, the metadata is set back to ``previous_metadata`` - guarded by the version our write made,
+    so another writer's metadata written since is never overwritten; when it cannot be set back, the
+    error says so. (After an unknown outcome it is left: the data may have landed.)
     """
     if metadata is None:
         return write(client, mount, path, data, cas=cas)
-    write_metadata(client, mount, path, metadata)
+    write_metadata(client, mount, path, metadata, metadata_cas=metadata_cas)
     try:
         return write(client, mount, path, data, cas=cas)
-    except (OutcomeUnknown, CasConflict):
+    except OutcomeUnknown:
         raise
     except VaultCertError as refusal:
-        try:
-            write_metadata(client, mount, path, previous_metadata or {"custom_metadata": {}})
-        except VaultCertError as exc:
-            raise type(refusal)(
-                f"{refusal}; the secret's metadata, written just before, already describes the refused "
-                f"data and could not be set back: {exc}",
-                result=refusal.result,
-            ) from None
-        raise
+        left = _set_back(client, mount, path, previous_metadata, written_version=_after(metadata_cas))
+        if left is None:
+            raise
+        if isinstance(refusal, CasConflict):
+            raise MetadataLeft(f"{refusal}; {left}") from None
+        raise type(refusal)(f"{refusal}; {left}", result=refusal.result) from None
 
 
-def write_metadata(client: VaultClient, mount: str, path: str, metadata: dict) -> None:
+def _after(metadata_cas: int | None) -> int | None:
+    """The metadata version a guarded write made: the server counts one up from the version it matched."""
+    return None if metadata_cas is None else metadata_cas + 1
+
+
+def _set_back(
+    client: VaultClient, mount: str, path: str, previous_metadata: dict | None, *, written_version: int | None
+) -> str | None:
+    """Put back the metadata a refused data write's metadata replaced; what was left, None when it was put back.
+
+    Unguarded (a server without metadata check-and-set) it is not put back: another writer may have
+    written the metadata since ours, and theirs would be lost.
+    """
+    if written_version is None:
+        return (
+            "the secret's custom_metadata, written just before, was left as written (this server offers no "
+            "metadata check-and-set to set it back without risking another writer's change)"
+        )
+    try:
+        write_metadata(client, mount, path, previous_metadata or {"custom_metadata": {}}, metadata_cas=written_version)
+    except CasConflict:
+        return (
+            "the secret's custom_metadata, written just before, was left as written: another writer has "
+            "changed the metadata since"
+        )
+    except VaultCertError as exc:
+        return f"the secret's metadata, written just before, could not be set back: {exc}"
+    return None
+
+
+class MetadataConflict(CasConflict):
+    """Another writer changed the secret's metadata since the version our metadata write was guarded by."""
+
+
+def write_metadata(
+    client: VaultClient, mount: str, path: str, metadata: dict, *, metadata_cas: int | None = None
+) -> None:
     """Set the secret's metadata settings in ``metadata``; the others are left as they are.
 
-    ``custom_metadata``, when given, replaces the whole map: pass every key to keep. Sent as an
-    idempotent request: writing the same metadata twice is harmless.
+    ``custom_metadata``, when given, replaces the whole map: pass every key to keep. With
+    ``metadata_cas`` (the metadata version read before; 0 for a secret without metadata) the server
+    refuses the write when anyone changed the metadata since (MetadataConflict), so no key another
+    writer set in between is lost. A guarded write whose answer was lost is never sent again blindly:
+    the metadata is read back. Unguarded, it is an idempotent request: writing it twice is harmless.
     """
-    client.request("POST", metadata_path(mount, path), json=metadata, needs=("create", "update"))
+    location = metadata_path(mount, path)
+    if metadata_cas is None:
+        client.request("POST", location, json=metadata, needs=("create", "update"))
+        return
+
+    def send(after_unknown: bool) -> bool:
+        try:
+            _send_guarded_metadata(client, location, metadata, metadata_cas)
+        except MetadataConflict:
+            # After an unanswered write, the version that beat this one may be that write.
+            if after_unknown and _metadata_landed(client, mount, path, metadata, metadata_cas) is True:
+                return True
+            raise
+        return True
+
+    def landed() -> bool | None:
+        return _metadata_landed(client, mount, path, metadata, metadata_cas)
+
+    _sent_once(client, send, landed, proof=f"reading {location} back shows it was not written")
+
+
+def _send_guarded_metadata(client: VaultClient, location: str, metadata: dict, metadata_cas: int) -> None:
+    reply = client.request(
+        "POST",
+        location,
+        json={**metadata, "metadata_cas": metadata_cas},
+        kind=WRITE,
+        needs=("create", "update"),
+        accept=(400,),
+    )
+    if reply.status == 400:
+        errors = "; ".join(str(error) for error in reply.body.get("errors") or [])
+        if "check-and-set" in errors or "metadata_cas" in errors:
+            raise MetadataConflict(
+                f"metadata check-and-set conflict on {location}: another writer changed it since metadata version "
+                f"{metadata_cas}"
+            )
+        raise VaultCertError(f"POST {location} failed with HTTP 400: {errors}")
+
+
+def _metadata_landed(client: VaultClient, mount: str, path: str, metadata: dict, metadata_cas: int) -> bool | None:
+    """After a guarded metadata write's answer was lost: True when it landed, None when it did not."""
+    location = metadata_path(mount, path)
+    try:
+        found = read_metadata(client, mount, path)
+    except VaultCertError as exc:
+        raise OutcomeUnknown(
+            f"the write to {location} was sent but its answer was lost, and reading it back failed: {exc}; "
+            "it may or may not have been applied (run again to find out)"
+        ) from None
+    version = found.metadata_version if found else 0
+    if version == metadata_cas:
+        return None
+    wanted = metadata.get("custom_metadata")
+    if version == metadata_cas + 1 and (wanted is None or (found and found.custom_metadata or {}) == wanted):
+        return True
+    raise MetadataConflict(
+        f"metadata check-and-set conflict on {location}: another writer changed it since metadata version "
+        f"{metadata_cas}"
+    )
 
 
 def delete_versions(client: VaultClient, mount: str, path: str, versions: t.Sequence[int]) -> None:

@@ -8,7 +8,6 @@ Private to the collection.
 from __future__ import annotations
 
 import random
-import threading
 import typing as t
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -19,7 +18,6 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._client import
 )
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import (
     CasConflict,
-    PermissionDenied,
     VaultCertError,
 )
 
@@ -49,10 +47,10 @@ class PushOptions:
     # Certificates in flight at once, over the client's pool of connections.
     concurrency: int = 1
     version_policy: _kv2.VersionPolicy = _kv2.VersionPolicy()
-    # Set once the server refused to record the ownership tag: the run stops asking (a policy refuses them all).
-    tag_refused: threading.Event = field(default_factory=threading.Event, compare=False)
-    # Why a tag was not recorded, per secret ("<path>: <error>"), for the module's warning.
-    tag_failures: list = field(default_factory=list, compare=False)
+    # Whose secrets these are (the mark written before the data); None writes no mark and takes no owned secret.
+    owner: str | None = None
+    # Whether a push with an owner may mark a secret that carries no owner's mark yet.
+    adopt: bool = True
 
     @cached_property
     def managed_keys(self) -> frozenset[str]:
@@ -79,10 +77,10 @@ class Decision:
     metadata: dict | None = None
     # What ``metadata`` replaces, set back when the data write after it is refused.
     previous_metadata: dict | None = None
-    # The ownership tag is missing and goes on its own, after any data write (see _record_ownership).
-    tag_separately: bool = False
     # The secret's custom_metadata before this run; None when no read showed it (a new secret).
     custom_metadata: dict | None = None
+    # The metadata version ``metadata`` is written against (check-and-set); None when the server offers none.
+    metadata_cas: int | None = None
 
     @property
     def base_version(self) -> int:
@@ -94,7 +92,13 @@ class Decision:
 
     @property
     def anything_to_write(self) -> bool:
-        return self.data_changed or self.metadata is not None or self.tag_separately
+        return self.data_changed or self.metadata is not None
+
+    @property
+    def custom_metadata_after(self) -> dict:
+        """The secret's custom_metadata once this decision is carried out."""
+        written = (self.metadata or {}).get("custom_metadata")
+        return dict(written if written is not None else self.custom_metadata or {})
 
 
 @dataclass(frozen=True)
@@ -108,17 +112,33 @@ class SecretState:
 
     @property
     def custom_metadata(self) -> dict | None:
-        """The secret's custom_metadata; None when neither read could show it."""
-        if self.current is not None:
-            return dict(self.current.custom_metadata or {})
+        """The secret's custom_metadata; None when neither read could show it.
+
+        The metadata read wins: it is the later read, and the one a metadata write is guarded by.
+        """
         if self.metadata_read:
             return dict((self.metadata.custom_metadata if self.metadata else None) or {})
+        if self.current is not None:
+            return dict(self.current.custom_metadata or {})
         return None
+
+    @property
+    def exists(self) -> bool:
+        """Whether the secret has a version or metadata (a deleted, destroyed or metadata-only one included)."""
+        return self.current is not None or self.metadata is not None
+
+    @property
+    def metadata_cas(self) -> int | None:
+        """What a metadata write is guarded by: the version read, 0 for none yet; None when unknown."""
+        if not self.metadata_read:
+            return None
+        return 0 if self.metadata is None else self.metadata.metadata_version
 
 
 def prepare_items(raw_items: t.Sequence[t.Mapping[str, t.Any]], options: PushOptions) -> list[PushItem]:
     """Check every path and certificate of the run; nothing is sent before all pass."""
     _kv2.validate_path(options.mount, what="mount")
+    _kv2.validate_owner(options.owner)
     for raw in raw_items:
         _kv2.validate_path(raw.get("path"))
     _batch.refuse_repeated_paths((raw["path"] for raw in raw_items), option="certificates")
@@ -178,48 +198,72 @@ def decide(item: PushItem, state: SecretState, options: PushOptions) -> Decision
     if current is not None and current.data is None and not changed:
         # The current version is deleted or destroyed: writing restores a readable version.
         changed = [name for name, key in options.fields.items() if key and key in desired]
-    metadata, previous, tag_separately = _metadata_changes(item, state, options, changed)
+    refuse_foreign(state, options, item.path)
+    metadata, previous = _metadata_changes(item, state, options, changed)
     return Decision(
         current=current,
         desired=desired,
         changed_fields=changed,
         metadata=metadata,
         previous_metadata=previous,
-        tag_separately=tag_separately,
         custom_metadata=state.custom_metadata,
+        metadata_cas=state.metadata_cas,
     )
+
+
+def refuse_foreign(state: SecretState, options: PushOptions, path: str) -> None:
+    """Refuse a secret another owner's mark names, or (adopt: false) one no mark of ours names; nothing written.
+
+    Without an owner any owned secret is refused. The owner quoted is one read from the server,
+    shown only when it is a valid owner name.
+    """
+    custom = state.custom_metadata
+    found = _kv2.owner_of(custom)
+    location = _kv2.data_path(options.mount, path)
+    if options.owner is None:
+        if found is not None:
+            named = _kv2.shown_owner(found)
+            raise VaultCertError(f"{location} is owned by {named}: give owner {named} or another path; nothing written")
+        return
+    if found is not None and found != options.owner:
+        raise VaultCertError(
+            f"{location} is owned by {_kv2.shown_owner(found)}, not by owner {options.owner}: "
+            "another owner's secret is never taken over, whatever adopt says; nothing written"
+        )
+    if not options.adopt and state.exists and not _kv2.is_owned_by(custom, options.owner):
+        raise VaultCertError(
+            f"{location} exists and is not marked with owner {options.owner} (adopt: false); nothing written"
+        )
 
 
 def _metadata_changes(
     item: PushItem, state: SecretState, options: PushOptions, changed: list[str]
-) -> tuple[dict | None, dict | None, bool]:
-    """The metadata written before the data and what it replaces, and whether the tag goes on its own.
+) -> tuple[dict | None, dict | None]:
+    """The metadata written before the data, and what it replaces.
 
-    Settings and the opt-in certificate summary are asked for: a refusal fails the push before any
-    data is written. The ownership tag alone is not: it rides along with them when they are written,
-    and otherwise goes on its own so that a token that may not write metadata still delivers.
+    Settings, the opt-in certificate summary and the ownership mark (with an owner) all go before
+    the data: a token that may not write metadata is refused before any data is written.
     """
     settings = options.version_policy.differences(state.metadata) if options.version_policy.given else {}
     changed.extend(settings)
     existing = state.custom_metadata
-    tag_missing = not _kv2.is_managed(existing) and not options.tag_refused.is_set()
-    if tag_missing:
-        changed.append(_kv2.MANAGED_BY_KEY)
     wanted = dict(existing or {})
     if options.custom_metadata:
         wanted.update(_certs.certificate_custom_metadata(item.summary))
         if wanted != (existing or {}) or state.current is None:
             changed.append(CUSTOM_METADATA)
+    if options.owner is not None and not _kv2.is_owned_by(existing, options.owner):
+        wanted = _kv2.with_mark(wanted, options.owner)
+        changed.append(_kv2.OWNER_KEY)
     metadata = dict(settings)
-    if existing is not None and (metadata or CUSTOM_METADATA in changed):
-        metadata["custom_metadata"] = _kv2.with_managed_by(wanted) if tag_missing else wanted
-        tag_missing = False
+    if CUSTOM_METADATA in changed or _kv2.OWNER_KEY in changed:
+        metadata["custom_metadata"] = wanted
     if not metadata:
-        return None, None, tag_missing
+        return None, None
     previous = _kv2.VersionPolicy.current_values(state.metadata) if state.metadata else {}
     previous = {name: previous[name] for name in metadata if name in previous}
     previous["custom_metadata"] = existing or {}
-    return metadata, previous, tag_missing
+    return metadata, previous
 
 
 def push_one(client: VaultClient, item: PushItem, options: PushOptions) -> dict:
@@ -227,45 +271,54 @@ def push_one(client: VaultClient, item: PushItem, options: PushOptions) -> dict:
 
     A write whose answer was lost is resolved by ``_kv2.write`` (it reads the
     secret back); what reaches here is a write that landed, a conflict with
-    another writer, or an outcome nobody can know yet (OutcomeUnknown).
+    another writer (on the data or, check-and-set guarded, on the metadata), or
+    an outcome nobody can know yet (OutcomeUnknown).
     """
     waits = client.retry_waits()
     for attempt in range(len(waits) + 1):
-        decision = decide(item, _read_state(client, item, options), options)
+        decision = _decide_from_server(client, item, options)
         if not decision.anything_to_write:
             return _result(item, options, decision, version=decision.base_version, changed=False)
         if options.check_mode:
             return _result(item, options, decision, version=decision.base_version, changed=True)
         try:
             return _apply(client, item, options, decision)
-        except CasConflict:
+        except CasConflict as conflict:
             if attempt == len(waits):
-                break
+                raise VaultCertError(
+                    f"{conflict}; other writers kept changing it: gave up after {len(waits) + 1} attempts"
+                ) from None
             client.pause(random.uniform(0, CONFLICT_JITTER))
-    raise VaultCertError(
-        f"check-and-set conflict on {_kv2.data_path(options.mount, item.path)}: other writers kept changing it; "
-        f"gave up after {len(waits) + 1} attempts"
-    )
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _decide_from_server(client: VaultClient, item: PushItem, options: PushOptions) -> Decision:
+    """Decide from the current version; when metadata is to be written, from a metadata read made just before.
+
+    Every metadata write is a read-modify-write of the whole custom_metadata map: it is built from
+    the metadata read and guarded by that read's metadata version, so an unchanged run costs one
+    read per secret and only a run that writes metadata pays for the metadata read.
+    """
+    state = _read_state(client, item, options)
+    decision = decide(item, state, options)
+    if decision.metadata is None or state.metadata_read:
+        return decision
+    state = SecretState(state.current, _kv2.read_metadata(client, options.mount, item.path), metadata_read=True)
+    return decide(item, state, options)
 
 
 def _read_state(client: VaultClient, item: PushItem, options: PushOptions) -> SecretState:
-    """The current version, and the metadata when the decision needs what the data read does not show.
-
-    The version policy is compared with the metadata's settings. A secret can have metadata and
-    no version yet (someone wrote its metadata first); a data read then answers 404 without its
-    custom metadata, and writing the certificate summary alone would wipe theirs.
-    """
+    """The current version, and the metadata when the version policy is compared with its settings."""
     current = _kv2.read_version(client, options.mount, item.path)
-    if options.version_policy.given or (options.custom_metadata and current is None):
+    if options.version_policy.given:
         return SecretState(current, _kv2.read_metadata(client, options.mount, item.path), metadata_read=True)
     return SecretState(current)
 
 
 def _apply(client: VaultClient, item: PushItem, options: PushOptions, decision: Decision) -> dict:
     version = decision.base_version
-    custom_metadata = decision.custom_metadata
     if decision.data_changed:
-        written = _kv2.write_with_metadata(
+        version = _kv2.write_with_metadata(
             client,
             options.mount,
             item.path,
@@ -273,54 +326,11 @@ def _apply(client: VaultClient, item: PushItem, options: PushOptions, decision: 
             cas=decision.base_version,
             metadata=decision.metadata,
             previous_metadata=decision.previous_metadata,
-        )
-        version = written.version
-        if custom_metadata is None:
-            custom_metadata = written.custom_metadata
+            metadata_cas=decision.metadata_cas,
+        ).version
     elif decision.metadata is not None:
-        _kv2.write_metadata(client, options.mount, item.path, decision.metadata)
-    managed = _kv2.is_managed((decision.metadata or {}).get("custom_metadata", custom_metadata))
-    if decision.tag_separately:
-        managed = _record_ownership(client, item, options, custom_metadata)
-    return _result(item, options, decision, version=version, changed=True, managed=managed)
-
-
-def _record_ownership(client: VaultClient, item: PushItem, options: PushOptions, custom_metadata: dict | None) -> bool:
-    """Add the managed_by tag to the secret's custom_metadata; False when it could not be written.
-
-    The certificate is delivered either way - its data write, when there was one, has succeeded, so
-    no failure here may report it as not written. Without the tag vault_cert_retire and the role's
-    prune leave the secret alone, which is the safe side; the module warns. After a refusal (403)
-    the run stops asking: one policy usually covers every path.
-    """
-    try:
-        if custom_metadata is None:
-            # A read-back settled the write, so its answer's custom metadata is unknown.
-            metadata = _kv2.read_metadata(client, options.mount, item.path)
-            custom_metadata = (metadata.custom_metadata if metadata else None) or {}
-        _kv2.write_metadata(
-            client, options.mount, item.path, {"custom_metadata": _kv2.with_managed_by(custom_metadata)}
-        )
-    except VaultCertError as exc:
-        if isinstance(exc, PermissionDenied):
-            options.tag_refused.set()
-        options.tag_failures.append(f"{item.path}: {exc}")
-        return False
-    return True
-
-
-def ownership_warning(results: t.Sequence[t.Mapping[str, t.Any]], options: PushOptions) -> str | None:
-    """The warning for secrets delivered without the managed_by tag, None when every one carries it."""
-    untagged = [result["path"] for result in results if not result.get("managed", True)]
-    if not untagged:
-        return None
-    reason = options.tag_failures[0] if options.tag_failures else "not asked again after a refusal"
-    return (
-        f"{len(untagged)} secret(s) were delivered but are not marked {_kv2.MANAGED_BY_KEY}: {_kv2.MANAGED_BY} in "
-        f"their custom_metadata ({', '.join(untagged[:5])}{', ...' if len(untagged) > 5 else ''}); vault_cert_retire "
-        f"and the role's prune leave such secrets alone. The mark needs create and update on "
-        f"{options.mount}/metadata/<path>. First failure - {reason}"
-    )
+        _kv2.write_metadata(client, options.mount, item.path, decision.metadata, metadata_cas=decision.metadata_cas)
+    return _result(item, options, decision, version=version, changed=True)
 
 
 def _result(
@@ -330,12 +340,10 @@ def _result(
     *,
     version: int,
     changed: bool,
-    managed: bool | None = None,
 ) -> dict:
     current = decision.current
-    if managed is None:
-        # Not written (unchanged, or check mode): managed once this run would have recorded the tag.
-        managed = _kv2.is_managed(decision.custom_metadata) or _kv2.MANAGED_BY_KEY in decision.changed_fields
+    # In check mode: as the secret would be after the run.
+    custom_after = decision.custom_metadata_after
     result = {
         "changed": changed,
         "mount": options.mount,
@@ -344,7 +352,8 @@ def _result(
         "previous_version": current.version if current else None,
         "created": current is None,
         "changed_fields": decision.changed_fields if changed else [],
-        "managed": managed,
+        "managed": _kv2.is_owned_by(custom_after, options.owner),
+        "owner": _kv2.owner_of(custom_after),
         "certificate": item.summary,
     }
     if options.diff:

@@ -44,6 +44,8 @@ class RetireRequest:
     current_version: int | None = None
     require_managed: bool = True
     check_mode: bool = False
+    # With an owner, require_managed means "marked with this owner"; without, "carries managed_by".
+    owner: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,9 +72,11 @@ def prepare_requests(
     mode: str,
     require_managed: bool,
     check_mode: bool,
+    owner: str | None = None,
 ) -> list[RetireRequest]:
-    """Check the mount, the mode and every path of the run; nothing is sent before all pass."""
+    """Check the mount, the mode, the owner and every path of the run; nothing is sent before all pass."""
     _kv2.validate_path(mount, what="mount")
+    _kv2.validate_owner(owner)
     if mode not in MODES:
         raise VaultCertError(f"mode must be one of {', '.join(MODES)}, got {shown(mode)}")
     for item in items:
@@ -86,6 +90,7 @@ def prepare_requests(
             current_version=item.get("current_version"),
             require_managed=require_managed,
             check_mode=check_mode,
+            owner=owner,
         )
         for item in items
     ]
@@ -95,7 +100,18 @@ def prepare_requests(
 
 
 def refuse_unmanaged(metadata: _kv2.SecretMetadata, request: RetireRequest, location: str) -> None:
-    if request.require_managed and not _kv2.is_managed(metadata.custom_metadata):
+    """With require_managed, refuse a secret without the mark (with an owner: without the mark naming it)."""
+    if not request.require_managed:
+        return
+    if request.owner is not None:
+        if not _kv2.is_owned_by(metadata.custom_metadata, request.owner):
+            raise VaultCertError(
+                f"{location} is not marked with owner {request.owner}: its custom_metadata lacks "
+                f"{_kv2.MANAGED_BY_KEY}={_kv2.MANAGED_BY} with {_kv2.OWNER_KEY}={request.owner}; "
+                f"set require_managed: false to {request.mode} it anyway; nothing written"
+            )
+        return
+    if not _kv2.is_managed(metadata.custom_metadata):
         raise VaultCertError(
             f"{location} is not managed by this collection: its custom_metadata has no "
             f"{_kv2.MANAGED_BY_KEY}={_kv2.MANAGED_BY}; set require_managed: false to {request.mode} it anyway; "

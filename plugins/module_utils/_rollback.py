@@ -146,7 +146,7 @@ def rollback(client: VaultClient, request: RollbackRequest) -> dict:
         raise guard_error
     version = current
     if changed and not request.check_mode:
-        version = _write_target(client, request, target_data.data, current, location, metadata.custom_metadata)
+        version = _write_target(client, request, target_data.data, current, location, metadata)
     return {
         "changed": changed,
         "mount": request.mount,
@@ -169,13 +169,20 @@ def _write_target(
     data: dict,
     current: int,
     location: str,
-    custom_metadata: dict | None,
+    metadata: _kv2.SecretMetadata,
 ) -> int:
+    """Write the target's data with cas, and its certificate summary into custom_metadata first when one is kept.
+
+    The custom_metadata write is guarded by the metadata version read with the target (where the server
+    offers metadata check-and-set): another writer's metadata is never overwritten, and after a data
+    conflict ours is set back under the same guard. What could not be set back is reported.
+    """
     # A conflict is not re-decided: re-deciding would pick a new target and
     # could silently undo the other writer's version. A lost answer is
     # resolved by _kv2.write, which reads the secret back.
+    custom_metadata = metadata.custom_metadata
+    restored = restored_custom_metadata(custom_metadata, data)
     try:
-        restored = restored_custom_metadata(custom_metadata, data)
         return _kv2.write_with_metadata(
             client,
             request.mount,
@@ -184,7 +191,13 @@ def _write_target(
             cas=current,
             metadata=None if restored is None else {"custom_metadata": restored},
             previous_metadata={"custom_metadata": custom_metadata or {}},
+            metadata_cas=metadata.metadata_version,
         ).version
+    except _kv2.MetadataLeft as left:
+        raise VaultCertError(
+            f"{location} changed while rolling back (it is no longer version {current}); its data was not "
+            f"written, but: {left}. Run again to decide against the new version"
+        ) from None
     except CasConflict:
         raise VaultCertError(
             f"{location} changed while rolling back (it is no longer version {current}); nothing written, "

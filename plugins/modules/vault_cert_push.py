@@ -23,9 +23,12 @@ description:
     SHA-256 of its public key). No key material is ever shown.
   - Request budget of a run, whatever the number of certificates and O(concurrency), over kept-alive HTTP
     connections (one per certificate in flight) -
-    one login, one mount check, then per certificate one read and, when it changed, one write; one metadata
-    write when the secret does not carry the C(managed_by) mark yet (a new secret); with a version policy option,
-    one metadata read, and one write when it differs; plus the token revocation at the end.
+    one login, one mount check, then per certificate one read and, when it changed, one write; plus the token
+    revocation at the end. Without O(owner), O(custom_metadata) or a version policy option no metadata is read or
+    written - N+4 requests for an unchanged run of N certificates, 2N+4 for a first run.
+  - Metadata (the O(owner) mark, O(custom_metadata), a version policy) costs one metadata read and one metadata
+    write per secret, only when it changes (a version policy option reads the metadata on every run, to compare) -
+    a first run with O(owner) costs 4N+4 requests, an unchanged one still N+4.
 options:
   certificate:
     description:
@@ -198,15 +201,50 @@ options:
         writes with check-and-set; V(true) makes every other writer do the same.
       - Set like O(max_versions).
     type: bool
+  owner:
+    description:
+      - Whose secrets these are - 1 to 64 characters of C(A-Za-z0-9._-) (a team, an application), refused by name
+        otherwise before any request.
+      - With it, each secret is marked C(managed_by=certautopilot.vault) and C(certautopilot_owner=<owner>) in its
+        C(custom_metadata) (every other key kept, a key of your own named C(owner) included), B(before) the data
+        is written - a token that may not write metadata is refused with nothing written. A secret whose mark
+        names another owner is refused, nothing written, whatever O(adopt) says.
+      - Without it, no mark is written and nothing extra is requested, and a secret whose mark names any owner
+        is refused, nothing written (C(owned by X - give owner X or another path)).
+      - See the notes on what the mark is and is not.
+    type: str
+  adopt:
+    description:
+      - With O(owner) - whether a secret that exists without a mark naming an owner (unmarked, or marked
+        C(managed_by) only) may be marked as this owner's. The first push then adds the mark
+        (RV(changed_fields) holds C(certautopilot_owner); with the data unchanged, no new version is written).
+      - V(false) refuses such a secret, nothing written - soft-deleted, destroyed and metadata-only secrets too;
+        only a new path or a secret already marked with O(owner) is pushed.
+    type: bool
+    default: true
 notes:
-  - B(Ownership.) Every secret this module writes is marked C(managed_by=certautopilot.vault) in its
-    C(custom_metadata) (other keys are kept), the mark M(certautopilot.vault.vault_cert_retire) and the role's prune
-    look for before taking a secret out. It costs one metadata write per secret, once - when the secret is created,
-    or the first time a secret without the mark is pushed (then C(managed_by) is in RV(changed_fields)).
-  - The mark needs C(create) and C(update) on C(<mount>/metadata/<path>). A token without them still delivers the
-    certificate; the result's RV(managed) is V(false), the module warns, and after the first refusal the run stops
-    trying for its other secrets. A mark that fails for another reason (a server error after the data was written)
-    is reported the same way - the certificate is delivered, unmarked, and the next push marks it.
+  - B(Ownership) is opt-in and named (O(owner)). The mark is C(managed_by=certautopilot.vault) and
+    C(certautopilot_owner=<owner>) in the secret's C(custom_metadata). M(certautopilot.vault.vault_cert_retire)
+    and M(certautopilot.vault.vault_cert_info) with the same O(owner), and the role's prune, act only on secrets
+    whose mark names that owner. The mark needs C(create) and C(update) on C(<mount>/metadata/<path>); it is
+    written before the data, so a token without them is refused with nothing written.
+  - B(What the mark is not.) It is a convention between the collection's runs, not access control - anyone who
+    may write a secret's custom_metadata can forge a mark, change its owner or take it off, and then push,
+    retire or prune as if it were theirs. Keep other teams out of your paths with Vault policies; the mark keeps
+    your own runs (a prune with a wide prefix, a second team sharing a mount) from taking secrets that are not
+    theirs by mistake.
+  - B(Concurrent metadata writers.) Writing the mark (or O(custom_metadata)) rewrites the whole custom_metadata
+    map from a metadata read made just before. On servers that report C(current_metadata_version) in that read
+    (OpenBao 2.x), every metadata write of this module carries C(metadata_cas) - a key another writer added in
+    between (a C(hold=true), say) makes the write fail with a conflict, and the push reads again and decides
+    again (up to O(retries) times); nothing of theirs is lost. A server without it (HashiCorp Vault) cannot guard
+    the write - the window between the metadata read and the write, a few milliseconds, remains, and a key
+    written in it by another writer is lost.
+  - When the data write after a metadata write is refused, or another writer's version beats it, the metadata
+    is set back guarded the same way; when another writer changed it since (or the server offers no metadata
+    check-and-set), it is left as written and the error says so.
+  - A push without O(owner) reads only the data - a secret that holds metadata but no version yet shows no mark
+    to that read, so a metadata-only secret marked with an owner is not recognised as owned by such a push.
 seealso:
   - module: certautopilot.vault.vault_cert_rollback
   - module: certautopilot.vault.vault_health
@@ -236,6 +274,18 @@ EXAMPLES = r"""
 - name: Record the version for a later rollback
   ansible.builtin.debug:
     msg: "{{ pushed.mount }}/{{ pushed.path }} is at version {{ pushed.version }}, was {{ pushed.previous_version }}"
+
+- name: Deliver as team-web's - marked with the owner before the data; another owner's secret is refused
+  certautopilot.vault.vault_cert_push:
+    url: "{{ vault_url }}"
+    ca_cert: "{{ vault_ca_cert }}"
+    role_id: "{{ vault_role_id }}"
+    secret_id: "{{ vault_secret_id }}"
+    path: certs/team-web/example.com
+    owner: team-web
+    adopt: false
+    certificate: "{{ lookup('ansible.builtin.file', 'example.com.crt') }}"
+    private_key: "{{ lookup('ansible.builtin.file', 'example.com.key') }}"
 
 - name: Preview the same push - check mode reads and compares, writes nothing; the diff shows summaries, no keys
   certautopilot.vault.vault_cert_push:
@@ -348,19 +398,26 @@ changed_fields:
   description:
     - Logical names of the fields that differ (C(certificate), C(private_key), C(chain), C(fullchain)),
       plus C(other_fields) when unmanaged keys were dropped and C(custom_metadata) when it changed.
-    - Metadata names too - C(managed_by) when the ownership mark was added, and C(max_versions),
-      C(delete_version_after) or C(cas_required) when the secret's setting was changed.
+    - Metadata names too - C(certautopilot_owner) when the ownership mark was added (O(owner)), and
+      C(max_versions), C(delete_version_after) or C(cas_required) when the secret's setting was changed.
+    - Empty when nothing was written (C(changed=false)).
   returned: single certificate
   type: list
   elements: str
   sample: [certificate, fullchain]
 managed:
   description:
-    - Whether the secret carries C(managed_by=certautopilot.vault) in its custom_metadata after the run
-      (in check mode - would carry). V(false) when the token may not write metadata (see the notes).
+    - Whether the secret carries this collection's mark naming O(owner) after the run (in check mode - would
+      carry). Without O(owner) - whether it carries C(managed_by=certautopilot.vault) without an owner (a mark an
+      earlier release wrote).
   returned: single certificate
   type: bool
   sample: true
+owner:
+  description: The owner the secret's mark names after the run (in check mode - would name); null when none.
+  returned: single certificate
+  type: str
+  sample: team-web
 certificate:
   description: Metadata of the delivered certificate.
   returned: single certificate
@@ -454,6 +511,8 @@ def module_options() -> dict:
         "max_versions": {"type": "int"},
         "delete_version_after": {"type": "raw"},
         "cas_required": {"type": "bool"},
+        "owner": {"type": "str"},
+        "adopt": {"type": "bool", "default": True},
     }
 
 
@@ -482,17 +541,15 @@ def push(vault: WriterModule) -> dict:
             delete_version_after=params["delete_version_after"],
             cas_required=params["cas_required"],
         ),
+        owner=params["owner"],
+        adopt=params["adopt"],
     )
     items = _push.prepare_items(_keys.attach_keys(vault.items, params["key_bundle"]), options)
     # A certificate of several secrets (acme_sh) returns one result per secret: a list, as a batch does.
     vault.batch = vault.batch or _layouts.several_secrets(options.layout)
     for warning in _layouts.path_warnings(options.layout, [item.path for item in items]):
         vault.module.warn(warning)
-    outcome = vault.write_all(lambda client: _push.push_all(client, items, options, batch=vault.batch))
-    warning = _push.ownership_warning(outcome.get("results") or [outcome], options)
-    if warning:
-        vault.module.warn(warning)
-    return outcome
+    return vault.write_all(lambda client: _push.push_all(client, items, options, batch=vault.batch))
 
 
 def main() -> None:

@@ -20,13 +20,17 @@ description:
   - Idempotent - a secret that does not exist (purged before, or never written) is ok and unchanged, whatever the
     mode; a current version already deleted (or destroyed) is unchanged in V(delete) mode; a secret whose kept
     versions are all destroyed is unchanged in V(destroy) mode.
-  - By default only a secret this collection manages is retired - its custom metadata holds
-    C(managed_by=certautopilot.vault). Any other secret is refused, writing nothing, unless
-    O(require_managed=false).
-  - P(certautopilot.vault.vault_cert_push#module) records that tag on every secret it writes (one pushed by an
-    earlier release gets it the next time it is pushed). A secret written by anything else needs
-    O(require_managed=false), or the tag set by hand
-    (C(bao kv metadata put -custom-metadata=managed_by=certautopilot.vault <mount>/<path>)).
+  - By default only a secret this collection manages is retired - with O(owner), its custom metadata holds
+    C(managed_by=certautopilot.vault) and C(certautopilot_owner=<owner>) (the mark
+    P(certautopilot.vault.vault_cert_push#module) writes with the same O(owner)); without O(owner), it holds
+    C(managed_by=certautopilot.vault), whatever owner it names. Any other secret is refused, writing nothing,
+    unless O(require_managed=false). Give O(owner) whenever the pushes do - without it, one team's retirement
+    can take out another team's marked secret.
+  - A push without an owner writes no mark (the mark is opt-in). A secret pushed that way, or written by
+    anything else, needs O(require_managed=false), or a push with O(owner) (which adds the mark) first.
+  - The mark is a convention, not access control - anyone who may write a secret's custom_metadata can forge it
+    or take it off. Policies decide who may delete; the mark keeps a retirement from taking secrets that are not
+    its own by mistake.
   - O(current_version) retires a secret only while its current version is still that one (the
     RV(certautopilot.vault.vault_cert_push#module:version) a push returned); otherwise it fails, writing nothing.
     A secret that no longer exists is ok whatever the guard, so a guarded purge can be run again.
@@ -67,9 +71,16 @@ options:
   require_managed:
     description:
       - Refuse, writing nothing, a secret whose custom metadata does not hold C(managed_by=certautopilot.vault).
-      - V(false) retires any secret under the path, for example one pushed before the push recorded the tag.
+      - With O(owner) - refuse one whose mark does not name that owner (C(certautopilot_owner=<owner>)).
+      - V(false) retires any secret under the path, for example one pushed without an owner.
     type: bool
     default: true
+  owner:
+    description:
+      - The owner whose secrets these are, as given to P(certautopilot.vault.vault_cert_push#module) - 1 to 64
+        characters of C(A-Za-z0-9._-), refused otherwise before any request.
+      - With it, O(require_managed) requires the mark naming this owner.
+    type: str
   secrets:
     description:
       - A batch - each item a secret to retire, with its own O(secrets[].current_version); mutually exclusive with
@@ -222,6 +233,7 @@ def module_options() -> dict:
         "mode": {"type": "str", "default": _retire.DELETE, "choices": list(_retire.MODES)},
         "current_version": {"type": "int"},
         "require_managed": {"type": "bool", "default": True},
+        "owner": {"type": "str"},
         # Paths and version numbers: nothing secret, whatever validate-modules guesses from the name.
         "secrets": {
             "type": "list",
@@ -243,6 +255,7 @@ def retire(vault: WriterModule) -> dict:
         mode=params["mode"],
         require_managed=params["require_managed"],
         check_mode=vault.module.check_mode,
+        owner=params["owner"],
     )
     return vault.write_all(
         lambda client: _retire.retire_all(

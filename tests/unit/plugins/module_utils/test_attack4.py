@@ -72,31 +72,32 @@ def _item() -> _push.PushItem:
     return _push.PushItem(path="certs/x", payload={"certificate": "PEM"}, summary={})
 
 
-def test_the_tag_written_on_an_existing_secret_keeps_every_other_key_of_its_custom_metadata():
-    current = _kv2.SecretVersion(version=3, data={"certificate": "PEM"}, custom_metadata={"team": "web", "a": "b"})
+def test_the_mark_written_on_an_existing_secret_keeps_every_other_key_of_its_custom_metadata():
+    custom = {"team": "web", "a": "b", "owner": "me"}
+    current = _kv2.SecretVersion(version=3, data={"certificate": "PEM"}, custom_metadata=custom)
 
-    decision = _push.decide(_item(), _push.SecretState(current), _options())
+    decision = _push.decide(_item(), _push.SecretState(current), _options(owner="team-web"))
 
-    assert decision.tag_separately and decision.metadata is None
     assert not decision.data_changed
-    assert _kv2.with_managed_by(decision.custom_metadata) == {"team": "web", "a": "b", "managed_by": _kv2.MANAGED_BY}
+    assert decision.metadata == {
+        "custom_metadata": {**custom, "managed_by": _kv2.MANAGED_BY, "certautopilot_owner": "team-web"}
+    }
 
 
 def test_a_forged_tag_value_does_not_count_as_managed_and_is_replaced_by_the_real_one():
     for forged in ("certautopilot.vaultX", "CERTAUTOPILOT.VAULT", " certautopilot.vault", ["certautopilot.vault"]):
         current = _kv2.SecretVersion(version=1, data={"certificate": "PEM"}, custom_metadata={"managed_by": forged})
-        decision = _push.decide(_item(), _push.SecretState(current), _options())
+        decision = _push.decide(_item(), _push.SecretState(current), _options(owner="team-web"))
         assert not _kv2.is_managed(current.custom_metadata)
-        assert decision.tag_separately and "managed_by" in decision.changed_fields
+        assert "certautopilot_owner" in decision.changed_fields
+        assert decision.metadata["custom_metadata"]["managed_by"] == _kv2.MANAGED_BY
 
 
-def test_after_a_refused_tag_the_run_neither_writes_nor_claims_the_mark():
-    options = _options()
-    options.tag_refused.set()
+def test_without_an_owner_the_run_neither_writes_nor_claims_the_mark():
     current = _kv2.SecretVersion(version=1, data={"certificate": "PEM"}, custom_metadata={})
 
-    decision = _push.decide(_item(), _push.SecretState(current), options)
+    decision = _push.decide(_item(), _push.SecretState(current), _options())
 
     assert not decision.anything_to_write
-    assert "managed_by" not in decision.changed_fields
-    assert not _kv2.is_managed(decision.custom_metadata)
+    assert decision.changed_fields == []
+    assert not _kv2.is_managed(decision.custom_metadata_after)

@@ -19,6 +19,7 @@ ALL_KEYS = {
     "version",
     "updated_time",
     "managed",
+    "owner",
     "field",
     "status",
     "reason",
@@ -303,3 +304,40 @@ def test_paths_given_twice_are_reported_once_in_input_order():
 def test_a_bad_option_is_refused_before_any_request(options, message):
     with pytest.raises(VaultCertError, match=message.replace("(", r"\(")):
         prepare(**options)
+
+
+def test_with_an_owner_managed_means_the_mark_names_it_and_every_entry_names_its_owner():
+    issued = leaf()
+    data = {"certificate": issued.cert_pem}
+    theirs = SecretVersion(
+        version=1, data=data, custom_metadata={"managed_by": "certautopilot.vault", "certautopilot_owner": "b"}
+    )
+    unnamed = SecretVersion(version=1, data=data, custom_metadata={"managed_by": "certautopilot.vault"})
+
+    def managed(found, owner):
+        return _info.assess_secret("certs/x", found, fields=["certificate"], expiring_within=30, now=NOW, owner=owner)
+
+    assert (managed(theirs, "a")["managed"], managed(theirs, "a")["owner"]) == (False, "b")
+    assert (managed(theirs, "b")["managed"], managed(theirs, None)["managed"]) == (True, True)
+    assert (managed(unnamed, "a")["managed"], managed(unnamed, None)["managed"], managed(unnamed, None)["owner"]) == (
+        False,
+        True,
+        None,
+    )
+
+
+@pytest.mark.parametrize("owner", ["", "a b", "x" * 65, "team/web", "{{ x }}"])
+def test_a_bad_owner_is_refused_by_name_without_its_value(owner):
+    with pytest.raises(VaultCertError) as refused:
+        _info.prepare_request(
+            mount="secret",
+            prefix="certs",
+            paths=None,
+            fields=None,
+            expiring_within=30,
+            fail_on="never",
+            concurrency=1,
+            owner=owner,
+        )
+    assert str(refused.value).startswith("owner must be 1 to 64 characters")
+    assert owner not in str(refused.value) or not owner

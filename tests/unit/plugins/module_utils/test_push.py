@@ -16,6 +16,7 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._kv2 import (
 
 PAYLOAD = {"certificate": "C", "private_key": "K", "fullchain": "C"}
 TAG = {"managed_by": "certautopilot.vault"}
+MARK_A = {**TAG, "certautopilot_owner": "team-a"}
 SUMMARY = {"cn": "example.com", "serial": "01", "not_after": "2027-01-01T00:00:00Z", "fingerprint_sha256": "ab"}
 
 
@@ -37,50 +38,106 @@ def _tagged(version, data, **custom):
     return SecretVersion(version=version, data=data, custom_metadata={**TAG, **custom})
 
 
-def test_new_secret_is_a_change_with_cas_zero_and_the_tag_goes_after_the_data():
+def test_new_secret_without_an_owner_is_a_data_change_with_cas_zero_and_no_metadata():
     decision = _decide(None)
     assert decision.data_changed and decision.base_version == 0
-    assert decision.changed_fields == ["certificate", "private_key", "fullchain", "managed_by"]
-    # Its custom metadata is unknown before the write: the tag is not part of a metadata write before it.
-    assert decision.metadata is None and decision.tag_separately
+    assert decision.changed_fields == ["certificate", "private_key", "fullchain"]
+    assert decision.metadata is None
 
 
-def test_equal_current_data_with_the_tag_is_no_change():
-    decision = _decide(_tagged(4, dict(PAYLOAD)))
-    assert not decision.anything_to_write and decision.changed_fields == [] and decision.base_version == 4
+def test_equal_current_data_is_no_change_without_an_owner_whatever_the_custom_metadata():
+    for custom in ({}, {"team": "a"}, TAG):
+        decision = _decide(SecretVersion(version=4, data=dict(PAYLOAD), custom_metadata=custom))
+        assert not decision.anything_to_write and decision.changed_fields == [] and decision.base_version == 4
 
 
-def test_equal_data_without_the_tag_adds_only_the_tag():
-    decision = _decide(SecretVersion(version=4, data=dict(PAYLOAD), custom_metadata={"team": "a"}))
+def test_with_an_owner_a_new_secret_gets_the_mark_before_the_data():
+    decision = _decide(None, _options(owner="team-a"), metadata=None, metadata_read=True)
+    assert decision.changed_fields == ["certificate", "private_key", "fullchain", "certautopilot_owner"]
+    assert decision.metadata == {"custom_metadata": MARK_A}
+    assert decision.metadata_cas == 0
+
+
+def test_with_an_owner_equal_data_without_the_mark_adds_only_the_mark_every_other_key_kept():
+    metadata = SecretMetadata(
+        current_version=4, oldest_version=1, max_versions=0, custom_metadata={"owner": "x"}, metadata_version=7
+    )
+    current = SecretVersion(version=4, data=dict(PAYLOAD), custom_metadata={"owner": "x"})
+    decision = _decide(current, _options(owner="team-a"), metadata=metadata, metadata_read=True)
     assert not decision.data_changed and decision.anything_to_write
-    assert decision.changed_fields == ["managed_by"] and decision.tag_separately and decision.metadata is None
-    assert decision.custom_metadata == {"team": "a"}
+    assert decision.changed_fields == ["certautopilot_owner"]
+    assert decision.metadata == {"custom_metadata": {"owner": "x", **MARK_A}}
+    assert decision.metadata_cas == 7
 
 
-def test_once_the_server_refused_the_tag_the_run_stops_asking():
-    options = _options()
-    options.tag_refused.set()
-    decision = _decide(SecretVersion(version=4, data=dict(PAYLOAD)), options)
+def test_with_its_own_mark_a_rerun_is_no_change():
+    current = SecretVersion(version=4, data=dict(PAYLOAD), custom_metadata=dict(MARK_A))
+    decision = _decide(current, _options(owner="team-a"))
     assert not decision.anything_to_write and decision.changed_fields == []
 
 
-def test_version_policy_differences_are_written_before_the_data_with_the_tag():
+@pytest.mark.parametrize("adopt", [True, False])
+def test_another_owners_secret_is_refused_whatever_adopt_says(adopt):
+    current = SecretVersion(version=4, data=dict(PAYLOAD), custom_metadata={**TAG, "certautopilot_owner": "team-b"})
+    with pytest.raises(VaultCertError, match="is owned by team-b, not by owner team-a"):
+        _decide(current, _options(owner="team-a", adopt=adopt))
+
+
+def test_without_an_owner_an_owned_secret_is_refused_naming_its_owner():
+    current = SecretVersion(version=4, data=dict(PAYLOAD), custom_metadata={**TAG, "certautopilot_owner": "team-b"})
+    with pytest.raises(VaultCertError, match="is owned by team-b: give owner team-b or another path; nothing written"):
+        _decide(current)
+
+
+def test_an_owner_read_from_the_server_is_quoted_only_when_it_is_a_valid_name():
+    current = SecretVersion(version=4, data=dict(PAYLOAD), custom_metadata={"certautopilot_owner": "{{ x }}"})
+    with pytest.raises(VaultCertError) as refused:
+        _decide(current)
+    assert "{{" not in str(refused.value) and "another owner" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "current",
+    [
+        SecretVersion(version=4, data=dict(PAYLOAD), custom_metadata={}),
+        SecretVersion(version=4, data=dict(PAYLOAD), custom_metadata=dict(TAG)),
+        SecretVersion(version=3, data=None, deleted=True, custom_metadata={}),
+    ],
+)
+def test_adopt_false_refuses_an_existing_secret_not_marked_with_the_owner(current):
+    with pytest.raises(VaultCertError, match="is not marked with owner team-a \\(adopt: false\\); nothing written"):
+        _decide(current, _options(owner="team-a", adopt=False))
+
+
+def test_adopt_false_refuses_a_metadata_only_secret_and_takes_a_new_path():
+    metadata = SecretMetadata(current_version=0, oldest_version=0, max_versions=0, custom_metadata={})
+    with pytest.raises(VaultCertError, match="adopt: false"):
+        _decide(None, _options(owner="team-a", adopt=False), metadata=metadata, metadata_read=True)
+    assert _decide(None, _options(owner="team-a", adopt=False), metadata=None, metadata_read=True).data_changed
+
+
+@pytest.mark.parametrize("owner", ["", "a b", "x" * 65, "team/web", "é", 5])
+def test_a_bad_owner_is_refused_before_any_item(owner):
+    with pytest.raises(VaultCertError, match="^owner must be 1 to 64 characters"):
+        _push.prepare_items([], _options(owner=owner))
+
+
+def test_version_policy_differences_are_written_before_the_data_with_the_mark():
     current = SecretVersion(version=2, data=dict(PAYLOAD), custom_metadata={"team": "a"})
     metadata = SecretMetadata(current_version=2, oldest_version=1, max_versions=0, custom_metadata={"team": "a"})
     policy = VersionPolicy(max_versions=20, delete_version_after=86400, cas_required=False)
-    decision = _decide(current, _options(version_policy=policy), metadata=metadata, metadata_read=True)
-    assert decision.changed_fields == ["max_versions", "delete_version_after", "managed_by"]
+    decision = _decide(current, _options(version_policy=policy, owner="team-a"), metadata=metadata, metadata_read=True)
+    assert decision.changed_fields == ["max_versions", "delete_version_after", "certautopilot_owner"]
     assert decision.metadata == {
         "max_versions": 20,
         "delete_version_after": "86400s",
-        "custom_metadata": {"team": "a", **TAG},
+        "custom_metadata": {"team": "a", **MARK_A},
     }
     assert decision.previous_metadata == {
         "max_versions": 0,
         "delete_version_after": "0s",
         "custom_metadata": {"team": "a"},
     }
-    assert not decision.tag_separately
 
 
 def test_a_version_policy_already_in_place_is_no_change():
@@ -122,9 +179,9 @@ def test_custom_metadata_change_is_a_change_of_its_own():
     current = SecretVersion(version=1, data=dict(PAYLOAD), custom_metadata={"team": "a"})
     decision = _decide(current, _options(custom_metadata=True))
     assert not decision.data_changed
-    assert decision.metadata == {"custom_metadata": {"team": "a", **SUMMARY, **TAG}}
+    assert decision.metadata == {"custom_metadata": {"team": "a", **SUMMARY}}
     assert decision.previous_metadata == {"custom_metadata": {"team": "a"}}
-    assert decision.changed_fields == ["managed_by", "custom_metadata"]
+    assert decision.changed_fields == ["custom_metadata"]
 
 
 def test_duplicate_paths_in_a_batch_are_refused_before_parsing():
@@ -136,14 +193,3 @@ def test_duplicate_paths_in_a_batch_are_refused_before_parsing():
 def test_bad_mount_is_refused_before_any_item():
     with pytest.raises(VaultCertError, match="invalid mount"):
         _push.prepare_items([], _options(mount="a//b"))
-
-
-def test_ownership_warning_names_the_untagged_secrets_the_grant_and_the_first_failure():
-    options = _options()
-    options.tag_failures.append("certs/b: permission denied on secret/metadata/certs/b")
-    results = [{"path": "certs/a", "managed": True}, {"path": "certs/b", "managed": False}]
-    warning = _push.ownership_warning(results, options)
-    assert warning.startswith("1 secret(s) were delivered but are not marked managed_by: certautopilot.vault")
-    assert "(certs/b)" in warning and "create and update on secret/metadata/<path>" in warning
-    assert warning.endswith("First failure - certs/b: permission denied on secret/metadata/certs/b")
-    assert _push.ownership_warning(results[:1], options) is None
