@@ -381,6 +381,23 @@ def test_a_secret_of_this_owner_whose_name_holds_a_space_is_left_out_with_a_warn
     assert f"'{odd}'" in warning and "not a valid secret path" in warning, run.output
 
 
+def test_an_owner_that_is_not_a_name_is_refused_by_the_role_before_anything_is_written(
+    ansible, bao, vault_conn, tmp_path
+):
+    prefix = f"certs/prune-{uuid.uuid4().hex[:8]}"
+    items, _keys = certs_for(prefix, "web")
+    mark = bao.audit_mark()
+
+    _facts, run = run_role(
+        ansible, bao, vault_conn, tmp_path, {"cert_distribution_owner": "team a/x", "cert_distribution_certs": items}
+    )
+
+    assert writes_since(bao, mark) == []
+    assert run.rc != 0
+    assert "cert_distribution_owner must be 1 to 64 characters" in run.output, run.output
+    assert "team a/x" not in run.output
+
+
 def test_prune_with_no_certificates_is_refused_before_anything_is_written(ansible, bao, vault_conn, tmp_path):
     prefix = f"certs/prune-{uuid.uuid4().hex[:8]}"
     owner = {"cert_distribution_owner": new_owner("prune")}
