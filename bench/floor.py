@@ -27,7 +27,6 @@ import hvac
 from hvac.exceptions import InvalidPath
 
 MOUNT = "secret"
-MANAGED_BY = {"managed_by": "certautopilot.vault"}
 
 
 def push(client: hvac.Client, items: list[dict]) -> int:
@@ -45,16 +44,12 @@ def push(client: hvac.Client, items: list[dict]) -> int:
         try:
             current = kv.read_secret_version(path=item["path"], mount_point=MOUNT, raise_on_deleted_version=True)
             metadata = current["data"]["metadata"]
-            version, current_data, custom = metadata["version"], current["data"]["data"], metadata["custom_metadata"]
+            version, current_data = metadata["version"], current["data"]["data"]
         except InvalidPath:
-            version, current_data, custom = 0, None, None
+            version, current_data = 0, None
         if current_data != data:
-            answer = kv.create_or_update_secret(path=item["path"], secret=data, cas=version, mount_point=MOUNT)
-            custom = custom if version else answer["data"]["custom_metadata"]
+            kv.create_or_update_secret(path=item["path"], secret=data, cas=version, mount_point=MOUNT)
             written += 1
-        # The ownership mark vault_cert_push records: one metadata write, once per secret.
-        if (custom or {}).get("managed_by") != "certautopilot.vault":
-            kv.update_metadata(path=item["path"], mount_point=MOUNT, custom_metadata={**(custom or {}), **MANAGED_BY})
     return written
 
 

@@ -465,8 +465,8 @@ def targets_table(bench: Bench) -> str:
             wall, limit = bench.find(case, run).wall, factor * floor.wall + bench.startup
             formula = f"{factor} × {floor.wall:.2f} + {bench.startup:.2f} = {limit:.2f} s"
             rows.append([f"{case} wall ≤ {factor}× floor + start-up", run, formula, f"{wall:.2f} s", wall <= limit])
-        # A new secret costs a read, a write and the managed_by mark; an unchanged one a read.
-        budget = (bench.n if run == "second" else 3 * bench.n) + FIXED_REQUESTS
+        # Without an owner no mark is written: a new secret costs a read and a write; an unchanged one a read.
+        budget = (bench.n if run == "second" else 2 * bench.n) + FIXED_REQUESTS
         for case in ("module", "role"):
             total = bench.find(case, run).total_requests
             rows.append([f"{case} requests", run, f"≤ {budget}", total, total <= budget])

@@ -470,15 +470,19 @@ def write_with_metadata(
     metadata: dict | None,
     previous_metadata: dict | None,
     metadata_cas: int | None = None,
+    set_back_on_conflict: bool = False,
 ) -> Written:
     """write(), with the secret's metadata (``metadata``, as the metadata API takes it) written first when given.
 
     Metadata first: a token that may not write it is refused before any data is written, and so is a
     metadata write that another writer's metadata change beat (``metadata_cas``, the metadata version
-    read before: a MetadataConflict). When the data write is then refused or meets another writer's
-    version, the metadata is set back to ``previous_metadata`` - guarded by the version our write made,
-    so another writer's metadata written since is never overwritten; when it cannot be set back, the
-    error says so. (After an unknown outcome it is left: the data may have landed.)
+    read before: a MetadataConflict). When the data write is then refused (or, with
+    ``set_back_on_conflict``, meets another writer's version), the metadata is set back to
+    ``previous_metadata`` - guarded by the version our write made, so another writer's metadata
+    written since is never overwritten; when it cannot be set back, the error says so (MetadataLeft
+    after a conflict). After an unknown outcome it is left: the data may have landed. After a
+    conflict without ``set_back_on_conflict`` it is left too: the caller decides again from a fresh
+    read, and another run may already have read our metadata and acted on it (a mark it saw).
     """
     if metadata is None:
         return write(client, mount, path, data, cas=cas)
@@ -487,12 +491,17 @@ def write_with_metadata(
         return write(client, mount, path, data, cas=cas)
     except OutcomeUnknown:
         raise
+    except CasConflict:
+        if not set_back_on_conflict:
+            raise
+        left = _set_back(client, mount, path, previous_metadata, written_version=_after(metadata_cas))
+        if left is None:
+            raise
+        raise MetadataLeft(f"check-and-set conflict on {data_path(mount, path)}; {left}") from None
     except VaultCertError as refusal:
         left = _set_back(client, mount, path, previous_metadata, written_version=_after(metadata_cas))
         if left is None:
             raise
-        if isinstance(refusal, CasConflict):
-            raise MetadataLeft(f"{refusal}; {left}") from None
         raise type(refusal)(f"{refusal}; {left}", result=refusal.result) from None
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import typing as t
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _certs, _health, _kv2, _layouts
@@ -24,6 +24,8 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._errors import
 ITEM_OPTIONS = ("path", "certificate", "private_key", "private_key_file", "chain")
 OTHER_FIELDS = "other_fields"
 CUSTOM_METADATA = "custom_metadata"
+# changed_fields that name the secret's metadata rather than its data.
+METADATA_FIELDS = frozenset({CUSTOM_METADATA, _kv2.OWNER_KEY, "max_versions", "delete_version_after", "cas_required"})
 # Spread racing writers apart a little before they re-read after a cas conflict.
 CONFLICT_JITTER = 0.05
 
@@ -275,15 +277,30 @@ def push_one(client: VaultClient, item: PushItem, options: PushOptions) -> dict:
     an outcome nobody can know yet (OutcomeUnknown).
     """
     waits = client.retry_waits()
+    # Metadata an earlier attempt wrote before its data write met another writer's version: still written.
+    written_before: list[str] = []
     for attempt in range(len(waits) + 1):
         decision = _decide_from_server(client, item, options)
         if not decision.anything_to_write:
-            return _result(item, options, decision, version=decision.base_version, changed=False)
+            changed_fields = list(dict.fromkeys(written_before))
+            return _result(
+                item,
+                options,
+                replace(decision, changed_fields=changed_fields),
+                version=decision.base_version,
+                changed=bool(changed_fields),
+            )
         if options.check_mode:
             return _result(item, options, decision, version=decision.base_version, changed=True)
         try:
             return _apply(client, item, options, decision)
         except CasConflict as conflict:
+            if (
+                decision.metadata is not None
+                and decision.data_changed
+                and not isinstance(conflict, _kv2.MetadataConflict)
+            ):
+                written_before += [name for name in decision.changed_fields if name in METADATA_FIELDS]
             if attempt == len(waits):
                 raise VaultCertError(
                     f"{conflict}; other writers kept changing it: gave up after {len(waits) + 1} attempts"

@@ -192,6 +192,8 @@ def _write_target(
             metadata=None if restored is None else {"custom_metadata": restored},
             previous_metadata={"custom_metadata": custom_metadata or {}},
             metadata_cas=metadata.metadata_version,
+            # "Nothing written" must hold after a conflict: our custom_metadata goes back under the guard.
+            set_back_on_conflict=True,
         ).version
     except _kv2.MetadataLeft as left:
         raise VaultCertError(

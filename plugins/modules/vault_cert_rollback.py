@@ -30,8 +30,13 @@ description:
     C(fingerprint_sha256)), it is updated to describe the restored certificate, keeping every other key. It is
     written before the data, so a token without C(update) on C(<mount>/metadata/<path>) is refused with nothing
     written; a refused data write sets it back.
+  - On servers that report C(current_metadata_version) (OpenBao 2.x) that metadata write carries C(metadata_cas)
+    from the metadata read the rollback decided on, so custom metadata another writer changed since is never
+    overwritten (the rollback fails, nothing written).
   - A check-and-set conflict (someone wrote in between) fails, writing nothing; it is never re-decided, since a
-    new decision could undo the other writer's version.
+    new decision could undo the other writer's version. Custom metadata the rollback had already written is set
+    back under the same guard; when another writer changed it since, or the server offers no metadata
+    check-and-set (HashiCorp Vault), it is left as written and the error says so instead of "nothing written".
   - O(secrets) rolls back a batch in one run - one login, one mount check - with the failure report of a
     P(certautopilot.vault.vault_cert_push#module) batch - RV(results), RV(failed_path), RV(not_written),
     RV(outcome_unknown).

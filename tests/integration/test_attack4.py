@@ -22,6 +22,9 @@ from test_role_lifecycle import certs_for, current_deleted, metadata, run_role
 from test_vault_cert_push import approle, expected_data, push, single, versions
 
 TAG = {"managed_by": "certautopilot.vault"}
+# The contract changed (issue 21): the mark is opt-in, names an owner and goes before the data.
+OWNER = "team-a"
+MARK = {**TAG, "certautopilot_owner": OWNER}
 
 
 @pytest.fixture
@@ -49,12 +52,10 @@ def custom_metadata_of(bao, path: str) -> dict | None:
 def test_a_tag_write_failing_after_the_data_write_does_not_report_the_written_certificate_as_not_written(
     ansible, bao, path
 ):
-    """Applied writes are never reported as unwritten.
+    """Applied writes are never reported as unwritten, and unapplied ones never as written.
 
-    The data write of the first certificate lands (version 1); only its managed_by metadata write then fails
-    with HTTP 500. Expected: the certificate is reported delivered (in results, version 1, managed false, with a
-    warning) - or at the very least not listed in not_written. Before: the item fails and the batch error says
-    "Not written: <path>" although version 1 holds the new certificate and private key.
+    With an owner the mark goes before the data: its metadata write fails with HTTP 500, the read-back shows
+    it did not land, and the data is never sent - the item is reported not written, and that is true.
     """
     leaves = [make_chain(f"tag500-{index}.example.com").leaf for index in range(2)]
     paths = [f"{path}-a", f"{path}-b"]
@@ -62,6 +63,7 @@ def test_a_tag_write_failing_after_the_data_write_does_not_report_the_written_ce
         "retries": 0,
         "concurrency": 1,
         **approle(bao, "certs"),
+        "owner": OWNER,
         "certificates": [
             {"path": item_path, "certificate": leaf.cert_pem, "private_key": leaf.key_pem}
             for item_path, leaf in zip(paths, leaves)
@@ -71,29 +73,24 @@ def test_a_tag_write_failing_after_the_data_write_does_not_report_the_written_ce
         proxy.add_rule("POST", rf"^secret/metadata/{re.escape(paths[0])}$", status=500, times=None)
         run = push(ansible, bao, {"url": proxy.url, **args})
 
-    # The certificate and key are in Vault.
-    assert versions(bao, paths[0]) == [1]
-    status, body = bao.api("GET", f"secret/data/{paths[0]}")
-    assert status == 200 and body["data"]["data"] == expected_data(leaves[0])
-    not_written = run.result.get("not_written") or []
-    assert paths[0] not in not_written, f"written version 1 reported as not written: {run.msg}"
-    delivered = {result["path"]: result for result in run.result.get("results") or []}
-    assert delivered.get(paths[0], {}).get("version") == 1, run.result
+    assert run.failed
+    assert versions(bao, paths[0]) == [] and versions(bao, paths[1]) == []
+    assert paths[0] in (run.result.get("not_written") or []), run.result
+    assert not run.result.get("results"), run.result
 
 
 def test_a_tag_write_failing_after_the_data_write_of_a_single_certificate_reports_the_version_written(
     ansible, bao, path
 ):
-    """Same fault, one certificate. Expected: changed, version 1, managed false (the mark is best effort, as for a
-    403). Before: the task fails with only the metadata error, no version and no word that the data was written."""
+    """Same fault, one certificate: the mark's write fails before any data is sent, and the task says so."""
     leaf = make_chain("tag500-single.example.com").leaf
     with FaultProxy(bao.addr, bao.ca_cert) as proxy:
         proxy.add_rule("POST", rf"^secret/metadata/{re.escape(path)}$", status=500, times=None)
-        run = push(ansible, bao, {"url": proxy.url, "retries": 0, **approle(bao, "certs"), **single(path, leaf)})
+        args = {"url": proxy.url, "retries": 0, **approle(bao, "certs"), **single(path, leaf), "owner": OWNER}
+        run = push(ansible, bao, args)
 
-    assert versions(bao, path) == [1]
-    assert not run.failed, f"version 1 was written, but the task failed: {run.msg}"
-    assert run.changed and run.result["version"] == 1 and run.result["managed"] is False
+    assert versions(bao, path) == []
+    assert run.failed and "shows it was not written" in run.msg, run.msg
 
 
 def test_a_cas_conflict_after_the_metadata_first_write_does_not_wipe_the_other_writers_custom_metadata(
@@ -113,11 +110,12 @@ def test_a_cas_conflict_after_the_metadata_first_write_does_not_wipe_the_other_w
 
     with FaultProxy(bao.addr, bao.ca_cert) as proxy:
         proxy.add_rule("POST", rf"^secret/data/{re.escape(path)}$", action=other_owner_creates_it)
-        run = push(ansible, bao, {"url": proxy.url, **approle(bao, "certs"), **single(path, leaf), "max_versions": 5})
+        args = {"url": proxy.url, **approle(bao, "certs"), **single(path, leaf), "max_versions": 5, "owner": OWNER}
+        run = push(ansible, bao, args)
 
     assert not run.failed, run.msg
     assert versions(bao, path) == [1, 2]
-    assert custom_metadata_of(bao, path) == {"team": "web", **TAG}
+    assert custom_metadata_of(bao, path) == {"team": "web", **MARK}
 
 
 def test_the_mark_on_a_secret_whose_current_version_is_deleted_keeps_the_other_custom_metadata(
@@ -127,12 +125,12 @@ def test_the_mark_on_a_secret_whose_current_version_is_deleted_keeps_the_other_c
     root_write(bao, path, {"certificate": "old"}, {"team": "web", "ticket": "CHG-1"})
     assert bao.api("DELETE", f"secret/data/{path}")[0] == 204
 
-    run = push(ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, leaf)})
-    again = push(ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, leaf)})
+    run = push(ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), "owner": OWNER})
+    again = push(ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), "owner": OWNER})
 
     assert not run.failed, run.msg
     assert run.result["managed"] is True and run.result["version"] == 2
-    assert custom_metadata_of(bao, path) == {"team": "web", "ticket": "CHG-1", **TAG}
+    assert custom_metadata_of(bao, path) == {"team": "web", "ticket": "CHG-1", **MARK}
     assert not again.changed, again.result
 
 
@@ -144,34 +142,34 @@ def test_the_mark_on_a_secret_with_metadata_but_no_version_keeps_the_other_custo
     status, body = bao.api("POST", f"secret/metadata/{path}", {"custom_metadata": {"team": "db"}})
     assert status == 204, body
 
-    run = push(ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), **options})
+    run = push(ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), **options, "owner": OWNER})
 
     assert not run.failed, run.msg
     assert run.result["managed"] is True
     found = custom_metadata_of(bao, path)
-    assert found["team"] == "db" and found["managed_by"] == "certautopilot.vault", found
+    assert found["team"] == "db" and found["certautopilot_owner"] == OWNER, found
     assert versions(bao, path) == [1]
 
 
-def test_the_mark_is_not_written_in_check_mode_and_a_refusing_token_reports_managed_false_for_every_secret(
+def test_the_mark_is_not_written_in_check_mode_and_a_token_that_may_not_write_it_is_refused_with_nothing_written(
     ansible, bao, vault_conn, path
 ):
     leaf = make_chain("check-mark.example.com").leaf
     root_write(bao, path, expected_data(leaf), {"team": "web"})
 
-    checked = push(ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, leaf)}, check=True)
-    refused = push(ansible, bao, {**vault_conn, **approle(bao, "sample"), **single(path, leaf)})
+    args = {**vault_conn, **single(path, leaf), "owner": OWNER}
+    checked = push(ansible, bao, {**args, **approle(bao, "certs")}, check=True)
+    refused = push(ansible, bao, {**args, **approle(bao, "sample")})
 
-    assert checked.changed and checked.result["changed_fields"] == ["managed_by"], checked.result
+    assert checked.changed and checked.result["changed_fields"] == ["certautopilot_owner"], checked.result
     assert not [
         entry
         for entry in checked.requests
         if entry["request"]["path"].startswith("secret/") and entry["request"]["operation"] in ("create", "update")
     ]
     assert custom_metadata_of(bao, path) == {"team": "web"}
-    # The token may not write metadata: nothing changes, nothing is claimed.
-    assert not refused.failed, refused.msg
-    assert refused.result["managed"] is False
+    # The token may not write metadata: refused, nothing changes.
+    assert refused.failed and f"permission denied on secret/metadata/{path}" in refused.msg, refused.msg
     assert custom_metadata_of(bao, path) == {"team": "web"}
     assert versions(bao, path) == [1]
 

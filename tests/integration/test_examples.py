@@ -208,7 +208,10 @@ def test_vault_cert_push_examples_run(bao, ansible, tmp_path, example_secrets):
     assert policy["changed_fields"] == ["max_versions", "delete_version_after"]
     metadata = bao.api("GET", "secret/metadata/certs/example.com")[1]["data"]
     assert (metadata["max_versions"], metadata["delete_version_after"]) == (30, "8760h0m0s")
-    assert metadata["custom_metadata"] == {"managed_by": "certautopilot.vault"}
+    # No owner given there: no mark.
+    assert not metadata["custom_metadata"]
+    owned = bao.api("GET", "secret/metadata/certs/team-web/example.com")[1]["data"]
+    assert owned["custom_metadata"] == {"managed_by": "certautopilot.vault", "certautopilot_owner": "team-web"}
     haproxy = _current_data(bao, "certs/haproxy/example.com")
     assert list(haproxy) == ["pem"]
     assert haproxy["pem"].startswith(example.leaves["example.com"].cert_pem)

@@ -200,9 +200,8 @@ def test_batch_that_outlasts_its_retries_names_every_certificate_not_written(clu
     rerun = ansible.run_module("vault_cert_push", {**args, "secret_id": cluster.new_approle_secret_id()})
 
     assert not rerun.failed, rerun.msg
-    # Data is written again only where it is missing; a certificate delivered while its managed_by mark could not
-    # be written (the cluster lost its quorum in between) gets only the mark.
+    # Data is written again only where it is missing (no owner: no mark is written at all).
     rewritten = {result["path"] for result in rerun.result["results"] if "certificate" in result["changed_fields"]}
     assert rewritten == set(missing)
-    assert all(result["managed"] for result in rerun.result["results"])
+    assert not any(result["owner"] for result in rerun.result["results"])
     assert set(version_counts(active, paths).values()) == {1}

@@ -126,12 +126,13 @@ def test_acme_sh_writes_four_value_secrets_below_the_path_one_result_each(ansibl
     results = first.result["results"]
     assert [result["path"] for result in results] == paths
     assert [result["changed_fields"] for result in results] == [
-        ["certificate", "managed_by"],
-        ["private_key", "managed_by"],
-        ["chain", "managed_by"],
-        ["fullchain", "managed_by"],
+        ["certificate"],
+        ["private_key"],
+        ["chain"],
+        ["fullchain"],
     ]
-    assert all(result["managed"] for result in results)
+    # No owner given: no mark written.
+    assert not any(result["managed"] or result["owner"] for result in results)
     assert [(result["version"], result["created"]) for result in results] == [(1, True)] * 4
     assert {result["certificate"]["cn"] for result in results} == {"acme.layouts.example.com"}
     assert [result["changed"] for result in again.result["results"]] == [False] * 4
@@ -155,7 +156,7 @@ def test_fabio_reads_cert_and_key_pems_with_the_chain_in_cert(ansible, bao, conn
     served = x509.load_pem_x509_certificates(data["cert"].encode())
     assert served == [chain.leaf.cert, chain.intermediate.cert]
     assert public_der(serialization.load_pem_private_key(data["key"].encode(), None)) == public_der(chain.leaf.key)
-    assert sorted(first.result["changed_fields"]) == ["fullchain", "managed_by", "private_key"]
+    assert sorted(first.result["changed_fields"]) == ["fullchain", "private_key"]
 
 
 def test_traefik_stores_base64_of_the_fullchain_and_key_and_warns_below_the_root(ansible, bao, connect, cert_path):
@@ -187,7 +188,7 @@ def test_haproxy_pem_is_certificate_chain_then_key(ansible, bao, connect, cert_p
     assert x509.load_pem_x509_certificates(pem.encode()) == [chain.leaf.cert, chain.intermediate.cert]
     key_block = pem[pem.index("-----BEGIN PRIVATE KEY-----") :]
     assert public_der(serialization.load_pem_private_key(key_block.encode(), None)) == public_der(chain.leaf.key)
-    assert first.result["changed_fields"] == ["pem", "managed_by"]
+    assert first.result["changed_fields"] == ["pem"]
 
 
 def test_pkcs12_opens_with_the_password_and_an_unchanged_certificate_keeps_its_bundle(ansible, bao, connect, cert_path):

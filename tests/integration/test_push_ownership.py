@@ -1,16 +1,21 @@
 # Copyright: CertAutoPilot contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""vault_cert_push against OpenBao: the managed_by mark every write records, and the version policy options."""
+"""vault_cert_push against OpenBao: the opt-in, named ownership mark (owner, adopt) and the version policy options."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from fault_proxy import FaultProxy
 from pki import make_chain
 from test_vault_cert_push import approle, expected_data, push, single, versions
 
 TAG = {"managed_by": "certautopilot.vault"}
+
+
+def mark(owner: str) -> dict[str, str]:
+    return {**TAG, "certautopilot_owner": owner}
 
 
 @pytest.fixture
@@ -32,64 +37,186 @@ def metadata_requests(run, path: str) -> list[str]:
     ]
 
 
-def test_a_new_secret_is_marked_with_one_metadata_write_and_an_unchanged_one_costs_no_metadata_request(
+def secret_requests(run, path: str) -> list[tuple[str, str]]:
+    """(kind, operation) of every request the run sent to the secret, data or metadata, in order."""
+    found = []
+    for entry in run.requests:
+        for kind in ("data", "metadata"):
+            if entry["request"]["path"] == f"secret/{kind}/{path}":
+                found.append((kind, entry["request"]["operation"]))
+    return found
+
+
+def test_without_an_owner_the_sample_policy_reruns_unchanged_with_no_mark_no_metadata_request_and_no_warning(
     ansible, bao, vault_conn, path
 ):
-    leaf = make_chain("mark.example.com").leaf
-    args = {**vault_conn, **approle(bao, "certs"), **single(path, leaf)}
+    leaf = make_chain("unowned.example.com").leaf
+    args = {**vault_conn, **single(path, leaf)}
 
-    first = push(ansible, bao, args)
-    again = push(ansible, bao, {**args, **approle(bao, "certs")})
+    first = push(ansible, bao, {**args, **approle(bao, "sample")})
+    again = push(ansible, bao, {**args, **approle(bao, "sample")})
 
     assert not first.failed, first.msg
-    assert first.result["managed"] is True and "managed_by" in first.result["changed_fields"]
-    assert metadata_get(bao, path)["custom_metadata"] == TAG
-    assert metadata_requests(first, path) == ["update"]
-    assert not again.changed and again.result["managed"] is True
-    assert metadata_requests(again, path) == []
+    assert first.changed and "certautopilot_owner" not in first.result["changed_fields"]
+    assert not again.changed and again.result["changed_fields"] == [], again.result
+    assert (again.result["managed"], again.result["owner"]) == (False, None)
+    assert not first.result.get("warnings") and not again.result.get("warnings")
+    assert secret_requests(first, path) == [("data", "read"), ("data", "create")]
+    assert secret_requests(again, path) == [("data", "read")]
+    assert not metadata_get(bao, path)["custom_metadata"]
     assert versions(bao, path) == [1]
 
 
-def test_a_secret_without_the_mark_gets_it_once_other_custom_metadata_kept_and_no_new_version(
+def test_with_an_owner_the_mark_is_written_before_the_data_and_a_rerun_costs_no_metadata_request(
+    ansible, bao, vault_conn, path
+):
+    leaf = make_chain("mark.example.com").leaf
+    args = {**vault_conn, **single(path, leaf), "owner": "team-a"}
+
+    first = push(ansible, bao, {**args, **approle(bao, "certs")})
+    again = push(ansible, bao, {**args, **approle(bao, "certs")})
+
+    assert not first.failed, first.msg
+    assert (first.result["managed"], first.result["owner"]) == (True, "team-a")
+    assert "certautopilot_owner" in first.result["changed_fields"]
+    assert metadata_get(bao, path)["custom_metadata"] == mark("team-a")
+    kinds = [kind for kind, _operation in secret_requests(first, path)]
+    assert kinds == ["data", "metadata", "metadata", "data"], secret_requests(first, path)
+    assert not again.changed and again.result["changed_fields"] == []
+    assert (again.result["managed"], again.result["owner"]) == (True, "team-a")
+    assert secret_requests(again, path) == [("data", "read")]
+    assert versions(bao, path) == [1]
+
+
+def test_with_an_owner_an_unmarked_secret_is_adopted_every_other_key_kept_and_no_new_version(
     ansible, bao, vault_conn, path
 ):
     leaf = make_chain("adopt.example.com").leaf
     assert bao.api("POST", f"secret/data/{path}", {"data": expected_data(leaf)})[0] == 200
-    assert bao.api("POST", f"secret/metadata/{path}", {"custom_metadata": {"team": "web"}})[0] == 204
+    theirs = {"team": "web", "owner": "alice", **TAG}
+    assert bao.api("POST", f"secret/metadata/{path}", {"custom_metadata": theirs})[0] == 204
 
-    run = push(ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, leaf)})
-    check = push(ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, leaf)}, check=True)
+    run = push(ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), "owner": "team-a"})
+    check = push(
+        ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), "owner": "team-a"}, check=True
+    )
 
-    assert run.changed and run.result["changed_fields"] == ["managed_by"], run.result
-    assert metadata_get(bao, path)["custom_metadata"] == {"team": "web", **TAG}
+    assert run.changed and run.result["changed_fields"] == ["certautopilot_owner"], run.result
+    assert metadata_get(bao, path)["custom_metadata"] == {**theirs, **mark("team-a")}
     assert versions(bao, path) == [1]
     assert not check.changed
 
 
-def test_a_token_that_may_not_write_metadata_still_delivers_warns_once_and_stops_asking(ansible, bao, vault_conn, path):
-    leaves = [make_chain(f"unmarked{index}.example.com").leaf for index in range(3)]
-    paths = [f"{path}-{index}" for index in range(3)]
-    args = {
-        **vault_conn,
-        **approle(bao, "sample"),
-        "concurrency": 1,
-        "certificates": [
-            {"path": item_path, "certificate": leaf.cert_pem, "private_key": leaf.key_pem}
-            for item_path, leaf in zip(paths, leaves)
-        ],
-    }
+def test_with_an_owner_a_token_that_may_not_write_metadata_is_refused_with_nothing_written(
+    ansible, bao, vault_conn, path
+):
+    leaf = make_chain("refused-mark.example.com").leaf
 
+    run = push(ansible, bao, {**vault_conn, **approle(bao, "sample"), **single(path, leaf), "owner": "team-a"})
+
+    assert run.failed
+    assert f"permission denied on secret/metadata/{path}" in run.msg, run.msg
+    assert versions(bao, path) == []
+    assert bao.api("GET", f"secret/metadata/{path}")[0] == 404
+
+
+@pytest.mark.parametrize("adopt", [True, False])
+def test_another_owners_secret_is_refused_whatever_adopt_says_and_left_untouched(ansible, bao, vault_conn, path, adopt):
+    old, new = make_chain("theirs.example.com").leaf, make_chain("theirs.example.com").leaf
+    assert bao.api("POST", f"secret/data/{path}", {"data": expected_data(old)})[0] == 200
+    assert bao.api("POST", f"secret/metadata/{path}", {"custom_metadata": mark("team-b")})[0] == 204
+    before = metadata_get(bao, path)
+
+    args = {**vault_conn, **approle(bao, "certs"), **single(path, new), "owner": "team-a", "adopt": adopt}
     run = push(ansible, bao, args)
 
+    assert run.failed
+    assert f"secret/data/{path} is owned by team-b, not by owner team-a" in run.msg, run.msg
+    assert "nothing written" in run.msg
+    assert metadata_get(bao, path) == before
+    assert versions(bao, path) == [1]
+
+
+def test_without_an_owner_an_owned_secret_is_refused_naming_the_owner_to_give(ansible, bao, vault_conn, path):
+    old, new = make_chain("owned.example.com").leaf, make_chain("owned.example.com").leaf
+    assert bao.api("POST", f"secret/data/{path}", {"data": expected_data(old)})[0] == 200
+    assert bao.api("POST", f"secret/metadata/{path}", {"custom_metadata": mark("team-b")})[0] == 204
+
+    run = push(ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, new)})
+
+    assert run.failed
+    assert f"secret/data/{path} is owned by team-b: give owner team-b or another path; nothing written" in run.msg
+    assert versions(bao, path) == [1]
+    assert metadata_get(bao, path)["custom_metadata"] == mark("team-b")
+
+
+def test_adopt_false_refuses_unmarked_soft_deleted_and_metadata_only_secrets_and_takes_a_new_path(
+    ansible, bao, vault_conn, path
+):
+    leaf = make_chain("no-adopt.example.com").leaf
+    unmarked, deleted, metadata_only, new = (f"{path}-{name}" for name in ("unmarked", "deleted", "meta", "new"))
+    for written in (unmarked, deleted):
+        assert bao.api("POST", f"secret/data/{written}", {"data": {"x": "1"}})[0] == 200
+    assert bao.api("DELETE", f"secret/data/{deleted}")[0] == 204
+    assert bao.api("POST", f"secret/metadata/{metadata_only}", {"custom_metadata": {"team": "web"}})[0] == 204
+
+    def run(target: str):
+        args = {**vault_conn, **approle(bao, "certs"), **single(target, leaf), "owner": "team-a", "adopt": False}
+        return push(ansible, bao, args)
+
+    for refused, existing in ((unmarked, [1]), (deleted, [1]), (metadata_only, [])):
+        outcome = run(refused)
+        assert outcome.failed, refused
+        assert "is not marked with owner team-a (adopt: false); nothing written" in outcome.msg, outcome.msg
+        assert versions(bao, refused) == existing
+        assert not _kv_mark(bao, refused)
+    created = run(new)
+    assert not created.failed, created.msg
+    assert metadata_get(bao, new)["custom_metadata"] == mark("team-a")
+
+
+def _kv_mark(bao, path: str) -> bool:
+    return "certautopilot_owner" in (metadata_get(bao, path)["custom_metadata"] or {})
+
+
+@pytest.mark.parametrize("owner", ["", "team a", "x" * 65, "team/web", "{{ lookup('pipe', 'id') }}"])
+def test_a_bad_owner_is_refused_by_name_before_any_request(ansible, bao, vault_conn, path, owner):
+    leaf = make_chain("bad-owner.example.com").leaf
+
+    run = push(ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), "owner": owner})
+
+    assert run.failed and run.msg.startswith("owner must be 1 to 64 characters"), run.msg
+    assert not [entry for entry in run.requests if "/login" not in entry["request"]["path"]]
+    assert versions(bao, path) == []
+
+
+@pytest.mark.parametrize("option", [{"owner": "team-a"}, {"custom_metadata": True}], ids=["owner", "custom_metadata"])
+def test_a_key_another_writer_adds_between_our_metadata_read_and_write_is_kept(
+    bao, module_process, vault_conn, path, option
+):
+    leaf = make_chain("hold.example.com").leaf
+    assert bao.api("POST", f"secret/data/{path}", {"data": expected_data(leaf)})[0] == 200
+    assert bao.api("POST", f"secret/metadata/{path}", {"custom_metadata": {"team": "web"}})[0] == 204
+
+    def other_writer_holds() -> None:
+        # Another client's read-modify-write of the map, landing just before ours reaches the server.
+        custom = bao.api("GET", f"secret/metadata/{path}")[1]["data"]["custom_metadata"]
+        assert bao.api("POST", f"secret/metadata/{path}", {"custom_metadata": {**custom, "hold": "true"}})[0] == 204
+
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        proxy.add_rule("POST", f"^secret/metadata/{path}$", action=other_writer_holds)
+        run = module_process.run(
+            "vault_cert_push",
+            {**vault_conn, "url": proxy.url, **approle(bao, "certs"), **single(path, leaf), **option},
+        )
+        metadata_writes = proxy.hits("POST", f"^secret/metadata/{path}$")
+
     assert not run.failed, run.msg
-    assert [result["managed"] for result in run.result["results"]] == [False, False, False]
-    assert [versions(bao, item_path) for item_path in paths] == [[1], [1], [1]]
-    assert all(not metadata_get(bao, item_path)["custom_metadata"] for item_path in paths)
-    warning = " ".join(run.result.get("warnings", []))
-    assert "3 secret(s) were delivered but are not marked managed_by: certautopilot.vault" in warning, run.output
-    assert f"First failure - {paths[0]}: permission denied on secret/metadata/{paths[0]}" in warning
-    # One refused metadata write; the run stopped asking for the other two.
-    assert sum(len(metadata_requests(run, item_path)) for item_path in paths) == 1
+    custom = metadata_get(bao, path)["custom_metadata"]
+    assert custom["hold"] == "true" and custom["team"] == "web", custom
+    # The first write met the other writer's change and was refused; the second was decided again.
+    assert [hit.status for hit in metadata_writes] == [400, 204]
+    assert versions(bao, path) == [1]
 
 
 def test_version_policy_is_set_on_create_visible_in_bao_kv_metadata_get_and_changed_only_when_it_differs(
@@ -105,16 +232,15 @@ def test_version_policy_is_set_on_create_visible_in_bao_kv_metadata_get_and_chan
     )
 
     assert not created.failed, created.msg
-    assert {"max_versions", "delete_version_after", "cas_required", "managed_by"} <= set(
-        created.result["changed_fields"]
-    )
+    assert {"max_versions", "delete_version_after", "cas_required"} <= set(created.result["changed_fields"])
+    assert "certautopilot_owner" not in created.result["changed_fields"]
     assert not unchanged.changed, unchanged.result
     assert shrunk.changed and shrunk.result["changed_fields"] == ["max_versions"]
     metadata = metadata_get(bao, path)
     assert metadata["max_versions"] == 15
     assert metadata["delete_version_after"] == "720h0m0s"
     assert metadata["cas_required"] is True
-    assert metadata["custom_metadata"] == TAG
+    assert not metadata["custom_metadata"]
     assert versions(bao, path) == [1]
 
 

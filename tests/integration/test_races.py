@@ -192,7 +192,7 @@ def test_identical_pushes_to_new_paths_write_each_once(bao, ansible, vault_conn,
     paths = [new_path("same") for _index in range(4)]
     chains = {path: pki.make_chain(path.rsplit("/", 1)[1] + ".example.com") for path in paths}
     batch = [certificate_item(path, chains[path]) for path in paths]
-    args = {**vault_conn, **approle_auth, "url": gate.url, "certificates": batch}
+    args = {**vault_conn, **approle_auth, "url": gate.url, "certificates": batch, "owner": "racers"}
     mark = bao.audit_mark()
 
     runs = run_together(ansible, gate, [("vault_cert_push", args)] * PARALLEL)
@@ -202,12 +202,14 @@ def test_identical_pushes_to_new_paths_write_each_once(bao, ansible, vault_conn,
     for index, path in enumerate(paths):
         items = [run.result["results"][index] for run in runs]
         assert [item["path"] for item in items] == [path] * PARALLEL
-        # One run writes the data. Another may still add the managed_by mark, when it read the secret between
-        # the winner's data write and the winner's mark: a metadata change, reported as only that.
-        data_writers = [item for item in items if item["changed"] and item["changed_fields"] != ["managed_by"]]
+        # One run writes the data. The mark goes before the data, guarded by metadata check-and-set: another
+        # run may have written it and lost the data race - then it reports only the mark.
+        data_writers = [item for item in items if item["changed"] and item["changed_fields"] != ["certautopilot_owner"]]
         assert len(data_writers) == 1, items
         assert {item["version"] for item in items} == {1}
-        assert all(item["managed"] for item in items), items
+        assert all(item["managed"] and item["owner"] == "racers" for item in items), items
+        custom = bao.api("GET", f"{MOUNT}/metadata/{path}")[1]["data"]["custom_metadata"]
+        assert custom == {"managed_by": "certautopilot.vault", "certautopilot_owner": "racers"}
         assert set(bao.kv_versions(MOUNT, path)) == {"1"}
         assert read_version_data(bao, path, 1)["certificate"] == chains[path].leaf.cert_pem
     # The runs really collided: some writes were refused by check-and-set.

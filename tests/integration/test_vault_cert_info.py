@@ -431,3 +431,50 @@ def test_a_missing_prefix_and_paths_is_refused_before_any_request(ansible, bao, 
 
     assert run.failed and "prefix" in run.msg and "paths" in run.msg
     assert run.requests == []
+
+
+def test_with_an_owner_managed_means_marked_with_it_and_every_entry_names_its_owner(ansible, bao, vault_conn):
+    base = f"certs/info-owner-{uuid.uuid4().hex[:8]}"
+    marks = {
+        "ours": {**MANAGED, "certautopilot_owner": "team-a"},
+        "theirs": {**MANAGED, "certautopilot_owner": "team-b"},
+        "unnamed": MANAGED,
+        "unmarked": None,
+    }
+    ca = pki.make_ca("Owner Test CA")
+    keys = []
+    for name, custom in marks.items():
+        data, key = _secret_data("ok", f"{name}.example.com", ca)
+        keys.append(key)
+        _write(bao, f"{base}/{name}", data)
+        if custom:
+            assert bao.api("POST", f"secret/metadata/{base}/{name}", {"custom_metadata": custom})[0] == 204
+    args = {
+        **vault_conn,
+        "auth_method": "approle",
+        "role_id": bao.role_ids["certs"],
+        "prefix": base,
+    }
+
+    owned = info(
+        ansible, bao, {**args, "secret_id": bao.new_approle_secret_id("certs"), "owner": "team-a"}, secrets=keys
+    )
+    anyone = info(ansible, bao, {**args, "secret_id": bao.new_approle_secret_id("certs")}, secrets=keys)
+    refused = info(ansible, bao, {**args, "secret_id": bao.new_approle_secret_id("certs"), "owner": "team a"})
+
+    def by_name(run) -> dict[str, tuple[bool, str | None]]:
+        return {item["path"].rsplit("/", 1)[1]: (item["managed"], item["owner"]) for item in run.result["certificates"]}
+
+    assert by_name(owned) == {
+        "ours": (True, "team-a"),
+        "theirs": (False, "team-b"),
+        "unnamed": (False, None),
+        "unmarked": (False, None),
+    }
+    assert by_name(anyone) == {
+        "ours": (True, "team-a"),
+        "theirs": (True, "team-b"),
+        "unnamed": (True, None),
+        "unmarked": (False, None),
+    }
+    assert refused.failed and refused.msg.startswith("owner must be 1 to 64 characters"), refused.msg

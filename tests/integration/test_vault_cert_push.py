@@ -208,7 +208,7 @@ def test_push_creates_version_1_then_same_input_is_unchanged_then_renewal_writes
     assert not created.failed, created.msg
     assert created.changed
     assert (created.result["version"], created.result["previous_version"], created.result["created"]) == (1, None, True)
-    assert sorted(created.result["changed_fields"]) == sorted([*FIELDS, "managed_by"])
+    assert sorted(created.result["changed_fields"]) == sorted(FIELDS)
     assert created.result["certificate"]["cn"] == "renewal.example.com"
     assert created.result["certificate"]["fingerprint_sha256"] == fingerprint(issued.leaf)
     assert versions(bao, cert_path) == [1]
@@ -415,7 +415,6 @@ def test_custom_metadata_is_written_with_a_role_that_may_update_metadata(ansible
     status, body = bao.api("GET", f"secret/metadata/{cert_path}")
     assert status == 200, body
     assert body["data"]["custom_metadata"] == {
-        **MANAGED,
         "cn": "meta.example.com",
         "serial": colon_hex(issued.leaf.cert.serial_number),
         "not_after": iso(issued.leaf.cert.not_valid_after_utc),
@@ -871,7 +870,7 @@ def test_cas_conflict_with_a_racer_that_wrote_the_same_data_reports_unchanged(an
     leaf = make_chain("cas-same.example.com").leaf
 
     def racer_writes_the_same() -> None:
-        # Another run of this collection: the same data, and its managed_by mark.
+        # Another run of this collection: the same data, and its (owner-less, an earlier release's) mark.
         status, body = bao.api("POST", f"secret/data/{cert_path}", {"data": expected_data(leaf)})
         assert status == 200, body
         status, body = bao.api("POST", f"secret/metadata/{cert_path}", {"custom_metadata": MANAGED})
@@ -902,7 +901,7 @@ def test_write_whose_answer_was_lost_is_not_applied_twice(ansible, bao, approle_
     assert current_data(bao, cert_path) == expected_data(leaf)
     assert len(module_writes(run.requests, cert_path, bao)) == 1
     assert (run.result["version"], run.result["previous_version"], run.result["created"]) == (1, None, True)
-    assert sorted(run.result["changed_fields"]) == ["certificate", "fullchain", "managed_by", "private_key"]
+    assert sorted(run.result["changed_fields"]) == ["certificate", "fullchain", "private_key"]
 
 
 def test_custom_metadata_is_written_even_when_the_data_write_answer_was_lost(ansible, bao, vault_conn, cert_path):
@@ -920,7 +919,6 @@ def test_custom_metadata_is_written_even_when_the_data_write_answer_was_lost(ans
     status, body = bao.api("GET", f"secret/metadata/{cert_path}")
     assert status == 200, body
     assert body["data"]["custom_metadata"] == {
-        **MANAGED,
         "cn": "lost-meta.example.com",
         "serial": colon_hex(leaf.cert.serial_number),
         "not_after": iso(leaf.cert.not_valid_after_utc),

@@ -1,7 +1,7 @@
 """vault_cert_retire against a real OpenBao server (SPEC.md, Round 2, vault_cert_retire).
 
-Histories are written directly as root, and the collection's managed_by tag set there too (the
-push does not write it yet). Every test checks the server afterwards through its metadata
+Histories are written directly as root, and the collection's mark set there too (a push writes it
+only with an owner). Every test checks the server afterwards through its metadata
 (``deletion_time``, ``destroyed``, a 404 after a purge), counts the writes the run sent in the
 audit log where nothing may be written, and scans what the run printed and returned for the
 private keys and the secret_id.
@@ -241,6 +241,53 @@ def test_an_unmanaged_secret_is_refused_and_nothing_is_written(bao, ansible, aut
     assert "managed_by=certautopilot.vault" in run.msg and "require_managed: false" in run.msg
     assert writes(run.requests) == []
     assert metadata(bao, path) == before
+
+
+@pytest.mark.parametrize(
+    "custom",
+    [MANAGED, {**MANAGED, "certautopilot_owner": "team-b"}, {"certautopilot_owner": "team-a"}],
+    ids=["mark-without-owner", "other-owner", "owner-without-managed-by"],
+)
+def test_with_an_owner_a_secret_not_marked_with_it_is_refused_and_nothing_is_written(bao, ansible, auth, custom):
+    path = unique_path("other-owner")
+    keys = certificate_secret(bao, path, 2, managed=False)
+    tag(bao, path, custom)
+    before = metadata(bao, path)
+
+    run = retire(ansible, bao, auth, path=path, mode="purge", owner="team-a", keys=keys)
+
+    assert run.failed
+    assert f"secret/data/{path} is not marked with owner team-a" in run.msg, run.msg
+    assert "nothing written" in run.msg
+    assert writes(run.requests) == []
+    assert metadata(bao, path) == before
+
+
+def test_with_an_owner_its_own_secret_is_retired_and_without_one_any_marked_secret_is(bao, ansible, auth):
+    ours, theirs = unique_path("own-owner"), unique_path("any-owner")
+    keys = certificate_secret(bao, ours, 1, managed=False) + certificate_secret(bao, theirs, 1, managed=False)
+    tag(bao, ours, {**MANAGED, "certautopilot_owner": "team-a", "team": "web"})
+    tag(bao, theirs, {**MANAGED, "certautopilot_owner": "team-b"})
+
+    own = retire(ansible, bao, auth, path=ours, owner="team-a", keys=keys)
+    any_owner = retire(ansible, bao, auth, path=theirs, keys=keys)
+
+    assert own.changed and not own.failed, own.msg
+    assert any_owner.changed and not any_owner.failed, any_owner.msg
+    assert states(bao, ours) == {1: (True, False)}
+    assert states(bao, theirs) == {1: (True, False)}
+
+
+@pytest.mark.parametrize("owner", ["", "team a", "x" * 65, "{{ 7 * 7 }}"])
+def test_a_bad_owner_is_refused_by_name_before_any_request(bao, ansible, auth, owner):
+    path = unique_path("bad-owner")
+    keys = certificate_secret(bao, path, 1)
+
+    run = retire(ansible, bao, auth, path=path, owner=owner, keys=keys)
+
+    assert run.failed and run.msg.startswith("owner must be 1 to 64 characters"), run.msg
+    assert [entry for entry in run.requests if entry["request"]["path"].startswith("secret/")] == []
+    assert states(bao, path) == {1: (False, False)}
 
 
 def test_require_managed_false_retires_a_secret_pushed_before_the_tag(bao, ansible, auth):

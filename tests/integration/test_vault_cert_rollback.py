@@ -472,6 +472,40 @@ def test_rollback_fails_when_another_writer_lands_between_read_and_write(bao, ap
     assert_no_leak([run.output, run.result], approle_auth["secret_id"], *secrets_of(one, two, theirs))
 
 
+RECORDED = {"cn": "two.example.com", "serial": "02", "not_after": "2030-01-01T00:00:00Z", "fingerprint_sha256": "ab"}
+
+
+@pytest.mark.parametrize("their_write", ["data and metadata", "data only"])
+def test_rollback_losing_to_another_writer_leaves_the_custom_metadata_as_they_left_it(
+    bao, approle_auth, ansible, their_write
+):
+    path = unique_path("meta-conflict")
+    one, two, theirs = (cert_data(f"{n}.example.com") for n in ("one", "two", "theirs"))
+    write_history(bao, path, one, two)
+    assert bao.api("POST", f"secret/metadata/{path}", {"custom_metadata": {**RECORDED, "team": "web"}})[0] == 204
+
+    def other_writer() -> None:
+        write(bao, path, theirs)
+        if their_write == "data and metadata":
+            custom = bao.api("GET", f"secret/metadata/{path}")[1]["data"]["custom_metadata"]
+            status = bao.api("POST", f"secret/metadata/{path}", {"custom_metadata": {**custom, "hold": "true"}})[0]
+            assert status == 204
+
+    # Just before the rollback's first write (its custom_metadata, which describes the restored certificate).
+    watched = f"^secret/metadata/{re.escape(path)}$"
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        proxy.add_rule("POST", watched, action=other_writer)
+        expected = bao.api("GET", f"secret/metadata/{path}")[1]["data"]["custom_metadata"]
+        run = rollback(ansible, {"url": proxy.url}, approle_auth, path, version=1)
+
+    assert run.failed
+    assert f"{location(path)} changed while rolling back (it is no longer version 2); nothing written" in run.msg
+    if their_write == "data and metadata":
+        expected = {**expected, "hold": "true"}
+    assert bao.api("GET", f"secret/metadata/{path}")[1]["data"]["custom_metadata"] == expected
+    assert history(bao, path) == {1: one, 2: two, 3: theirs}
+
+
 def test_rollback_write_whose_answer_is_lost_is_recognised_not_repeated(bao, approle_auth, ansible):
     path = unique_path("lost-answer")
     one, two = cert_data("one.example.com"), cert_data("two.example.com")

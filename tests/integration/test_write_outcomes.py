@@ -454,9 +454,8 @@ def test_rerun_after_an_unresolved_write_finds_it_applied_and_writes_only_the_re
         return
     done, unresolved, rest = rerun.result["results"]
     assert not done["changed"]
-    # The unresolved write had landed: no data is written again. A new secret still lacks the managed_by
-    # mark, which the first run never got to.
-    assert unresolved["changed_fields"] == ([] if case.existing else ["managed_by"])
+    # The unresolved write had landed: nothing is written again (no owner: no mark either).
+    assert unresolved["changed_fields"] == []
     assert rest["changed"] and "certificate" in rest["changed_fields"]
     for path in outcome.paths:
         assert outcome.after_rerun[path].versions == (1,), path

@@ -129,3 +129,26 @@ def test_durations_the_server_would_misread_are_refused_by_name(given, message):
 def test_max_versions_given_as_a_boolean_is_refused():
     with pytest.raises(VaultCertError, match="max_versions must be a number of versions, got True"):
         _kv2.VersionPolicy.from_options(max_versions=True, delete_version_after=None, cas_required=None)
+
+
+def test_the_mark_names_its_owner_and_keeps_every_other_key():
+    marked = _kv2.with_mark({"owner": "alice", "managed_by": "x"}, "team-a")
+    assert marked == {"owner": "alice", "managed_by": "certautopilot.vault", "certautopilot_owner": "team-a"}
+    assert _kv2.is_owned_by(marked, "team-a") and not _kv2.is_owned_by(marked, "team-b")
+    assert not _kv2.is_owned_by({"certautopilot_owner": "team-a"}, "team-a")
+    assert _kv2.is_owned_by({"managed_by": "certautopilot.vault"}, None)
+    assert _kv2.owner_of(marked) == "team-a" and _kv2.owner_of(None) is None
+
+
+@pytest.mark.parametrize("owner", ["a", "team-web", "A.b_c-9", "x" * 64])
+def test_a_valid_owner_passes(owner):
+    _kv2.validate_owner(owner)
+
+
+@pytest.mark.parametrize("owner", ["", " ", "a b", "x" * 65, "a/b", "a\n", "é", 7, True, ["a"]])
+def test_an_invalid_owner_is_refused_without_its_value(owner):
+    with pytest.raises(VaultCertError) as refused:
+        _kv2.validate_owner(owner)
+    assert str(refused.value) == (
+        "owner must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-'; nothing written"
+    )

@@ -202,3 +202,23 @@ def test_each_mode_needs_a_metadata_read_and_its_own_write(mode, written, capabi
     needs = _retire.needed_capabilities([request])
     assert needs[written] == capabilities
     assert needs["secret/metadata/certs/a"] == (("read", "delete") if mode == "purge" else ("read",))
+
+
+@pytest.mark.parametrize(
+    ("custom", "owner", "refused"),
+    [
+        ({**MANAGED, "certautopilot_owner": "team-a"}, "team-a", False),
+        ({**MANAGED, "certautopilot_owner": "team-b"}, "team-a", True),
+        (MANAGED, "team-a", True),
+        ({"certautopilot_owner": "team-a"}, "team-a", True),
+        ({**MANAGED, "certautopilot_owner": "team-b"}, None, False),
+        (MANAGED, None, False),
+    ],
+)
+def test_with_an_owner_require_managed_means_the_mark_names_it(custom, owner, refused):
+    metadata = _metadata(1, managed=False, custom=custom)
+    if refused:
+        with pytest.raises(VaultCertError, match=f"is not marked with owner {owner}.*nothing written"):
+            _plan(metadata, owner=owner)
+    else:
+        assert _plan(metadata, owner=owner).delete == (1,)
