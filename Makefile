@@ -21,7 +21,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS_ROOT)
 export ANSIBLE_PYTHON_INTERPRETER := $(BIN)/python
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv test style units integration matrix sanity sanity-matrix nox-venv lint molecule docs-check docs changelog-lint build clean collection-link
+.PHONY: help venv rulebook-venv test style units integration matrix sanity sanity-matrix nox-venv lint molecule docs-check docs changelog-lint build clean collection-link
 
 help:
 	@echo "make venv        create .venv and install requirements-dev.txt"
@@ -64,8 +64,20 @@ units: venv collection-link
 	rc=0; $(BIN)/python -m pytest tests/unit || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no unit tests collected"; rc=0; fi; exit $$rc
 
-integration: venv collection-link
+integration: venv collection-link rulebook-venv
 	$(BIN)/python -m pytest tests/integration
+
+# ansible-rulebook, for the real run of the example rulebook (tests/integration/test_cert_expiry_source.py), in a venv
+# of its own so that its pins never fight the test venv's ansible-runner. It needs Java 17 at run time.
+RULEBOOK_VENV := $(CURDIR)/build/rulebook-venv
+RULEBOOK_STAMP := $(RULEBOOK_VENV)/.requirements-installed
+
+rulebook-venv: $(RULEBOOK_STAMP)
+
+$(RULEBOOK_STAMP): tests/eda/requirements-rulebook.txt
+	$(PYTHON) -m venv $(RULEBOOK_VENV)
+	$(RULEBOOK_VENV)/bin/python -m pip install --quiet -r tests/eda/requirements-rulebook.txt
+	touch $@
 
 sanity: venv
 	tests/sanity/run.sh

@@ -58,6 +58,10 @@ NAMESPACE_HINT = "namespaces need Vault Enterprise or OpenBao 2.3+"
 
 IDEMPOTENT = "idempotent"
 WRITE = "write"
+# A request that destroys data (a delete, a destroy, a purge and its guard): like a WRITE, but not even Vault's
+# own "not processed" answer sends it again - a proxy may have forwarded it first - and its caller reads first.
+DESTRUCTIVE = "destructive"
+_WRITE_KINDS = frozenset({WRITE, DESTRUCTIVE})
 LOGIN = "login"
 
 _USE_DEFAULT = object()
@@ -369,7 +373,8 @@ class VaultClient:
         capabilities a 403 should report. Statuses in ``accept`` are returned
         instead of raised. A ``WRITE`` is sent again only when the answer
         proves it was not processed; otherwise OutcomeUnknown is raised for the
-        caller to resolve by reading.
+        caller to resolve by reading. A ``DESTRUCTIVE`` request is never sent
+        again here: every failed answer raises OutcomeUnknown.
         """
         namespace = self.settings.namespace if namespace is _USE_DEFAULT else namespace
         headers = {"X-Vault-Namespace": namespace} if namespace else {}
@@ -422,12 +427,12 @@ class VaultClient:
                 return _Retry(error)
             if kind == LOGIN:
                 raise error from None
-            if kind == WRITE:
+            if kind in _WRITE_KINDS:
                 raise OutcomeUnknown(str(error), answered=False) from None
             return _Retry(error)
         status = response.status_code
         errors = self.redact(_server_errors(response))
-        if kind == WRITE and response.history and (status == 400 or status in RETRYABLE_STATUS):
+        if kind in _WRITE_KINDS and response.history and (status == 400 or status in RETRYABLE_STATUS):
             # A standby redirects a write after forwarding it to the active
             # node failed, maybe once the active node had applied it. The
             # resent write then fails check-and-set against our own version,
@@ -444,7 +449,7 @@ class VaultClient:
             message = f"{method} {path} was redirected to {target!r}, which is not followed (only https is)"
             if kind == LOGIN:
                 raise VaultCertError(f"login failed: {auth_label}: {message}")
-            if kind == WRITE:
+            if kind in _WRITE_KINDS:
                 raise OutcomeUnknown(message, answered=False)
             return _Retry(VaultCertError(message))
         if status == 404 and "namespace not found" in errors:
@@ -455,7 +460,7 @@ class VaultClient:
         if kind == LOGIN or (status not in RETRYABLE_STATUS and status < 500):
             self._raise_for_status(status, errors, method, path, kind, needs, auth_label)
         message = f"{method} {path} answered HTTP {status}: {errors}"
-        if kind == WRITE and not _proves_not_processed(status, errors):
+        if kind == DESTRUCTIVE or (kind == WRITE and not _proves_not_processed(status, errors)):
             if status in POOL_BACKOFF_STATUS:
                 # The server asks every request to slow down, not only this write (resolved by reading back).
                 self._hold_pool(FIRST_WAIT)

@@ -93,6 +93,19 @@ def prepare_request(
     )
 
 
+def argument_spec() -> dict:
+    """The options of an inventory besides connection and auth: vault_cert_info's, and the cert_expiry source's."""
+    return {
+        "mount": {"type": "str", "default": "secret", "aliases": ["engine_mount_point"]},
+        "prefix": {"type": "str"},
+        "paths": {"type": "list", "elements": "str"},
+        "fields": {"type": "list", "elements": "str", "default": list(DEFAULT_FIELDS)},
+        "expiring_within": {"type": "int", "default": DEFAULT_EXPIRING_WITHIN},
+        "fail_on": {"type": "str", "default": "never", "choices": list(FAIL_ON_CHOICES)},
+        "concurrency": {"type": "int", "default": _batch.DEFAULT_CONCURRENCY},
+    }
+
+
 # -- classification (pure) -----------------------------------------------------
 
 

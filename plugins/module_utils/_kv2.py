@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _pem
 from ansible_collections.certautopilot.vault.plugins.module_utils._client import (
+    DESTRUCTIVE,
     WRITE,
     VaultClient,
     api_path,
@@ -86,9 +87,9 @@ class SecretMetadata:
     cas_required: bool = False
     # In seconds; 0 keeps versions until max_versions pushes them out.
     delete_version_after: int = 0
-    # The metadata's own check-and-set counter (OpenBao 2.x: current_metadata_version); None when the
-    # server does not report one, and then cannot guard a metadata write either.
-    metadata_version: int | None = None
+    # What a metadata check-and-set (metadata_cas) compares with: OpenBao counts metadata writes, not data
+    # writes. None when the server does not report it (Vault).
+    current_metadata_version: int | None = None
 
     def readable(self, number: int) -> bool:
         """Whether version ``number``'s data can still be read: kept, not destroyed, and not deleted - a
@@ -333,13 +334,12 @@ def read_metadata(client: VaultClient, mount: str, path: str) -> SecretMetadata 
         custom_metadata=meta.get("custom_metadata"),
         cas_required=bool(meta.get("cas_required")),
         delete_version_after=duration_seconds(meta.get("delete_version_after") or 0, option="delete_version_after"),
-        metadata_version=_metadata_version(meta),
+        current_metadata_version=_int_or_none(meta.get("current_metadata_version")),
     )
 
 
-def _metadata_version(meta: t.Mapping[str, t.Any]) -> int | None:
-    version = meta.get("current_metadata_version")
-    return version if isinstance(version, int) and not isinstance(version, bool) else None
+def _int_or_none(value: t.Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def list_keys(client: VaultClient, mount: str, folder: str) -> list[str]:
@@ -600,7 +600,7 @@ def _metadata_landed(client: VaultClient, mount: str, path: str, metadata: dict,
             f"the write to {location} was sent but its answer was lost, and reading it back failed: {exc}; "
             "it may or may not have been applied (run again to find out)"
         ) from None
-    version = found.metadata_version if found else 0
+    version = found.current_metadata_version if found else 0
     if version == metadata_cas:
         return None
     wanted = metadata.get("custom_metadata")
@@ -641,24 +641,108 @@ def destroy_versions(client: VaultClient, mount: str, path: str, versions: t.Seq
     _send_settled(client, mount, path, "PUT", location, {"versions": numbers}, needs=("update",), landed=landed)
 
 
-def delete_metadata(client: VaultClient, mount: str, path: str, *, current_version: int) -> None:
-    """Delete the secret's metadata and every version with it (the CLI's ``kv metadata delete``).
+@dataclass(frozen=True)
+class PurgeGuard:
+    """The secret as a purge left it after require_check_and_set: what its DELETE may still destroy."""
 
-    ``current_version`` is the version read before: after a lost answer, a secret still at it
-    is the one we meant, and one at another version was written again by someone else - ours
-    may have landed before that, or not; nobody can tell.
+    current_version: int
+    # The metadata version our guarded write made; None on a server without metadata check-and-set.
+    metadata_version: int | None
+    # cas_required before the purge set it, to put back when the purge stops short.
+    cas_required_before: bool
+
+
+def require_check_and_set(client: VaultClient, mount: str, path: str, metadata: SecretMetadata) -> PurgeGuard:
+    """Set cas_required on the secret, guarded by metadata check-and-set against ``metadata``.
+
+    From then on a data write without check-and-set is refused by the server, so only a writer that
+    already knows the current version can still add one before the purge's DELETE. The metadata
+    check-and-set refuses the change when anyone wrote the metadata since ``metadata`` was read
+    (a data write does not count: OpenBao does not number those). Raises CasConflict then.
+    """
+    location = metadata_path(mount, path)
+    expected = metadata.current_metadata_version
+    body: dict[str, t.Any] = {"cas_required": True}
+    if expected is not None:
+        body["metadata_cas"] = expected
+    ours = None if expected is None else expected + 1
+
+    guard = PurgeGuard(metadata.current_version, ours, metadata.cas_required)
+
+    def send(after_unknown: bool) -> PurgeGuard:
+        # DESTRUCTIVE: a check-and-set write resent blindly after it landed would be refused by its own effect.
+        reply = client.request("POST", location, json=body, kind=DESTRUCTIVE, needs=("update",), accept=(400,))
+        if reply.status == 400:
+            refusal = _metadata_cas_refusal(location, reply.body)
+            # After an unanswered attempt, the metadata version that beat this one may be that attempt's.
+            if after_unknown and isinstance(refusal, CasConflict) and landed() is not None:
+                return guard
+            raise refusal
+        return guard
+
+    def landed() -> PurgeGuard | None:
+        now = _read_back(client, mount, path, "POST", location)
+        if now is None:
+            raise CasConflict(f"{location} was deleted by someone else while the purge set cas_required on it")
+        if ours is None:
+            return guard if now.cas_required else None
+        if now.current_metadata_version == expected:
+            return None
+        if now.current_metadata_version == ours and now.cas_required:
+            return guard
+        raise CasConflict(
+            f"the metadata of {location} was changed by another writer since it was read; nothing destroyed"
+        )
+
+    return _sent_once(client, send, landed, proof=f"reading {location} back shows it was not applied")
+
+
+def _metadata_cas_refusal(location: str, body: dict) -> VaultCertError:
+    errors = "; ".join(str(error) for error in body.get("errors") or [])
+    if "check-and-set" in errors:
+        return CasConflict(
+            f"the metadata of {location} was changed by another writer since it was read; nothing destroyed"
+        )
+    return VaultCertError(f"POST {location} failed with HTTP 400: {errors}")
+
+
+def release_check_and_set(client: VaultClient, mount: str, path: str, guard: PurgeGuard) -> None:
+    """Put cas_required back as it was before require_check_and_set (unless another writer changed the metadata)."""
+    if guard.cas_required_before:
+        return
+    body: dict[str, t.Any] = {"cas_required": False}
+    if guard.metadata_version is not None:
+        body["metadata_cas"] = guard.metadata_version
+    location = metadata_path(mount, path)
+    reply = client.request("POST", location, json=body, kind=WRITE, needs=("update",), accept=(400,))
+    if reply.status == 400:
+        raise _metadata_cas_refusal(location, reply.body)
+
+
+def purge_metadata(client: VaultClient, mount: str, path: str, guard: PurgeGuard) -> None:
+    """Delete the secret's metadata and every version, as guarded by require_check_and_set.
+
+    OpenBao's DELETE on metadata takes no version or check-and-set: it removes whatever is there.
+    After a lost answer the metadata is read back: gone is done; still at the guarded version, it
+    was not applied and is sent again; a newer version under our guard means another writer added
+    one and the DELETE was not applied (CasConflict, the secret kept); anything else is unknown.
     """
     location = metadata_path(mount, path)
 
     def landed(metadata: SecretMetadata | None) -> bool:
         if metadata is None:
             return True
-        if metadata.current_version == current_version:
+        ours = guard.metadata_version is None or metadata.current_metadata_version == guard.metadata_version
+        if ours and metadata.current_version == guard.current_version:
             return False
+        if ours and metadata.current_version > guard.current_version:
+            raise CasConflict(
+                f"DELETE {location} was not applied: version {metadata.current_version} was written since "
+                f"version {guard.current_version} was read; nothing destroyed, the secret is kept"
+            )
         raise OutcomeUnknown(
-            f"DELETE {location} was sent but its answer was lost, and the secret now has version "
-            f"{metadata.current_version}, written by someone else since version {current_version}; "
-            "the purge may or may not have been applied before that (run again to decide on the secret as it is)"
+            f"DELETE {location} was sent but its answer was lost, and the secret was changed by someone else "
+            "since; the purge may or may not have been applied before that (run again to decide on the secret as it is)"
         )
 
     _send_settled(client, mount, path, "DELETE", location, None, needs=("delete",), landed=landed)
@@ -681,22 +765,26 @@ def _send_settled(
     """
 
     def send(_after_unknown: bool) -> bool:
-        client.request(method, location, json=body, kind=WRITE, needs=needs)
+        client.request(method, location, json=body, kind=DESTRUCTIVE, needs=needs)
         return True
 
     def read_back() -> bool | None:
-        try:
-            metadata = read_metadata(client, mount, path)
-        except OutcomeUnknown:
-            raise
-        except VaultCertError as exc:
-            raise OutcomeUnknown(
-                f"{method} {location} was sent but its answer was lost, and reading the secret back failed: "
-                f"{exc}; it may or may not have been applied (run again to find out)"
-            ) from None
-        return True if landed(metadata) else None
+        return True if landed(_read_back(client, mount, path, method, location)) else None
 
     _sent_once(client, send, read_back, proof=f"reading {metadata_path(mount, path)} back shows it was not applied")
+
+
+def _read_back(client: VaultClient, mount: str, path: str, method: str, location: str) -> SecretMetadata | None:
+    """The secret's metadata after ``method location`` got no answer that proves its outcome."""
+    try:
+        return read_metadata(client, mount, path)
+    except OutcomeUnknown:
+        raise
+    except VaultCertError as exc:
+        raise OutcomeUnknown(
+            f"{method} {location} was sent but its answer was lost, and reading the secret back failed: "
+            f"{exc}; it may or may not have been applied (run again to find out)"
+        ) from None
 
 
 Sent = t.TypeVar("Sent")

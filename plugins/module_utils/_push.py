@@ -134,7 +134,7 @@ class SecretState:
         """What a metadata write is guarded by: the version read, 0 for none yet; None when unknown."""
         if not self.metadata_read:
             return None
-        return 0 if self.metadata is None else self.metadata.metadata_version
+        return 0 if self.metadata is None else self.metadata.current_metadata_version
 
 
 def prepare_items(raw_items: t.Sequence[t.Mapping[str, t.Any]], options: PushOptions) -> list[PushItem]:
@@ -293,7 +293,8 @@ def push_one(client: VaultClient, item: PushItem, options: PushOptions) -> dict:
         if options.check_mode:
             return _result(item, options, decision, version=decision.base_version, changed=True)
         try:
-            return _apply(client, item, options, decision)
+            merged = list(dict.fromkeys([*decision.changed_fields, *written_before]))
+            return _apply(client, item, options, replace(decision, changed_fields=merged))
         except CasConflict as conflict:
             if (
                 decision.metadata is not None
@@ -302,11 +303,12 @@ def push_one(client: VaultClient, item: PushItem, options: PushOptions) -> dict:
             ):
                 written_before += [name for name in decision.changed_fields if name in METADATA_FIELDS]
             if attempt == len(waits):
-                raise VaultCertError(
-                    f"{conflict}; other writers kept changing it: gave up after {len(waits) + 1} attempts"
-                ) from None
+                break
             client.pause(random.uniform(0, CONFLICT_JITTER))
-    raise AssertionError("unreachable")  # pragma: no cover
+    raise VaultCertError(
+        f"check-and-set conflict on {_kv2.data_path(options.mount, item.path)}: other writers kept changing it; "
+        f"gave up after {len(waits) + 1} attempts"
+    )
 
 
 def _decide_from_server(client: VaultClient, item: PushItem, options: PushOptions) -> Decision:

@@ -3,7 +3,8 @@
 """Taking certificate secrets out of KV v2: soft-delete, destroy or purge. Private to the collection.
 
 Every decision is taken from one metadata read per secret (its versions, their states and the
-custom metadata that says whether this collection manages it); a change is one write.
+custom metadata that says whether this collection manages it); a change is one write, except a purge,
+which guards its DELETE as far as the server allows (see purge()).
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ from dataclasses import dataclass
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _health, _kv2
 from ansible_collections.certautopilot.vault.plugins.module_utils._client import VaultClient
-from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
+from ansible_collections.certautopilot.vault.plugins.module_utils._errors import (
+    CasConflict,
+    OutcomeUnknown,
+    VaultCertError,
+)
 from ansible_collections.certautopilot.vault.plugins.module_utils._pem import shown
 
 DELETE = "delete"
@@ -26,7 +31,8 @@ METADATA_CAPABILITIES = ("read",)
 MODE_WRITES: dict[str, tuple[t.Callable[[str, str], str], tuple[str, ...]]] = {
     DELETE: (_kv2.delete_path, ("update",)),
     DESTROY: (_kv2.destroy_path, ("update",)),
-    PURGE: (_kv2.metadata_path, ("delete",)),
+    # update: the purge sets cas_required before it deletes (see purge()).
+    PURGE: (_kv2.metadata_path, ("update", "delete")),
 }
 
 # How a diff shows the state of one version; never its data.
@@ -231,19 +237,21 @@ def needed_capabilities(requests: t.Sequence[RetireRequest]) -> dict[str, t.Sequ
 
 
 def retire(client: VaultClient, request: RetireRequest) -> dict:
-    """Retire one secret as its mode says: one metadata read and, when anything changes, one write."""
+    """Retire one secret as its mode says: one metadata read and, when anything changes, one write (a purge: three
+    requests, see purge())."""
     location = _kv2.data_path(request.mount, request.path)
     metadata = _kv2.read_metadata(client, request.mount, request.path)
     decided = plan(metadata, request, location)
+    destroyed = decided.destroy
     if decided.changed and not request.check_mode:
-        carry_out(client, request, decided)
+        destroyed = carry_out(client, request, decided, metadata)
     return {
         "changed": decided.changed,
         "mount": request.mount,
         "path": request.path,
         "mode": request.mode,
         "version": decided.version,
-        "destroyed_versions": list(decided.destroy),
+        "destroyed_versions": list(destroyed),
         "diff": {
             "before_header": f"{location} ({_header(metadata)})",
             "after_header": f"{location} (after {request.mode})",
@@ -257,10 +265,65 @@ def _header(metadata: _kv2.SecretMetadata | None) -> str:
     return "no such secret" if metadata is None else f"current version {metadata.current_version}"
 
 
-def carry_out(client: VaultClient, request: RetireRequest, decided: RetirePlan) -> None:
-    if decided.purge:
-        _kv2.delete_metadata(client, request.mount, request.path, current_version=decided.version or 0)
-    elif decided.destroy:
+def carry_out(
+    client: VaultClient, request: RetireRequest, decided: RetirePlan, metadata: _kv2.SecretMetadata | None
+) -> tuple[int, ...]:
+    """Carry out ``decided``; returns the versions whose data it removed for good."""
+    if decided.purge and metadata is not None:
+        return purge(client, request, metadata)
+    if decided.destroy:
         _kv2.destroy_versions(client, request.mount, request.path, decided.destroy)
     elif decided.delete:
         _kv2.delete_versions(client, request.mount, request.path, decided.delete)
+    return decided.destroy
+
+
+def purge(client: VaultClient, request: RetireRequest, metadata: _kv2.SecretMetadata) -> tuple[int, ...]:
+    """Delete the secret's metadata and versions, guarded as far as the server allows; the versions destroyed.
+
+    The DELETE itself takes no guard, so the purge first sets cas_required under a metadata
+    check-and-set (writers without check-and-set are refused from then on), reads the metadata
+    again, and deletes only while it still shows the version planned on. What is left open: a
+    writer with check-and-set against that version, between that read and the DELETE.
+    """
+    guard = _kv2.require_check_and_set(client, request.mount, request.path, metadata)
+    try:
+        now = _kv2.read_metadata(client, request.mount, request.path)
+        if now is None:
+            # Purged by someone else meanwhile: nothing left for this run to destroy.
+            return ()
+        refuse_written_during_purge(now, guard, _kv2.data_path(request.mount, request.path))
+        _kv2.purge_metadata(client, request.mount, request.path, guard)
+    except OutcomeUnknown:
+        raise
+    except VaultCertError as refusal:
+        raise _after_releasing(client, request, guard, refusal) from None
+    return versions_to_destroy(now)
+
+
+def refuse_written_during_purge(now: _kv2.SecretMetadata, guard: _kv2.PurgeGuard, location: str) -> None:
+    if now.current_version != guard.current_version:
+        raise CasConflict(
+            f"version {now.current_version} of {location} was written during the purge, after version "
+            f"{guard.current_version} was read; nothing destroyed, the secret is kept "
+            "(run again to decide on it as it is)"
+        )
+    if guard.metadata_version is not None and now.current_metadata_version != guard.metadata_version:
+        raise CasConflict(
+            f"the metadata of {location} was changed by another writer during the purge; nothing destroyed, "
+            "the secret is kept (run again to decide on it as it is)"
+        )
+
+
+def _after_releasing(
+    client: VaultClient, request: RetireRequest, guard: _kv2.PurgeGuard, refusal: VaultCertError
+) -> VaultCertError:
+    """``refusal``, once cas_required is put back as it was; says so when that fails."""
+    try:
+        _kv2.release_check_and_set(client, request.mount, request.path, guard)
+    except VaultCertError as exc:
+        return type(refusal)(
+            f"{refusal}; cas_required, which the purge set on the secret, may still be set: {exc}",
+            result=refusal.result,
+        )
+    return refusal

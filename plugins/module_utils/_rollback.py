@@ -191,7 +191,7 @@ def _write_target(
             cas=current,
             metadata=None if restored is None else {"custom_metadata": restored},
             previous_metadata={"custom_metadata": custom_metadata or {}},
-            metadata_cas=metadata.metadata_version,
+            metadata_cas=metadata.current_metadata_version,
             # "Nothing written" must hold after a conflict: our custom_metadata goes back under the guard.
             set_back_on_conflict=True,
         ).version

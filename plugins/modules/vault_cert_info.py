@@ -93,13 +93,6 @@ options:
       - The folders of one depth are listed together, then the secrets are read.
     type: int
     default: 8
-  owner:
-    description:
-      - The owner whose mark RV(certificates[].managed) looks for - 1 to 64 characters of C(A-Za-z0-9._-),
-        refused otherwise before any request. Without it, RV(certificates[].managed) means the secret carries
-        C(managed_by=certautopilot.vault) at all.
-      - Every secret is reported either way; RV(certificates[].owner) names the owner each one's mark names.
-    type: str
 seealso:
   - module: certautopilot.vault.vault_cert_push
   - module: certautopilot.vault.vault_health
@@ -162,20 +155,10 @@ certificates:
       sample: "2025-06-01T08:15:00.123456789Z"
     managed:
       description:
-        - With O(owner) - whether the secret carries the mark naming that owner (C(managed_by=certautopilot.vault)
-          and C(certautopilot_owner=<owner>) in its custom metadata, as
-          P(certautopilot.vault.vault_cert_push#module) writes it with O(owner)).
-        - Without O(owner) - whether its custom metadata holds C(managed_by=certautopilot.vault), whatever the owner.
+        - Whether this collection manages the secret - its custom metadata holds C(managed_by=certautopilot.vault),
+          the tag the collection's writing modules set on the secrets they write.
         - V(false) when the secret could not be read.
       type: bool
-    owner:
-      description:
-        - The owner the secret's mark names (C(certautopilot_owner) in its custom metadata); null when it names
-          none or the secret could not be read.
-        - Anyone who may write the secret's custom metadata can set it - it says who manages the secret, it
-          proves nothing.
-      type: str
-      sample: team-web
     field:
       description: The JSON key the certificate was read from (one of O(fields)).
       type: str
@@ -252,21 +235,8 @@ total:
   sample: 200
 """
 
-from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _info
+from ansible_collections.certautopilot.vault.plugins.module_utils import _info
 from ansible_collections.certautopilot.vault.plugins.module_utils._module import VaultModule
-
-
-def argument_spec() -> dict:
-    return {
-        "mount": {"type": "str", "default": "secret", "aliases": ["engine_mount_point"]},
-        "prefix": {"type": "str"},
-        "paths": {"type": "list", "elements": "str"},
-        "fields": {"type": "list", "elements": "str", "default": list(_info.DEFAULT_FIELDS)},
-        "expiring_within": {"type": "int", "default": _info.DEFAULT_EXPIRING_WITHIN},
-        "fail_on": {"type": "str", "default": "never", "choices": list(_info.FAIL_ON_CHOICES)},
-        "concurrency": {"type": "int", "default": _batch.DEFAULT_CONCURRENCY},
-        "owner": {"type": "str"},
-    }
 
 
 def report(vault: VaultModule) -> dict:
@@ -287,7 +257,8 @@ def report(vault: VaultModule) -> dict:
 
 def main() -> None:
     vault = VaultModule(
-        argument_spec=argument_spec(),
+        # owner is the module's own: the cert_expiry event source shares the rest.
+        argument_spec={**_info.argument_spec(), "owner": {"type": "str"}},
         mutually_exclusive=[("prefix", "paths")],
         required_one_of=[("prefix", "paths")],
     )

@@ -137,7 +137,8 @@ options:
         .NET read it; the legacy RC2/3DES form is not written. A bundle is salted, so it is compared by content -
         when the current one opens with O(pkcs12_password) and holds the same key, certificate and chain, it is
         kept (no new version). A current bundle not protected that way - without a MAC, with its key in a plain
-        bag, with a legacy PBE algorithm, or with a MAC of over a million iterations - is replaced.
+        bag, with a legacy PBE algorithm, or asking more than 500000 iterations of MAC and PBKDF2 together (read
+        from the bundle before any of them runs) - is replaced.
         Changed field C(pkcs12).
       - O(fields) applies to V(default) only; another layout with O(fields) renaming a key is refused.
       - O(include_private_key=false) - V(acme_sh) neither writes nor reads C(cert.key) (an existing one is left as

@@ -16,7 +16,8 @@ description:
     as O(mode) says - V(delete) soft-deletes the current version, V(destroy) destroys every version's data and
     keeps the metadata, V(purge) deletes the metadata and every version with it.
   - Every decision is taken from one read of the secret's metadata (C(<mount>/metadata/<path>)); a secret that
-    needs a change costs one write more. Nothing else is read - no value of the secret is ever fetched.
+    needs a change costs one write more (a purge three requests more, see O(mode)). Nothing else is read - no
+    value of the secret is ever fetched.
   - Idempotent - a secret that does not exist (purged before, or never written) is ok and unchanged, whatever the
     mode; a current version already deleted (or destroyed) is unchanged in V(delete) mode; a secret whose kept
     versions are all destroyed is unchanged in V(destroy) mode.
@@ -34,19 +35,20 @@ description:
   - O(current_version) retires a secret only while its current version is still that one (the
     RV(certautopilot.vault.vault_cert_push#module:version) a push returned); otherwise it fails, writing nothing.
     A secret that no longer exists is ok whatever the guard, so a guarded purge can be run again.
-  - A write whose answer was lost (a connection dropped, a gateway timeout) is never sent again blindly - the
-    metadata is read back to see whether it took effect; only when that read fails too is the secret reported in
-    RV(outcome_unknown).
+  - A destructive request whose answer does not prove its outcome (a connection dropped, a gateway timeout, any
+    5xx - even a 503 saying the server is sealed or not active, which a proxy may send after forwarding it) is
+    never sent again blindly - the metadata is read back to see whether it took effect, and it is sent again only
+    when that read shows it was not; only when that read fails too is the secret reported in RV(outcome_unknown).
   - Check mode reads and decides, and sends no write. Diff mode shows, per secret, the current version and the
     state of each kept version (V(live), V(deleted), V(deletion scheduled), V(destroyed)) before and after - never
     a value of the secret.
   - O(secrets) retires a batch with the failure report of a P(certautopilot.vault.vault_cert_push#module) batch -
     RV(results), RV(failed_path), RV(not_written), RV(outcome_unknown).
   - 'Capabilities, on top of C(read) on C(<mount>/metadata/<path>) in every mode - V(delete) needs C(update) on
-    C(<mount>/delete/<path>), V(destroy) C(update) on C(<mount>/destroy/<path>), V(purge) C(delete) on
+    C(<mount>/delete/<path>), V(destroy) C(update) on C(<mount>/destroy/<path>), V(purge) C(update) and C(delete) on
     C(<mount>/metadata/<path>). O(check_capabilities) checks them before any write.'
   - Request budget - one login and one mount check per run; per secret one metadata read and, when changed, one
-    write; plus the token revocation.
+    write (a purge - the cas_required write, a second metadata read, the DELETE); plus the token revocation.
 options:
   mode:
     description:
@@ -60,6 +62,20 @@ options:
         be undone.
       - V(purge) - delete the metadata and every version (C(DELETE <mount>/metadata/<path>), as
         C(bao kv metadata delete)). Cannot be undone; a later push starts again at version 1.
+      - 'Purge and concurrent writers - that DELETE takes no version and no check-and-set (OpenBao 2.7 ignores
+        any parameter): it removes whatever versions exist when it arrives. So the purge first sets
+        C(cas_required=true) on the secret with a metadata check-and-set against the metadata it read (refused,
+        nothing destroyed, if anyone wrote the metadata since), then reads the metadata again and sends the
+        DELETE only while it still shows the version it planned on. A version written in between is named in
+        the failure, kept, and nothing is destroyed; C(cas_required) is put back as it was.'
+      - 'The remaining window - from that second read to the DELETE (one round trip), a writer that writes with
+        check-and-set against the version read (as P(certautopilot.vault.vault_cert_push#module) does) can still
+        add a version, which the DELETE destroys without RV(destroyed_versions) naming it. Writers without
+        check-and-set are refused by the server from the C(cas_required) write on. On a server without metadata
+        check-and-set (Vault; no C(current_metadata_version) in the metadata) the C(cas_required) write is not
+        guarded, and metadata changes in between go unnoticed.'
+      - After a failed purge whose outcome is unknown (RV(outcome_unknown)), the secret may be left with
+        C(cas_required=true).
     type: str
     choices: [delete, destroy, purge]
     default: delete
@@ -111,19 +127,19 @@ EXAMPLES = r"""
 # of Vault's TLS certificate, a path or PEM text), vault_role_id and vault_secret_id from Ansible Vault or an AWX
 # credential. Left out, they fall back to VAULT_ADDR, VAULT_CACERT, VAULT_ROLE_ID and VAULT_SECRET_ID.
 
-- name: Push a certificate
+- name: Push a certificate as team-web's
   certautopilot.vault.vault_cert_push:
     url: "{{ vault_url }}"
     ca_cert: "{{ vault_ca_cert }}"
     role_id: "{{ vault_role_id }}"
     secret_id: "{{ vault_secret_id }}"
     path: certs/example.com
+    owner: team-web
     certificate: "{{ lookup('ansible.builtin.file', 'example.com.crt') }}"
     private_key: "{{ lookup('ansible.builtin.file', 'example.com.key') }}"
   register: pushed
 
-# The push marked the secret managed_by certautopilot.vault; a secret without that mark is refused (see
-# require_managed).
+# The push marked the secret as team-web's; a secret not marked with that owner is refused (see require_managed).
 - name: Soft-delete the version that push left, unless someone wrote after it (undo with bao kv undelete)
   certautopilot.vault.vault_cert_retire:
     url: "{{ vault_url }}"
@@ -131,6 +147,7 @@ EXAMPLES = r"""
     role_id: "{{ vault_role_id }}"
     secret_id: "{{ vault_secret_id }}"
     path: certs/example.com
+    owner: team-web
     current_version: "{{ pushed.version }}"
   register: retired
 
@@ -145,6 +162,7 @@ EXAMPLES = r"""
     role_id: "{{ vault_role_id }}"
     secret_id: "{{ vault_secret_id }}"
     mode: destroy
+    owner: team-web
     secrets:
       - path: certs/example.com
       - path: certs/www.example.com
@@ -158,6 +176,7 @@ EXAMPLES = r"""
     role_id: "{{ vault_role_id }}"
     secret_id: "{{ vault_secret_id }}"
     mode: purge
+    owner: team-web
     secrets:
       - path: certs/example.com
       - path: certs/www.example.com
@@ -189,8 +208,9 @@ version:
 destroyed_versions:
   description:
     - The versions whose data this run removed for good (in check mode, would remove) - in V(destroy) mode those
-      it destroyed, in V(purge) mode those not destroyed before, gone with the metadata; empty in V(delete) mode,
-      which can be undone.
+      it destroyed, in V(purge) mode those not destroyed before, gone with the metadata, as the purge's second
+      read showed them (see O(mode) for the one window it cannot see); empty in V(delete) mode, which can be
+      undone, and when someone else purged the secret first.
   returned: single secret
   type: list
   elements: int

@@ -41,6 +41,7 @@ EXAMPLE_PATHS = (
     "certs/a.example.com",
     "certs/b.example.com",
     "certs/haproxy/example.com",
+    "certs/team-web/example.com",
 )
 
 

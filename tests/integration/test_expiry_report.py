@@ -9,10 +9,13 @@ from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 from pathlib import Path
 
+from cryptography import x509
 from leaks import assert_no_leak
 from pki import make_chain, make_leaf
+from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[2]
+MARK = "certautopilot.vault"
 PLAYBOOK = REPO / "playbooks" / "expiry_report.yml"
 
 
@@ -70,6 +73,68 @@ def test_the_report_is_written_then_the_job_fails_for_what_expires(bao, ansible,
     writes = [r for r in bao.audit_requests(mark) if r["request"]["operation"] in ("create", "update", "delete")]
     assert [r["request"]["path"] for r in writes] == ["auth/approle/login", "auth/token/revoke-self"]
     assert_no_leak([run.output, text], login["secret_id"], *keys.values())
+
+
+def test_the_metrics_file_matches_the_server_and_is_written_before_the_job_fails(bao, ansible, vault_conn, tmp_path):
+    prefix, keys = seeded(bao)
+    # Five days left, with a name that needs escaping in a label value.
+    five_days = make_chain(f'five"\\days.{prefix[6:]}.example.com', sans=["five.example.com"], days=5).leaf
+    store(bao, f"{prefix}/five", five_days.cert_pem, five_days.key_pem)
+    status, body = bao.api("POST", f"secret/metadata/{prefix}/ok", {"custom_metadata": {"managed_by": MARK}})
+    assert status in (200, 204), body
+    login = {**vault_conn, **approle(bao)}
+    metrics_file = tmp_path / "textfile" / "certautopilot.prom"
+    metrics_file.parent.mkdir()
+    started = datetime.now(timezone.utc).timestamp()
+
+    run = ansible.run_playbook(
+        PLAYBOOK,
+        extra_vars={
+            "cert_distribution_vault": login,
+            "expiry_report_prefix": prefix,
+            "expiry_report_metrics_file": str(metrics_file),
+        },
+    )
+
+    assert run.rc != 0 and "3 certificate(s) expired or expiring" in run.output, run.output
+    text = metrics_file.read_text()
+    samples = {family.name: family.samples for family in text_string_to_metric_families(text)}
+    expected_status = {"ok": "ok", "soon": "expiring", "five": "expiring", "team/old": "expired"}
+    not_after = {s.labels["path"]: s for s in samples["certautopilot_vault_certificate_not_after_timestamp_seconds"]}
+    assert set(not_after) == {f"{prefix}/{name}" for name in expected_status}
+    for name, status_name in expected_status.items():
+        path = f"{prefix}/{name}"
+        stored = x509.load_pem_x509_certificate(current_data(bao, path)["certificate"].encode())
+        sample = not_after[path]
+        assert sample.value == stored.not_valid_after_utc.timestamp()
+        assert sample.labels == {
+            "mount": "secret",
+            "path": path,
+            "cn": stored.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value,
+            "serial": ":".join(f"{byte:02x}" for byte in stored.serial_number.to_bytes(20, "big").lstrip(b"\0")),
+        }
+        states = {
+            s.labels["status"]: s.value
+            for s in samples["certautopilot_vault_certificate_status"]
+            if s.labels["path"] == path
+        }
+        assert states == {**dict.fromkeys(states, 0.0), status_name: 1.0} and len(states) == 7
+    managed = {s.labels["path"]: s.value for s in samples["certautopilot_vault_certificate_managed"]}
+    assert managed == {f"{prefix}/{name}": float(name == "ok") for name in expected_status}
+    counts = {s.labels["status"]: s.value for s in samples["certautopilot_vault_inventory_certificates"]}
+    assert counts == {**dict.fromkeys(counts, 0.0), "ok": 1.0, "expiring": 2.0, "expired": 1.0}
+    (last_success,) = samples["certautopilot_vault_inventory_last_success_timestamp_seconds"]
+    assert last_success.labels == {"mount": "secret", "prefix": prefix}
+    assert started <= last_success.value <= datetime.now(timezone.utc).timestamp()
+    assert all(family.type == "gauge" for family in text_string_to_metric_families(text))
+    assert list(metrics_file.parent.iterdir()) == [metrics_file]
+    assert_no_leak([run.output, text], login["secret_id"], *keys.values(), five_days.key_pem)
+
+
+def current_data(bao, path: str) -> dict:
+    status, body = bao.api("GET", f"secret/data/{path}")
+    assert status == 200, body
+    return body["data"]["data"]
 
 
 def test_only_expired_certificates_fail_the_job_with_fail_on_expired(bao, ansible, vault_conn, tmp_path):

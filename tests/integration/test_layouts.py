@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from leaks import assert_no_leak
 from pki import Chain, Issued, make_chain, make_leaf
@@ -226,6 +226,38 @@ def test_pkcs12_opens_with_the_password_and_an_unchanged_certificate_keeps_its_b
     assert renewal.changed and versions(bao, cert_path) == [1, 2, 3]
     bundle = base64.b64decode(data_of(bao, cert_path)["pkcs12"])
     assert pkcs12.load_key_and_certificates(bundle, PASSWORD.encode())[1] == renewed.cert
+
+
+def test_pkcs12_bundle_that_costs_too_many_key_derivations_to_open_is_replaced(ansible, bao, connect, cert_path):
+    """A bundle of the same key and certificates whose MAC is cheap (2048 iterations) but whose PBES2 bags ask
+    300000 PBKDF2 iterations each: opening it to compare would cost more than any writer's bundle, on every
+    push. It is replaced, not opened; the replacement is the collection's own cheap bundle."""
+    chain = make_chain("pkcs12-costly.layouts.example.com")
+    costly = (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(300_000)
+        .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
+        .hmac_hash(hashes.SHA256())
+        .build(PASSWORD.encode())
+    )
+    planted = pkcs12.serialize_key_and_certificates(
+        None, chain.leaf.key, chain.leaf.cert, [chain.intermediate.cert], costly
+    )
+    status, body = bao.api("POST", f"secret/data/{cert_path}", {"data": {"pkcs12": base64.b64encode(planted).decode()}})
+    assert status == 200, body
+    status, body = bao.api(
+        "POST", f"secret/metadata/{cert_path}", {"custom_metadata": {"managed_by": "certautopilot.vault"}}
+    )
+    assert status in (200, 204), body
+
+    run = push(ansible, bao, {**connect, **single(cert_path, chain, layout="pkcs12", pkcs12_password=PASSWORD)})
+
+    assert not run.failed, run.msg
+    assert run.changed and run.result["changed_fields"] == ["pkcs12"]
+    assert versions(bao, cert_path) == [1, 2]
+    written = base64.b64decode(data_of(bao, cert_path)["pkcs12"])
+    assert written != planted
+    assert pkcs12.load_key_and_certificates(written, PASSWORD.encode())[1] == chain.leaf.cert
 
 
 # -- check mode, diff, batches ------------------------------------------------------------------

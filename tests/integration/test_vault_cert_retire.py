@@ -198,7 +198,8 @@ def test_purge_removes_metadata_and_versions_and_a_rerun_is_unchanged(bao, ansib
     assert (run.result["version"], run.result["destroyed_versions"]) == (2, [1, 2])
     assert metadata(bao, path) is None
     assert bao.api("GET", f"secret/data/{path}?version=1")[0] == 404
-    assert writes(run.requests) == [("delete", f"secret/metadata/{path}")]
+    # cas_required first (guarded by metadata check-and-set), then the DELETE.
+    assert writes(run.requests) == [("update", f"secret/metadata/{path}"), ("delete", f"secret/metadata/{path}")]
 
     # The same task again, guard and all: the secret is gone, which is what it asked for.
     rerun = retire(ansible, bao, auth, path=path, mode="purge", current_version=2, keys=keys)
@@ -278,7 +279,7 @@ def test_with_an_owner_its_own_secret_is_retired_and_without_one_any_marked_secr
     assert states(bao, theirs) == {1: (True, False)}
 
 
-@pytest.mark.parametrize("owner", ["", "team a", "x" * 65, "{{ 7 * 7 }}"])
+@pytest.mark.parametrize("owner", ["", "team a", "x" * 65, "team/web"])
 def test_a_bad_owner_is_refused_by_name_before_any_request(bao, ansible, auth, owner):
     path = unique_path("bad-owner")
     keys = certificate_secret(bao, path, 1)
@@ -518,3 +519,125 @@ def test_a_lost_answer_that_cannot_be_read_back_stops_the_batch_as_an_unknown_ou
     assert run.result["results"] == []
     assert states(bao, paths[0]) == {1: (False, True)}  # it had landed
     assert states(bao, paths[1]) == {1: (False, False)}
+
+
+# -- purge and concurrent writers -------------------------------------------------
+
+
+def test_a_version_written_after_the_purge_read_the_secret_is_kept_and_named(bao, ansible, approle_auth):
+    """The race of the audit: a push (check-and-set against the version read) lands between the purge's read and
+    its DELETE. The purge sees it on its second read, destroys nothing and names it."""
+    path = unique_path("purge-race")
+    keys = certificate_secret(bao, path, 2)
+    racing = cert_data(f"v3.{path[6:]}")
+    raced: list[int] = []
+
+    def push_version_3() -> None:
+        raced.append(bao.api("POST", f"secret/data/{path}", {"data": racing, "options": {"cas": 2}})[0])
+
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        # Runs once the server has answered the purge's first metadata read, before the purge gets the answer.
+        proxy.add_rule("GET", "^" + re.escape(f"secret/metadata/{path}") + "$", then=push_version_3)
+        run = retire(
+            ansible,
+            bao,
+            {"url": proxy.url, **approle_auth},
+            path=path,
+            mode="purge",
+            keys=[*keys, racing["private_key"]],
+        )
+
+    assert raced == [200]
+    assert run.failed
+    assert f"version 3 of secret/data/{path} was written during the purge" in run.msg, run.msg
+    assert "nothing destroyed" in run.msg
+    assert states(bao, path) == {1: (False, False), 2: (False, False), 3: (False, False)}
+    status, body = bao.api("GET", f"secret/data/{path}")
+    assert status == 200 and body["data"]["data"] == racing
+    # The cas_required the purge set is put back as it was.
+    assert metadata(bao, path)["cas_required"] is False
+    assert ("delete", f"secret/metadata/{path}") not in writes(run.requests)
+
+
+def test_a_metadata_write_after_the_purge_read_the_secret_refuses_the_purge(bao, ansible, approle_auth):
+    """Another team sets ``hold: true`` on the secret right after the purge read it: the purge's metadata
+    check-and-set fails, nothing is destroyed, and their key is kept."""
+    path = unique_path("purge-hold")
+    keys = certificate_secret(bao, path, 2)
+    held = {**MANAGED, "hold": "true"}
+
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        proxy.add_rule("GET", "^" + re.escape(f"secret/metadata/{path}") + "$", then=lambda: tag(bao, path, held))
+        run = retire(ansible, bao, {"url": proxy.url, **approle_auth}, path=path, mode="purge", keys=keys)
+
+    assert run.failed
+    assert f"the metadata of secret/metadata/{path} was changed by another writer" in run.msg, run.msg
+    assert "nothing destroyed" in run.msg
+    after = metadata(bao, path)
+    assert after["custom_metadata"] == held and after["cas_required"] is False
+    assert states(bao, path) == {1: (False, False), 2: (False, False)}
+
+
+def test_a_write_without_check_and_set_during_a_purge_is_refused_by_the_server(bao, ansible, approle_auth):
+    """Between the purge's guard and its DELETE, a writer without check-and-set (bao kv put) cannot add a version
+    for the DELETE to destroy unreported."""
+    path = unique_path("purge-casless")
+    keys = certificate_secret(bao, path, 2)
+    racing = cert_data(f"v3.{path[6:]}")
+    raced: list[int] = []
+
+    def put_version_3() -> None:
+        raced.append(bao.api("POST", f"secret/data/{path}", {"data": racing})[0])
+
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        proxy.add_rule("DELETE", "^" + re.escape(f"secret/metadata/{path}") + "$", action=put_version_3)
+        run = retire(
+            ansible,
+            bao,
+            {"url": proxy.url, **approle_auth},
+            path=path,
+            mode="purge",
+            keys=[*keys, racing["private_key"]],
+        )
+
+    assert raced == [400]
+    assert not run.failed, run.msg
+    assert run.result["destroyed_versions"] == [1, 2]
+    assert metadata(bao, path) is None
+
+
+@pytest.mark.parametrize(
+    ("mode", "method", "operation", "written"),
+    [
+        ("delete", "POST", "update", "delete"),
+        ("destroy", "PUT", "update", "destroy"),
+        ("purge", "DELETE", "delete", "metadata"),
+    ],
+)
+def test_a_destructive_request_answered_503_is_read_back_never_resent_blindly(
+    bao, ansible, approle_auth, mode, method, operation, written
+):
+    """A 503 in the server's own words ("Vault is sealed") after the request was forwarded: the client may not
+    take it as "not processed" and resend it; the metadata is read and shows it was applied."""
+    path = unique_path(f"sealed-{mode}")
+    keys = certificate_secret(bao, path, 2)
+    location = f"secret/{written}/{path}"
+
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        proxy.add_rule(
+            method, "^" + re.escape(location) + "$", status=503, after_forward=True, errors=("Vault is sealed",)
+        )
+        run = retire(ansible, bao, {"url": proxy.url, **approle_auth}, path=path, mode=mode, keys=keys)
+
+    assert not run.failed, run.msg
+    assert run.changed
+    audited = [(entry["request"]["operation"], entry["request"]["path"]) for entry in run.requests]
+    assert audited.count((operation, location)) == 1, audited
+    after = audited[audited.index((operation, location)) + 1 :]
+    assert after and after[0] == ("read", f"secret/metadata/{path}"), audited
+    if mode == "delete":
+        assert states(bao, path) == {1: (False, False), 2: (True, False)}
+    elif mode == "destroy":
+        assert states(bao, path) == {1: (False, True), 2: (False, True)}
+    else:
+        assert metadata(bao, path) is None

@@ -12,6 +12,9 @@ make it misbehave for matching requests:
     proxy.add_rule("GET", r"^secret/data/", delay=0.3)                       # slow reads
     proxy.add_rule("POST", r"^secret/data/", skip=9, action=bao.seal)        # seal before the 10th write
     proxy.add_rule("GET", r"^sys/", redirect="http://127.0.0.1:9")             # 307 to another origin
+    proxy.add_rule("GET", r"^secret/metadata/", then=write_v2)                 # a race staged after a read
+    proxy.add_rule("DELETE", r"^secret/metadata/", status=503, after_forward=True,
+                   errors=("Vault is sealed",))                                # the server's own words, injected
     ... module run with url=proxy.url ...
     proxy.hits("POST", r"^secret/data/certs/a$")  # what the proxy saw, in order
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import http.server
+import json
 import re
 import socket
 import ssl
@@ -65,7 +69,10 @@ class Rule:
     None, forwards normally. ``drop`` closes the connection without an answer:
     before forwarding, or with ``after_forward`` once the server has answered.
     ``redirect`` answers 307 to that origin with the request's own path, as a
-    standby sends a client to the active node.
+    standby sends a client to the active node. ``then()`` runs once the server
+    has answered and before the client gets the answer (a race staged between
+    two requests of the client). ``errors`` replaces the injected answer's
+    error list.
     """
 
     method: str
@@ -78,6 +85,8 @@ class Rule:
     drop: bool = False
     redirect: str | None = None
     action: t.Callable[[], None] | None = None
+    then: t.Callable[[], None] | None = None
+    errors: tuple[str, ...] | None = None
     matched: int = 0
     applied: int = 0
 
@@ -266,7 +275,7 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
                     return
                 if rule.status is not None and not rule.after_forward:
                     proxy._record(Hit(method, api_path, rule.status, forwarded=False, injected=True))
-                    self._send_injected(rule.status)
+                    self._send_injected(rule.status, rule.errors)
                     return
             try:
                 answer = proxy._forward(method, self.path, headers, body)
@@ -275,13 +284,15 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
                 proxy._record(Hit(method, api_path, None, forwarded=False, injected=False))
                 self._drop()
                 return
+            if rule is not None and rule.then is not None:
+                rule.then()
             if rule is not None and rule.drop and rule.after_forward:
                 proxy._record(Hit(method, api_path, None, forwarded=True, injected=True))
                 self._drop()
                 return
             if rule is not None and rule.status is not None and rule.after_forward:
                 proxy._record(Hit(method, api_path, rule.status, forwarded=True, injected=True))
-                self._send_injected(rule.status)
+                self._send_injected(rule.status, rule.errors)
                 return
             proxy._record(Hit(method, api_path, answer.status_code, forwarded=True, injected=False))
             self.send_response(answer.status_code)
@@ -292,8 +303,8 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(answer.content)
 
-        def _send_injected(self, status: int) -> None:
-            payload = b'{"errors":["fault proxy: injected HTTP %d"]}' % status
+        def _send_injected(self, status: int, errors: tuple[str, ...] | None) -> None:
+            payload = json.dumps({"errors": list(errors or (f"fault proxy: injected HTTP {status}",))}).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))

@@ -8,7 +8,9 @@ import base64
 
 import pki
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, padding, serialization
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _layouts, _push
@@ -323,3 +325,107 @@ def test_managed_keys_are_the_layouts_own():
     assert _layouts.managed_keys("pkcs12", _layout_fields("pkcs12", pkcs12_password=PASSWORD)) == {"pkcs12"}
     assert _layouts.managed_keys("acme_sh", _layout_fields("acme_sh")) == {"value"}
     assert _layouts.managed_keys("default", None) == set(_certs.FIELD_NAMES)
+
+
+# --- pkcs12: what opening a current bundle may cost --------------------------------------------
+
+# Made with 65536 (DER 02 03 01 00 00) PBKDF2 iterations per bag, then raised in place to 8388607 (the most a
+# 3-byte count holds): the bundle keeps its shape, and opening it would run the raised counts.
+_BUILT_ROUNDS = bytes.fromhex("0203010000")
+_RAISED_ROUNDS = bytes.fromhex("02037fffff")
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    size = len(content)
+    if size < 0x80:
+        return bytes([tag, size]) + content
+    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(length)]) + length + content
+
+
+def _pbes2_algorithm(iterations: int, salt: bytes, iv: bytes) -> bytes:
+    """AlgorithmIdentifier PBES2 { PBKDF2 (salt, iterations, hmacWithSHA256), aes256-CBC (iv) }."""
+    prf = _der(0x30, bytes.fromhex("06082a864886f70d0209") + b"\x05\x00")
+    count = iterations.to_bytes((iterations.bit_length() + 8) // 8, "big")
+    kdf = _der(0x30, bytes.fromhex("06092a864886f70d01050c") + _der(0x30, _der(0x04, salt) + _der(0x02, count) + prf))
+    scheme = _der(0x30, bytes.fromhex("060960864801650304012a") + _der(0x04, iv))
+    return _der(0x30, bytes.fromhex("06092a864886f70d01050d") + _der(0x30, kdf + scheme))
+
+
+def _bundle_hiding_a_key_bag(key_bag_iterations: int) -> bytes:
+    """A PFX whose only content is encrypted (2048 iterations) and holds a shrouded key bag asking
+    ``key_bag_iterations``: that count is visible only once the content is decrypted."""
+    key_info = _der(0x30, _pbes2_algorithm(key_bag_iterations, b"k" * 16, b"i" * 16) + _der(0x04, b"\0" * 48))
+    bag = _der(0x30, bytes.fromhex("060b2a864886f70d010c0a0102") + _der(0xA0, key_info))
+    salt, iv = b"s" * 16, b"v" * 16
+    key = PBKDF2HMAC(algorithm=hashes.SHA256(), length=32, salt=salt, iterations=2048).derive(PASSWORD.encode())
+    padder = padding.PKCS7(128).padder()
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    ciphertext = encryptor.update(padder.update(_der(0x30, bag)) + padder.finalize()) + encryptor.finalize()
+    content = _der(
+        0x30, bytes.fromhex("06092a864886f70d010701") + _pbes2_algorithm(2048, salt, iv) + _der(0x80, ciphertext)
+    )
+    encrypted_data = _der(0x30, _der(0x02, b"\0") + content)
+    authenticated_safe = _der(0x30, _der(0x30, bytes.fromhex("06092a864886f70d010706") + _der(0xA0, encrypted_data)))
+    auth_safe = _der(0x30, bytes.fromhex("06092a864886f70d010701") + _der(0xA0, _der(0x04, authenticated_safe)))
+    sha256 = _der(0x30, bytes.fromhex("0609608648016503040201") + b"\x05\x00")
+    mac_data = _der(0x30, _der(0x30, sha256 + _der(0x04, b"\0" * 32)) + _der(0x04, b"m" * 8) + _der(0x02, b"\x08\x00"))
+    return _der(0x30, _der(0x02, b"\x03") + auth_safe + mac_data)
+
+
+def _opened(monkeypatch) -> list[str]:
+    """What ran of a key derivation or the library's PKCS#12 loader from now on (each refused at once)."""
+    ran: list[str] = []
+
+    def refused(what: str):
+        def call(*_args, **_kwargs):
+            ran.append(what)
+            raise ValueError(what)
+
+        return call
+
+    monkeypatch.setattr(_layouts, "PBKDF2HMAC", refused("PBKDF2"), raising=False)
+    monkeypatch.setattr(_layouts.pkcs12, "load_key_and_certificates", refused("load_key_and_certificates"))
+    return ran
+
+
+def test_pkcs12_bundle_with_costly_bag_encryption_is_a_change_without_running_its_kdf(ec_chain, monkeypatch):
+    """A cheap MAC (2048 iterations) but 8 million PBKDF2 iterations per bag: the counts are read from the DER
+    and the bundle is replaced before any key derivation or the library's loader runs."""
+    encryption = (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(65536)
+        .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
+        .build(PASSWORD.encode())
+    )
+    built = pkcs12.serialize_key_and_certificates(
+        None, ec_chain.leaf.key, ec_chain.leaf.cert, [ec_chain.intermediate.cert], encryption
+    )
+    assert built.count(_BUILT_ROUNDS) == 2  # the certificate bags' and the key bag's
+    planted = base64.b64encode(built.replace(_BUILT_ROUNDS, _RAISED_ROUNDS)).decode()
+    (item,) = _items(ec_chain, "pkcs12")
+    ran = _opened(monkeypatch)
+
+    assert _layouts.equivalent_payload("pkcs12", item.payload, {"pkcs12": planted}, PASSWORD) == item.payload
+    assert ran == []
+
+
+def test_pkcs12_key_bag_hidden_in_encrypted_content_counts_towards_the_cost(monkeypatch):
+    derived = []
+    real = _layouts.PBKDF2HMAC
+
+    def counted(**settings):
+        derived.append(settings["iterations"])
+        return real(**settings)
+
+    monkeypatch.setattr(_layouts, "PBKDF2HMAC", counted)
+    assert _layouts._pkcs12_protected(_bundle_hiding_a_key_bag(1000), PASSWORD)
+    assert not _layouts._pkcs12_protected(_bundle_hiding_a_key_bag(_layouts.PKCS12_MAX_KDF_ITERATIONS), PASSWORD)
+    # Only the encrypted content's own 2048 iterations ran, once per bundle; never the key bag's.
+    assert derived == [2048, 2048]
+
+
+def test_a_bundle_within_the_cost_bound_is_still_compared_by_content(ec_chain):
+    (first,) = _items(ec_chain, "pkcs12")
+    data = base64.b64decode(first.payload["pkcs12"])
+    assert _layouts._pkcs12_protected(data, PASSWORD)

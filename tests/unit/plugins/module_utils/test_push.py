@@ -60,7 +60,7 @@ def test_with_an_owner_a_new_secret_gets_the_mark_before_the_data():
 
 def test_with_an_owner_equal_data_without_the_mark_adds_only_the_mark_every_other_key_kept():
     metadata = SecretMetadata(
-        current_version=4, oldest_version=1, max_versions=0, custom_metadata={"owner": "x"}, metadata_version=7
+        current_version=4, oldest_version=1, max_versions=0, custom_metadata={"owner": "x"}, current_metadata_version=7
     )
     current = SecretVersion(version=4, data=dict(PAYLOAD), custom_metadata={"owner": "x"})
     decision = _decide(current, _options(owner="team-a"), metadata=metadata, metadata_read=True)

@@ -4,11 +4,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _retire
-from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
-from ansible_collections.certautopilot.vault.plugins.module_utils._kv2 import SecretMetadata, VersionState
+from ansible_collections.certautopilot.vault.plugins.module_utils._errors import CasConflict, VaultCertError
+from ansible_collections.certautopilot.vault.plugins.module_utils._kv2 import PurgeGuard, SecretMetadata, VersionState
 from ansible_collections.certautopilot.vault.plugins.module_utils._retire import RetirePlan, RetireRequest
 
 LOCATION = "secret/data/certs/example.com"
@@ -194,14 +196,43 @@ def test_prepared_requests_keep_input_order_and_per_item_guards():
     [
         ("delete", "secret/delete/certs/a", ("update",)),
         ("destroy", "secret/destroy/certs/a", ("update",)),
-        ("purge", "secret/metadata/certs/a", ("read", "delete")),
+        ("purge", "secret/metadata/certs/a", ("read", "update", "delete")),
     ],
 )
 def test_each_mode_needs_a_metadata_read_and_its_own_write(mode, written, capabilities):
     request = RetireRequest(mount="secret", path="certs/a", mode=mode)
     needs = _retire.needed_capabilities([request])
     assert needs[written] == capabilities
-    assert needs["secret/metadata/certs/a"] == (("read", "delete") if mode == "purge" else ("read",))
+    assert needs["secret/metadata/certs/a"] == (("read", "update", "delete") if mode == "purge" else ("read",))
+
+
+# -- purge: what its second read may show -------------------------------------------
+
+
+def _guard(current=2, metadata_version=3):
+    return PurgeGuard(current_version=current, metadata_version=metadata_version, cas_required_before=False)
+
+
+def _reread(current=2, metadata_version=3):
+    return dataclasses.replace(_metadata(current), current_metadata_version=metadata_version)
+
+
+def test_a_purge_goes_ahead_while_the_secret_is_as_its_guard_left_it():
+    _retire.refuse_written_during_purge(_reread(), _guard(), LOCATION)
+
+
+def test_a_version_written_during_the_purge_is_named_and_nothing_destroyed():
+    with pytest.raises(CasConflict, match=f"version 3 of {LOCATION} was written during the purge.*nothing destroyed"):
+        _retire.refuse_written_during_purge(_reread(current=3), _guard(), LOCATION)
+
+
+def test_a_metadata_write_during_the_purge_keeps_the_secret():
+    with pytest.raises(CasConflict, match="metadata of .* was changed by another writer during the purge"):
+        _retire.refuse_written_during_purge(_reread(metadata_version=4), _guard(), LOCATION)
+
+
+def test_a_server_without_metadata_versions_is_judged_by_the_version_alone():
+    _retire.refuse_written_during_purge(_reread(metadata_version=None), _guard(metadata_version=None), LOCATION)
 
 
 @pytest.mark.parametrize(
