@@ -229,7 +229,10 @@ def test_prune_leaves_forged_marks_sibling_folders_and_secrets_just_delivered_al
     prefix = f"certs/prune4-{uuid.uuid4().hex[:8]}"
     items, _keys = certs_for(prefix, "kept", "stale")
     sibling_items, _sibling_keys = certs_for(f"{prefix}-other", "managed")
-    _facts, seeded = run_role(ansible, bao, vault_conn, tmp_path, {"cert_distribution_certs": items + sibling_items})
+    owner = {"cert_distribution_owner": f"attack4-{uuid.uuid4().hex[:8]}"}
+    _facts, seeded = run_role(
+        ansible, bao, vault_conn, tmp_path, {**owner, "cert_distribution_certs": items + sibling_items}
+    )
     assert seeded.rc == 0, seeded.output
     forged = {
         "suffix": "certautopilot.vaultX",
@@ -250,6 +253,7 @@ def test_prune_leaves_forged_marks_sibling_folders_and_secrets_just_delivered_al
         vault_conn,
         tmp_path,
         {
+            **owner,
             "cert_distribution_certs": items[:1],
             "cert_distribution_prune": True,
             # A trailing slash names the same folder; the sibling folder certs/prune4-xxx-other is not in it.
@@ -268,7 +272,8 @@ def test_prune_leaves_forged_marks_sibling_folders_and_secrets_just_delivered_al
 def test_prune_does_not_run_when_the_push_fails_part_way(ansible, bao, vault_conn, tmp_path):
     prefix = f"certs/prune4-{uuid.uuid4().hex[:8]}"
     items, _keys = certs_for(prefix, "first", "stale")
-    run_role(ansible, bao, vault_conn, tmp_path, {"cert_distribution_certs": items})
+    owner = {"cert_distribution_owner": f"attack4-{uuid.uuid4().hex[:8]}"}
+    run_role(ansible, bao, vault_conn, tmp_path, {**owner, "cert_distribution_certs": items})
     before = metadata(bao, f"{prefix}/stale")
     denied_items, _denied_keys = certs_for("denied-folder", f"x-{uuid.uuid4().hex[:6]}")
 
@@ -278,10 +283,12 @@ def test_prune_does_not_run_when_the_push_fails_part_way(ansible, bao, vault_con
         vault_conn,
         tmp_path,
         {
+            **owner,
             # The second certificate's path is outside the policy: refused after the first was written.
             "cert_distribution_certs": items[:1] + denied_items,
             "cert_distribution_prune": True,
-            "cert_distribution_prune_prefix": prefix,
+            # The whole mount: the only prefix that holds both paths, as a prune prefix must.
+            "cert_distribution_prune_prefix": "",
             "cert_distribution_health_check": False,
             "cert_distribution_concurrency": 1,
         },
@@ -315,6 +322,8 @@ def test_prune_in_a_play_over_several_hosts_is_refused_before_anything_is_writte
                 "ansible.builtin.include_role": {"name": "certautopilot.vault.cert_distribution"},
                 "vars": {
                     "cert_distribution_certs": "{{ certs_by_host[inventory_hostname] }}",
+                    # One owner for the fleet: each host would retire the secrets of this owner the others deliver.
+                    "cert_distribution_owner": f"attack4-{uuid.uuid4().hex[:8]}",
                     "cert_distribution_prune": True,
                     "cert_distribution_prune_prefix": prefix,
                 },
@@ -339,7 +348,8 @@ def test_prune_in_a_play_over_several_hosts_is_refused_before_anything_is_writte
 def test_absent_in_check_mode_writes_nothing_and_refuses_nothing_it_does_not_own(ansible, bao, vault_conn, tmp_path):
     prefix = f"certs/absent4-{uuid.uuid4().hex[:8]}"
     items, _keys = certs_for(prefix, "ours")
-    run_role(ansible, bao, vault_conn, tmp_path, {"cert_distribution_certs": items})
+    owner = {"cert_distribution_owner": f"attack4-{uuid.uuid4().hex[:8]}"}
+    run_role(ansible, bao, vault_conn, tmp_path, {**owner, "cert_distribution_certs": items})
     mark = bao.audit_mark()
     before = metadata(bao, f"{prefix}/ours")
 
@@ -349,6 +359,7 @@ def test_absent_in_check_mode_writes_nothing_and_refuses_nothing_it_does_not_own
         vault_conn,
         tmp_path,
         {
+            **owner,
             "cert_distribution_state": "absent",
             "cert_distribution_retire_mode": "purge",
             "cert_distribution_certs": items,

@@ -591,7 +591,11 @@ def test_role_prune_after_an_acme_sh_push_keeps_the_four_secrets_just_delivered(
     prefix = f"certs/attack5-prune-{uuid.uuid4().hex[:8]}"
     kept = {"path": f"{prefix}/kept", **_role_cert("kept.example.com")}
     gone = {"path": f"{prefix}/gone", **_role_cert("gone.example.com")}
-    layout = {"cert_distribution_layout": "acme_sh", "cert_distribution_prune_prefix": prefix}
+    layout = {
+        "cert_distribution_layout": "acme_sh",
+        "cert_distribution_prune_prefix": prefix,
+        "cert_distribution_owner": f"attack5-{uuid.uuid4().hex[:8]}",
+    }
     _facts, first = run_role(ansible, bao, vault_conn, tmp_path, {**layout, "cert_distribution_certs": [kept, gone]})
     assert first.rc == 0, first.output[-3000:]
 

@@ -5,12 +5,15 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
+from fault_proxy import FaultProxy
 from leaks import assert_no_leak
 from pki import make_chain
 
 TAG = {"managed_by": "certautopilot.vault"}
+OWNER_KEY = "certautopilot_owner"
 
 
 def approle(bao) -> dict[str, str]:
@@ -27,10 +30,18 @@ def certs_for(prefix: str, *names: str) -> tuple[list[dict], list[str]]:
     return items, [leaf.key_pem for leaf in issued]
 
 
-def run_role(ansible, bao, vault_conn, tmp_path, role_vars: dict, *, check: bool = False):
-    """Run the role once; the facts it set (results, pruned), the run, and a leak check of its output."""
+def new_owner(team: str) -> str:
+    return f"{team}-{uuid.uuid4().hex[:8]}"
+
+
+def run_role(ansible, bao, vault_conn, tmp_path, role_vars: dict, *, check: bool = False, apply: dict | None = None):
+    """Run the role once; the facts it set (results, pruned), the run, and a leak check of its output.
+
+    ``apply`` is include_role's: keywords for every task of the role (``{"ignore_errors": True}``, say).
+    """
     facts = tmp_path / f"facts-{uuid.uuid4().hex}.json"
-    role = {"ansible.builtin.include_role": {"name": "certautopilot.vault.cert_distribution"}, "vars": role_vars}
+    include = {"name": "certautopilot.vault.cert_distribution", **({"apply": apply} if apply else {})}
+    role = {"ansible.builtin.include_role": include, "vars": role_vars}
     record = {
         "ansible.builtin.copy": {
             "dest": str(facts),
@@ -61,25 +72,41 @@ def current_deleted(bao, path: str) -> bool:
     return bool(meta["versions"][str(meta["current_version"])]["deletion_time"])
 
 
-def foreign_secret(bao, path: str) -> None:
-    """A certificate secret someone else wrote: no managed_by mark."""
+def foreign_secret(bao, path: str, custom_metadata: dict | None = None) -> None:
+    """A certificate secret someone else wrote: no mark, unless ``custom_metadata`` sets one by hand."""
     leaf = make_chain("foreign.example.com").leaf
     status, body = bao.api("POST", f"secret/data/{path}", {"data": {"certificate": leaf.cert_pem}})
     assert status == 200, body
+    if custom_metadata is not None:
+        status, body = bao.api("POST", f"secret/metadata/{path}", {"custom_metadata": custom_metadata})
+        assert status == 204, body
+
+
+def live(bao, path: str) -> bool:
+    """The secret exists and its current version is not deleted."""
+    return metadata(bao, path) is not None and not current_deleted(bao, path)
+
+
+def writes_since(bao, mark: int) -> list[str]:
+    """The KV paths written (created, updated, deleted) after the audit mark."""
+    return [
+        entry["request"]["path"]
+        for entry in bao.audit_requests(mark)
+        if entry["request"]["operation"] in ("create", "update", "delete")
+        and entry["request"]["path"].startswith("secret/")
+    ]
 
 
 def test_absent_soft_deletes_the_listed_certificates_and_leaves_the_others(ansible, bao, vault_conn, tmp_path):
     prefix = f"certs/absent-{uuid.uuid4().hex[:8]}"
+    owner = {"cert_distribution_owner": new_owner("absent")}
     items, _keys = certs_for(prefix, "gone", "kept")
-    pushed, run = run_role(ansible, bao, vault_conn, tmp_path, {"cert_distribution_certs": items})
+    pushed, run = run_role(ansible, bao, vault_conn, tmp_path, {**owner, "cert_distribution_certs": items})
     assert run.rc == 0, run.output
+    absent = {**owner, "cert_distribution_state": "absent", "cert_distribution_certs": items[:1]}
 
-    retired, run = run_role(
-        ansible, bao, vault_conn, tmp_path, {"cert_distribution_state": "absent", "cert_distribution_certs": items[:1]}
-    )
-    again, rerun = run_role(
-        ansible, bao, vault_conn, tmp_path, {"cert_distribution_state": "absent", "cert_distribution_certs": items[:1]}
-    )
+    retired, run = run_role(ansible, bao, vault_conn, tmp_path, absent)
+    again, rerun = run_role(ansible, bao, vault_conn, tmp_path, absent)
 
     assert run.rc == 0, run.output
     assert [(result["path"], result["changed"], result["mode"]) for result in retired["results"]] == [
@@ -93,8 +120,9 @@ def test_absent_soft_deletes_the_listed_certificates_and_leaves_the_others(ansib
 
 def test_absent_purge_refuses_a_secret_without_the_mark_and_writes_nothing(ansible, bao, vault_conn, tmp_path):
     prefix = f"certs/absent-{uuid.uuid4().hex[:8]}"
+    owner = {"cert_distribution_owner": new_owner("absent")}
     items, _keys = certs_for(prefix, "ours", "theirs")
-    run_role(ansible, bao, vault_conn, tmp_path, {"cert_distribution_certs": items[:1]})
+    run_role(ansible, bao, vault_conn, tmp_path, {**owner, "cert_distribution_certs": items[:1]})
     foreign_secret(bao, f"{prefix}/theirs")
     before = {path: metadata(bao, path) for path in (f"{prefix}/ours", f"{prefix}/theirs")}
 
@@ -104,6 +132,7 @@ def test_absent_purge_refuses_a_secret_without_the_mark_and_writes_nothing(ansib
         vault_conn,
         tmp_path,
         {
+            **owner,
             "cert_distribution_state": "absent",
             "cert_distribution_retire_mode": "purge",
             "cert_distribution_certs": items,
@@ -116,13 +145,36 @@ def test_absent_purge_refuses_a_secret_without_the_mark_and_writes_nothing(ansib
     assert metadata(bao, f"{prefix}/theirs") == before[f"{prefix}/theirs"]
 
 
+def test_absent_of_one_owner_refuses_the_secret_of_another_owner_and_writes_nothing(ansible, bao, vault_conn, tmp_path):
+    prefix = f"certs/absent-{uuid.uuid4().hex[:8]}"
+    items, _keys = certs_for(prefix, "b-api")
+    team_b = {"cert_distribution_owner": new_owner("team-b"), "cert_distribution_certs": items}
+    _facts, seeded = run_role(ansible, bao, vault_conn, tmp_path, team_b)
+    assert seeded.rc == 0, seeded.output
+    before = metadata(bao, f"{prefix}/b-api")
+
+    _facts, run = run_role(
+        ansible,
+        bao,
+        vault_conn,
+        tmp_path,
+        {**team_b, "cert_distribution_owner": new_owner("team-a"), "cert_distribution_state": "absent"},
+    )
+
+    assert run.rc != 0
+    assert f"{prefix}/b-api" in run.output, run.output
+    assert metadata(bao, f"{prefix}/b-api") == before
+
+
 def test_prune_lists_in_check_mode_then_retires_only_managed_secrets_not_delivered(ansible, bao, vault_conn, tmp_path):
     prefix = f"certs/prune-{uuid.uuid4().hex[:8]}"
+    owner = {"cert_distribution_owner": new_owner("prune")}
     items, _keys = certs_for(prefix, "web", "old-api", "team/old-db")
-    run_role(ansible, bao, vault_conn, tmp_path, {"cert_distribution_certs": items})
+    run_role(ansible, bao, vault_conn, tmp_path, {**owner, "cert_distribution_certs": items})
     foreign_secret(bao, f"{prefix}/foreign")
     foreign_secret(bao, f"{prefix}/team/foreign")
     prune = {
+        **owner,
         "cert_distribution_certs": items[:1],
         "cert_distribution_prune": True,
         "cert_distribution_prune_prefix": prefix,
@@ -145,10 +197,212 @@ def test_prune_lists_in_check_mode_then_retires_only_managed_secrets_not_deliver
     assert rerun.rc == 0 and again["pruned"] == []
 
 
+def seed_two_teams(ansible, bao, vault_conn, tmp_path) -> tuple[str, dict, dict, list[dict]]:
+    """Team A and team B, each with its own owner, deliver under one folder of the default prune prefix (certs).
+
+    Returns the folder, team A's and team B's role variables (owner and whole list) and team A's list.
+    """
+    folder = f"certs/teams-{uuid.uuid4().hex[:8]}"
+    a_items, _a_keys = certs_for(f"{folder}/team-a", "web", "old-api")
+    b_items, _b_keys = certs_for(f"{folder}/team-b", "api", "old-db")
+    team_a = {"cert_distribution_owner": new_owner("team-a"), "cert_distribution_certs": a_items}
+    team_b = {"cert_distribution_owner": new_owner("team-b"), "cert_distribution_certs": b_items}
+    for team in (team_a, team_b):
+        _facts, seeded = run_role(ansible, bao, vault_conn, tmp_path, team)
+        assert seeded.rc == 0, seeded.output
+    return folder, team_a, team_b, a_items
+
+
+def test_prune_of_one_owner_never_retires_another_owners_secrets_under_the_default_prefix(
+    ansible, bao, vault_conn, tmp_path
+):
+    """The audit's data-loss case: team A's prune with default settings retired team B's certificates."""
+    folder, team_a, _team_b, a_items = seed_two_teams(ansible, bao, vault_conn, tmp_path)
+    team_b_secrets = {path: metadata(bao, path) for path in (f"{folder}/team-b/api", f"{folder}/team-b/old-db")}
+
+    pruned, run = run_role(
+        ansible,
+        bao,
+        vault_conn,
+        tmp_path,
+        {**team_a, "cert_distribution_certs": a_items[:1], "cert_distribution_prune": True},
+    )
+
+    assert run.rc == 0, run.output
+    assert pruned["pruned"] == [f"{folder}/team-a/old-api"]
+    assert current_deleted(bao, f"{folder}/team-a/old-api") and live(bao, f"{folder}/team-a/web")
+    assert {path: metadata(bao, path) for path in team_b_secrets} == team_b_secrets
+
+
+def test_prune_in_check_mode_lists_only_this_owners_secrets_and_writes_nothing(ansible, bao, vault_conn, tmp_path):
+    folder, team_a, _team_b, a_items = seed_two_teams(ansible, bao, vault_conn, tmp_path)
+    mark = bao.audit_mark()
+
+    listed, run = run_role(
+        ansible,
+        bao,
+        vault_conn,
+        tmp_path,
+        {**team_a, "cert_distribution_certs": a_items[:1], "cert_distribution_prune": True},
+        check=True,
+    )
+
+    assert run.rc == 0, run.output
+    assert listed["pruned"] == [f"{folder}/team-a/old-api"]
+    assert writes_since(bao, mark) == []
+    assert live(bao, f"{folder}/team-a/old-api")
+
+
+def test_prune_without_an_owner_is_refused_before_anything_is_written(ansible, bao, vault_conn, tmp_path):
+    prefix = f"certs/prune-{uuid.uuid4().hex[:8]}"
+    owner = {"cert_distribution_owner": new_owner("prune")}
+    items, _keys = certs_for(prefix, "stale", "new")
+    run_role(ansible, bao, vault_conn, tmp_path, {**owner, "cert_distribution_certs": items[:1]})
+    mark = bao.audit_mark()
+
+    _facts, run = run_role(
+        ansible,
+        bao,
+        vault_conn,
+        tmp_path,
+        {
+            "cert_distribution_certs": items[1:],
+            "cert_distribution_prune": True,
+            "cert_distribution_prune_prefix": prefix,
+        },
+    )
+
+    assert writes_since(bao, mark) == []
+    assert run.rc != 0
+    assert "cert_distribution_prune needs cert_distribution_owner" in run.output, run.output
+    assert live(bao, f"{prefix}/stale") and metadata(bao, f"{prefix}/new") is None
+
+
+def test_prune_after_a_push_that_failed_part_way_with_errors_ignored_retires_nothing(
+    ansible, bao, vault_conn, tmp_path
+):
+    """include_role with apply: {ignore_errors: true}: the push stops at the second certificate, the role goes on.
+
+    Before, prune compared the inventory with the results of the first certificate alone and retired the second
+    and third, still in the list. Prune must not run at all after a push that did not deliver everything.
+    """
+    prefix = f"certs/prune-{uuid.uuid4().hex[:8]}"
+    owner = {"cert_distribution_owner": new_owner("prune")}
+    items, _keys = certs_for(prefix, "first", "second", "third", "stale")
+    _facts, seeded = run_role(ansible, bao, vault_conn, tmp_path, {**owner, "cert_distribution_certs": items})
+    assert seeded.rc == 0, seeded.output
+    renewed, _renewed_keys = certs_for(prefix, "first", "second", "third")
+    before = {item["path"]: metadata(bao, item["path"]) for item in items[1:]}
+
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        proxy.add_rule("POST", rf"^secret/data/{re.escape(prefix)}/second$", status=403, times=None)
+        facts, run = run_role(
+            ansible,
+            bao,
+            {**vault_conn, "url": proxy.url, "retries": 0},
+            tmp_path,
+            {
+                **owner,
+                "cert_distribution_certs": renewed,
+                "cert_distribution_prune": True,
+                "cert_distribution_prune_prefix": prefix,
+                "cert_distribution_concurrency": 1,
+            },
+            apply={"ignore_errors": True},
+        )
+
+    assert {path: metadata(bao, path) for path in before} == before
+    assert "cert_distribution_prune did not run" in run.output, run.output
+    assert [result["path"] for result in facts["results"]] == [f"{prefix}/first"]
+    assert facts["pruned"] == []
+
+
+def test_prune_whose_prefix_does_not_hold_every_delivered_path_is_refused_before_anything_is_written(
+    ansible, bao, vault_conn, tmp_path
+):
+    folder = f"certs/prune-{uuid.uuid4().hex[:8]}"
+    owner = {"cert_distribution_owner": new_owner("prune")}
+    stale, _stale_keys = certs_for(f"{folder}/pruned", "stale")
+    inside, _inside_keys = certs_for(f"{folder}/pruned", "web")
+    outside, _outside_keys = certs_for(f"{folder}/elsewhere", "api")
+    run_role(ansible, bao, vault_conn, tmp_path, {**owner, "cert_distribution_certs": stale})
+    mark = bao.audit_mark()
+
+    _facts, run = run_role(
+        ansible,
+        bao,
+        vault_conn,
+        tmp_path,
+        {
+            **owner,
+            "cert_distribution_certs": inside + outside,
+            "cert_distribution_prune": True,
+            "cert_distribution_prune_prefix": f"{folder}/pruned",
+        },
+    )
+
+    assert writes_since(bao, mark) == []
+    assert run.rc != 0
+    assert "cert_distribution_prune_prefix does not contain the secret path of cert_distribution_certs[1]:" in (
+        " ".join(run.output.split())
+    ), run.output
+    assert live(bao, f"{folder}/pruned/stale")
+
+
+def test_a_secret_of_this_owner_whose_name_holds_a_space_is_left_out_with_a_warning_and_the_rest_pruned(
+    ansible, bao, vault_conn, tmp_path
+):
+    prefix = f"certs/prune-{uuid.uuid4().hex[:8]}"
+    owner = new_owner("prune")
+    items, _keys = certs_for(prefix, "kept", "stale")
+    run_role(ansible, bao, vault_conn, tmp_path, {"cert_distribution_owner": owner, "cert_distribution_certs": items})
+    odd = f"{prefix}/has space"
+    foreign_secret(bao, odd, {**TAG, OWNER_KEY: owner})
+    odd_before = metadata(bao, odd)
+
+    pruned, run = run_role(
+        ansible,
+        bao,
+        vault_conn,
+        tmp_path,
+        {
+            "cert_distribution_owner": owner,
+            "cert_distribution_certs": items[:1],
+            "cert_distribution_prune": True,
+            "cert_distribution_prune_prefix": prefix,
+        },
+    )
+
+    assert run.rc == 0, run.output
+    assert pruned["pruned"] == [f"{prefix}/stale"]
+    assert current_deleted(bao, f"{prefix}/stale")
+    assert metadata(bao, odd) == odd_before
+    warning = " ".join(run.output[run.output.index("[WARNING]") :].split())
+    assert f"'{odd}'" in warning and "not a valid secret path" in warning, run.output
+
+
+def test_an_owner_that_is_not_a_name_is_refused_by_the_role_before_anything_is_written(
+    ansible, bao, vault_conn, tmp_path
+):
+    prefix = f"certs/prune-{uuid.uuid4().hex[:8]}"
+    items, _keys = certs_for(prefix, "web")
+    mark = bao.audit_mark()
+
+    _facts, run = run_role(
+        ansible, bao, vault_conn, tmp_path, {"cert_distribution_owner": "team a/x", "cert_distribution_certs": items}
+    )
+
+    assert writes_since(bao, mark) == []
+    assert run.rc != 0
+    assert "cert_distribution_owner must be 1 to 64 characters" in run.output, run.output
+    assert "team a/x" not in run.output
+
+
 def test_prune_with_no_certificates_is_refused_before_anything_is_written(ansible, bao, vault_conn, tmp_path):
     prefix = f"certs/prune-{uuid.uuid4().hex[:8]}"
+    owner = {"cert_distribution_owner": new_owner("prune")}
     items, _keys = certs_for(prefix, "only")
-    run_role(ansible, bao, vault_conn, tmp_path, {"cert_distribution_certs": items})
+    run_role(ansible, bao, vault_conn, tmp_path, {**owner, "cert_distribution_certs": items})
     before = metadata(bao, f"{prefix}/only")
 
     _facts, run = run_role(
@@ -156,7 +410,12 @@ def test_prune_with_no_certificates_is_refused_before_anything_is_written(ansibl
         bao,
         vault_conn,
         tmp_path,
-        {"cert_distribution_certs": [], "cert_distribution_prune": True, "cert_distribution_prune_prefix": prefix},
+        {
+            **owner,
+            "cert_distribution_certs": [],
+            "cert_distribution_prune": True,
+            "cert_distribution_prune_prefix": prefix,
+        },
     )
 
     assert run.rc != 0
@@ -171,7 +430,11 @@ def test_absent_with_the_acme_sh_layout_retires_the_four_secrets_of_each_certifi
 ):
     prefix = f"certs/absent-acme-{uuid.uuid4().hex[:8]}"
     items, _keys = certs_for(prefix, "acme")
-    layout = {"cert_distribution_layout": "acme_sh", "cert_distribution_certs": items}
+    layout = {
+        "cert_distribution_layout": "acme_sh",
+        "cert_distribution_certs": items,
+        "cert_distribution_owner": new_owner("acme"),
+    }
     run_role(ansible, bao, vault_conn, tmp_path, layout)
 
     retired, run = run_role(ansible, bao, vault_conn, tmp_path, {**layout, "cert_distribution_state": "absent"})
