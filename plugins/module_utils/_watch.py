@@ -19,7 +19,7 @@ from datetime import datetime
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from ansible_collections.certautopilot.vault.plugins.module_utils import _info
+from ansible_collections.certautopilot.vault.plugins.module_utils import _info, _kv2
 from ansible_collections.certautopilot.vault.plugins.module_utils._auth import select_auth_method
 from ansible_collections.certautopilot.vault.plugins.module_utils._client import ConnectionSettings, VaultClient
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
@@ -65,16 +65,18 @@ def watch_from_args(args: t.Mapping[str, t.Any], *, log: t.Callable[[str], None]
         raise VaultCertError("cert_expiry: " + "; ".join(messages))
     params = result.validated_parameters
     request = _info.request_from(params)
-    watch = Watch(
+    return Watch(
         mount=params["mount"],
         request=request,
         params=params,
         interval=params["interval"],
         state_file=params["state_file"],
+        log=log or _ignore,
     )
-    if log is not None:
-        watch.log = log
-    return watch
+
+
+def _ignore(_message: str) -> None:
+    """The log of a watch nobody listens to."""
 
 
 def changes(
@@ -101,8 +103,29 @@ def changes(
             event = {"type": kind, "mount": mount, **{key: item.get(key) for key in EVENT_KEYS}}
             if kind == VERSION_CHANGED:
                 event["previous_version"] = seen["version"]
-            events.append(event)
+            events.append(inert(event))
     return events
+
+
+def inert(event: dict[str, t.Any]) -> dict[str, t.Any]:
+    """``event`` with every field that holds template syntax withheld (null, and named in ``withheld``).
+
+    An event's text comes from whoever may write under the prefix (a secret's name, a certificate's CN or
+    SANs, the server's message), and ansible-rulebook hands events to playbooks as extra variables, which
+    Ansible renders: ``{{ lookup('pipe', ...) }}`` in a CN would run on the EDA host.
+    """
+    withheld = [key for key, value in event.items() if _holds_template(value)]
+    if not withheld:
+        return event
+    return {**event, **dict.fromkeys(withheld), "withheld": withheld}
+
+
+def _holds_template(value: t.Any) -> bool:
+    if isinstance(value, str):
+        return any(opener in value for opener in _kv2.TEMPLATE_OPENERS)
+    if isinstance(value, (list, tuple)):
+        return any(_holds_template(element) for element in value)
+    return False
 
 
 def _new_version(before: int | None, now: int | None) -> bool:
@@ -133,7 +156,8 @@ class Watch:
 
     def __post_init__(self) -> None:
         # Checked once, before the first poll: a watch with a wrong option never starts.
-        ConnectionSettings.from_params(self.params)
+        for warning in ConnectionSettings.from_params(self.params).warnings():
+            self.log(warning)
         select_auth_method(self.params)
         if self.interval <= 0:
             raise VaultCertError("interval must be a positive number of seconds")
@@ -152,7 +176,7 @@ class Watch:
             self.down_polls += 1
             if self.down_polls > 1:
                 return []
-            return [{"type": VAULT_UNAVAILABLE, "mount": self.mount, "reason": str(exc)}]
+            return [inert({"type": VAULT_UNAVAILABLE, "mount": self.mount, "reason": str(exc)})]
         events = []
         if self.down_polls:
             events.append({"type": VAULT_AVAILABLE, "mount": self.mount})
@@ -173,8 +197,6 @@ class Watch:
         # A new client and login per poll: a token never outlives the poll that needed it.
         settings = ConnectionSettings.from_params(self.params)
         auth = select_auth_method(self.params)
-        if not settings.validate_certs:
-            self.log("validate_certs is false: the server's TLS certificate is not checked (bring-up only)")
         client = VaultClient(settings, pool_size=self.request.concurrency)
         client.consistency.seed(self.consistency_index)
         try:

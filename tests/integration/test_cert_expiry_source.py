@@ -164,7 +164,7 @@ def test_a_server_that_goes_away_is_one_event_and_its_return_one_more(bao, ansib
     assert proxy.url.split("//")[1] in stopped[0]["reason"]
 
 
-def test_the_example_rulebook_runs_its_playbook_once_for_a_certificate_that_expires_in_five_days(
+def test_the_example_rulebook_runs_its_playbook_once_per_expiring_certificate_and_renders_no_event_text(
     bao, ansible, vault_conn, approle_auth, tmp_path
 ):
     prefix = f"certs/rulebook-{uuid.uuid4().hex[:8]}"
@@ -172,6 +172,12 @@ def test_the_example_rulebook_runs_its_playbook_once_for_a_certificate_that_expi
     healthy = make_chain(f"ok.{prefix[6:]}.example.com", days=200).leaf
     store(bao, f"{prefix}/soon", soon.cert_pem, soon.key_pem)
     store(bao, f"{prefix}/ok", healthy.cert_pem, healthy.key_pem)
+    # A second team's secrets under the same prefix, with template syntax where a playbook would render it:
+    # in a certificate's CN, and in a secret's name (OpenBao takes both).
+    hostile_cn = make_chain("{{ 7 * 191 }}.example.com", sans=["cn.example.com"], days=5).leaf
+    store(bao, f"{prefix}/hostile-cn", hostile_cn.cert_pem, hostile_cn.key_pem)
+    hostile_name = make_chain("name.example.com", days=5).leaf
+    store(bao, f"{prefix}/{{{{ 7 * 191 }}}}.example.com", hostile_name.cert_pem, hostile_name.key_pem)
     runs = tmp_path / "runs"
     runs.mkdir()
     renew = tmp_path / "renew.yml"
@@ -197,14 +203,24 @@ def test_the_example_rulebook_runs_its_playbook_once_for_a_certificate_that_expi
     }
 
     with rulebook.started(variables, environment):
-        rulebook.wait_for(lambda: any(path.read_text() for path in runs.iterdir()))
-        # Several more polls: the certificate stays expiring, so nothing runs again.
+        rulebook.wait_for(lambda: len([path for path in runs.iterdir() if path.read_text()]) >= 3)
+        # Several more polls: the certificates stay expiring, so nothing runs again.
         time.sleep(5)
         rulebook.wait_for(lambda: all(path.read_text() for path in runs.iterdir()))
         recorded = sorted(path.read_text() for path in runs.iterdir())
 
-    assert recorded == [f"{prefix}/soon expiring 5"] or recorded == [f"{prefix}/soon expiring 4"], rulebook.log()
-    assert_no_leak([rulebook.log()], approle_auth["secret_id"], soon.key_pem, healthy.key_pem)
+    days = "4" if any(" expiring 4 " in run for run in recorded) else "5"
+    assert recorded == sorted(
+        [
+            f"{prefix}/soon expiring {days} soon.{prefix[6:]}.example.com withheld ",
+            # The templates were withheld from the events, never rendered ("1337"): the fields are null.
+            f"{prefix}/hostile-cn expiring {days} None withheld cn",
+            f" expiring {days} name.example.com withheld path",
+        ]
+    ), rulebook.log()
+    assert days in ("4", "5")
+    keys = (soon.key_pem, healthy.key_pem, hostile_cn.key_pem, hostile_name.key_pem)
+    assert_no_leak([rulebook.log()], approle_auth["secret_id"], *keys)
 
 
 # What a renewal playbook gets: the event, as ansible_eda.event. This one records each run in its own file.
@@ -223,6 +239,7 @@ RENEW_PLAYBOOK = """\
         dest: "{{ run_file.path }}"
         content: >-
           {{ ansible_eda.event.cert_expiry.path }} {{ ansible_eda.event.cert_expiry.type }}
-          {{- ' ' ~ ansible_eda.event.cert_expiry.days_left }}
+          {{- ' ' ~ ansible_eda.event.cert_expiry.days_left ~ ' ' ~ ansible_eda.event.cert_expiry.cn }}
+          {{- ' withheld ' ~ ansible_eda.event.cert_expiry.withheld | default([]) | join(',') }}
         mode: "0600"
 """

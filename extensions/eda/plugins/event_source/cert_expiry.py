@@ -78,6 +78,7 @@ EXAMPLES = r"""
 """
 
 import asyncio
+import logging
 import sys
 import typing as t
 from pathlib import Path
@@ -95,7 +96,7 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._errors import
 
 async def main(queue: asyncio.Queue, args: dict[str, t.Any]) -> None:
     """Poll forever; put each event on ``queue`` as ``{"cert_expiry": event}``."""
-    watch = _watch.watch_from_args(args)
+    watch = _watch.watch_from_args(args, log=logging.getLogger(__name__).warning)
     while True:
         for event in await asyncio.to_thread(watch.poll):
             await queue.put({"cert_expiry": event})

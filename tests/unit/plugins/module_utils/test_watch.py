@@ -14,7 +14,7 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._info import e
 
 
 def line(path: str, status: str, version: int | None = 1, **found) -> dict:
-    return entry(path, status, version=version, cn=path.rsplit("/", 1)[-1], **found)
+    return entry(path, status, version=version, **{"cn": path.rsplit("/", 1)[-1], **found})
 
 
 def kinds(events: list[dict]) -> list[tuple[str, str]]:
@@ -102,3 +102,22 @@ def test_options_are_checked_like_a_module_s_and_a_refusal_never_quotes_a_secret
         _watch.watch_from_args(
             {"url": "https://v:8200", "token": "x", "auth_method": "token", "prefix": "c", "interval": 0}
         )
+
+
+@pytest.mark.parametrize("field", ["path", "cn", "sans", "reason"])
+def test_a_field_holding_template_syntax_is_withheld_from_the_event(field):
+    """Events reach playbooks as extra variables, which Ansible renders: whoever can write under the prefix
+    (a secret's name, a certificate's CN) must not be able to put a template there."""
+    values = {"path": "certs/{{ 7 * 191 }}", "cn": "{% raw %}x", "sans": ["a.example.com", "{#x#}"], "reason": "{{x}}"}
+    found = {key: value for key, value in values.items() if key == field and key != "path"} or {"cn": "a.example.com"}
+    path = values["path"] if field == "path" else "certs/a"
+    (event,) = _watch.changes("secret", None, [line(path, "expired", **found)])
+    assert event[field] is None and event["withheld"] == [field]
+    assert event["status"] == "expired" and event["type"] == "expired"
+
+
+def test_a_watch_warns_once_when_credentials_would_cross_the_network_in_clear(monkeypatch):
+    logged: list[str] = []
+    args = {"url": "http://127.0.0.1:8200", "auth_method": "token", "token": "t0k", "prefix": "certs"}
+    _watch.watch_from_args(args, log=logged.append)
+    assert len(logged) == 1 and "plain http://" in logged[0] and "t0k" not in logged[0]
