@@ -482,3 +482,47 @@ def test_display_args_to_stdout_shows_no_key_and_no_secret_id_in_job_events(bao,
     assert "private key does not match the certificate" in refused[0], refused[0]
     assert data_of(bao, f"certs/{prefix}/mismatch") is None
     assert_no_leak(delivered + refused, chain.leaf.key_pem, auth["secret_id"])
+
+
+def test_display_args_to_stdout_shows_no_secret_id_in_any_state_of_the_role(bao, ansible, vault_conn, tmp_path):
+    """Every module task of the role (push, prune's listing and retirement, report, rollback, absent) gets
+    cert_distribution_vault through module_defaults: each is hidden when Ansible would print its arguments."""
+    prefix = f"certs/args-states-{uuid.uuid4().hex[:8]}"
+    first, renewed = make_chain(f"a.{prefix[6:]}.example.com"), make_chain(f"a.{prefix[6:]}.example.com")
+    stale = make_chain(f"stale.{prefix[6:]}.example.com")
+    auth = approle(bao)
+    path = f"{prefix}/a.{prefix[6:]}.example.com"
+
+    def role(state: str, **role_vars: t.Any) -> dict[str, t.Any]:
+        return {
+            "name": f"Role, state {state}",
+            "ansible.builtin.include_role": {"name": ROLE},
+            "vars": {"cert_distribution_state": state, **role_vars},
+        }
+
+    def certs(chain) -> list[dict[str, str]]:
+        return [{"certificate": chain.leaf.cert_pem, "private_key": chain.leaf.key_pem, "chain": chain.chain_pem}]
+
+    prune = {"cert_distribution_prune": True, "cert_distribution_prune_prefix": prefix}
+    tasks = [
+        role("present", cert_distribution_certs=certs(first) + [{**certs(stale)[0], "path": f"{prefix}/stale"}]),
+        role("present", cert_distribution_certs=certs(renewed), **prune),
+        role("report", cert_distribution_report_prefix=prefix),
+        role("rollback", cert_distribution_rollback_items=[{"path": path, "version": 1, "current_version": 2}]),
+        role("absent", cert_distribution_certs=certs(first)),
+    ]
+    common = {
+        "cert_distribution_vault": {**vault_conn, **auth},
+        "cert_distribution_owner": "args-team",
+        "cert_distribution_path_template": f"{prefix}/{{{{ cn }}}}",
+    }
+
+    rc, texts = run_as_awx_job(
+        ansible, tmp_path / "job", yaml_text([play(tasks=tasks)]), common, {"ANSIBLE_DISPLAY_ARGS_TO_STDOUT": "True"}
+    )
+
+    assert rc == 0, texts[0][-2000:]
+    # Each state ran: the stale secret was pruned, the rollback wrote version 3, absent soft-deleted it.
+    assert data_of(bao, f"{prefix}/stale") is None and data_of(bao, path) is None
+    assert max(int(number) for number in bao.kv_versions("secret", path)) == 3
+    assert_no_leak(texts, auth["secret_id"], first.leaf.key_pem, renewed.leaf.key_pem, stale.leaf.key_pem)
