@@ -71,8 +71,8 @@ def prepare_request(
         prefix = prefix.rstrip("/")
         if prefix:
             _kv2.validate_path(prefix, what="prefix")
-    for path in paths or ():
-        _kv2.validate_path(path)
+    for index, path in enumerate(paths or ()):
+        _kv2.validate_path(path, what=f"paths[{index}]")
     fields = tuple(fields) if fields else ()
     if not fields or not all(isinstance(name, str) and name for name in fields):
         raise VaultCertError("fields must name at least one JSON key of the secret, each a non-empty string")

@@ -217,12 +217,11 @@ TEMPLATE_SYNTAX = "it holds template syntax ({{, {% or {#), which a path never m
 
 def validate_path(path: str | None, *, what: str = "path") -> None:
     """Refuse a path that Vault would normalise into another secret, or that would act as a template, before any
-    request. A path that holds template syntax is not quoted: the message would carry the template on."""
+    request. The message names ``what`` (the option, the item) and never quotes the path: it failed the check,
+    so it may hold a template, a credential pasted by mistake or anything else."""
     problem = _path_problem(path or "")
-    if problem == TEMPLATE_SYNTAX:
-        raise VaultCertError(f"invalid {what}: {problem}")
     if problem:
-        raise VaultCertError(f"invalid {what} {path!r}: {problem}")
+        raise VaultCertError(f"invalid {what}: {problem}")
 
 
 def _path_problem(path: str) -> str:
@@ -853,3 +852,8 @@ def capabilities_self(client: VaultClient, paths: t.Sequence[str]) -> dict[str, 
         reply = client.request("POST", "sys/capabilities-self", json={"paths": chunk}, needs=("update",))
         granted.update({location: list(reply.data.get(location) or []) for location in chunk})
     return granted
+
+
+def item_option(option: str, index: int, count: int, name: str = "path") -> str:
+    """How a message names an item's option: ``path`` for a run of one, ``certificates[3].path`` in a batch."""
+    return name if count == 1 else f"{option}[{index}].{name}"

@@ -141,8 +141,8 @@ def prepare_items(raw_items: t.Sequence[t.Mapping[str, t.Any]], options: PushOpt
     """Check every path and certificate of the run; nothing is sent before all pass."""
     _kv2.validate_path(options.mount, what="mount")
     _kv2.validate_owner(options.owner)
-    for raw in raw_items:
-        _kv2.validate_path(raw.get("path"))
+    for index, raw in enumerate(raw_items):
+        _kv2.validate_path(raw.get("path"), what=_kv2.item_option("certificates", index, len(raw_items)))
     _batch.refuse_repeated_paths((raw["path"] for raw in raw_items), option="certificates")
     items = [item for raw in raw_items for item in _prepare_item(raw, raw["path"], options)]
     if _layouts.several_secrets(options.layout):

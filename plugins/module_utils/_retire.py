@@ -85,8 +85,8 @@ def prepare_requests(
     _kv2.validate_owner(owner)
     if mode not in MODES:
         raise VaultCertError(f"mode must be one of {', '.join(MODES)}, got {shown(mode)}")
-    for item in items:
-        _kv2.validate_path(item.get("path"))
+    for index, item in enumerate(items):
+        _kv2.validate_path(item.get("path"), what=_kv2.item_option("secrets", index, len(items)))
     _batch.refuse_repeated_paths((item["path"] for item in items), option="secrets")
     return [
         RetireRequest(

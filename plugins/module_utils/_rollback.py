@@ -67,8 +67,8 @@ def prepare_requests(
 ) -> list[RollbackRequest]:
     """Check the mount and every path of the run; nothing is sent before all pass."""
     _kv2.validate_path(mount, what="mount")
-    for item in items:
-        _kv2.validate_path(item.get("path"))
+    for index, item in enumerate(items):
+        _kv2.validate_path(item.get("path"), what=_kv2.item_option("secrets", index, len(items)))
     _batch.refuse_repeated_paths((item["path"] for item in items), option="secrets")
     return [
         RollbackRequest(
