@@ -93,6 +93,14 @@ options:
       - The folders of one depth are listed together, then the secrets are read.
     type: int
     default: 8
+  owner:
+    description:
+      - The owner to judge RV(certificates[].managed) by, as given to P(certautopilot.vault.vault_cert_push#module) -
+        1 to 64 characters of C(A-Za-z0-9._-), refused otherwise before any request.
+      - With it, C(managed) is true only for a secret whose mark names this owner (C(certautopilot_owner=<owner>));
+        without it, for any secret that carries C(managed_by=certautopilot.vault).
+      - The mark is custom metadata - anyone who may write a secret's metadata can forge it or take it off.
+    type: str
 seealso:
   - module: certautopilot.vault.vault_cert_push
   - module: certautopilot.vault.vault_health
@@ -156,9 +164,13 @@ certificates:
     managed:
       description:
         - Whether this collection manages the secret - its custom metadata holds C(managed_by=certautopilot.vault),
-          the tag the collection's writing modules set on the secrets they write.
+          the mark P(certautopilot.vault.vault_cert_push#module) writes when given an owner; with O(owner), only
+          when the mark names that owner.
         - V(false) when the secret could not be read.
       type: bool
+    owner:
+      description: The owner the secret's mark names (C(certautopilot_owner)), null when it names none.
+      type: str
     field:
       description: The JSON key the certificate was read from (one of O(fields)).
       type: str
