@@ -16,6 +16,8 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._errors import
 
 DEFAULT_JWT_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
+# A JWT is a few KiB; a file larger than this is something else, and is not read whole.
+JWT_FILE_MAX_BYTES = 64 * 1024
 
 
 class AuthMethod:
@@ -70,12 +72,7 @@ class JwtAuth(AuthMethod):
     def _read_jwt(self) -> str:
         if self.params.get("jwt"):
             return self.params["jwt"].strip()
-        jwt_file = self.params.get("jwt_file") or DEFAULT_JWT_FILE
-        try:
-            with open(jwt_file, encoding="utf-8") as handle:
-                return handle.read().strip()
-        except OSError as exc:
-            raise VaultCertError(f"auth_method jwt: cannot read jwt_file {jwt_file!r}: {exc.strerror}") from None
+        return _jwt_from_file(self.params.get("jwt_file") or DEFAULT_JWT_FILE)
 
     def login(self, client: VaultClient) -> None:
         jwt = self._read_jwt()
@@ -128,6 +125,27 @@ class NoAuth(AuthMethod):
 
     def login(self, client: VaultClient) -> None:
         """Unauthenticated: only endpoints like sys/health answer."""
+
+
+def _jwt_from_file(jwt_file: str) -> str:
+    """The text of ``jwt_file``, stripped. A file over JWT_FILE_MAX_BYTES or not UTF-8 is refused naming the
+    file, never quoting what it holds (a key, say)."""
+    try:
+        with open(jwt_file, "rb") as handle:
+            content = handle.read(JWT_FILE_MAX_BYTES + 1)
+    except OSError as exc:
+        raise VaultCertError(f"auth_method jwt: cannot read jwt_file {jwt_file!r}: {exc.strerror}") from None
+    if len(content) > JWT_FILE_MAX_BYTES:
+        raise VaultCertError(
+            f"auth_method jwt: jwt_file {jwt_file!r} does not hold a JWT: it is larger than "
+            f"{JWT_FILE_MAX_BYTES // 1024} KiB, which no JWT is"
+        )
+    try:
+        return content.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise VaultCertError(
+            f"auth_method jwt: jwt_file {jwt_file!r} does not hold a JWT: it is not UTF-8 text"
+        ) from None
 
 
 def _looks_like_jwt(text: str) -> bool:

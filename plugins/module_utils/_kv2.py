@@ -90,6 +90,9 @@ class SecretMetadata:
     # What a metadata check-and-set (metadata_cas) compares with: OpenBao counts metadata writes, not data
     # writes. None when the server does not report it (Vault).
     current_metadata_version: int | None = None
+    # When the secret (its metadata) was created, as the server prints it: what tells a secret re-created at the
+    # same path (purged, then written anew) from the one read before, whose version numbers it may repeat.
+    created_time: str = ""
 
     def readable(self, number: int) -> bool:
         """Whether version ``number``'s data can still be read: kept, not destroyed, and not deleted - a
@@ -347,6 +350,7 @@ def read_metadata(client: VaultClient, mount: str, path: str) -> SecretMetadata 
         cas_required=bool(meta.get("cas_required")),
         delete_version_after=duration_seconds(meta.get("delete_version_after") or 0, option="delete_version_after"),
         current_metadata_version=_int_or_none(meta.get("current_metadata_version")),
+        created_time=str(meta.get("created_time") or ""),
     )
 
 
@@ -624,33 +628,67 @@ def _metadata_landed(client: VaultClient, mount: str, path: str, metadata: dict,
     )
 
 
-def delete_versions(client: VaultClient, mount: str, path: str, versions: t.Sequence[int]) -> None:
+def delete_versions(
+    client: VaultClient, mount: str, path: str, versions: t.Sequence[int], *, created_time: str
+) -> None:
     """Soft-delete these versions: their data is kept and can be undeleted.
 
     Named versions rather than ``DELETE <mount>/data/<path>`` (the latest version): a version
-    written since the metadata was read is never deleted by mistake.
+    written since the metadata was read is never deleted by mistake. ``created_time`` is the
+    secret's, as read before: after a lost answer, a secret re-created at the path is never written.
     """
     numbers = sorted(versions)
     location = delete_path(mount, path)
 
     def landed(metadata: SecretMetadata | None) -> bool:
         # Gone altogether (purged meanwhile) counts: the data can no longer be read either.
-        return metadata is None or not any(metadata.readable(number) for number in numbers)
+        if metadata is None:
+            return True
+        refuse_recreated(metadata, created_time, "POST", location)
+        return not any(metadata.readable(number) for number in numbers)
 
     _send_settled(client, mount, path, "POST", location, {"versions": numbers}, needs=("update",), landed=landed)
 
 
-def destroy_versions(client: VaultClient, mount: str, path: str, versions: t.Sequence[int]) -> None:
-    """Destroy these versions' data for good; the metadata and the version numbers stay."""
+def destroy_versions(
+    client: VaultClient, mount: str, path: str, versions: t.Sequence[int], *, created_time: str
+) -> None:
+    """Destroy these versions' data for good; the metadata and the version numbers stay.
+
+    ``created_time`` is the secret's, as read before (see delete_versions).
+    """
     numbers = sorted(versions)
     location = destroy_path(mount, path)
 
     def landed(metadata: SecretMetadata | None) -> bool:
-        return metadata is None or all(
-            number not in metadata.versions or metadata.versions[number].destroyed for number in numbers
-        )
+        if metadata is None:
+            return True
+        refuse_recreated(metadata, created_time, "PUT", location)
+        return all(number not in metadata.versions or metadata.versions[number].destroyed for number in numbers)
 
     _send_settled(client, mount, path, "PUT", location, {"versions": numbers}, needs=("update",), landed=landed)
+
+
+def refuse_recreated(metadata: SecretMetadata, created_time: str, method: str, location: str) -> None:
+    """After a lost answer: OutcomeUnknown when the secret read back is not the one read before.
+
+    Someone purged the secret and created a new one at the path since, whose version numbers may
+    equal ours: whether our write reached the old secret first cannot be told, and sending it again
+    would land on the new one.
+    """
+    if metadata.created_time != created_time:
+        raise OutcomeUnknown(
+            f"{method} {location} was sent but its answer was lost, and the secret was purged and created anew by "
+            "someone else since; the new secret was not touched, and whether this write reached the old one first "
+            "cannot be told (run again to decide on the secret as it is)"
+        )
+
+
+class SecretRecreated(CasConflict):
+    """The secret read back is another one: purged and created anew at the path since ours was read.
+
+    Nothing of ours is on it, and nothing may be written to it, not even to put a setting back.
+    """
 
 
 @dataclass(frozen=True)
@@ -662,6 +700,18 @@ class PurgeGuard:
     metadata_version: int | None
     # cas_required before the purge set it, to put back when the purge stops short.
     cas_required_before: bool
+    # The secret's created_time: a secret re-created at the path since is not the one guarded.
+    created_time: str = ""
+
+    def holds_on(self, metadata: SecretMetadata) -> bool:
+        """Whether ``metadata`` is the guarded secret still under our guard: the same secret (created_time, known),
+        cas_required set and, with metadata check-and-set, no metadata write since ours."""
+        return (
+            bool(self.created_time)
+            and metadata.created_time == self.created_time
+            and metadata.cas_required
+            and (self.metadata_version is None or metadata.current_metadata_version == self.metadata_version)
+        )
 
 
 def require_check_and_set(client: VaultClient, mount: str, path: str, metadata: SecretMetadata) -> PurgeGuard:
@@ -679,7 +729,7 @@ def require_check_and_set(client: VaultClient, mount: str, path: str, metadata: 
         body["metadata_cas"] = expected
     ours = None if expected is None else expected + 1
 
-    guard = PurgeGuard(metadata.current_version, ours, metadata.cas_required)
+    guard = PurgeGuard(metadata.current_version, ours, metadata.cas_required, metadata.created_time)
 
     def send(after_unknown: bool) -> PurgeGuard:
         # DESTRUCTIVE: a check-and-set write resent blindly after it landed would be refused by its own effect.
@@ -696,6 +746,11 @@ def require_check_and_set(client: VaultClient, mount: str, path: str, metadata: 
         now = _read_back(client, mount, path, "POST", location)
         if now is None:
             raise CasConflict(f"{location} was deleted by someone else while the purge set cas_required on it")
+        if now.created_time != metadata.created_time:
+            raise SecretRecreated(
+                f"{location} was purged and created anew by someone else while the purge set cas_required on it; "
+                "nothing destroyed, and the new secret was not touched"
+            )
         if ours is None:
             return guard if now.cas_required else None
         if now.current_metadata_version == expected:
@@ -704,9 +759,24 @@ def require_check_and_set(client: VaultClient, mount: str, path: str, metadata: 
             return guard
         raise CasConflict(
             f"the metadata of {location} was changed by another writer since it was read; nothing destroyed"
+            + _cas_required_left(mount, path, metadata, now)
         )
 
     return _sent_once(client, send, landed, proof=f"reading {location} back shows it was not applied")
+
+
+def _cas_required_left(mount: str, path: str, before: SecretMetadata, now: SecretMetadata) -> str:
+    """What a guard write that may have landed before another writer's change leaves: cas_required, if set now.
+
+    It is not put back: the other writer may have set it as well, or want it, and nothing tells whose it is.
+    """
+    if before.cas_required or not now.cas_required:
+        return ""
+    return (
+        "; cas_required, which the purge's guard write may have set before that change, may still be set on the "
+        "secret (writes without check-and-set are refused while it is): if nobody else wants it, clear it with "
+        f"'bao kv metadata put -mount={mount} -cas-required=false {path}'"
+    )
 
 
 def _metadata_cas_refusal(location: str, body: dict) -> VaultCertError:
@@ -735,29 +805,45 @@ def purge_metadata(client: VaultClient, mount: str, path: str, guard: PurgeGuard
     """Delete the secret's metadata and every version, as guarded by require_check_and_set.
 
     OpenBao's DELETE on metadata takes no version or check-and-set: it removes whatever is there.
-    After a lost answer the metadata is read back: gone is done; still at the guarded version, it
-    was not applied and is sent again; a newer version under our guard means another writer added
-    one and the DELETE was not applied (CasConflict, the secret kept); anything else is unknown.
+    After a lost answer the metadata is read back (see purge_landed).
     """
     location = metadata_path(mount, path)
+    _send_settled(
+        client,
+        mount,
+        path,
+        "DELETE",
+        location,
+        None,
+        needs=("delete",),
+        landed=lambda metadata: purge_landed(metadata, guard, location),
+    )
 
-    def landed(metadata: SecretMetadata | None) -> bool:
-        if metadata is None:
-            return True
-        ours = guard.metadata_version is None or metadata.current_metadata_version == guard.metadata_version
-        if ours and metadata.current_version == guard.current_version:
+
+def purge_landed(metadata: SecretMetadata | None, guard: PurgeGuard, location: str) -> bool:
+    """After a purge's DELETE got no answer, from the metadata read back: whether it was applied.
+
+    Gone is done. The guarded secret (same created_time, cas_required set, no metadata write since
+    ours) still at the guarded version was not applied: False, sent again. The guarded secret at a
+    newer version means another writer added one and the DELETE was not applied (CasConflict, the
+    secret kept). Anything else - another writer's metadata change, or a secret re-created at the
+    path whose version numbers may equal the guarded ones - is OutcomeUnknown: never sent again.
+    """
+    if metadata is None:
+        return True
+    if guard.holds_on(metadata):
+        if metadata.current_version == guard.current_version:
             return False
-        if ours and metadata.current_version > guard.current_version:
+        if metadata.current_version > guard.current_version:
             raise CasConflict(
                 f"DELETE {location} was not applied: version {metadata.current_version} was written since "
                 f"version {guard.current_version} was read; nothing destroyed, the secret is kept"
             )
-        raise OutcomeUnknown(
-            f"DELETE {location} was sent but its answer was lost, and the secret was changed by someone else "
-            "since; the purge may or may not have been applied before that (run again to decide on the secret as it is)"
-        )
-
-    _send_settled(client, mount, path, "DELETE", location, None, needs=("delete",), landed=landed)
+    raise OutcomeUnknown(
+        f"DELETE {location} was sent but its answer was lost, and the secret was changed (or purged and created "
+        "anew) by someone else since; the purge may or may not have been applied before that, and it is not sent "
+        "again (run again to decide on the secret as it is)"
+    )
 
 
 def _send_settled(

@@ -272,10 +272,16 @@ def carry_out(
     if decided.purge and metadata is not None:
         return purge(client, request, metadata)
     if decided.destroy:
-        _kv2.destroy_versions(client, request.mount, request.path, decided.destroy)
+        _kv2.destroy_versions(
+            client, request.mount, request.path, decided.destroy, created_time=_created_time(metadata)
+        )
     elif decided.delete:
-        _kv2.delete_versions(client, request.mount, request.path, decided.delete)
+        _kv2.delete_versions(client, request.mount, request.path, decided.delete, created_time=_created_time(metadata))
     return decided.destroy
+
+
+def _created_time(metadata: _kv2.SecretMetadata | None) -> str:
+    return "" if metadata is None else metadata.created_time
 
 
 def purge(client: VaultClient, request: RetireRequest, metadata: _kv2.SecretMetadata) -> tuple[int, ...]:
@@ -294,7 +300,8 @@ def purge(client: VaultClient, request: RetireRequest, metadata: _kv2.SecretMeta
             return ()
         refuse_written_during_purge(now, guard, _kv2.data_path(request.mount, request.path))
         _kv2.purge_metadata(client, request.mount, request.path, guard)
-    except OutcomeUnknown:
+    except (OutcomeUnknown, _kv2.SecretRecreated):
+        # A secret re-created at the path is not ours: its cas_required is theirs to keep.
         raise
     except VaultCertError as refusal:
         raise _after_releasing(client, request, guard, refusal) from None
@@ -302,6 +309,11 @@ def purge(client: VaultClient, request: RetireRequest, metadata: _kv2.SecretMeta
 
 
 def refuse_written_during_purge(now: _kv2.SecretMetadata, guard: _kv2.PurgeGuard, location: str) -> None:
+    if now.created_time != guard.created_time:
+        raise _kv2.SecretRecreated(
+            f"{location} was purged and created anew by someone else during the purge; nothing destroyed, and the "
+            "new secret was not touched (run again to decide on it as it is)"
+        )
     if now.current_version != guard.current_version:
         raise CasConflict(
             f"version {now.current_version} of {location} was written during the purge, after version "

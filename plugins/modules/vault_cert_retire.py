@@ -76,6 +76,13 @@ options:
         guarded, and metadata changes in between go unnoticed.'
       - After a failed purge whose outcome is unknown (RV(outcome_unknown)), the secret may be left with
         C(cas_required=true).
+      - 'A secret re-created at the path - after a lost answer, the metadata read back must show the very secret that
+        was read before (its C(created_time)): one that someone else purged and created anew at the path, even with
+        the same version numbers, is never written to; the outcome is reported unknown, or, before a purge destroys
+        anything, the run fails with nothing destroyed.'
+      - When the purge's C(cas_required) write may have landed before another writer changed the metadata, the run
+        fails with nothing destroyed and says that C(cas_required) may still be set, and how to clear it
+        (C(bao kv metadata put -cas-required=false)); it is not put back, as nothing tells whose it is by then.
     type: str
     choices: [delete, destroy, purge]
     default: delete

@@ -19,6 +19,7 @@ import typing as t
 import uuid
 from pathlib import Path
 
+import pki
 import pytest
 from fault_proxy import BlackHole, FaultProxy
 from leaks import assert_no_leak, find_leaks
@@ -145,6 +146,35 @@ def test_jwt_login_with_inline_or_file_token(bao, ansible, vault_conn, tmp_path,
     _assert_passed_with_push_capabilities(run)
     token = _assert_one_login_then_revoked(bao, mark, "auth/jwt/login")
     assert_no_leak([run.output, run.result], jwt, token)
+
+
+@pytest.mark.parametrize(
+    ("form", "reason"),
+    [("binary", "it is not UTF-8 text"), ("oversized", "it is larger than 64 KiB")],
+    ids=["binary", "oversized"],
+)
+def test_a_jwt_file_that_is_binary_or_oversized_is_refused_by_name_without_showing_it(
+    bao, ansible, vault_conn, tmp_path, form, reason
+):
+    """A key file named as jwt_file by mistake: DER (0x82 is no UTF-8 start byte), or a PEM far larger than a JWT."""
+    from cryptography.hazmat.primitives import serialization
+
+    key_pem = pki.make_leaf(None, "jwt-file.example.com").key_pem
+    key = serialization.load_pem_private_key(key_pem.encode(), None)
+    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    jwt_file = tmp_path / "token"
+    jwt_file.write_bytes(b"\x82" + der if form == "binary" else (key_pem * 400).encode())
+    mark = bao.audit_mark()
+
+    run = _health(
+        ansible, {**vault_conn, "auth_method": "jwt", "role": "certs", "jwt_file": str(jwt_file)}, verbosity=3
+    )
+
+    assert run.failed
+    assert f"jwt_file '{jwt_file}' does not hold a JWT: {reason}" in run.msg, run.msg
+    assert "Traceback" not in run.output and "0x82" not in run.output and "\\x82" not in run.output
+    assert_no_leak([run.output, run.result], key_pem)
+    assert _requests(bao, mark, "auth/jwt/login") == []
 
 
 @pytest.mark.parametrize("source", ["options", "environment"])

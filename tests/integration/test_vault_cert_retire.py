@@ -641,3 +641,190 @@ def test_a_destructive_request_answered_503_is_read_back_never_resent_blindly(
         assert states(bao, path) == {1: (False, True), 2: (False, True)}
     else:
         assert metadata(bao, path) is None
+
+
+# -- a secret re-created at the path (ABA) -------------------------------------------
+
+
+def recreate(bao, path: str, datas: list[dict], *, metadata_version: int) -> None:
+    """Another team purges the path and creates its own secret there, whose version numbers and metadata version
+    repeat those of the secret it replaces: only its created_time tells it apart."""
+    status, body = bao.api("DELETE", f"secret/metadata/{path}")
+    assert status in (200, 204), body
+    while (metadata(bao, path) or {}).get("current_metadata_version", 0) < metadata_version:
+        tag(bao, path, {"team": "b"})
+    for data in datas:
+        write(bao, path, data)
+
+
+def test_a_purge_whose_answer_is_lost_never_resends_it_onto_a_secret_re_created_at_the_path(bao, ansible, approle_auth):
+    """The DELETE lands, its answer is lost, and before the read-back another team creates a new secret at the
+    path with the guarded version and metadata version. The numbers match the guard, the created_time does not:
+    the outcome is unknown, and the DELETE is not sent again onto their secret."""
+    path = unique_path("purge-aba")
+    keys = certificate_secret(bao, path, 1)
+    guarded = metadata(bao, path)["current_metadata_version"] + 1
+    theirs = cert_data(f"theirs.{path[6:]}")
+    watched = "^" + re.escape(f"secret/metadata/{path}") + "$"
+
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        proxy.add_rule(
+            "DELETE",
+            watched,
+            drop=True,
+            after_forward=True,
+            times=1,
+            then=lambda: recreate(bao, path, [theirs], metadata_version=guarded),
+        )
+        run = retire(
+            ansible,
+            bao,
+            {"url": proxy.url, **approle_auth},
+            path=path,
+            mode="purge",
+            keys=[*keys, theirs["private_key"]],
+        )
+        sent = proxy.hits("DELETE", watched)
+
+    assert run.failed
+    assert "may or may not have been applied" in run.msg, run.msg
+    assert len(sent) == 1
+    after = metadata(bao, path)
+    assert after is not None and after["custom_metadata"] == {"team": "b"}
+    status, body = bao.api("GET", f"secret/data/{path}")
+    assert status == 200 and body["data"]["data"] == theirs
+
+
+@pytest.mark.parametrize(("mode", "method", "written"), [("delete", "POST", "delete"), ("destroy", "PUT", "destroy")])
+def test_a_lost_answer_is_never_resent_onto_a_secret_re_created_at_the_path(
+    bao, ansible, approle_auth, mode, method, written
+):
+    """The write lands, its answer is lost, and before the read-back the path is purged and another team's secret
+    created there with versions 1 and 2 live: the read-back tells it from the one retired by its created_time."""
+    path = unique_path(f"{mode}-aba")
+    keys = certificate_secret(bao, path, 2)
+    theirs = [cert_data(f"theirs-v{number}.{path[6:]}") for number in (1, 2)]
+    watched = "^" + re.escape(f"secret/{written}/{path}") + "$"
+
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        proxy.add_rule(
+            method,
+            watched,
+            drop=True,
+            after_forward=True,
+            times=1,
+            then=lambda: recreate(bao, path, theirs, metadata_version=1),
+        )
+        run = retire(
+            ansible,
+            bao,
+            {"url": proxy.url, **approle_auth},
+            path=path,
+            mode=mode,
+            keys=[*keys, *(data["private_key"] for data in theirs)],
+        )
+        sent = proxy.hits(method, watched)
+
+    assert run.failed
+    assert "purged and created anew" in run.msg and "cannot be told" in run.msg, run.msg
+    assert len(sent) == 1
+    assert states(bao, path) == {1: (False, False), 2: (False, False)}
+    assert metadata(bao, path)["custom_metadata"] == {"team": "b"}
+
+
+def test_a_purge_guard_whose_answer_is_lost_is_not_resent_onto_a_secret_re_created_at_the_path(
+    bao, ansible, approle_auth
+):
+    """The guard write (cas_required) lands, its answer is lost, and before the read-back the path is purged and
+    another team's secret created there at the metadata version the guard was checked against: the guard is
+    not sent again onto it, and nothing is destroyed."""
+    path = unique_path("guard-aba")
+    keys = certificate_secret(bao, path, 1)
+    checked_against = metadata(bao, path)["current_metadata_version"]
+    theirs = cert_data(f"theirs.{path[6:]}")
+    watched = "^" + re.escape(f"secret/metadata/{path}") + "$"
+
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        proxy.add_rule(
+            "POST",
+            watched,
+            drop=True,
+            after_forward=True,
+            times=1,
+            then=lambda: recreate(bao, path, [theirs], metadata_version=checked_against),
+        )
+        run = retire(
+            ansible,
+            bao,
+            {"url": proxy.url, **approle_auth},
+            path=path,
+            mode="purge",
+            keys=[*keys, theirs["private_key"]],
+        )
+        guards = proxy.hits("POST", watched)
+
+    assert run.failed
+    assert "purged and created anew by someone else" in run.msg and "nothing destroyed" in run.msg, run.msg
+    assert len(guards) == 1
+    after = metadata(bao, path)
+    assert after is not None and after["custom_metadata"] == {"team": "b"} and after["cas_required"] is False
+    status, body = bao.api("GET", f"secret/data/{path}")
+    assert status == 200 and body["data"]["data"] == theirs
+
+
+def test_a_secret_re_created_between_the_purge_guard_and_its_second_read_is_neither_purged_nor_released(
+    bao, ansible, approle_auth
+):
+    """Right after the guard write, the path is purged and another team's secret created there with the guarded
+    version and metadata version: the purge's second read tells it apart by its created_time, and neither
+    deletes it nor writes its cas_required."""
+    path = unique_path("second-read-aba")
+    keys = certificate_secret(bao, path, 1)
+    guarded = metadata(bao, path)["current_metadata_version"] + 1
+    theirs = cert_data(f"theirs.{path[6:]}")
+    watched = "^" + re.escape(f"secret/metadata/{path}") + "$"
+
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        proxy.add_rule("POST", watched, times=1, then=lambda: recreate(bao, path, [theirs], metadata_version=guarded))
+        run = retire(
+            ansible,
+            bao,
+            {"url": proxy.url, **approle_auth},
+            path=path,
+            mode="purge",
+            keys=[*keys, theirs["private_key"]],
+        )
+        posts = proxy.hits("POST", watched)
+
+    assert run.failed
+    assert "purged and created anew by someone else during the purge" in run.msg, run.msg
+    assert len(posts) == 1  # the guard; no write putting cas_required back
+    after = metadata(bao, path)
+    assert after is not None and after["custom_metadata"] == {"team": "b"}
+    assert after["current_metadata_version"] == guarded
+    status, body = bao.api("GET", f"secret/data/{path}")
+    assert status == 200 and body["data"]["data"] == theirs
+
+
+def test_a_purge_guard_that_may_have_landed_before_another_writer_names_the_cas_required_it_may_leave(
+    bao, ansible, approle_auth
+):
+    """The guard write lands, its answer is lost, and another team tags the secret before the read-back: the
+    purge stops ("changed by another writer", nothing destroyed) and says that cas_required may still be set,
+    and how to clear it. It is not put back: nothing tells whose it is now."""
+    path = unique_path("guard-lost")
+    keys = certificate_secret(bao, path, 1)
+    held = {**MANAGED, "hold": "true"}
+    watched = "^" + re.escape(f"secret/metadata/{path}") + "$"
+
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        proxy.add_rule("POST", watched, drop=True, after_forward=True, times=1, then=lambda: tag(bao, path, held))
+        run = retire(ansible, bao, {"url": proxy.url, **approle_auth}, path=path, mode="purge", keys=keys)
+
+    assert run.failed
+    assert "changed by another writer" in run.msg and "nothing destroyed" in run.msg, run.msg
+    assert "cas_required" in run.msg and "may still be set" in run.msg, run.msg
+    assert f"bao kv metadata put -mount=secret -cas-required=false {path}" in run.msg, run.msg
+    after = metadata(bao, path)
+    assert after["custom_metadata"] == held and after["cas_required"] is True
+    assert states(bao, path) == {1: (False, False)}

@@ -51,6 +51,31 @@ def test_jwt_file_is_read_and_stripped(tmp_path):
     assert method._read_jwt() == "header.payload.signature"
 
 
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"\x82\x01\x02header.payload.signature", "it is not UTF-8 text"),
+        (b"a" * (_auth.JWT_FILE_MAX_BYTES + 1), "it is larger than 64 KiB"),
+    ],
+    ids=["binary", "oversized"],
+)
+def test_a_jwt_file_that_cannot_hold_a_jwt_is_refused_by_name_never_quoted(tmp_path, content, reason):
+    jwt_file = tmp_path / "jwt"
+    jwt_file.write_bytes(content)
+    method = _auth.select_auth_method({"auth_method": "jwt", "jwt_file": str(jwt_file)})
+    with pytest.raises(VaultCertError) as refused:
+        method._read_jwt()
+    assert f"jwt_file {str(jwt_file)!r} does not hold a JWT: {reason}" in str(refused.value)
+    assert "x82" not in str(refused.value) and "aaaa" not in str(refused.value)
+
+
+def test_a_jwt_file_of_exactly_the_size_limit_is_read(tmp_path):
+    jwt_file = tmp_path / "jwt"
+    jwt_file.write_bytes(b"a" * _auth.JWT_FILE_MAX_BYTES)
+    method = _auth.select_auth_method({"auth_method": "jwt", "jwt_file": str(jwt_file)})
+    assert method._read_jwt() == "a" * _auth.JWT_FILE_MAX_BYTES
+
+
 def test_cert_needs_client_certificate_and_key():
     with pytest.raises(VaultCertError, match="client_cert and client_key"):
         _auth.select_auth_method({"auth_method": "cert", "client_cert": "/c.pem"})

@@ -9,7 +9,11 @@ import re
 import pytest
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _kv2
-from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
+from ansible_collections.certautopilot.vault.plugins.module_utils._errors import (
+    CasConflict,
+    OutcomeUnknown,
+    VaultCertError,
+)
 
 
 @pytest.mark.parametrize(
@@ -162,3 +166,70 @@ def test_an_invalid_owner_is_refused_without_its_value(owner):
     assert str(refused.value) == (
         "owner must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-'; nothing written"
     )
+
+
+# -- after a lost answer: the secret read back, or another one re-created at its path --------------
+
+CREATED = "2026-12-06T12:00:00.123456789Z"
+RECREATED = "2026-12-06T12:00:07.987654321Z"
+METADATA_LOCATION = "secret/metadata/certs/example.com"
+
+
+def _guard(created_time=CREATED, metadata_version=4):
+    return _kv2.PurgeGuard(
+        current_version=2, metadata_version=metadata_version, cas_required_before=False, created_time=created_time
+    )
+
+
+def _read_back(current=2, metadata_version=4, cas_required=True, created_time=CREATED):
+    return _kv2.SecretMetadata(
+        current_version=current,
+        oldest_version=1,
+        max_versions=0,
+        cas_required=cas_required,
+        current_metadata_version=metadata_version,
+        created_time=created_time,
+    )
+
+
+def test_a_purge_read_back_as_gone_was_applied():
+    assert _kv2.purge_landed(None, _guard(), METADATA_LOCATION) is True
+
+
+@pytest.mark.parametrize("metadata_version", [4, None], ids=["metadata-cas", "no-metadata-cas"])
+def test_a_purge_read_back_as_the_guarded_secret_unchanged_was_not_applied(metadata_version):
+    read_back = _read_back(metadata_version=metadata_version)
+    assert _kv2.purge_landed(read_back, _guard(metadata_version=metadata_version), METADATA_LOCATION) is False
+
+
+def test_a_purge_read_back_with_a_version_added_under_its_guard_was_not_applied_and_keeps_the_secret():
+    with pytest.raises(CasConflict, match="version 3 was written since version 2 was read; nothing destroyed"):
+        _kv2.purge_landed(_read_back(current=3), _guard(), METADATA_LOCATION)
+
+
+@pytest.mark.parametrize(
+    ("read_back", "guard"),
+    [
+        # Purged, then another team's secret created at the path with the very same numbers.
+        (_read_back(created_time=RECREATED), _guard()),
+        (_read_back(created_time=RECREATED, metadata_version=None), _guard(metadata_version=None)),
+        # Our guard set cas_required: a secret without it is not as the guard left it.
+        (_read_back(cas_required=False), _guard()),
+        (_read_back(metadata_version=5), _guard()),
+        # A server that does not say when the secret was created cannot tell a re-created one.
+        (_read_back(created_time=""), _guard(created_time="")),
+    ],
+    ids=["re-created", "re-created-no-metadata-cas", "cas-required-unset", "metadata-changed", "no-created-time"],
+)
+def test_a_purge_read_back_as_anything_but_the_guarded_secret_is_unknown_never_sent_again(read_back, guard):
+    with pytest.raises(OutcomeUnknown, match="it is not sent again"):
+        _kv2.purge_landed(read_back, guard, METADATA_LOCATION)
+
+
+def test_a_version_write_read_back_on_a_re_created_secret_is_unknown_never_sent_again():
+    with pytest.raises(OutcomeUnknown, match="purged and created anew by someone else since; the new secret was not"):
+        _kv2.refuse_recreated(_read_back(created_time=RECREATED), CREATED, "PUT", "secret/destroy/certs/example.com")
+
+
+def test_a_version_write_read_back_on_the_same_secret_is_judged_by_its_versions():
+    _kv2.refuse_recreated(_read_back(), CREATED, "PUT", "secret/destroy/certs/example.com")

@@ -10,7 +10,12 @@ import pytest
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _retire
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import CasConflict, VaultCertError
-from ansible_collections.certautopilot.vault.plugins.module_utils._kv2 import PurgeGuard, SecretMetadata, VersionState
+from ansible_collections.certautopilot.vault.plugins.module_utils._kv2 import (
+    PurgeGuard,
+    SecretMetadata,
+    SecretRecreated,
+    VersionState,
+)
 from ansible_collections.certautopilot.vault.plugins.module_utils._retire import RetirePlan, RetireRequest
 
 LOCATION = "secret/data/certs/example.com"
@@ -233,6 +238,13 @@ def test_a_metadata_write_during_the_purge_keeps_the_secret():
 
 def test_a_server_without_metadata_versions_is_judged_by_the_version_alone():
     _retire.refuse_written_during_purge(_reread(metadata_version=None), _guard(metadata_version=None), LOCATION)
+
+
+def test_a_secret_re_created_during_the_purge_is_another_secret_whatever_its_numbers():
+    guard = dataclasses.replace(_guard(), created_time="2026-12-06T12:00:00.1Z")
+    reread = dataclasses.replace(_reread(), created_time="2026-12-06T12:00:05.2Z")
+    with pytest.raises(SecretRecreated, match="purged and created anew by someone else.*nothing destroyed"):
+        _retire.refuse_written_during_purge(reread, guard, LOCATION)
 
 
 @pytest.mark.parametrize(
