@@ -8,6 +8,7 @@ import json
 import re
 import uuid
 
+import pytest
 from fault_proxy import FaultProxy
 from leaks import assert_no_leak
 from pki import make_chain
@@ -34,10 +35,21 @@ def new_owner(team: str) -> str:
     return f"{team}-{uuid.uuid4().hex[:8]}"
 
 
-def run_role(ansible, bao, vault_conn, tmp_path, role_vars: dict, *, check: bool = False, apply: dict | None = None):
+def run_role(
+    ansible,
+    bao,
+    vault_conn,
+    tmp_path,
+    role_vars: dict,
+    *,
+    check: bool = False,
+    apply: dict | None = None,
+    hosts: dict[str, dict] | None = None,
+):
     """Run the role once; the facts it set (results, pruned), the run, and a leak check of its output.
 
     ``apply`` is include_role's: keywords for every task of the role (``{"ignore_errors": True}``, say).
+    ``hosts``: a play over these hosts (name -> host vars, each a local connection) instead of localhost.
     """
     facts = tmp_path / f"facts-{uuid.uuid4().hex}.json"
     include = {"name": "certautopilot.vault.cert_distribution", **({"apply": apply} if apply else {})}
@@ -53,10 +65,19 @@ def run_role(ansible, bao, vault_conn, tmp_path, role_vars: dict, *, check: bool
     }
     playbook = tmp_path / f"site-{uuid.uuid4().hex}.yml"
     play = {"hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": [role, record]}
+    env = None
+    if hosts:
+        play = {**play, "hosts": "all", "tasks": [role]}
+        inventory = tmp_path / f"hosts-{uuid.uuid4().hex}.json"
+        local = {"ansible_connection": "local", "ansible_python_interpreter": ansible.python}
+        inventory.write_text(json.dumps({"all": {"hosts": {name: {**local, **v} for name, v in hosts.items()}}}))
+        env = {"ANSIBLE_INVENTORY": str(inventory)}
     playbook.write_text(json.dumps([play]))
     login = {**vault_conn, **approle(bao)}
-    run = ansible.run_playbook(playbook, extra_vars={"cert_distribution_vault": login}, check=check)
-    keys = [item["private_key"] for item in role_vars.get("cert_distribution_certs", [])]
+    run = ansible.run_playbook(playbook, extra_vars={"cert_distribution_vault": login}, check=check, env=env)
+    listed = role_vars.get("cert_distribution_certs", [])
+    per_host = [item for host_vars in (hosts or {}).values() for item in host_vars.get("host_certs", [])]
+    keys = [item["private_key"] for item in (listed if isinstance(listed, list) else []) + per_host]
     assert_no_leak([run.output], login["secret_id"], *keys)
     return (json.loads(facts.read_text()) if facts.exists() else None), run
 
@@ -443,3 +464,65 @@ def test_absent_with_the_acme_sh_layout_retires_the_four_secrets_of_each_certifi
     files = ("cert.pem", "cert.key", "ca.pem", "fullchain.pem")
     assert [result["path"] for result in retired["results"]] == [f"{prefix}/acme/{name}" for name in files]
     assert all(current_deleted(bao, f"{prefix}/acme/{name}") for name in files)
+
+
+@pytest.mark.parametrize("refusal", ["empty list", "prefix outside", "several hosts"])
+def test_a_prune_refusal_holds_when_the_role_is_included_with_errors_ignored(
+    ansible, bao, vault_conn, tmp_path, refusal
+):
+    """include_role's apply: {ignore_errors: true} (or the play's) must not turn a refusal into a push and a prune."""
+    prefix = f"certs/ignored-{uuid.uuid4().hex[:8]}"
+    owner = {"cert_distribution_owner": new_owner("team-a")}
+    delivered, _keys = certs_for(prefix, "web", "api")
+    _facts, first = run_role(ansible, bao, vault_conn, tmp_path, {**owner, "cert_distribution_certs": delivered})
+    assert first.rc == 0, first.output
+    prune = {**owner, "cert_distribution_prune": True, "cert_distribution_prune_prefix": prefix}
+    hosts = None
+    if refusal == "empty list":
+        role_vars, expected = {**prune, "cert_distribution_certs": []}, "would retire every managed secret"
+    elif refusal == "prefix outside":
+        outside, _keys = certs_for(f"certs/elsewhere-{uuid.uuid4().hex[:8]}", "web")
+        role_vars, expected = {**prune, "cert_distribution_certs": outside}, "does not contain the secret path"
+    else:
+        # Each host delivers one of the two: each would retire the other's.
+        role_vars = {**prune, "cert_distribution_certs": "{{ host_certs }}"}
+        hosts = {"web1": {"host_certs": delivered[:1]}, "web2": {"host_certs": delivered[1:]}}
+        expected = "it would retire the other hosts' certificates"
+    mark = bao.audit_mark()
+
+    _facts, run = run_role(ansible, bao, vault_conn, tmp_path, role_vars, apply={"ignore_errors": True}, hosts=hosts)
+
+    assert run.rc != 0 and expected in run.output, run.output
+    assert writes_since(bao, mark) == [], run.output
+    assert live(bao, f"{prefix}/web") and live(bao, f"{prefix}/api")
+
+
+def test_prune_with_acme_sh_and_no_private_key_retires_the_stale_certificate(ansible, bao, vault_conn, tmp_path):
+    """Without the key, acme_sh delivers three secrets a certificate (no cert.key): prune must count those."""
+    prefix = f"certs/acme-nokey-{uuid.uuid4().hex[:8]}"
+    common = {
+        "cert_distribution_owner": new_owner("acme"),
+        "cert_distribution_layout": "acme_sh",
+        "cert_distribution_include_private_key": False,
+    }
+    stale, _keys = certs_for(prefix, "stale")
+    web, _keys = certs_for(prefix, "web")
+    _facts, first = run_role(ansible, bao, vault_conn, tmp_path, {**common, "cert_distribution_certs": stale})
+    assert first.rc == 0, first.output
+
+    facts, run = run_role(
+        ansible,
+        bao,
+        vault_conn,
+        tmp_path,
+        {
+            **common,
+            "cert_distribution_certs": web,
+            "cert_distribution_prune": True,
+            "cert_distribution_prune_prefix": prefix,
+        },
+    )
+
+    assert run.rc == 0, run.output
+    assert sorted(facts["pruned"]) == [f"{prefix}/stale/{name}" for name in ("ca.pem", "cert.pem", "fullchain.pem")]
+    assert live(bao, f"{prefix}/web/cert.pem") and metadata(bao, f"{prefix}/web/cert.key") is None
