@@ -22,7 +22,8 @@ description:
     the certificate's metadata and every variable in scope (see O(template)).
   - B(Runs on the controller) - file paths are resolved on the controller, not on the managed host, like every
     lookup. Relative paths are searched like P(ansible.builtin.file#lookup) does (the role's or playbook's
-    C(files/) directory, then its own directory). Files encrypted with Ansible Vault are decrypted.
+    C(files/) directory, then its own directory). Files encrypted with Ansible Vault are decrypted. A file
+    larger than 1 MiB, or one that is not a regular file (a FIFO, a device), is refused before it is read.
   - The items are otherwise passed on as they are; M(certautopilot.vault.vault_cert_push) checks them (unknown
     keys, two items with one path) before any request.
   - Use it with P(ansible.builtin.query#lookup) (or C(wantlist=true)) so that a single certificate still

@@ -28,6 +28,7 @@ from ansible.template import Templar
 from ansible_collections.certautopilot.vault.plugins.lookup import cert_batch
 from ansible_collections.certautopilot.vault.plugins.module_utils._certs import certificate_info
 from ansible_collections.certautopilot.vault.plugins.module_utils._pem import NOT_SHOWN
+from ansible_collections.certautopilot.vault.plugins.plugin_utils import _files
 
 try:
     from ansible.template import trust_as_template
@@ -72,18 +73,6 @@ def untrusted(text: str) -> str:
 BOTH_MODES = [pytest.param(trusted, id="trusted"), pytest.param(untrusted, id="untrusted")]
 
 
-class CountingLoader(DataLoader):
-    """A real DataLoader that also counts the files it is asked to read."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads: list[str] = []
-
-    def get_real_file(self, file_path: str, decrypt: bool = True) -> str:
-        self.reads.append(file_path)
-        return super().get_real_file(file_path, decrypt=decrypt)
-
-
 @pytest.fixture(scope="module")
 def chain() -> pki.Chain:
     return pki.make_chain("www.example.com", sans=("www.example.com", "example.com"))
@@ -99,8 +88,22 @@ def files(tmp_path, chain):
 
 
 @pytest.fixture
-def loader(tmp_path) -> CountingLoader:
-    loader = CountingLoader()
+def files_read(monkeypatch) -> list[str]:
+    """The controller files the lookup reads, in order (each is opened once, by _files.read_bytes)."""
+    read: list[str] = []
+    read_bytes = _files.read_bytes
+
+    def recording(path: str, **kwargs: t.Any) -> bytes:
+        read.append(path)
+        return read_bytes(path, **kwargs)
+
+    monkeypatch.setattr(_files, "read_bytes", recording)
+    return read
+
+
+@pytest.fixture
+def loader(tmp_path) -> DataLoader:
+    loader = DataLoader()
     loader.set_basedir(str(tmp_path))
     loader.set_vault_secrets([("default", VaultSecret(VAULT_PASSWORD))])
     return loader
@@ -178,12 +181,12 @@ def test_chain_file_may_be_a_list_and_inline_chain_passes_through(lookup, files,
     assert inline[0]["chain"] == [chain.chain_pem]
 
 
-def test_a_chain_file_shared_by_many_certificates_is_read_once(lookup, loader, files):
+def test_a_chain_file_shared_by_many_certificates_is_read_once(lookup, files_read, files):
     leaves = [pki.make_leaf(None, f"{name}.example.com") for name in ("a", "b", "c")]
     items = [leaf_item(leaf, chain_file=str(files / "chain.pem")) for leaf in leaves]
     batch = run(lookup, items)
     assert len({item["chain"] for item in batch}) == 1
-    assert loader.reads.count(str(files / "chain.pem")) == 1
+    assert files_read.count(str(files / "chain.pem")) == 1
 
 
 def test_an_item_without_a_chain_has_no_chain_key(lookup, chain):
@@ -230,14 +233,14 @@ def test_the_terms_given_are_not_changed(lookup, files, chain):
 # -- private keys: found, never read ----------------------------------------------
 
 
-def test_a_private_key_file_is_resolved_not_read(lookup, loader, files, chain):
+def test_a_private_key_file_is_resolved_not_read(lookup, files_read, files, chain):
     (files / "files").mkdir()
     (files / "files" / "www.key").write_text(chain.leaf.key_pem)
     variables = {"ansible_search_path": [str(files)]}
     batch = run(lookup, {"certificate": chain.leaf.cert_pem, "private_key_file": "www.key"}, variables=variables)
     assert batch[0]["private_key_file"] == str(files / "files" / "www.key")
     assert "private_key" not in batch[0]
-    assert loader.reads == []
+    assert files_read == []
 
 
 @pytest.mark.parametrize(
