@@ -824,6 +824,44 @@ def test_a_trusted_template_may_take_the_slash_out_of_a_certificate_value(lookup
     assert batch[0]["path"] == "certs/team-b-api.example.com"
 
 
+@pytest.mark.parametrize(
+    ("cn", "template"),
+    [
+        pytest.param("team-b%2Fapi.example.com", "certs/{{ cn | urldecode }}", id="urldecode"),
+        pytest.param("dGVhbS1iL2FwaQ==", "certs/{{ cn | b64decode }}", id="b64decode"),
+        pytest.param("team-b_api.example.com", "certs/{{ cn | replace('_', '/') }}", id="replace"),
+    ],
+)
+def test_a_certificate_value_a_filter_turns_into_a_slash_is_refused_by_name(lookup, cn, template):
+    made = pki.make_leaf(None, cn)
+    with pytest.raises(AnsibleLookupError) as caught:
+        run(lookup, leaf_item(made), template=trusted(template), items_name="cert_distribution_certs")
+    assert str(caught.value).startswith(
+        "cert_batch: cert_distribution_certs[0]: the certificate's cn would add a path segment"
+    )
+
+
+@pytest.mark.parametrize(
+    ("template", "path"),
+    [
+        pytest.param(
+            "certs/{{ cn.split('.')[1:] | join('.') }}/{{ cn.split('.')[0] }}", "certs/example.com/www", id="labels"
+        ),
+        pytest.param("certs/{{ not_after[:4] }}/{{ cn }}", "certs/{year}/www.example.com", id="date-text"),
+        pytest.param(
+            "certs/{{ (not_after | to_datetime('%Y-%m-%dT%H:%M:%SZ')).year }}/{{ cn }}",
+            "certs/{year}/www.example.com",
+            id="date-parsed",
+        ),
+        pytest.param("certs/{{ serial | replace(':', '') }}", "certs/{serial}", id="serial"),
+    ],
+)
+def test_a_template_whose_segments_are_its_own_renders_from_any_certificate_value(lookup, chain, template, path):
+    info = certificate_info(chain.leaf.cert_pem)
+    expected = path.format(year=info["not_after"][:4], serial=info["serial"].replace(":", ""))
+    assert run(lookup, leaf_item(chain.leaf), template=trusted(template))[0]["path"] == expected
+
+
 def test_item_vars_are_the_user_s_own_and_may_hold_segments(lookup, chain):
     batch = run(lookup, leaf_item(chain.leaf, vars={"team": "a/b"}), template=untrusted("certs/{{ team }}/{{ cn }}"))
     assert batch[0]["path"] == "certs/a/b/www.example.com"
