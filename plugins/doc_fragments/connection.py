@@ -21,10 +21,11 @@ options:
     description:
       - Address of the Vault or OpenBao server, for example C(https://vault.example.com:8200).
       - Falls back to the E(VAULT_ADDR) environment variable. Required one way or the other.
-      - An address with credentials in it (C(https://user:password@host)) is refused, without showing them;
-        give credentials as auth options.
-      - An address with a query string (C(?...)) or a fragment (C(#...)) is refused before any request, and is not
-        shown in the message, since it may carry a credential.
+      - An address with credentials in it (C(https://user:password@host), a password holding C(/) included) is
+        refused; give credentials as auth options.
+      - An address with a query string (C(?...)) or a fragment (C(#...)) is refused before any request.
+      - A refused address is never shown, since it may carry a credential - not in the message, and not in the
+        module's C(invocation) (the module arguments Ansible prints at C(-v) and sends in every AWX job event).
       - A plain C(http://) address works, with a warning, since the token, secret ID, JWT and every private key
         the module writes or reads cross the network in clear. Use C(https://) outside a test on loopback.
       - A redirect (a standby sending the client to the active node) is followed only to an C(https) address,

@@ -18,5 +18,7 @@ options:
         read; only what the option names is taken from it (one private key), but that may be another
         certificate's key, which O(validate=false) would then store unchecked.
       - A refusal names the option and its item, never the path or the file's text.
+      - The file is opened once and judged on what was opened, so a name swapped for a symlink or a FIFO after the
+        check (by someone who may write inside the root) is refused, never followed or waited on.
     type: path
 """

@@ -22,7 +22,8 @@ description:
     the certificate's metadata and every variable in scope (see O(template)).
   - B(Runs on the controller) - file paths are resolved on the controller, not on the managed host, like every
     lookup. Relative paths are searched like P(ansible.builtin.file#lookup) does (the role's or playbook's
-    C(files/) directory, then its own directory). Files encrypted with Ansible Vault are decrypted.
+    C(files/) directory, then its own directory). Files encrypted with Ansible Vault are decrypted. A file
+    larger than 1 MiB, or one that is not a regular file (a FIFO, a device), is refused before it is read.
   - The items are otherwise passed on as they are; M(certautopilot.vault.vault_cert_push) checks them (unknown
     keys, two items with one path) before any request.
   - Use it with P(ansible.builtin.query#lookup) (or C(wantlist=true)) so that a single certificate still
@@ -60,7 +61,12 @@ options:
       - The metadata values are inserted as plain text and never rendered.
       - B(A value taken from the certificate may not add or remove path segments) - a CN C(team-b/api) rendered
         into C(certs/{{ cn }}) would write into another folder, so the item is refused, naming the field. The
-        same holds for a template given with O(template_from), whatever filters it applies.
+        same holds for a template given with O(template_from), whatever filters it applies - a CN
+        C(team-b%2Fapi) into C(certs/{{ cn | urldecode }}) is refused too. To tell, the template is rendered a
+        second time with every certificate value made neutral (each run of characters between dots becomes
+        C(x); the digits of C(serial), C(not_before), C(not_after) and C(fingerprint_sha256) become C(1), so
+        filters that parse them still work); a path whose number of segments differs is refused. So a
+        trusted template's lookups and filters run twice per certificate.
     type: str
     default: "certs/{{ cn }}"
   template_from:
@@ -215,8 +221,15 @@ RAW_TAG = r"\{%(?P<r_left>-?)\s*(?:end)?raw\s*(?P<r_right>-?)%\}"
 TOKENS = re.compile(f"{PLACEHOLDER}|{RAW_TAG}")
 RAW_TAGS = re.compile(RAW_TAG)
 TEMPLATE_MARKS = ("{{", "}}", "{%", "%}", "{#", "#}")
-# Stands for "/" in a second rendering: a path whose segment count then differs took segments from the certificate.
-SEGMENT_STAND_IN = "_"
+# Stands for the certificate's text in a second rendering, one per run of characters between dots (so that a
+# template splitting a name into its DNS labels still renders): whatever filters the template applies, no "/"
+# comes of it, so a path with other segments than that rendering's took them from the certificate.
+NEUTRAL = "x"
+NOT_A_DOT = re.compile(r"[^.]+")
+# Values the collection formats itself (hex, UTC dates): each hex digit becomes "1", so filters that parse them
+# still render and no digit the certificate chose is left.
+FORMATTED_FIELDS = frozenset({"serial", "not_before", "not_after", "fingerprint_sha256"})
+HEX_DIGIT = re.compile(r"[0-9a-f]")
 
 
 def split_tokens(text: str, pattern: re.Pattern) -> list[t.Any]:
@@ -279,19 +292,20 @@ def segment_count(path: str) -> int:
     return path.count("/")
 
 
-def without_slashes(value: t.Any) -> t.Any:
-    """A certificate value with every "/" replaced, in strings, lists and dicts alike."""
+def neutral(value: t.Any, *, formatted: bool = False) -> t.Any:
+    """A certificate value with nothing of the certificate's choosing left, in strings, lists and dicts alike."""
     if isinstance(value, str):
-        return value.replace("/", SEGMENT_STAND_IN)
+        return HEX_DIGIT.sub("1", value) if formatted else NOT_A_DOT.sub(NEUTRAL, value)
     if isinstance(value, (list, tuple)):
-        return [without_slashes(element) for element in value]
+        return [neutral(element, formatted=formatted) for element in value]
     if isinstance(value, t.Mapping):
-        return {key: without_slashes(element) for key, element in value.items()}
+        return {key: neutral(element, formatted=formatted) for key, element in value.items()}
     return value
 
 
-def holds_slash(value: t.Any) -> bool:
-    return without_slashes(value) != value
+def neutral_layer(layer: t.Mapping[str, t.Any], fields: t.Iterable[str]) -> dict[str, t.Any]:
+    """``layer`` with each of ``fields`` made neutral."""
+    return {**layer, **{key: neutral(layer[key], formatted=key in FORMATTED_FIELDS) for key in fields}}
 
 
 def path_template(
@@ -400,27 +414,39 @@ def refuse_added_segments(
     certificate_fields: t.Collection[str],
     name: str,
 ) -> None:
-    """Refuse a path whose segments a certificate's value changed (a CN "team-b/api" into certs/{{ cn }}).
+    """Refuse a path whose segments a certificate's value changed: a CN "team-b/api" into certs/{{ cn }}, or
+    "team-b%2Fapi" into certs/{{ cn | urldecode }}.
 
-    Each certificate value that holds a "/" is rendered once more without it: the fields whose "/" changes the
-    number of segments are named. Nothing is rendered again when no value holds one (the common case).
+    The template is rendered once more with every certificate value made neutral: the segments of that path are
+    the template's own. Only when the real path has another number of them is each value made neutral alone, to
+    name the fields that changed it.
     """
-    changed: dict[str, int] = {}
-    for key in sorted(key for key in certificate_fields if holds_slash(layer[key])):
-        try:
-            reference = render({**layer, key: without_slashes(layer[key])})
-        except AnsibleLookupError:  # a template that needs the "/" (it splits on it) takes segments from it
-            changed[key] = 1
-            continue
-        if segment_count(reference) != segment_count(path):
-            changed[key] = segment_count(path) - segment_count(reference)
-    if changed:
-        fields = " and ".join(changed)
-        change = "add" if max(changed.values()) > 0 else "remove"
-        raise AnsibleLookupError(
-            f"cert_batch: {name}: the certificate's {fields} would {change} a path segment (it holds '/'), writing "
-            "into another folder; nothing written. Give the item a path of its own, or a template without it"
-        )
+    if not certificate_fields:
+        return
+    added = segments_added(path, render, neutral_layer(layer, certificate_fields))
+    if not added:
+        return
+    changed = {
+        key: count
+        for key in sorted(certificate_fields)
+        if (count := segments_added(path, render, neutral_layer(layer, [key])))
+    }
+    fields = " and ".join(changed) or "values"
+    change = "add" if max(changed.values(), default=added) > 0 else "remove"
+    raise AnsibleLookupError(
+        f"cert_batch: {name}: the certificate's {fields} would {change} a path segment (a '/' in it, or one a "
+        "filter makes of it), writing into another folder; nothing written. Give the item a path of its own, or a "
+        "template without it"
+    )
+
+
+def segments_added(path: str, render: t.Callable[[t.Mapping[str, t.Any]], str], layer: t.Mapping[str, t.Any]) -> int:
+    """How many more segments ``path`` has than the template renders from ``layer``."""
+    try:
+        reference = render(layer)
+    except AnsibleLookupError:  # a template that needs the certificate's own value (it splits on a "/" in it)
+        return 1
+    return segment_count(path) - segment_count(reference)
 
 
 def checked_path(rendered: t.Any, name: str) -> str:

@@ -99,7 +99,7 @@ class ConnectionSettings:
         url = (params.get("url") or "").rstrip("/")
         if not url:
             raise VaultCertError("url is required: set the url option or VAULT_ADDR")
-        _check_url(url)
+        check_url(url)
         timeout = params.get("timeout", DEFAULT_TIMEOUT)
         retries = params.get("retries", DEFAULT_RETRIES)
         if timeout <= 0:
@@ -146,20 +146,23 @@ class Reply:
         return self.body.get("data") or {}
 
 
-def _check_url(url: str) -> None:
-    """Refuse an address no retry could ever reach, or one that carries credentials, before the first request."""
+def check_url(url: str) -> None:
+    """Refuse an address no retry could ever reach, or one that carries credentials, before the first request.
+
+    No refusal quotes the url: a refused one may hold a token or password (in a query, before an "@", or pasted
+    into the wrong field), and VaultModule also masks it in ``invocation`` (see url_is_refused).
+    """
     if "?" in url or "#" in url:
-        # Never shown: a query string is where a token or password would ride along.
+        # A query string is where a token or password would ride along.
         raise VaultCertError(
             "url must not hold a query string (?...) or a fragment (#...): give the server's address alone, "
             "e.g. https://vault.example.com:8200 (the url is not shown: it may carry a credential)"
         )
-    netloc = url.split("://", 1)[-1].split("/", 1)[0]
-    if "@" in netloc:
-        # Shown without what stands before the @: it is a user name and password.
+    # Anywhere after the scheme: a password may hold a "/", which ends the host part before its "@".
+    if "@" in url.split("://", 1)[-1]:
         raise VaultCertError(
-            f"url {_without_userinfo(url)!r} must not hold credentials (user:password@ before the host): "
-            "give them as auth options (token, role_id/secret_id, ...) instead"
+            "url must not hold credentials (user:password@ before the host): give them as auth options (token, "
+            "role_id/secret_id, ...) instead (the url is not shown)"
         )
     try:
         parts = urlsplit(url)
@@ -168,9 +171,20 @@ def _check_url(url: str) -> None:
         valid = False
     if not valid:
         raise VaultCertError(
-            f"url {url!r} is not a Vault address: it needs http:// or https://, a host and optionally a port, "
-            "e.g. https://vault.example.com:8200"
+            "url is not a Vault address: it needs http:// or https://, a host and optionally a port, "
+            "e.g. https://vault.example.com:8200 (the url is not shown: it may carry a credential)"
         )
+
+
+def url_is_refused(url: t.Any) -> bool:
+    """Whether ConnectionSettings refuses ``url`` (an option's value, or VAULT_ADDR's) as check_url does."""
+    if not isinstance(url, str) or not url.rstrip("/"):
+        return False
+    try:
+        check_url(url.rstrip("/"))
+    except VaultCertError:
+        return True
+    return False
 
 
 def _without_userinfo(url: str) -> str:

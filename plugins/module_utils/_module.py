@@ -349,6 +349,9 @@ class _KeySafeModule(AnsibleModule):
         self.no_log_values.update(_declared_secrets(self.argument_spec, self.params))
         # A url with user:password@ is refused, but Ansible would still echo it in ``invocation``.
         self.no_log_values.update(url_credentials(self.params.get("url")))
+        # So is any refused url, whole: what made it refused (a query, a fragment, a pasted token) may be a secret.
+        if _client.url_is_refused(self.params.get("url")):
+            self.no_log_values.add(self.params["url"])
         result = {"invocation": {"module_args": self.params}, **result}
         keys = {value for value in self.no_log_values if PEM_KEY_MARK in value}
         return mask_private_keys(result, keys, secrets=frozenset(self.no_log_values))

@@ -51,6 +51,8 @@ options:
       - Not read when O(include_private_key=false).
       - Only the file's one PEM private key is taken (a combined certificate and key file works); a file that holds
         no private key, or more than one, is refused without showing it.
+      - A file larger than 1 MiB (no key is; an Ansible Vault-encrypted one is about twice its size) is refused
+        before it is read, as is anything that is not a regular file (a FIFO, a device).
       - Read with the rights of the user running Ansible, as the C(src) of M(ansible.builtin.copy) is. When the path
         comes from input you do not trust (a survey answer), set O(files_root) - without it any key that user can
         read can be sent to Vault, and with O(validate=false) even one that is not the certificate's.

@@ -410,20 +410,36 @@ def test_plain_http_url_works_and_warns_that_credentials_travel_in_clear(bao, an
     assert not any("plain http://" in warning for warning in over_tls.result.get("warnings", []))
 
 
-@pytest.mark.parametrize("carried", ["?token=", "/?x=1#", "#"])
+@pytest.mark.parametrize("carried", ["?token=", "/?x=1#", "#", "?password="])
 def test_url_with_query_or_fragment_is_refused_before_any_request_without_showing_it(
     bao, ansible, approle_auth, carried
 ):
-    credential = f"hvs.{uuid.uuid4().hex}"
+    credential = f"Correct-Horse-{uuid.uuid4().hex}"  # no token's shape: only the url's refusal hides it
     url = f"{bao.addr}{carried}{credential}"
     mark = bao.audit_mark()
 
-    run = _health(ansible, {"url": url, "ca_cert": bao.ca_cert, **approle_auth})
+    # At -vvv Ansible prints invocation.module_args, url included: a refused url is masked there too.
+    run = _health(ansible, {"url": url, "ca_cert": bao.ca_cert, **approle_auth}, verbosity=3)
 
     assert run.failed
     assert "url must not hold a query string" in run.msg
     assert bao.addr not in run.msg
     assert_no_leak([run.output, run.result], credential, url, approle_auth["secret_id"])
+    assert bao.audit_requests(mark) == []
+
+
+def test_url_with_a_password_holding_a_slash_is_refused_as_credentials_without_showing_it(bao, ansible, approle_auth):
+    password = f"s3cr/{uuid.uuid4().hex}"
+    host = bao.addr.split("://", 1)[1]
+    url = f"https://admin:{password}@{host}"
+    mark = bao.audit_mark()
+
+    run = _health(ansible, {"url": url, "ca_cert": bao.ca_cert, **approle_auth}, verbosity=3)
+
+    assert run.failed
+    assert run.msg.startswith("url must not hold credentials"), run.msg
+    assert host not in run.msg
+    assert_no_leak([run.output, run.result], password, url, approle_auth["secret_id"])
     assert bao.audit_requests(mark) == []
 
 

@@ -301,16 +301,24 @@ def test_a_vault_encrypted_key_file_is_decrypted_on_the_controller_and_never_sho
 # -- the controller's trust boundary: certificate names, file options, display settings ----------------------
 
 
-def test_a_certificate_name_cannot_add_a_path_segment(bao, ansible, vault_conn, tmp_path):
+@pytest.mark.parametrize(
+    ("cn", "templates"),
+    [
+        pytest.param("team-b/api.example.com", ("{{ cn }}", "{{ .cn }}"), id="slash"),
+        # No "/" in the CN: the template's filter makes one of it.
+        pytest.param("team-b%2Fapi.example.com", ("{{ cn | urldecode }}",), id="slash-a-filter-makes"),
+    ],
+)
+def test_a_certificate_name_cannot_add_a_path_segment(bao, ansible, vault_conn, tmp_path, cn, templates):
     prefix = f"seg-{uuid.uuid4().hex[:8]}"
     # Another team's secret, which a CN "team-b/api..." would reach through certs/PREFIX/{{ cn }}.
     victim = f"certs/{prefix}/team-b/api.example.com"
     status, body = bao.api("POST", f"secret/data/{victim}", {"data": {"certificate": "team-b's"}})
     assert status == 200, body
     certs = []
-    for index, cn in enumerate(["ok.example.com", "other.example.com", "team-b/api.example.com"]):
-        leaf = pki.write_leaf(tmp_path / f"c{index}", cn, sans=("api.example.com",))
-        assert leaf.cert.subject.rfc4514_string().startswith(f"CN={cn},")
+    for index, name in enumerate(["ok.example.com", "other.example.com", cn]):
+        leaf = pki.write_leaf(tmp_path / f"c{index}", name, sans=("api.example.com",))
+        assert leaf.cert.subject.rfc4514_string().startswith(f"CN={name},")
         certs.append(
             {
                 "certificate_file": str(tmp_path / f"c{index}" / "cert.pem"),
@@ -320,7 +328,7 @@ def test_a_certificate_name_cannot_add_a_path_segment(bao, ansible, vault_conn, 
     playbook = write_case(tmp_path / "play", Case(yaml_text(role_play())))
     mark = bao.audit_mark()
 
-    for template in (f"certs/{prefix}/{{{{ cn }}}}", f"certs/{prefix}/{{{{ .cn }}}}"):
+    for template in (f"certs/{prefix}/{form}" for form in templates):
         run = ansible.run_playbook(
             playbook,
             extra_vars={

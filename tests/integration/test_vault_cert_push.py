@@ -1160,6 +1160,26 @@ def test_private_key_file_takes_only_a_private_key_and_never_shows_the_file(ansi
     assert data_of(bao, f"{cert_path}/combined")["private_key"] == leaf.key_pem
 
 
+def test_a_private_key_file_over_1_mib_is_refused_before_it_is_read(ansible, bao, connect, cert_path, tmp_path):
+    leaf = make_leaf(make_ca(), "key-file-size.example.com")
+    huge = tmp_path / "root" / "key.pem"
+    huge.parent.mkdir()
+    with open(huge, "wb") as handle:
+        handle.write(leaf.key_pem.encode())
+        handle.truncate(96 * 2**20)  # a real key, then sparse zeros: costs no disk
+    args = {**connect, "path": f"{cert_path}/huge", "certificate": leaf.cert_pem, "files_root": str(huge.parent)}
+
+    run = push(ansible, bao, {**args, "private_key_file": "key.pem"}, extra_secrets=[leaf.key_pem])
+
+    assert run.failed
+    assert run.msg == (
+        "cannot read private_key_file: it is larger than 1 MiB, which no certificate chain or private key is; "
+        "nothing written"
+    )
+    assert [entry for entry in run.requests if entry["request"]["path"].startswith("secret/")] == []
+    assert versions(bao, f"{cert_path}/huge") == []
+
+
 def test_files_root_confines_private_key_file_after_resolving_links_and_dotdot(
     ansible, bao, connect, cert_path, tmp_path
 ):

@@ -28,6 +28,7 @@ from ansible.template import Templar
 from ansible_collections.certautopilot.vault.plugins.lookup import cert_batch
 from ansible_collections.certautopilot.vault.plugins.module_utils._certs import certificate_info
 from ansible_collections.certautopilot.vault.plugins.module_utils._pem import NOT_SHOWN
+from ansible_collections.certautopilot.vault.plugins.plugin_utils import _files
 
 try:
     from ansible.template import trust_as_template
@@ -72,18 +73,6 @@ def untrusted(text: str) -> str:
 BOTH_MODES = [pytest.param(trusted, id="trusted"), pytest.param(untrusted, id="untrusted")]
 
 
-class CountingLoader(DataLoader):
-    """A real DataLoader that also counts the files it is asked to read."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads: list[str] = []
-
-    def get_real_file(self, file_path: str, decrypt: bool = True) -> str:
-        self.reads.append(file_path)
-        return super().get_real_file(file_path, decrypt=decrypt)
-
-
 @pytest.fixture(scope="module")
 def chain() -> pki.Chain:
     return pki.make_chain("www.example.com", sans=("www.example.com", "example.com"))
@@ -99,8 +88,22 @@ def files(tmp_path, chain):
 
 
 @pytest.fixture
-def loader(tmp_path) -> CountingLoader:
-    loader = CountingLoader()
+def files_read(monkeypatch) -> list[str]:
+    """The controller files the lookup reads, in order (each is opened once, by _files.read_bytes)."""
+    read: list[str] = []
+    read_bytes = _files.read_bytes
+
+    def recording(path: str, **kwargs: t.Any) -> bytes:
+        read.append(path)
+        return read_bytes(path, **kwargs)
+
+    monkeypatch.setattr(_files, "read_bytes", recording)
+    return read
+
+
+@pytest.fixture
+def loader(tmp_path) -> DataLoader:
+    loader = DataLoader()
     loader.set_basedir(str(tmp_path))
     loader.set_vault_secrets([("default", VaultSecret(VAULT_PASSWORD))])
     return loader
@@ -178,12 +181,12 @@ def test_chain_file_may_be_a_list_and_inline_chain_passes_through(lookup, files,
     assert inline[0]["chain"] == [chain.chain_pem]
 
 
-def test_a_chain_file_shared_by_many_certificates_is_read_once(lookup, loader, files):
+def test_a_chain_file_shared_by_many_certificates_is_read_once(lookup, files_read, files):
     leaves = [pki.make_leaf(None, f"{name}.example.com") for name in ("a", "b", "c")]
     items = [leaf_item(leaf, chain_file=str(files / "chain.pem")) for leaf in leaves]
     batch = run(lookup, items)
     assert len({item["chain"] for item in batch}) == 1
-    assert loader.reads.count(str(files / "chain.pem")) == 1
+    assert files_read.count(str(files / "chain.pem")) == 1
 
 
 def test_an_item_without_a_chain_has_no_chain_key(lookup, chain):
@@ -230,14 +233,14 @@ def test_the_terms_given_are_not_changed(lookup, files, chain):
 # -- private keys: found, never read ----------------------------------------------
 
 
-def test_a_private_key_file_is_resolved_not_read(lookup, loader, files, chain):
+def test_a_private_key_file_is_resolved_not_read(lookup, files_read, files, chain):
     (files / "files").mkdir()
     (files / "files" / "www.key").write_text(chain.leaf.key_pem)
     variables = {"ansible_search_path": [str(files)]}
     batch = run(lookup, {"certificate": chain.leaf.cert_pem, "private_key_file": "www.key"}, variables=variables)
     assert batch[0]["private_key_file"] == str(files / "files" / "www.key")
     assert "private_key" not in batch[0]
-    assert loader.reads == []
+    assert files_read == []
 
 
 @pytest.mark.parametrize(
@@ -819,6 +822,44 @@ def test_a_trusted_template_may_take_the_slash_out_of_a_certificate_value(lookup
     slashed = pki.make_leaf(None, "team-b/api.example.com")
     batch = run(lookup, leaf_item(slashed), template=trusted("certs/{{ cn | replace('/', '-') }}"))
     assert batch[0]["path"] == "certs/team-b-api.example.com"
+
+
+@pytest.mark.parametrize(
+    ("cn", "template"),
+    [
+        pytest.param("team-b%2Fapi.example.com", "certs/{{ cn | urldecode }}", id="urldecode"),
+        pytest.param("dGVhbS1iL2FwaQ==", "certs/{{ cn | b64decode }}", id="b64decode"),
+        pytest.param("team-b_api.example.com", "certs/{{ cn | replace('_', '/') }}", id="replace"),
+    ],
+)
+def test_a_certificate_value_a_filter_turns_into_a_slash_is_refused_by_name(lookup, cn, template):
+    made = pki.make_leaf(None, cn)
+    with pytest.raises(AnsibleLookupError) as caught:
+        run(lookup, leaf_item(made), template=trusted(template), items_name="cert_distribution_certs")
+    assert str(caught.value).startswith(
+        "cert_batch: cert_distribution_certs[0]: the certificate's cn would add a path segment"
+    )
+
+
+@pytest.mark.parametrize(
+    ("template", "path"),
+    [
+        pytest.param(
+            "certs/{{ cn.split('.')[1:] | join('.') }}/{{ cn.split('.')[0] }}", "certs/example.com/www", id="labels"
+        ),
+        pytest.param("certs/{{ not_after[:4] }}/{{ cn }}", "certs/{year}/www.example.com", id="date-text"),
+        pytest.param(
+            "certs/{{ (not_after | to_datetime('%Y-%m-%dT%H:%M:%SZ')).year }}/{{ cn }}",
+            "certs/{year}/www.example.com",
+            id="date-parsed",
+        ),
+        pytest.param("certs/{{ serial | replace(':', '') }}", "certs/{serial}", id="serial"),
+    ],
+)
+def test_a_template_whose_segments_are_its_own_renders_from_any_certificate_value(lookup, chain, template, path):
+    info = certificate_info(chain.leaf.cert_pem)
+    expected = path.format(year=info["not_after"][:4], serial=info["serial"].replace(":", ""))
+    assert run(lookup, leaf_item(chain.leaf), template=trusted(template))[0]["path"] == expected
 
 
 def test_item_vars_are_the_user_s_own_and_may_hold_segments(lookup, chain):

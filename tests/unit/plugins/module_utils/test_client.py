@@ -150,12 +150,18 @@ def test_client_key_without_client_cert_is_refused():
 
 @pytest.mark.parametrize(
     "url",
-    ["https://user:hunter2-pw@vault.example.com:8200", "https://hunter2-pw@vault.example.com", "ftp://u:hunter2-pw@h"],
+    [
+        "https://user:hunter2-pw@vault.example.com:8200",
+        "https://hunter2-pw@vault.example.com",
+        "ftp://u:hunter2-pw@h",
+        "https://admin:hunter2/pw@vault.example.com:8200",  # the "/" ends the host part before the "@"
+    ],
 )
 def test_url_with_credentials_is_refused_without_showing_them(url):
     with pytest.raises(VaultCertError, match="must not hold credentials") as error:
         _client.ConnectionSettings.from_params(_params(url=url))
-    assert "hunter2-pw" not in str(error.value)
+    assert "hunter2" not in str(error.value)
+    assert "vault.example.com" not in str(error.value)
 
 
 def test_ca_cert_path_that_does_not_exist_is_refused(tmp_path):
@@ -186,10 +192,32 @@ def test_redact_removes_remembered_secrets():
     assert client.redact("token s.supersecret rejected") == "token <redacted> rejected"
 
 
-@pytest.mark.parametrize("url", ["vault.example.com:8200", "ftp://vault.example.com", "https://", "https://host:99999"])
-def test_url_without_scheme_host_or_valid_port_is_refused_before_any_request(url):
-    with pytest.raises(VaultCertError, match="is not a Vault address"):
+@pytest.mark.parametrize(
+    "url", ["vault.example.com:8200", "ftp://vault.example.com", "https://", "https://host:99999", "hvs.CAESIJhunter2"]
+)
+def test_url_without_scheme_host_or_valid_port_is_refused_before_any_request_without_showing_it(url):
+    with pytest.raises(VaultCertError) as error:
         _client.ConnectionSettings.from_params(_params(url=url))
+    assert str(error.value) == (
+        "url is not a Vault address: it needs http:// or https://, a host and optionally a port, "
+        "e.g. https://vault.example.com:8200 (the url is not shown: it may carry a credential)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "refused"),
+    [
+        ("https://vault.example.com:8200/", False),
+        ("http://127.0.0.1:8200", False),
+        ("https://vault.example.com:8200/?token=x", True),
+        ("https://admin:pw/x@vault.example.com", True),
+        ("vault.example.com", True),
+        ("", False),  # "url is required": nothing to hide
+        (None, False),
+    ],
+)
+def test_url_is_refused_answers_as_the_connection_settings_do(url, refused):
+    assert _client.url_is_refused(url) is refused
 
 
 @pytest.mark.parametrize(

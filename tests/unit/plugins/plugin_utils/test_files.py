@@ -1,11 +1,13 @@
 # Copyright: CertAutoPilot contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""read_text: a controller file's text through a real DataLoader, Ansible Vault-encrypted or not."""
+"""read_text and read_option_file: a controller file's text, read once, through a real DataLoader when vaulted."""
 
 from __future__ import annotations
 
 import os
 import re
+import threading
+import tracemalloc
 
 import pki
 import pytest
@@ -14,6 +16,7 @@ from ansible.parsing.vault import VaultLib, VaultSecret
 
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
 from ansible_collections.certautopilot.vault.plugins.module_utils._pem import NOT_SHOWN
+from ansible_collections.certautopilot.vault.plugins.plugin_utils import _files
 from ansible_collections.certautopilot.vault.plugins.plugin_utils._files import (
     CERTIFICATES,
     PRIVATE_KEY,
@@ -61,8 +64,8 @@ def test_a_plain_file_is_read_as_text_and_left_in_place(loader, tmp_path):
     key = tmp_path / "key.pem"
     key.write_text(SECRET)
     assert read_text(loader, str(key), what="private_key_file") == SECRET
-    assert loader.handed_out == [str(key)]
-    assert key.read_text() == SECRET  # cleaning up after a plain file does not remove it
+    assert loader.handed_out == []  # read from the one descriptor: the loader never opens it by name again
+    assert key.read_text() == SECRET
 
 
 def test_a_vault_encrypted_file_is_decrypted(loader, tmp_path):
@@ -156,8 +159,7 @@ class FailingLoader(DataLoader):
 
 
 def test_a_loader_error_is_named_by_its_kind_not_its_text(tmp_path):
-    key = tmp_path / "key.pem"
-    key.write_text(SECRET)
+    key = vault_file(tmp_path / "key.vault", SECRET)
     with pytest.raises(VaultCertError) as raised:
         read_text(FailingLoader(), str(key), what="private_key_file")
     assert str(raised.value) == f"cannot read private_key_file {key}: the loader refused it (RuntimeError)"
@@ -284,3 +286,159 @@ def test_files_root_reads_a_file_inside_it_by_a_relative_path_or_an_inner_link(l
 def test_a_files_root_that_is_no_directory_is_refused(loader, tmp_path, issued):
     with pytest.raises(VaultCertError, match=r"^private_key_file: files_root is not a directory"):
         read_option_file(loader, "key.pem", option="private_key_file", kind=PRIVATE_KEY, root=str(tmp_path / "none"))
+
+
+# -- one open: a name swapped after the check is refused, never followed or waited on ---------------------------
+
+
+@pytest.fixture
+def upload_root(tmp_path):
+    """files_root with a folder others may write to, and a private folder beside it."""
+    root, outside = tmp_path / "root", tmp_path / "private"
+    (root / "upload").mkdir(parents=True)
+    outside.mkdir()
+    return root, outside
+
+
+def swapped_after_the_check(monkeypatch, swap) -> None:
+    """``swap`` runs once the path has been resolved and judged, before the file is opened: the window a second
+    user who may write below files_root wins by retrying."""
+    check = _files.confined
+
+    def checked_then_swapped(*args, **kwargs):
+        real = check(*args, **kwargs)
+        swap()
+        return real
+
+    monkeypatch.setattr(_files, "confined", checked_then_swapped)
+
+
+def replaced_by_symlink(path, target) -> None:
+    link = path.with_name(path.name + ".swap")
+    link.symlink_to(target)
+    os.replace(link, path)
+
+
+def test_a_file_swapped_for_a_symlink_after_the_check_is_refused(loader, monkeypatch, upload_root, issued):
+    root, outside = upload_root
+    victim = pki.make_leaf(None, "victim.example.com")
+    (root / "upload" / "key.pem").write_text(issued.leaf.key_pem)
+    (outside / "victim.key").write_text(victim.key_pem)
+    swapped_after_the_check(
+        monkeypatch, lambda: replaced_by_symlink(root / "upload" / "key.pem", outside / "victim.key")
+    )
+
+    with pytest.raises(VaultCertError) as caught:
+        read_option_file(
+            loader, "upload/key.pem", option="certificates[0].private_key_file", kind=PRIVATE_KEY, root=str(root)
+        )
+    assert str(caught.value) == (
+        "cannot read certificates[0].private_key_file: a symbolic link took its place after its path was resolved"
+    )
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="the kernel names an open file through /proc")
+def test_a_folder_swapped_for_a_symlink_after_the_check_is_refused_where_the_file_was_opened(
+    loader, monkeypatch, upload_root, issued
+):
+    root, outside = upload_root
+    (root / "upload" / "key.pem").write_text(issued.leaf.key_pem)
+    (outside / "key.pem").write_text(pki.make_leaf(None, "victim.example.com").key_pem)
+
+    def swap() -> None:
+        os.rename(root / "upload", root / "old-upload")
+        (root / "upload").symlink_to(outside)
+
+    swapped_after_the_check(monkeypatch, swap)
+    with pytest.raises(VaultCertError) as caught:
+        read_option_file(
+            loader, "upload/key.pem", option="certificates[0].private_key_file", kind=PRIVATE_KEY, root=str(root)
+        )
+    assert str(caught.value) == (
+        "certificates[0].private_key_file: the file lies outside files_root (symlinks and '..' resolved); "
+        "nothing written"
+    )
+
+
+class LoaderSwappingAfterItsLook(RecordingLoader):
+    """A real DataLoader, with ``swap`` run once it has looked at a file - before the file's text is read."""
+
+    def __init__(self, swap) -> None:
+        super().__init__()
+        self._swap = swap
+
+    def get_real_file(self, file_path: str, decrypt: bool = True) -> str:
+        real = super().get_real_file(file_path, decrypt=decrypt)
+        self._swap()
+        return real
+
+
+@pytest.mark.parametrize("window", ["after-the-path-is-resolved", "after-the-loader-looked"])
+def test_a_file_swapped_for_a_fifo_is_never_waited_on(loader, monkeypatch, upload_root, issued, window):
+    root, _outside = upload_root
+    chain = root / "upload" / "chain.pem"
+    chain.write_text(issued.leaf.cert_pem)
+    fifo = root / "upload" / "fifo"
+    os.mkfifo(fifo)
+
+    def swap() -> None:
+        if fifo.exists():
+            os.replace(fifo, chain)
+
+    if window == "after-the-path-is-resolved":
+        swapped_after_the_check(monkeypatch, swap)
+    else:
+        loader = LoaderSwappingAfterItsLook(swap)
+    outcome: list = []
+
+    def read() -> None:
+        try:
+            outcome.append(
+                read_option_file(
+                    loader, "upload/chain.pem", option="certificates[0].chain_file", kind=CERTIFICATES, root=str(root)
+                )
+            )
+        except VaultCertError as exc:
+            outcome.append(str(exc))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(10)
+    if reader.is_alive():  # release a blocked open() so that the thread ends
+        os.close(os.open(chain, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(10)
+        pytest.fail("reading a file option waited on a FIFO swapped in after the check")
+    # Refused when the FIFO came before the one open; a plain file is never handed to the loader, so its look
+    # is no window at all.
+    assert (
+        outcome
+        == {
+            "after-the-path-is-resolved": ["cannot read certificates[0].chain_file: not a file"],
+            "after-the-loader-looked": [issued.leaf.cert_pem],
+        }[window]
+    )
+
+
+def test_a_file_over_the_size_cap_is_refused_before_it_is_read(loader, tmp_path):
+    big = tmp_path / "big.pem"
+    with open(big, "wb") as handle:
+        handle.truncate(96 * 2**20)  # sparse: costs no disk
+    tracemalloc.start()
+    try:
+        with pytest.raises(VaultCertError) as caught:
+            read_option_file(
+                loader, "big.pem", option="certificates[0].chain_file", kind=CERTIFICATES, root=str(tmp_path)
+            )
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert str(caught.value) == f"cannot read certificates[0].chain_file: {_files.TOO_LARGE}"
+    assert peak < 4 * 2**20
+
+
+def test_a_file_at_the_size_cap_is_read(loader, tmp_path, issued):
+    chain = tmp_path / "chain.pem"
+    padding = "\n" * (_files.MAX_FILE_BYTES - len(issued.leaf.cert_pem.encode()))
+    chain.write_text(issued.leaf.cert_pem + padding)
+    assert chain.stat().st_size == _files.MAX_FILE_BYTES
+    assert read_option_file(loader, str(chain), option="chain_file", kind=CERTIFICATES) == issued.leaf.cert_pem
