@@ -619,9 +619,9 @@ def test_invalid_paths_are_refused_before_any_request(ansible, bao, connect):
     for path in INVALID_PATHS:
         task = results[f"path {path!r}"]
         assert task.status == "failed", task.result
-        assert "invalid path" in task.result["msg"]
-        # Named as Python shows it, so a control character is visible (\x07) rather than raw.
-        assert repr(path)[1:-1] in task.result["msg"], task.result["msg"]
+        # The option is named, never the value that failed the check.
+        assert task.result["msg"].startswith("invalid path: it "), task.result["msg"]
+        assert path.strip("/") not in task.result["msg"], task.result["msg"]
     assert run.requests == [], [entry["request"]["path"] for entry in run.requests]
 
 
@@ -1121,8 +1121,9 @@ def test_a_path_with_template_syntax_from_a_survey_is_refused_naming_it_and_noth
     for name in [*hostile, "batch"]:
         record = run.task(name)
         result = record.result
+        option = "certificates[1].path" if name == "batch" else "path"
         assert record.status == "failed" and result["msg"] == (
-            "invalid path: it holds template syntax ({{, {% or {#), which a path never may"
+            f"invalid {option}: it holds template syntax ({{{{, {{% or {{#), which a path never may"
         ), (name, result)
     assert [entry for entry in bao.audit_requests(mark) if entry["request"]["path"].startswith("secret/")] == []
     assert versions(bao, f"{cert_path}/ok") == []
