@@ -120,7 +120,29 @@ def owner_of(custom_metadata: t.Mapping[str, t.Any] | None) -> str | None:
 
 def shown_owner(owner: str) -> str:
     """An owner read from the server, fit for a message: quoted only when it is a valid owner name."""
-    return owner if OWNER_PATTERN.fullmatch(owner) else "another owner (a name that is not a valid owner)"
+    return owner if OWNER_PATTERN.fullmatch(owner) else "an owner whose name is not a valid owner name"
+
+
+def _give_owner(owner: str) -> str:
+    """What to do about a secret ``owner`` (read from the server) owns: an invalid name cannot be given as owner."""
+    return f"give owner {owner} or another path" if OWNER_PATTERN.fullmatch(owner) else "use another path"
+
+
+def refuse_other_owner(custom_metadata: t.Mapping[str, t.Any] | None, owner: str | None, location: str) -> None:
+    """Refuse to write onto a secret whose mark names another owner (without ``owner``: any owner); nothing written.
+
+    One rule for every write that adds a version (push, rollback): a mark naming an owner is respected
+    unless that owner is given.
+    """
+    found = owner_of(custom_metadata)
+    if found is None or found == owner:
+        return
+    if owner is None:
+        raise VaultCertError(f"{location} is owned by {shown_owner(found)}: {_give_owner(found)}; nothing written")
+    raise VaultCertError(
+        f"{location} is owned by {shown_owner(found)}, not by owner {owner}: "
+        "another owner's secret is never taken over; nothing written"
+    )
 
 
 def is_owned_by(custom_metadata: t.Mapping[str, t.Any] | None, owner: str | None) -> bool:

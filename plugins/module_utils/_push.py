@@ -220,18 +220,10 @@ def refuse_foreign(state: SecretState, options: PushOptions, path: str) -> None:
     shown only when it is a valid owner name.
     """
     custom = state.custom_metadata
-    found = _kv2.owner_of(custom)
     location = _kv2.data_path(options.mount, path)
+    _kv2.refuse_other_owner(custom, options.owner, location)
     if options.owner is None:
-        if found is not None:
-            named = _kv2.shown_owner(found)
-            raise VaultCertError(f"{location} is owned by {named}: give owner {named} or another path; nothing written")
         return
-    if found is not None and found != options.owner:
-        raise VaultCertError(
-            f"{location} is owned by {_kv2.shown_owner(found)}, not by owner {options.owner}: "
-            "another owner's secret is never taken over, whatever adopt says; nothing written"
-        )
     if not options.adopt and state.exists and not _kv2.is_owned_by(custom, options.owner):
         raise VaultCertError(
             f"{location} exists and is not marked with owner {options.owner} (adopt: false); nothing written"

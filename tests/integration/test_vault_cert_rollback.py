@@ -452,6 +452,61 @@ def test_health_check_rollback_agrees_with_rollback(bao, vault_conn, ansible, ca
     assert_no_leak([health.output, health.result, run.output, run.result], token, *secrets_of(one, two))
 
 
+# -- ownership: the push's rule ----------------------------------------------------------
+
+
+def marked(owner: str) -> dict[str, str]:
+    return {"managed_by": "certautopilot.vault", "certautopilot_owner": owner}
+
+
+@pytest.mark.parametrize(
+    ("owner", "refusal"),
+    [
+        (None, "is owned by team-b: give owner team-b or another path; nothing written"),
+        ("team-a", "is owned by team-b, not by owner team-a: another owner's secret is never taken over"),
+    ],
+)
+def test_rollback_refuses_a_secret_marked_with_another_owner_writing_nothing(
+    bao, vault_conn, approle_auth, ansible, owner, refusal
+):
+    path = unique_path("owned")
+    one, two = cert_data("one.example.com"), cert_data("two.example.com")
+    write_history(bao, path, one, two)
+    assert bao.api("POST", f"secret/metadata/{path}", {"custom_metadata": marked("team-b")})[0] == 204
+    before = bao.api("GET", f"secret/metadata/{path}")[1]["data"]
+
+    run = rollback(ansible, vault_conn, approle_auth, path, version=1, owner=owner)
+
+    assert run.failed
+    assert f"{location(path)} {refusal}" in run.msg, run.msg
+    assert bao.api("GET", f"secret/metadata/{path}")[1]["data"] == before
+    assert history(bao, path) == {1: one, 2: two}
+
+
+def test_rollback_with_the_owner_of_the_mark_restores_and_keeps_the_mark(bao, vault_conn, approle_auth, ansible):
+    path = unique_path("own")
+    one, two = cert_data("one.example.com"), cert_data("two.example.com")
+    write_history(bao, path, one, two)
+    assert bao.api("POST", f"secret/metadata/{path}", {"custom_metadata": marked("team-b")})[0] == 204
+
+    run = rollback(ansible, vault_conn, approle_auth, path, version=1, owner="team-b")
+
+    assert not run.failed, run.msg
+    assert history(bao, path) == {1: one, 2: two, 3: one}
+    assert bao.api("GET", f"secret/metadata/{path}")[1]["data"]["custom_metadata"] == marked("team-b")
+
+
+def test_rollback_refuses_an_owner_that_is_not_a_name_before_any_request(bao, vault_conn, approle_auth, ansible):
+    path = unique_path("bad-owner")
+    write_history(bao, path, cert_data("one.example.com"), cert_data("two.example.com"))
+
+    run = rollback(ansible, vault_conn, approle_auth, path, version=1, owner="team a/web")
+
+    assert run.failed
+    assert run.msg.startswith("owner must be 1 to 64 characters") and "team a" not in run.msg, run.msg
+    assert current_version(bao, path) == 2
+
+
 # -- another writer between the rollback's read and its write ---------------------------
 
 
