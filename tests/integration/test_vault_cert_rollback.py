@@ -561,6 +561,24 @@ def test_rollback_losing_to_another_writer_leaves_the_custom_metadata_as_they_le
     assert history(bao, path) == {1: one, 2: two, 3: theirs}
 
 
+def test_rollback_whose_data_write_outcome_is_unknown_says_its_custom_metadata_was_written(bao, approle_auth, ansible):
+    path = unique_path("unknown-outcome")
+    one, two = cert_data("one.example.com"), cert_data("two.example.com")
+    write_history(bao, path, one, two)
+    assert bao.api("POST", f"secret/metadata/{path}", {"custom_metadata": RECORDED})[0] == 204
+
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        # The data write is sent and its answer lost, and every read that could settle it fails.
+        proxy.add_rule("POST", re.escape(location(path)) + "$", drop=True, after_forward=True, times=None)
+        proxy.add_rule("GET", f"^secret/data/{re.escape(path)}$", status=503, skip=2, times=None)
+        proxy.add_rule("GET", f"^secret/metadata/{re.escape(path)}$", status=503, skip=1, times=None)
+        run = rollback(ansible, {"url": proxy.url, "retries": 0}, approle_auth, path, version=1)
+
+    assert run.failed
+    assert bao.api("GET", f"secret/metadata/{path}")[1]["data"]["custom_metadata"] != RECORDED
+    assert "the secret's metadata (custom_metadata), written before it, is left as written" in run.msg, run.msg
+
+
 def test_rollback_write_whose_answer_is_lost_is_recognised_not_repeated(bao, approle_auth, ansible):
     path = unique_path("lost-answer")
     one, two = cert_data("one.example.com"), cert_data("two.example.com")
