@@ -120,7 +120,29 @@ def owner_of(custom_metadata: t.Mapping[str, t.Any] | None) -> str | None:
 
 def shown_owner(owner: str) -> str:
     """An owner read from the server, fit for a message: quoted only when it is a valid owner name."""
-    return owner if OWNER_PATTERN.fullmatch(owner) else "another owner (a name that is not a valid owner)"
+    return owner if OWNER_PATTERN.fullmatch(owner) else "an owner whose name is not a valid owner name"
+
+
+def _give_owner(owner: str) -> str:
+    """What to do about a secret ``owner`` (read from the server) owns: an invalid name cannot be given as owner."""
+    return f"give owner {owner} or another path" if OWNER_PATTERN.fullmatch(owner) else "use another path"
+
+
+def refuse_other_owner(custom_metadata: t.Mapping[str, t.Any] | None, owner: str | None, location: str) -> None:
+    """Refuse to write onto a secret whose mark names another owner (without ``owner``: any owner); nothing written.
+
+    One rule for every write that adds a version (push, rollback): a mark naming an owner is respected
+    unless that owner is given.
+    """
+    found = owner_of(custom_metadata)
+    if found is None or found == owner:
+        return
+    if owner is None:
+        raise VaultCertError(f"{location} is owned by {shown_owner(found)}: {_give_owner(found)}; nothing written")
+    raise VaultCertError(
+        f"{location} is owned by {shown_owner(found)}, not by owner {owner}: "
+        "another owner's secret is never taken over; nothing written"
+    )
 
 
 def is_owned_by(custom_metadata: t.Mapping[str, t.Any] | None, owner: str | None) -> bool:
@@ -496,7 +518,7 @@ def write_with_metadata(
     ``set_back_on_conflict``, meets another writer's version), the metadata is set back to
     ``previous_metadata`` - guarded by the version our write made, so another writer's metadata
     written since is never overwritten; when it cannot be set back, the error says so (MetadataLeft
-    after a conflict). After an unknown outcome it is left: the data may have landed. After a
+    after a conflict). After an unknown outcome it is left (the data may have landed) and the error says so. After a
     conflict without ``set_back_on_conflict`` it is left too: the caller decides again from a fresh
     read, and another run may already have read our metadata and acted on it (a mark it saw).
     """
@@ -505,8 +527,13 @@ def write_with_metadata(
     write_metadata(client, mount, path, metadata, metadata_cas=metadata_cas)
     try:
         return write(client, mount, path, data, cas=cas)
-    except OutcomeUnknown:
-        raise
+    except OutcomeUnknown as unknown:
+        # Whatever became of the data, the metadata is on the server: say so, as a refusal says what was left.
+        raise OutcomeUnknown(
+            f"{unknown}; the secret's metadata ({_written_names(metadata)}), written before it, is left as written",
+            answered=unknown.answered,
+            result=unknown.result,
+        ) from None
     except CasConflict:
         if not set_back_on_conflict:
             raise
@@ -519,6 +546,13 @@ def write_with_metadata(
         if left is None:
             raise
         raise type(refusal)(f"{refusal}; {left}", result=refusal.result) from None
+
+
+def _written_names(metadata: dict) -> str:
+    """How a message names what a metadata write wrote: custom_metadata, settings, or both."""
+    settings = sorted(name for name in metadata if name != "custom_metadata")
+    names = (["custom_metadata"] if "custom_metadata" in metadata else []) + settings
+    return ", ".join(names)
 
 
 def _after(metadata_cas: int | None) -> int | None:

@@ -220,18 +220,10 @@ def refuse_foreign(state: SecretState, options: PushOptions, path: str) -> None:
     shown only when it is a valid owner name.
     """
     custom = state.custom_metadata
-    found = _kv2.owner_of(custom)
     location = _kv2.data_path(options.mount, path)
+    _kv2.refuse_other_owner(custom, options.owner, location)
     if options.owner is None:
-        if found is not None:
-            named = _kv2.shown_owner(found)
-            raise VaultCertError(f"{location} is owned by {named}: give owner {named} or another path; nothing written")
         return
-    if found is not None and found != options.owner:
-        raise VaultCertError(
-            f"{location} is owned by {_kv2.shown_owner(found)}, not by owner {options.owner}: "
-            "another owner's secret is never taken over, whatever adopt says; nothing written"
-        )
     if not options.adopt and state.exists and not _kv2.is_owned_by(custom, options.owner):
         raise VaultCertError(
             f"{location} exists and is not marked with owner {options.owner} (adopt: false); nothing written"
@@ -296,11 +288,7 @@ def push_one(client: VaultClient, item: PushItem, options: PushOptions) -> dict:
             merged = list(dict.fromkeys([*decision.changed_fields, *written_before]))
             return _apply(client, item, options, replace(decision, changed_fields=merged))
         except CasConflict as conflict:
-            if (
-                decision.metadata is not None
-                and decision.data_changed
-                and not isinstance(conflict, _kv2.MetadataConflict)
-            ):
+            if _metadata_left(decision, options, conflict):
                 written_before += [name for name in decision.changed_fields if name in METADATA_FIELDS]
             if attempt == len(waits):
                 break
@@ -308,6 +296,24 @@ def push_one(client: VaultClient, item: PushItem, options: PushOptions) -> dict:
     raise VaultCertError(
         f"check-and-set conflict on {_kv2.data_path(options.mount, item.path)}: other writers kept changing it; "
         f"gave up after {len(waits) + 1} attempts"
+    )
+
+
+def _metadata_left(decision: Decision, options: PushOptions, conflict: CasConflict) -> bool:
+    """Whether the metadata of an attempt that met a conflict is still written (the next result names it)."""
+    if decision.metadata is None or not decision.data_changed or isinstance(conflict, _kv2.MetadataConflict):
+        return False
+    # A mark set back after the data conflict is not written; one that could not be is (MetadataLeft).
+    return not _marks_anew(decision, options) or isinstance(conflict, _kv2.MetadataLeft)
+
+
+def _marks_anew(decision: Decision, options: PushOptions) -> bool:
+    """Whether this decision writes our mark onto a secret that did not carry it."""
+    return (
+        options.owner is not None
+        and decision.metadata is not None
+        and "custom_metadata" in decision.metadata
+        and not _kv2.is_owned_by(decision.custom_metadata, options.owner)
     )
 
 
@@ -336,8 +342,9 @@ def _read_state(client: VaultClient, item: PushItem, options: PushOptions) -> Se
 
 def _apply(client: VaultClient, item: PushItem, options: PushOptions, decision: Decision) -> dict:
     version = decision.base_version
+    written_metadata = None
     if decision.data_changed:
-        version = _kv2.write_with_metadata(
+        written = _kv2.write_with_metadata(
             client,
             options.mount,
             item.path,
@@ -346,10 +353,29 @@ def _apply(client: VaultClient, item: PushItem, options: PushOptions, decision: 
             metadata=decision.metadata,
             previous_metadata=decision.previous_metadata,
             metadata_cas=decision.metadata_cas,
-        ).version
+            # A mark that landed on a secret another writer created meanwhile (a data write does not count as a
+            # metadata version) goes back before deciding again: the new decision sees the secret as they left it,
+            # never our own fresh mark (which adopt: false would take for ours).
+            set_back_on_conflict=_marks_anew(decision, options),
+        )
+        version, written_metadata = written.version, written.custom_metadata
     elif decision.metadata is not None:
         _kv2.write_metadata(client, options.mount, item.path, decision.metadata, metadata_cas=decision.metadata_cas)
-    return _result(item, options, decision, version=version, changed=True)
+    return _result(item, options, decision, version=version, changed=True, custom_after=written_metadata)
+
+
+def landed_on_another_owner(result: t.Mapping[str, t.Any], options: PushOptions) -> str | None:
+    """A warning when a push without owner wrote into a secret whose mark names an owner, which its read did not
+    show (a metadata-only secret, or one marked between the read and the write); None otherwise."""
+    found = result.get("owner")
+    if options.owner is not None or found is None or not result.get("changed"):
+        return None
+    location = _kv2.data_path(options.mount, result["path"])
+    return (
+        f"{location}: version {result['version']} was written (the data is written), but the write's answer shows "
+        f"the secret is owned by {_kv2.shown_owner(found)} - its mark was not visible to the push's read "
+        "(a secret with metadata only, or marked meanwhile); check with that owner"
+    )
 
 
 def _result(
@@ -359,10 +385,13 @@ def _result(
     *,
     version: int,
     changed: bool,
+    custom_after: dict | None = None,
 ) -> dict:
+    """The result of one secret; ``custom_after`` is the custom_metadata the write's answer showed, when it did."""
     current = decision.current
-    # In check mode: as the secret would be after the run.
-    custom_after = decision.custom_metadata_after
+    # In check mode: as the secret would be after the run. The write's answer wins: it is what the server holds.
+    if custom_after is None:
+        custom_after = decision.custom_metadata_after
     result = {
         "changed": changed,
         "mount": options.mount,

@@ -50,7 +50,7 @@ class RetireRequest:
     current_version: int | None = None
     require_managed: bool = True
     check_mode: bool = False
-    # With an owner, require_managed means "marked with this owner"; without, "carries managed_by".
+    # With an owner, require_managed means "marked with this owner"; without, "carries managed_by, names no owner".
     owner: str | None = None
 
 
@@ -106,7 +106,11 @@ def prepare_requests(
 
 
 def refuse_unmanaged(metadata: _kv2.SecretMetadata, request: RetireRequest, location: str) -> None:
-    """With require_managed, refuse a secret without the mark (with an owner: without the mark naming it)."""
+    """With require_managed, refuse a secret without the mark (with an owner: without the mark naming it).
+
+    Without an owner, a mark naming an owner is refused as the push refuses it: that owner's retirement
+    is the one to take it out.
+    """
     if not request.require_managed:
         return
     if request.owner is not None:
@@ -117,6 +121,7 @@ def refuse_unmanaged(metadata: _kv2.SecretMetadata, request: RetireRequest, loca
                 f"set require_managed: false to {request.mode} it anyway; nothing written"
             )
         return
+    _kv2.refuse_other_owner(metadata.custom_metadata, None, location)
     if not _kv2.is_managed(metadata.custom_metadata):
         raise VaultCertError(
             f"{location} is not managed by this collection: its custom_metadata has no "

@@ -27,6 +27,9 @@ class RollbackRequest:
     version: int | None = None
     current_version: int | None = None
     check_mode: bool = False
+    # Whose secret this is (the push's owner): a secret marked with another owner - without one, any owner - is
+    # refused, as a push refuses it.
+    owner: str | None = None
 
 
 def choose_target(metadata: _kv2.SecretMetadata, request: RollbackRequest, location: str) -> int:
@@ -63,10 +66,11 @@ def choose_target(metadata: _kv2.SecretMetadata, request: RollbackRequest, locat
 
 
 def prepare_requests(
-    mount: str, items: t.Sequence[t.Mapping[str, t.Any]], *, check_mode: bool
+    mount: str, items: t.Sequence[t.Mapping[str, t.Any]], *, check_mode: bool, owner: str | None = None
 ) -> list[RollbackRequest]:
-    """Check the mount and every path of the run; nothing is sent before all pass."""
+    """Check the mount, the owner and every path of the run; nothing is sent before all pass."""
     _kv2.validate_path(mount, what="mount")
+    _kv2.validate_owner(owner)
     for index, item in enumerate(items):
         _kv2.validate_path(item.get("path"), what=_kv2.item_option("secrets", index, len(items)))
     _batch.refuse_repeated_paths((item["path"] for item in items), option="secrets")
@@ -77,6 +81,7 @@ def prepare_requests(
             version=item.get("version"),
             current_version=item.get("current_version"),
             check_mode=check_mode,
+            owner=owner,
         )
         for item in items
     ]
@@ -120,6 +125,8 @@ def rollback(client: VaultClient, request: RollbackRequest) -> dict:
     metadata = _kv2.read_metadata(client, request.mount, request.path)
     if metadata is None or metadata.current_version == 0:
         raise VaultCertError(f"{location} does not exist; nothing to roll back")
+    # The metadata read the rollback decides on shows the mark: no request more.
+    _kv2.refuse_other_owner(metadata.custom_metadata, request.owner, location)
     current = metadata.current_version
     guard_broken = request.current_version is not None and request.current_version != current
     guard_error = VaultCertError(

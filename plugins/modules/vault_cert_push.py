@@ -247,11 +247,20 @@ notes:
     again (up to O(retries) times); nothing of theirs is lost. A server without it (HashiCorp Vault) cannot guard
     the write - the window between the metadata read and the write, a few milliseconds, remains, and a key
     written in it by another writer is lost.
-  - When the data write after a metadata write is refused, or another writer's version beats it, the metadata
-    is set back guarded the same way; when another writer changed it since (or the server offers no metadata
-    check-and-set), it is left as written and the error says so.
-  - A push without O(owner) reads only the data - a secret that holds metadata but no version yet shows no mark
-    to that read, so a metadata-only secret marked with an owner is not recognised as owned by such a push.
+  - When the data write after a metadata write is refused, the metadata is set back guarded the same way. When
+    another writer's version beats the data write of a push that has just marked the secret as O(owner)'s (a new
+    path another writer created in between, say - a data write is no metadata version, so the mark's
+    check-and-set holds), the mark is set back too before the push decides again, so the new decision sees the
+    secret as the other writer left it - with O(adopt=false) it is refused, their version never overwritten.
+    When another writer changed the metadata since (or the server offers no metadata check-and-set), it is left
+    as written and the error says so.
+  - B(Known gap - a metadata-only secret.) A push without O(owner) reads only the data, and a secret that holds
+    metadata but no version yet answers that read with a bare 404 that shows no mark - so a metadata-only secret
+    marked with an owner is not recognised as owned by such a push, and version 1 is written into it.
+    Recognising it would cost a metadata read per new secret (a first run would no longer cost 2N+4 requests).
+    The write's answer shows the mark - RV(owner) names its owner, RV(managed) is V(false), and a warning names
+    the path and the owner and says the data was written. The same holds for a secret another writer marks
+    between the push's read and its write. Give O(owner) (or O(adopt=false)) to have such a secret refused.
 seealso:
   - module: certautopilot.vault.vault_cert_rollback
   - module: certautopilot.vault.vault_health
@@ -421,7 +430,10 @@ managed:
   type: bool
   sample: true
 owner:
-  description: The owner the secret's mark names after the run (in check mode - would name); null when none.
+  description:
+    - The owner the secret's mark names after the run (in check mode - would name); null when none.
+    - After a data write, as the write's answer shows it - a mark the push's read could not show included (see the
+      notes), with a warning when the push had no O(owner).
   returned: single certificate
   type: str
   sample: team-web
@@ -485,6 +497,7 @@ outcome_unknown:
 """
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _keys, _kv2, _layouts, _push
+from ansible_collections.certautopilot.vault.plugins.module_utils._client import VaultClient
 from ansible_collections.certautopilot.vault.plugins.module_utils._module import WriterModule, run_writer
 
 
@@ -558,7 +571,16 @@ def push(vault: WriterModule) -> dict:
     vault.batch = vault.batch or _layouts.several_secrets(options.layout)
     for warning in _layouts.path_warnings(options.layout, [item.path for item in items]):
         vault.module.warn(warning)
-    return vault.write_all(lambda client: _push.push_all(client, items, options, batch=vault.batch))
+
+    def write(client: VaultClient) -> list[dict]:
+        results = _push.push_all(client, items, options, batch=vault.batch)
+        for result in results:
+            warning = _push.landed_on_another_owner(result, options)
+            if warning:
+                vault.module.warn(warning)
+        return results
+
+    return vault.write_all(write)
 
 
 def main() -> None:

@@ -24,9 +24,10 @@ description:
   - By default only a secret this collection manages is retired - with O(owner), its custom metadata holds
     C(managed_by=certautopilot.vault) and C(certautopilot_owner=<owner>) (the mark
     P(certautopilot.vault.vault_cert_push#module) writes with the same O(owner)); without O(owner), it holds
-    C(managed_by=certautopilot.vault), whatever owner it names. Any other secret is refused, writing nothing,
-    unless O(require_managed=false). Give O(owner) whenever the pushes do - without it, one team's retirement
-    can take out another team's marked secret.
+    C(managed_by=certautopilot.vault) and names no owner - a secret whose mark names an owner is refused as a
+    push without O(owner) refuses it (C(owned by X: give owner X or another path)). Any other secret is refused,
+    writing nothing, unless O(require_managed=false), which opts out of both checks. Give O(owner) whenever the
+    pushes do.
   - A push without an owner writes no mark (the mark is opt-in). A secret pushed that way, or written by
     anything else, needs O(require_managed=false), or a push with O(owner) (which adds the mark) first.
   - The mark is a convention, not access control - anyone who may write a secret's custom_metadata can forge it
@@ -93,9 +94,11 @@ options:
     type: int
   require_managed:
     description:
-      - Refuse, writing nothing, a secret whose custom metadata does not hold C(managed_by=certautopilot.vault).
+      - Refuse, writing nothing, a secret whose custom metadata does not hold C(managed_by=certautopilot.vault),
+        and (without O(owner)) one whose mark names an owner (C(certautopilot_owner)).
       - With O(owner) - refuse one whose mark does not name that owner (C(certautopilot_owner=<owner>)).
-      - V(false) retires any secret under the path, for example one pushed without an owner.
+      - V(false) retires any secret under the path, for example one pushed without an owner, or one another
+        owner's mark names.
     type: bool
     default: true
   owner:

@@ -33,6 +33,11 @@ description:
   - On servers that report C(current_metadata_version) (OpenBao 2.x) that metadata write carries C(metadata_cas)
     from the metadata read the rollback decided on, so custom metadata another writer changed since is never
     overwritten (the rollback fails, nothing written).
+  - Ownership, as P(certautopilot.vault.vault_cert_push#module) has it - a secret whose custom metadata names an
+    owner (C(certautopilot_owner), the mark a push with O(owner) writes) is refused, writing nothing, unless
+    O(owner) names that same owner; without O(owner), a secret whose mark names any owner is refused
+    (C(owned by X: give owner X or another path)). The mark is read from the metadata read the rollback decides
+    on - no request more. The rollback never writes or changes a mark.
   - A check-and-set conflict (someone wrote in between) fails, writing nothing; it is never re-decided, since a
     new decision could undo the other writer's version. Custom metadata the rollback had already written is set
     back under the same guard; when another writer changed it since, or the server offers no metadata
@@ -76,6 +81,13 @@ options:
       - With an explicit O(version) whose data is already the current data, a mismatching guard is not an error -
         that rollback already happened, and the module reports ok. Re-running a recorded rollback is safe.
     type: int
+  owner:
+    description:
+      - The owner whose secrets these are, as given to P(certautopilot.vault.vault_cert_push#module) - 1 to 64
+        characters of C(A-Za-z0-9._-), refused otherwise before any request.
+      - A secret marked with another owner is refused, writing nothing; without O(owner), a secret marked with
+        any owner is.
+    type: str
 seealso:
   - module: certautopilot.vault.vault_cert_push
   - plugin: certautopilot.vault.rollback_targets
@@ -220,6 +232,7 @@ def module_options() -> dict:
     return {
         "version": {"type": "int"},
         "current_version": {"type": "int"},
+        "owner": {"type": "str"},
         # Paths and version numbers: nothing secret, whatever validate-modules guesses from the name.
         "secrets": {
             "type": "list",
@@ -236,7 +249,9 @@ def module_options() -> dict:
 
 def rollback(vault: WriterModule) -> dict:
     params = vault.params
-    requests = _rollback.prepare_requests(params["mount"], vault.items, check_mode=vault.module.check_mode)
+    requests = _rollback.prepare_requests(
+        params["mount"], vault.items, check_mode=vault.module.check_mode, owner=params["owner"]
+    )
 
     def write(client: VaultClient) -> list[dict]:
         results = _rollback.rollback_all(

@@ -285,3 +285,70 @@ def test_a_bad_version_policy_is_refused_by_name_before_any_request(
     assert run.failed and message in run.msg, run.msg
     assert not [entry for entry in run.requests if "/login" not in entry["request"]["path"]]
     assert versions(bao, path) == []
+
+
+# -- what the push's data read cannot show, and writers in between -----------------------------------------
+
+
+def warnings_of(run) -> str:
+    return " ".join(" ".join(run.result.get("warnings", [])).split())
+
+
+def test_without_an_owner_a_metadata_only_secret_marked_with_an_owner_is_written_and_the_result_says_so(
+    ansible, bao, vault_conn, path
+):
+    """Documented gap: its data read answers a bare 404 (no mark), and a metadata read per new secret would break
+    the first run's 2N+4 budget. The write's answer shows the mark: the result names the owner and warns."""
+    assert bao.api("POST", f"secret/metadata/{path}", {"custom_metadata": mark("team-b")})[0] == 204
+    leaf = make_chain("meta-only.example.com").leaf
+
+    run = push(ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, leaf)})
+
+    assert not run.failed, run.msg
+    assert (run.result["owner"], run.result["managed"], run.result["version"]) == ("team-b", False, 1)
+    assert f"secret/data/{path}: version 1 was written (the data is written)" in warnings_of(run), run.result
+    assert "owned by team-b" in warnings_of(run)
+    assert versions(bao, path) == [1]
+    assert metadata_get(bao, path)["custom_metadata"] == mark("team-b")
+
+
+def test_without_an_owner_a_secret_marked_between_our_read_and_write_is_reported_with_its_owner_and_a_warning(
+    ansible, bao, vault_conn, path
+):
+    assert bao.api("POST", f"secret/data/{path}", {"data": {"certificate": "old"}})[0] == 200
+    leaf = make_chain("marked-meanwhile.example.com").leaf
+
+    def team_a_adopts() -> None:
+        # A metadata write: no new version, so our data write's check-and-set still holds.
+        assert bao.api("POST", f"secret/metadata/{path}", {"custom_metadata": mark("team-a")})[0] == 204
+
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        proxy.add_rule("GET", f"^secret/data/{path}$", then=team_a_adopts)
+        run = push(ansible, bao, {**vault_conn, "url": proxy.url, **approle(bao, "certs"), **single(path, leaf)})
+
+    assert not run.failed, run.msg
+    assert (run.result["owner"], run.result["managed"], run.result["version"]) == ("team-a", False, 2)
+    assert f"secret/data/{path}: version 2 was written (the data is written)" in warnings_of(run), run.result
+    assert "owned by team-a" in warnings_of(run)
+    assert versions(bao, path) == [1, 2]
+
+
+def test_adopt_false_push_racing_another_writers_create_never_overwrites_their_version(ansible, bao, vault_conn, path):
+    """Our read finds nothing; another writer creates version 1 just before our mark lands (a data write is no
+    metadata version, so the mark's check-and-set holds). Our data write meets their version: the mark is set
+    back, and the push decides again from their unmarked secret - which adopt: false refuses."""
+    leaf = make_chain("race-create.example.com").leaf
+
+    def they_create() -> None:
+        assert bao.api("POST", f"secret/data/{path}", {"data": {"certificate": "theirs"}})[0] == 200
+
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        proxy.add_rule("POST", f"^secret/metadata/{path}$", action=they_create)
+        args = {**vault_conn, "url": proxy.url, **approle(bao, "certs"), **single(path, leaf)}
+        run = push(ansible, bao, {**args, "owner": "team-a", "adopt": False})
+
+    assert run.failed
+    assert f"secret/data/{path} exists and is not marked with owner team-a (adopt: false)" in run.msg, run.msg
+    assert bao.api("GET", f"secret/data/{path}")[1]["data"]["data"] == {"certificate": "theirs"}
+    assert versions(bao, path) == [1]
+    assert not metadata_get(bao, path)["custom_metadata"]

@@ -187,6 +187,57 @@ def test_absent_of_one_owner_refuses_the_secret_of_another_owner_and_writes_noth
     assert metadata(bao, f"{prefix}/b-api") == before
 
 
+def test_absent_without_an_owner_refuses_a_secret_marked_with_an_owner_and_writes_nothing(
+    ansible, bao, vault_conn, tmp_path
+):
+    """Retiring without an owner follows the push's rule: a secret whose mark names an owner is that owner's."""
+    prefix = f"certs/absent-{uuid.uuid4().hex[:8]}"
+    items, _keys = certs_for(prefix, "a-web")
+    team_a = new_owner("team-a")
+    foreign_secret(bao, f"{prefix}/a-web", {**TAG, OWNER_KEY: team_a})
+    before = metadata(bao, f"{prefix}/a-web")
+    at = bao.audit_mark()
+
+    _facts, run = run_role(
+        ansible, bao, vault_conn, tmp_path, {"cert_distribution_state": "absent", "cert_distribution_certs": items}
+    )
+
+    assert run.rc != 0
+    assert f"is owned by {team_a}: give owner {team_a} or another path" in " ".join(run.output.split()), run.output
+    assert writes_since(bao, at) == [], run.output
+    assert metadata(bao, f"{prefix}/a-web") == before
+
+
+def two_versions_marked(bao, path: str, owner: str) -> None:
+    for body in ("v1", "v2"):
+        assert bao.api("POST", f"secret/data/{path}", {"data": {"certificate": body}})[0] == 200
+    assert bao.api("POST", f"secret/metadata/{path}", {"custom_metadata": {**TAG, OWNER_KEY: owner}})[0] == 204
+
+
+def test_rollback_of_one_owner_refuses_the_secret_of_another_owner_and_writes_nothing(
+    ansible, bao, vault_conn, tmp_path
+):
+    path = f"certs/rollback-{uuid.uuid4().hex[:8]}"
+    team_a, team_b = new_owner("team-a"), new_owner("team-b")
+    two_versions_marked(bao, path, team_b)
+    before = metadata(bao, path)
+    at = bao.audit_mark()
+    rollback = {
+        "cert_distribution_state": "rollback",
+        "cert_distribution_rollback_items": [{"path": path, "version": 1}],
+    }
+
+    _facts, run = run_role(ansible, bao, vault_conn, tmp_path, {**rollback, "cert_distribution_owner": team_a})
+
+    assert run.rc != 0
+    assert f"is owned by {team_b}, not by owner {team_a}" in " ".join(run.output.split()), run.output
+    assert writes_since(bao, at) == [], run.output
+    assert metadata(bao, path) == before
+    restored, own = run_role(ansible, bao, vault_conn, tmp_path, {**rollback, "cert_distribution_owner": team_b})
+    assert own.rc == 0, own.output
+    assert [(result["version"], result["restored_version"]) for result in restored["results"]] == [(3, 1)]
+
+
 def test_prune_lists_in_check_mode_then_retires_only_managed_secrets_not_delivered(ansible, bao, vault_conn, tmp_path):
     prefix = f"certs/prune-{uuid.uuid4().hex[:8]}"
     owner = {"cert_distribution_owner": new_owner("prune")}

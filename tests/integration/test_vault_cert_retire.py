@@ -264,19 +264,35 @@ def test_with_an_owner_a_secret_not_marked_with_it_is_refused_and_nothing_is_wri
     assert metadata(bao, path) == before
 
 
-def test_with_an_owner_its_own_secret_is_retired_and_without_one_any_marked_secret_is(bao, ansible, auth):
+def test_with_an_owner_its_own_secret_is_retired_and_without_one_a_secret_naming_an_owner_is_refused(
+    bao, ansible, auth
+):
     ours, theirs = unique_path("own-owner"), unique_path("any-owner")
     keys = certificate_secret(bao, ours, 1, managed=False) + certificate_secret(bao, theirs, 1, managed=False)
     tag(bao, ours, {**MANAGED, "certautopilot_owner": "team-a", "team": "web"})
     tag(bao, theirs, {**MANAGED, "certautopilot_owner": "team-b"})
 
     own = retire(ansible, bao, auth, path=ours, owner="team-a", keys=keys)
-    any_owner = retire(ansible, bao, auth, path=theirs, keys=keys)
+    without_owner = retire(ansible, bao, auth, path=theirs, keys=keys)
 
     assert own.changed and not own.failed, own.msg
-    assert any_owner.changed and not any_owner.failed, any_owner.msg
+    assert without_owner.failed
+    assert f"secret/data/{theirs} is owned by team-b: give owner team-b or another path; nothing written" in (
+        without_owner.msg
+    ), without_owner.msg
     assert states(bao, ours) == {1: (True, False)}
-    assert states(bao, theirs) == {1: (True, False)}
+    assert states(bao, theirs) == {1: (False, False)}
+
+
+def test_without_an_owner_and_require_managed_false_a_secret_naming_an_owner_is_retired(bao, ansible, auth):
+    path = unique_path("opted-out")
+    keys = certificate_secret(bao, path, 1, managed=False)
+    tag(bao, path, {**MANAGED, "certautopilot_owner": "team-b"})
+
+    run = retire(ansible, bao, auth, path=path, require_managed=False, keys=keys)
+
+    assert run.changed and not run.failed, run.msg
+    assert states(bao, path) == {1: (True, False)}
 
 
 @pytest.mark.parametrize("owner", ["", "team a", "x" * 65, "team/web"])

@@ -452,6 +452,61 @@ def test_health_check_rollback_agrees_with_rollback(bao, vault_conn, ansible, ca
     assert_no_leak([health.output, health.result, run.output, run.result], token, *secrets_of(one, two))
 
 
+# -- ownership: the push's rule ----------------------------------------------------------
+
+
+def marked(owner: str) -> dict[str, str]:
+    return {"managed_by": "certautopilot.vault", "certautopilot_owner": owner}
+
+
+@pytest.mark.parametrize(
+    ("owner", "refusal"),
+    [
+        (None, "is owned by team-b: give owner team-b or another path; nothing written"),
+        ("team-a", "is owned by team-b, not by owner team-a: another owner's secret is never taken over"),
+    ],
+)
+def test_rollback_refuses_a_secret_marked_with_another_owner_writing_nothing(
+    bao, vault_conn, approle_auth, ansible, owner, refusal
+):
+    path = unique_path("owned")
+    one, two = cert_data("one.example.com"), cert_data("two.example.com")
+    write_history(bao, path, one, two)
+    assert bao.api("POST", f"secret/metadata/{path}", {"custom_metadata": marked("team-b")})[0] == 204
+    before = bao.api("GET", f"secret/metadata/{path}")[1]["data"]
+
+    run = rollback(ansible, vault_conn, approle_auth, path, version=1, owner=owner)
+
+    assert run.failed
+    assert f"{location(path)} {refusal}" in run.msg, run.msg
+    assert bao.api("GET", f"secret/metadata/{path}")[1]["data"] == before
+    assert history(bao, path) == {1: one, 2: two}
+
+
+def test_rollback_with_the_owner_of_the_mark_restores_and_keeps_the_mark(bao, vault_conn, approle_auth, ansible):
+    path = unique_path("own")
+    one, two = cert_data("one.example.com"), cert_data("two.example.com")
+    write_history(bao, path, one, two)
+    assert bao.api("POST", f"secret/metadata/{path}", {"custom_metadata": marked("team-b")})[0] == 204
+
+    run = rollback(ansible, vault_conn, approle_auth, path, version=1, owner="team-b")
+
+    assert not run.failed, run.msg
+    assert history(bao, path) == {1: one, 2: two, 3: one}
+    assert bao.api("GET", f"secret/metadata/{path}")[1]["data"]["custom_metadata"] == marked("team-b")
+
+
+def test_rollback_refuses_an_owner_that_is_not_a_name_before_any_request(bao, vault_conn, approle_auth, ansible):
+    path = unique_path("bad-owner")
+    write_history(bao, path, cert_data("one.example.com"), cert_data("two.example.com"))
+
+    run = rollback(ansible, vault_conn, approle_auth, path, version=1, owner="team a/web")
+
+    assert run.failed
+    assert run.msg.startswith("owner must be 1 to 64 characters") and "team a" not in run.msg, run.msg
+    assert current_version(bao, path) == 2
+
+
 # -- another writer between the rollback's read and its write ---------------------------
 
 
@@ -504,6 +559,24 @@ def test_rollback_losing_to_another_writer_leaves_the_custom_metadata_as_they_le
         expected = {**expected, "hold": "true"}
     assert bao.api("GET", f"secret/metadata/{path}")[1]["data"]["custom_metadata"] == expected
     assert history(bao, path) == {1: one, 2: two, 3: theirs}
+
+
+def test_rollback_whose_data_write_outcome_is_unknown_says_its_custom_metadata_was_written(bao, approle_auth, ansible):
+    path = unique_path("unknown-outcome")
+    one, two = cert_data("one.example.com"), cert_data("two.example.com")
+    write_history(bao, path, one, two)
+    assert bao.api("POST", f"secret/metadata/{path}", {"custom_metadata": RECORDED})[0] == 204
+
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        # The data write is sent and its answer lost, and every read that could settle it fails.
+        proxy.add_rule("POST", re.escape(location(path)) + "$", drop=True, after_forward=True, times=None)
+        proxy.add_rule("GET", f"^secret/data/{re.escape(path)}$", status=503, skip=2, times=None)
+        proxy.add_rule("GET", f"^secret/metadata/{re.escape(path)}$", status=503, skip=1, times=None)
+        run = rollback(ansible, {"url": proxy.url, "retries": 0}, approle_auth, path, version=1)
+
+    assert run.failed
+    assert bao.api("GET", f"secret/metadata/{path}")[1]["data"]["custom_metadata"] != RECORDED
+    assert "the secret's metadata (custom_metadata), written before it, is left as written" in run.msg, run.msg
 
 
 def test_rollback_write_whose_answer_is_lost_is_recognised_not_repeated(bao, approle_auth, ansible):

@@ -254,7 +254,6 @@ def test_a_secret_re_created_during_the_purge_is_another_secret_whatever_its_num
         ({**MANAGED, "certautopilot_owner": "team-b"}, "team-a", True),
         (MANAGED, "team-a", True),
         ({"certautopilot_owner": "team-a"}, "team-a", True),
-        ({**MANAGED, "certautopilot_owner": "team-b"}, None, False),
         (MANAGED, None, False),
     ],
 )
@@ -265,3 +264,10 @@ def test_with_an_owner_require_managed_means_the_mark_names_it(custom, owner, re
             _plan(metadata, owner=owner)
     else:
         assert _plan(metadata, owner=owner).delete == (1,)
+
+
+def test_without_an_owner_a_secret_whose_mark_names_an_owner_is_refused_unless_require_managed_is_false():
+    metadata = _metadata(1, managed=False, custom={**MANAGED, "certautopilot_owner": "team-b"})
+    with pytest.raises(VaultCertError, match="is owned by team-b: give owner team-b or another path; nothing written"):
+        _plan(metadata)
+    assert _plan(metadata, require_managed=False).delete == (1,)
