@@ -37,6 +37,7 @@ TIMING_SENSITIVE_FILES = frozenset(
         "test_consumers.py",
         "test_write_outcomes.py",
         "test_faults.py",
+        "test_consistency.py",
     }
 )
 TIMING_GROUP = "timing"

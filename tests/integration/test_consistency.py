@@ -26,6 +26,7 @@ from cluster import RaftCluster
 from fault_proxy import FaultProxy
 
 LAG = 2.0
+OWNER = "consistency"
 CERT_EXPIRY_SOURCE = "ansible_collections/certautopilot/vault/extensions/eda/plugins/event_source/cert_expiry.py"
 MOUNT = "secret"
 
@@ -103,33 +104,41 @@ def test_the_lagging_standby_serves_stale_reads(cluster: RaftCluster) -> None:
 
 
 def _lifecycle_tasks(path: str, *, pass_index: bool) -> list[dict[str, t.Any]]:
-    """push -> push (unchanged) -> info -> push (new) -> rollback guarded by it -> retire guarded by that."""
+    """push -> push (unchanged) -> info -> push (new) -> rollback guarded by it -> retire guarded by that.
+
+    All with an owner: retire takes out only a marked secret, and the mark is read through the lagging node too.
+    """
     first, second = _leaf("first"), _leaf("second")
 
     def index_from(previous: str) -> dict[str, str]:
         return {"consistency_index": f"{{{{ {previous}.consistency_index }}}}"} if pass_index else {}
 
     return [
-        {"name": "push", "certautopilot.vault.vault_cert_push": {"path": path, **first}, "register": "push1"},
+        {
+            "name": "push",
+            "certautopilot.vault.vault_cert_push": {"path": path, "owner": OWNER, **first},
+            "register": "push1",
+        },
         {
             "name": "push unchanged",
-            "certautopilot.vault.vault_cert_push": {"path": path, **first, **index_from("push1")},
+            "certautopilot.vault.vault_cert_push": {"path": path, "owner": OWNER, **first, **index_from("push1")},
             "register": "push2",
         },
         {
             "name": "info",
-            "certautopilot.vault.vault_cert_info": {"paths": [path], **index_from("push2")},
+            "certautopilot.vault.vault_cert_info": {"paths": [path], "owner": OWNER, **index_from("push2")},
             "register": "info",
         },
         {
             "name": "push new",
-            "certautopilot.vault.vault_cert_push": {"path": path, **second, **index_from("info")},
+            "certautopilot.vault.vault_cert_push": {"path": path, "owner": OWNER, **second, **index_from("info")},
             "register": "push3",
         },
         {
             "name": "rollback",
             "certautopilot.vault.vault_cert_rollback": {
                 "path": path,
+                "owner": OWNER,
                 "current_version": "{{ push3.version }}",
                 **index_from("push3"),
             },
@@ -139,6 +148,7 @@ def _lifecycle_tasks(path: str, *, pass_index: bool) -> list[dict[str, t.Any]]:
             "name": "retire",
             "certautopilot.vault.vault_cert_retire": {
                 "path": path,
+                "owner": OWNER,
                 "current_version": "{{ rollback.version }}",
                 **index_from("rollback"),
             },

@@ -148,7 +148,8 @@ CASES = [
         ("fields", "certificate", "chain", "'x'"),
     ),
     Case("fields-unknown-name", {"fields": {"cert": "tls.crt"}}, ("fields", "unknown", "'cert'")),
-    Case("url-without-scheme", {"url": "vault.example.com:8200"}, ("url", "vault.example.com:8200", "https://")),
+    # The url is named, never quoted: it may carry a credential.
+    Case("url-without-scheme", {"url": "vault.example.com:8200"}, ("url is not a Vault address", "https://")),
 ]
 
 
