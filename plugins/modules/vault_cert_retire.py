@@ -25,7 +25,7 @@ description:
     C(managed_by=certautopilot.vault) and C(certautopilot_owner=<owner>) (the mark
     P(certautopilot.vault.vault_cert_push#module) writes with the same O(owner)); without O(owner), it holds
     C(managed_by=certautopilot.vault) and names no owner - a secret whose mark names an owner is refused as a
-    push without O(owner) refuses it (C(owned by X: give owner X or another path)). Any other secret is refused,
+    push without O(owner) refuses it (C(owned by X - give owner X or another path)). Any other secret is refused,
     writing nothing, unless O(require_managed=false), which opts out of both checks. Give O(owner) whenever the
     pushes do.
   - A push without an owner writes no mark (the mark is opt-in). A secret pushed that way, or written by

@@ -36,7 +36,7 @@ description:
   - Ownership, as P(certautopilot.vault.vault_cert_push#module) has it - a secret whose custom metadata names an
     owner (C(certautopilot_owner), the mark a push with O(owner) writes) is refused, writing nothing, unless
     O(owner) names that same owner; without O(owner), a secret whose mark names any owner is refused
-    (C(owned by X: give owner X or another path)). The mark is read from the metadata read the rollback decides
+    (C(owned by X - give owner X or another path)). The mark is read from the metadata read the rollback decides
     on - no request more. The rollback never writes or changes a mark.
   - A check-and-set conflict (someone wrote in between) fails, writing nothing; it is never re-decided, since a
     new decision could undo the other writer's version. Custom metadata the rollback had already written is set

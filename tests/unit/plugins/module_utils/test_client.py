@@ -301,7 +301,7 @@ def test_url_with_query_or_fragment_is_refused_naming_the_option_without_showing
     with pytest.raises(VaultCertError, match="url must not hold a query string") as error:
         _client.ConnectionSettings.from_params(_params(url=url))
     assert "hunter2-tk" not in str(error.value)
-    assert "vault.example.com" not in str(error.value).split("e.g.")[0]
+    assert "vault.example.com" not in str(error.value).split("e.g.", maxsplit=1)[0]
 
 
 @pytest.mark.parametrize(
@@ -337,7 +337,7 @@ def test_a_deadline_wakes_a_read_that_waits_on_its_socket_when_the_time_is_up():
 def test_finished_deadlines_neither_cut_nor_pile_up():
     reader, writer = socket.socketpair()
     with reader, writer:
-        for _ in range(1000):
+        for _round in range(1000):
             deadline = _client._Deadline(0.05)
             deadline.watch(reader)
             deadline.finish()
