@@ -121,6 +121,10 @@ class BaoServer:
         self.root_token = ""
         self.unseal_key = ""
         self._session = requests.Session()
+        # Never read proxies or .netrc from the environment: a fault proxy's thread calls api() while pytest sets
+        # PYTEST_CURRENT_TEST in the main thread, and iterating os.environ then raises KeyError. The CA is given
+        # per request (verify=), so nothing from the environment is needed.
+        self._session.trust_env = False
 
     # -- process control -------------------------------------------------
 
