@@ -167,8 +167,8 @@ options:
 """
 
     # What the modules that write (push, rollback, retire) add to DOCUMENTATION: the options of
-    # _module.writer_argument_spec(), auth_method (they need a login), with_diff (filled in by their action plugin,
-    # plugins/plugin_utils/_action.py), and the attributes they share.
+    # _module.writer_argument_spec(), auth_method (they need a login), and the
+    # attributes they share.
     WRITER = r"""
 options:
   auth_method:
@@ -208,12 +208,6 @@ options:
         O(certautopilot.vault.vault_cert_retire#module:mode) - C(update) on C(<mount>/delete/<path>) or
         C(<mount>/destroy/<path>), or C(delete) on C(<mount>/metadata/<path>).
       - Every path of the run is checked without a second login.
-    type: bool
-    default: false
-  with_diff:
-    description:
-      - Ansible's diff mode (C(--diff) or the task's C(diff) keyword), which the module's action plugin passes on
-        because a module cannot read it itself. A value given in a task is replaced by it.
     type: bool
     default: false
   concurrency:

@@ -15,8 +15,6 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._auth import A
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
 
 PUSH_AUTH_METHODS = ("approle", "jwt", "cert", "token")
-# Set by the writers' action plugins from Ansible's diff mode (plugins/plugin_utils/_action.py).
-DIFF_OPTION = "with_diff"
 
 
 def connection_argument_spec() -> dict:
@@ -68,13 +66,12 @@ def writer_argument_spec(options: dict) -> dict:
     """The argument spec of a module that writes (push, rollback, retire), documented by the connection.writer fragment.
 
     The target, the module's own ``options``, and what every writer has: the up-front capability
-    check, diff mode (set by the action plugin), and how many items of a batch are in flight at once.
+    check and how many items of a batch are in flight at once.
     """
     return {
         **target_argument_spec(),
         **options,
         "check_capabilities": {"type": "bool", "default": False},
-        DIFF_OPTION: {"type": "bool", "default": False},
         "concurrency": {"type": "int", "default": _batch.DEFAULT_CONCURRENCY},
     }
 
@@ -109,7 +106,8 @@ class VaultModule:
 
     @property
     def diff_mode(self) -> bool:
-        return bool(self.params.get(DIFF_OPTION))
+        # Diff summaries cost a certificate parse per field: made only when Ansible runs in diff mode.
+        return bool(self.module._diff)
 
     @contextmanager
     def session(self, *, login: bool = True) -> t.Iterator[_client.VaultClient]:

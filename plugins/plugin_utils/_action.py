@@ -1,6 +1,6 @@
 # Copyright: CertAutoPilot contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The controller half of the writing modules. Private to the collection."""
+"""The controller half of vault_cert_push: the private keys it reads and seals. Private to the collection."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _keys
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
-from ansible_collections.certautopilot.vault.plugins.module_utils._module import DIFF_OPTION
 from ansible_collections.certautopilot.vault.plugins.module_utils._pem import shown
 from ansible_collections.certautopilot.vault.plugins.plugin_utils._files import PRIVATE_KEY, read_option_file
 
@@ -18,11 +17,12 @@ SECRET_OPTIONS = ("secret_id", "token", "jwt", "client_key", "pkcs12_password")
 FILES_ROOT_OPTION = "files_root"
 
 
-class ModuleAction(ActionBase):
-    """Runs the module of the same name, telling it whether Ansible is in diff mode.
+class KeyBundleAction(ActionBase):
+    """Runs the module of the same name, handing the private keys over in one no_log option (module_utils/_keys.py).
 
-    Diff summaries cost a certificate parse per field, so the module makes them only
-    when asked; the task's diff mode is known here, on the controller.
+    ``private_key_file`` is found like the copy module's ``src`` (the role's or play's
+    ``files/``, then relative to it), or below ``files_root`` when the task gives one, and
+    decrypted when it is Ansible Vault-encrypted. Only its one private key is taken.
     """
 
     _supports_check_mode = True
@@ -34,21 +34,8 @@ class ModuleAction(ActionBase):
             module_args = self.module_args(dict(self._task.args))
         except VaultCertError as exc:
             raise AnsibleActionFail(str(exc)) from None
-        module_args[DIFF_OPTION] = bool(self._task.diff)
         result.update(self._execute_module(module_args=module_args, task_vars=task_vars))
         return result
-
-    def module_args(self, args: dict) -> dict:
-        return args
-
-
-class KeyBundleAction(ModuleAction):
-    """Also hands the private keys over in one no_log option (see module_utils/_keys.py).
-
-    ``private_key_file`` is found like the copy module's ``src`` (the role's or play's
-    ``files/``, then relative to it), or below ``files_root`` when the task gives one, and
-    decrypted when it is Ansible Vault-encrypted. Only its one private key is taken.
-    """
 
     def module_args(self, args: dict) -> dict:
         # The task's own secrets, which no error here may quote, whatever option they were mistaken for.

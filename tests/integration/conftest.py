@@ -25,6 +25,7 @@ if str(SUPPORT_DIR) not in sys.path:
 
 from ansible_runner import AnsibleRunner  # noqa: E402
 from bao import ProvisionedBao  # noqa: E402
+from module_call import ModuleCall  # noqa: E402
 from module_process import ModuleProcess  # noqa: E402
 
 # Files whose tests measure or race against time: a 3-node raft cluster and its elections, lagging standbys,
@@ -84,13 +85,22 @@ def approle_auth(bao: ProvisionedBao) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="session")
-def ansible(tmp_path_factory: pytest.TempPathFactory) -> AnsibleRunner:
-    """Runs the collection's modules and playbooks with ansible-playbook on localhost."""
-    return AnsibleRunner(tmp_path_factory.mktemp("ansible"))
+# Every runner scans each run for the secrets it was given and the tokens the server's audit log shows it used.
 
 
 @pytest.fixture(scope="session")
-def module_process(tmp_path_factory: pytest.TempPathFactory) -> ModuleProcess:
+def modules(tmp_path_factory: pytest.TempPathFactory, bao: ProvisionedBao) -> ModuleCall:
+    """Runs a module's main() in this process against the server: decisions, refusals, masking, outcomes."""
+    return ModuleCall(tmp_path_factory.mktemp("module-call"), audit=bao)
+
+
+@pytest.fixture(scope="session")
+def ansible(tmp_path_factory: pytest.TempPathFactory, bao: ProvisionedBao) -> AnsibleRunner:
+    """Runs playbooks with ansible-playbook on localhost: what only the controller does (actions, roles, display)."""
+    return AnsibleRunner(tmp_path_factory.mktemp("ansible"), audit=bao)
+
+
+@pytest.fixture(scope="session")
+def module_process(tmp_path_factory: pytest.TempPathFactory, bao: ProvisionedBao) -> ModuleProcess:
     """Runs one module as its own process, without a playbook, capturing its syslog lines."""
-    return ModuleProcess(tmp_path_factory.mktemp("module-process"))
+    return ModuleProcess(tmp_path_factory.mktemp("module-process"), audit=bao)

@@ -17,9 +17,8 @@ import pytest
 from fault_proxy import FaultProxy
 from leaks import assert_no_leak
 from pki import make_chain
-from test_expiry_report import html_report
-from test_role_lifecycle import certs_for, current_deleted, metadata, run_role
-from test_vault_cert_push import approle, expected_data, push, single, versions
+from push_runs import approle, expected_data, push, single
+from role_runs import certs_for, current_deleted, html_report, metadata, run_role
 
 TAG = {"managed_by": "certautopilot.vault"}
 # The contract changed (issue 21): the mark is opt-in, names an owner and goes before the data.
@@ -71,10 +70,10 @@ def test_a_tag_write_failing_after_the_data_write_does_not_report_the_written_ce
     }
     with FaultProxy(bao.addr, bao.ca_cert) as proxy:
         proxy.add_rule("POST", rf"^secret/metadata/{re.escape(paths[0])}$", status=500, times=None)
-        run = push(ansible, bao, {"url": proxy.url, **args})
+        run = push(ansible, {"url": proxy.url, **args})
 
     assert run.failed
-    assert versions(bao, paths[0]) == [] and versions(bao, paths[1]) == []
+    assert bao.kv_version_numbers(paths[0]) == [] and bao.kv_version_numbers(paths[1]) == []
     assert paths[0] in (run.result.get("not_written") or []), run.result
     assert not run.result.get("results"), run.result
 
@@ -87,9 +86,9 @@ def test_a_tag_write_failing_after_the_data_write_of_a_single_certificate_report
     with FaultProxy(bao.addr, bao.ca_cert) as proxy:
         proxy.add_rule("POST", rf"^secret/metadata/{re.escape(path)}$", status=500, times=None)
         args = {"url": proxy.url, "retries": 0, **approle(bao, "certs"), **single(path, leaf), "owner": OWNER}
-        run = push(ansible, bao, args)
+        run = push(ansible, args)
 
-    assert versions(bao, path) == []
+    assert bao.kv_version_numbers(path) == []
     assert run.failed and "shows it was not written" in run.msg, run.msg
 
 
@@ -111,10 +110,10 @@ def test_a_cas_conflict_after_the_metadata_first_write_does_not_wipe_the_other_w
     with FaultProxy(bao.addr, bao.ca_cert) as proxy:
         proxy.add_rule("POST", rf"^secret/data/{re.escape(path)}$", action=other_owner_creates_it)
         args = {"url": proxy.url, **approle(bao, "certs"), **single(path, leaf), "max_versions": 5, "owner": OWNER}
-        run = push(ansible, bao, args)
+        run = push(ansible, args)
 
     assert not run.failed, run.msg
-    assert versions(bao, path) == [1, 2]
+    assert bao.kv_version_numbers(path) == [1, 2]
     assert custom_metadata_of(bao, path) == {"team": "web", **MARK}
 
 
@@ -125,8 +124,8 @@ def test_the_mark_on_a_secret_whose_current_version_is_deleted_keeps_the_other_c
     root_write(bao, path, {"certificate": "old"}, {"team": "web", "ticket": "CHG-1"})
     assert bao.api("DELETE", f"secret/data/{path}")[0] == 204
 
-    run = push(ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), "owner": OWNER})
-    again = push(ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), "owner": OWNER})
+    run = push(ansible, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), "owner": OWNER})
+    again = push(ansible, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), "owner": OWNER})
 
     assert not run.failed, run.msg
     assert run.result["managed"] is True and run.result["version"] == 2
@@ -142,13 +141,13 @@ def test_the_mark_on_a_secret_with_metadata_but_no_version_keeps_the_other_custo
     status, body = bao.api("POST", f"secret/metadata/{path}", {"custom_metadata": {"team": "db"}})
     assert status == 204, body
 
-    run = push(ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), **options, "owner": OWNER})
+    run = push(ansible, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), **options, "owner": OWNER})
 
     assert not run.failed, run.msg
     assert run.result["managed"] is True
     found = custom_metadata_of(bao, path)
     assert found["team"] == "db" and found["certautopilot_owner"] == OWNER, found
-    assert versions(bao, path) == [1]
+    assert bao.kv_version_numbers(path) == [1]
 
 
 def test_the_mark_is_not_written_in_check_mode_and_a_token_that_may_not_write_it_is_refused_with_nothing_written(
@@ -158,8 +157,8 @@ def test_the_mark_is_not_written_in_check_mode_and_a_token_that_may_not_write_it
     root_write(bao, path, expected_data(leaf), {"team": "web"})
 
     args = {**vault_conn, **single(path, leaf), "owner": OWNER}
-    checked = push(ansible, bao, {**args, **approle(bao, "certs")}, check=True)
-    refused = push(ansible, bao, {**args, **approle(bao, "sample")})
+    checked = push(ansible, {**args, **approle(bao, "certs")}, check=True)
+    refused = push(ansible, {**args, **approle(bao, "sample")})
 
     assert checked.changed and checked.result["changed_fields"] == ["certautopilot_owner"], checked.result
     assert not [
@@ -171,7 +170,7 @@ def test_the_mark_is_not_written_in_check_mode_and_a_token_that_may_not_write_it
     # The token may not write metadata: refused, nothing changes.
     assert refused.failed and f"permission denied on secret/metadata/{path}" in refused.msg, refused.msg
     assert custom_metadata_of(bao, path) == {"team": "web"}
-    assert versions(bao, path) == [1]
+    assert bao.kv_version_numbers(path) == [1]
 
 
 # -- 2. max_versions, delete_version_after, cas_required ----------------------------------------------------------
@@ -183,16 +182,15 @@ def test_a_version_policy_given_in_other_spellings_is_idempotent_and_cas_require
     first, second = make_chain("spell-1.example.com").leaf, make_chain("spell-2.example.com").leaf
     policy = {"max_versions": 3, "delete_version_after": "1h30m", "cas_required": True}
 
-    created = push(ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, first), **policy})
+    created = push(ansible, {**vault_conn, **approle(bao, "certs"), **single(path, first), **policy})
     respelled = [
         push(
             ansible,
-            bao,
             {**vault_conn, **approle(bao, "certs"), **single(path, first), **policy, "delete_version_after": spelling},
         )
         for spelling in ("5400", 5400, "90m", "1h29m60s", " 1h30m0s ")
     ]
-    renewed = push(ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, second), **policy})
+    renewed = push(ansible, {**vault_conn, **approle(bao, "certs"), **single(path, second), **policy})
 
     assert not created.failed, created.msg
     assert [(run.failed, run.changed) for run in respelled] == [(False, False)] * 5, [run.msg for run in respelled]
@@ -215,7 +213,7 @@ def test_a_version_policy_given_in_other_spellings_is_idempotent_and_cas_require
 def test_an_odd_duration_is_refused_by_name_and_nothing_is_written(ansible, bao, vault_conn, path, options, message):
     leaf = make_chain("odd-duration.example.com").leaf
 
-    run = push(ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), **options})
+    run = push(ansible, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), **options})
 
     assert run.failed and message in run.msg, run.msg
     assert "unexpected error" not in run.msg
@@ -342,7 +340,7 @@ def test_prune_in_a_play_over_several_hosts_is_refused_before_anything_is_writte
     assert_no_leak([run.output], login["secret_id"], *web1_keys, *web2_keys)
     assert run.rc != 0
     assert "with 2 hosts in the play it would retire the other hosts' certificates" in run.output
-    assert versions(bao, f"{prefix}/web1") == [] and versions(bao, f"{prefix}/web2") == []
+    assert bao.kv_version_numbers(f"{prefix}/web1") == [] and bao.kv_version_numbers(f"{prefix}/web2") == []
 
 
 def test_absent_in_check_mode_writes_nothing_and_refuses_nothing_it_does_not_own(ansible, bao, vault_conn, tmp_path):
@@ -429,9 +427,9 @@ def test_max_versions_given_as_a_boolean_is_refused_not_sent_as_one_version(ansi
         root_write(bao, path, {**expected_data(old), "n": str(number)})
     leaf = make_chain("bool-new.example.com").leaf
 
-    run = push(ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), "max_versions": True})
+    run = push(ansible, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), "max_versions": True})
 
-    kept = (metadata(bao, path)["max_versions"], versions(bao, path))
+    kept = (metadata(bao, path)["max_versions"], bao.kv_version_numbers(path))
     assert run.failed and "max_versions" in run.msg, f"pushed; max_versions and versions kept now: {kept}"
     assert metadata(bao, path)["max_versions"] == 0
-    assert versions(bao, path) == [1, 2, 3]
+    assert bao.kv_version_numbers(path) == [1, 2, 3]

@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from fault_proxy import FaultProxy
 from leaks import assert_no_leak, find_leaks
 from pki import make_chain, make_leaf
-from test_role_lifecycle import run_role
-from test_vault_cert_push import approle, push, push_tasks
+from push_runs import approle, push, push_tasks
+from role_runs import run_role
 
 PASSWORD = "attack5-pkcs12-password-2718"
 ACME_SH_FILES = ("cert.pem", "cert.key", "ca.pem", "fullchain.pem")
@@ -175,7 +175,7 @@ def test_a_plain_pkcs12_bundle_with_the_same_content_is_replaced_by_one_encrypte
     assert not bundle_is_protected(planted)
     root_write(bao, path, {"pkcs12": planted})
 
-    run = push(ansible, bao, {**connect, **pkcs12_args(path, chain)})
+    run = push(ansible, {**connect, **pkcs12_args(path, chain)})
 
     assert not run.failed, run.msg
     stored = data_of(bao, path)["pkcs12"]
@@ -199,7 +199,7 @@ def test_a_legacy_pkcs12_bundle_with_one_kdf_round_is_replaced_by_the_documented
     planted = legacy_pkcs12(chain, PASSWORD)
     root_write(bao, path, {"pkcs12": planted})
 
-    run = push(ansible, bao, {**connect, **pkcs12_args(path, chain)})
+    run = push(ansible, {**connect, **pkcs12_args(path, chain)})
 
     assert not run.failed, run.msg
     assert data_of(bao, path)["pkcs12"] != planted, "the legacy 3DES / 1-round bundle was kept as unchanged"
@@ -218,7 +218,7 @@ def test_a_pkcs12_bundle_whose_key_cryptography_cannot_load_is_replaced_not_a_cr
     chain = make_chain("sm2-p12.example.com")
     root_write(bao, path, {"pkcs12": SM2_PLAIN_PKCS12})
 
-    run = push(ansible, bao, {**connect, **pkcs12_args(path, chain)})
+    run = push(ansible, {**connect, **pkcs12_args(path, chain)})
 
     assert not run.failed, run.msg
     assert run.changed and versions(bao, path) == [1, 2]
@@ -257,7 +257,7 @@ def test_a_pkcs12_bundle_that_differs_in_key_chain_encoding_or_password_is_repla
     chain = make_chain(f"differs-{planted.replace(' ', '-')}.example.com")
     root_write(bao, path, {"pkcs12": _differing_bundle(chain, planted)})
 
-    run = push(ansible, bao, {**connect, **pkcs12_args(path, chain)}, diff=True)
+    run = push(ansible, {**connect, **pkcs12_args(path, chain)}, diff=True)
 
     assert not run.failed, run.msg
     assert run.changed and versions(bao, path) == [1, 2]
@@ -363,7 +363,7 @@ def test_a_pkcs12_password_given_with_another_layout_or_with_a_bad_certificate_i
     }
     tasks = {name: {**vault_conn, **approle(bao, "certs"), **args} for name, args in tasks.items()}
 
-    run, results = push_tasks(ansible, bao, tasks)
+    run, results = push_tasks(ansible, tasks)
 
     for name, task in results.items():
         assert task.status == "failed", (name, task.result)
@@ -390,12 +390,11 @@ def test_a_pkcs12_push_with_diff_check_and_vvv_shows_no_password_key_or_bundle(a
 
     run = push(
         ansible,
-        bao,
         {**connect, **pkcs12_args(path, chain)},
         check=True,
         diff=True,
         verbosity=3,
-        extra_secrets=[old_password, old_value[40:120]],
+        secrets=[old_password, old_value[40:120]],
     )
 
     assert not run.failed, run.msg
@@ -435,7 +434,7 @@ def test_module_validation_masks_a_pkcs12_password_put_in_the_wrong_option(ansib
     """Held: the module's own argument checks mask the no_log pkcs12_password wherever it is quoted."""
     chain = make_chain("module-masked.example.com")
     for option in ("layout", "keep_other_fields"):
-        run = push(ansible, bao, {**connect, **pkcs12_args(path, chain), option: PASSWORD}, verbosity=3)
+        run = push(ansible, {**connect, **pkcs12_args(path, chain), option: PASSWORD}, verbosity=3)
         assert run.failed and option in run.msg, run.msg
     assert versions(bao, path) == []
 
@@ -471,7 +470,6 @@ def test_acme_sh_a_failed_third_secret_reports_the_written_ones_as_written_and_o
         proxy.add_rule("POST", rf"^secret/data/{re.escape(paths[2])}$", status=500, times=None)
         run = push(
             ansible,
-            bao,
             {**connect, "url": proxy.url, "retries": 0, "concurrency": concurrency, **acme_args(path, chain)},
         )
 
@@ -500,7 +498,7 @@ def test_acme_sh_a_certificate_at_x_and_another_at_x_slash_cert_pem_do_not_overw
         {"path": f"{path}/cert.pem", "certificate": second.leaf.cert_pem, "private_key": second.leaf.key_pem},
     ]
 
-    run = push(ansible, bao, {**connect, "layout": "acme_sh", "certificates": items})
+    run = push(ansible, {**connect, "layout": "acme_sh", "certificates": items})
 
     assert not run.failed, run.msg
     assert data_of(bao, f"{path}/cert.pem")["value"] == first.leaf.cert_pem
@@ -517,7 +515,7 @@ def test_acme_sh_a_path_that_would_normalise_is_refused_before_any_request(ansib
     chain = make_chain("acme-badpath.example.com")
     target = f"{path}/{bad}"
 
-    run = push(ansible, bao, {**connect, **acme_args(target, chain)})
+    run = push(ansible, {**connect, **acme_args(target, chain)})
 
     assert run.failed and "invalid path" in run.msg, run.msg
     assert run.requests == []
@@ -532,8 +530,8 @@ def test_acme_sh_keep_other_fields_keeps_each_secrets_own_extras_and_a_rerun_wri
     for name in ACME_SH_FILES:
         root_write(bao, f"{path}/{name}", {"value": "old", "owner": f"team-{name}"})
 
-    first = push(ansible, bao, {**connect, **acme_args(path, chain)})
-    again = push(ansible, bao, {**connect, **acme_args(path, chain)})
+    first = push(ansible, {**connect, **acme_args(path, chain)})
+    again = push(ansible, {**connect, **acme_args(path, chain)})
 
     assert not first.failed and not again.failed, (first.msg, again.msg)
     for name in ACME_SH_FILES:
@@ -555,18 +553,17 @@ def test_check_mode_writes_nothing_for_any_layout_over_an_existing_secret_and_it
     old, new = make_chain(f"check-old-{layout}.example.com"), make_chain(f"check-new-{layout}.example.com")
     extra = {"pkcs12_password": PASSWORD} if layout == "pkcs12" else {}
     base = {**connect, **acme_args(path, old), "layout": layout, **extra}
-    assert not push(ansible, bao, base).failed
+    assert not push(ansible, base).failed
     before = {entry: versions(bao, entry) for entry in (path, *[f"{path}/{name}" for name in ACME_SH_FILES])}
     encoded_key = base64.b64encode(new.leaf.key_pem.encode()).decode("ascii")
 
     run = push(
         ansible,
-        bao,
         {**connect, **acme_args(path, new), "layout": layout, **extra},
         check=True,
         diff=True,
         verbosity=3,
-        extra_secrets=[old.leaf.key_pem, encoded_key[20:100]],
+        secrets=[old.leaf.key_pem, encoded_key[20:100]],
     )
 
     assert not run.failed, run.msg

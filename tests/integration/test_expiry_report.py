@@ -13,6 +13,7 @@ from cryptography import x509
 from leaks import assert_no_leak
 from pki import make_chain, make_leaf
 from prometheus_client.parser import text_string_to_metric_families
+from role_runs import html_report
 
 REPO = Path(__file__).resolve().parents[2]
 MARK = "certautopilot.vault"
@@ -202,12 +203,6 @@ def test_the_html_summary_has_a_row_per_secret_and_its_counts(bao, ansible, vaul
     ]
     assert ["expired", "1"] in rows and ["expiring", "1"] in rows and ["ok", "1"] in rows
     assert_no_leak([run.output, page.read_text()], login["secret_id"], *keys.values())
-
-
-def html_report(ansible, login: dict, prefix: str, page: Path):
-    """Run the playbook for its HTML summary of ``prefix`` only (it never fails the job)."""
-    extra_vars = {"cert_distribution_vault": login, "expiry_report_prefix": prefix, "expiry_report_fail_on": "never"}
-    return ansible.run_playbook(PLAYBOOK, extra_vars={**extra_vars, "expiry_report_html_file": str(page)})
 
 
 def html_rows(text: str) -> list[list[str]]:

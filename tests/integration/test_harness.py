@@ -6,7 +6,11 @@ the collection, so a failure here points at the harness, not the modules.
 
 from __future__ import annotations
 
+import os
+
+import pki
 import pytest
+from leaks import secrets_in, tokens_in
 
 
 def _approle_token(bao, role="certs", namespace=None):
@@ -217,3 +221,61 @@ def test_ansible_runner_reports_unknown_module_as_failure(ansible):
 
     assert run.failed
     assert "certautopilot.vault.no_such_module" in run.output
+
+
+def test_a_module_called_in_process_answers_as_its_process_does(modules, module_process, bao):
+    args = {"url": bao.addr, "ca_cert": bao.ca_cert, "auth_method": "token", "token": bao.root_token}
+
+    in_process = modules.run_module("vault_health", args)
+    as_process = module_process.run("vault_health", args)
+
+    assert in_process.rc == as_process.rc == 0
+    assert in_process.result["checks"] == as_process.result["checks"]
+    assert [entry["request"]["path"] for entry in in_process.requests] == [
+        entry["request"]["path"] for entry in as_process.requests
+    ]
+
+
+def test_in_process_runs_start_clean_of_the_last_runs_warnings_and_environment(modules, bao):
+    over_http = {"url": bao.addr.replace("https://", "http://"), "auth_method": "token", "token": bao.root_token}
+    over_https = {"url": bao.addr, "ca_cert": bao.ca_cert, "auth_method": "token", "token": bao.root_token}
+
+    warned = modules.run_module("vault_health", over_http, env={"VAULT_NAMESPACE": "no-such-namespace"})
+    quiet = modules.run_module("vault_health", over_https)
+
+    assert warned.result.get("warnings"), warned.result
+    assert not quiet.result.get("warnings"), quiet.result
+    assert all(check["ok"] for check in quiet.result["checks"]), "VAULT_NAMESPACE of the run before is gone"
+    assert "VAULT_NAMESPACE" not in os.environ
+
+
+def test_in_process_check_and_diff_reach_the_module(modules, bao, approle_auth):
+    leaf = pki.make_leaf(None, "harness.example.com")
+    args = {"url": bao.addr, "ca_cert": bao.ca_cert, **approle_auth, "path": "certs/harness-check-diff"}
+    args.update(certificate=leaf.cert_pem, private_key=leaf.key_pem)
+
+    run = modules.run_module("vault_cert_push", args, check=True, diff=True)
+
+    assert run.changed and run.result["diff"], run.result
+    assert bao.kv_versions("secret", "certs/harness-check-diff") == {}
+
+
+def test_every_run_is_scanned_for_the_secrets_it_was_given(modules, bao, approle_auth):
+    args = {"url": bao.addr, "ca_cert": bao.ca_cert, **approle_auth}
+    # The role_id is no secret, and the invocation shows it: declared one, the scan must find it.
+    role_id = approle_auth["role_id"]
+
+    assert secrets_in({**args, "certificates": [{"private_key": "-----BEGIN PRIVATE KEY-----x"}]}) == [
+        approle_auth["secret_id"],
+        "-----BEGIN PRIVATE KEY-----x",
+    ]
+    with pytest.raises(AssertionError, match="secret material found in output"):
+        modules.run_module("vault_health", args, secrets=[role_id])
+
+
+def test_the_scan_takes_the_tokens_the_run_logged_in_for(modules, bao, approle_auth):
+    run = modules.run_module("vault_health", {"url": bao.addr, "ca_cert": bao.ca_cert, **approle_auth})
+
+    tokens = tokens_in(run.requests)
+    assert len(tokens) == 1, "the module's own login token, which it was never given"
+    assert tokens[0] not in approle_auth.values()

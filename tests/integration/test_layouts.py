@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from leaks import assert_no_leak
 from pki import Chain, Issued, make_chain, make_leaf
-from test_vault_cert_push import push, push_tasks
+from push_runs import push, push_tasks
 
 MODULE = "vault_cert_push"
 PASSWORD = "layouts-test-pkcs12-password-3141"
@@ -80,11 +80,11 @@ def pem_blocks(text: str) -> list[str]:
 
 def push_twice(ansible, bao, connect, args: dict[str, t.Any], paths: list[str]):
     """Push, then push the same again: the second run writes nothing and every secret stays at version 1."""
-    first = push(ansible, bao, {**connect, **args})
+    first = push(ansible, {**connect, **args})
     assert not first.failed, first.msg
     assert first.changed
     assert [versions(bao, path) for path in paths] == [[1]] * len(paths)
-    again = push(ansible, bao, {**connect, **args})
+    again = push(ansible, {**connect, **args})
     assert not again.failed, again.msg
     assert not again.changed
     assert writes(again.requests) == []
@@ -138,7 +138,7 @@ def test_acme_sh_writes_four_value_secrets_below_the_path_one_result_each(ansibl
     assert [result["changed"] for result in again.result["results"]] == [False] * 4
 
     renewed = make_leaf(chain.intermediate, "acme.layouts.example.com", key=chain.leaf.key)
-    renewal = push(ansible, bao, {**connect, **single(cert_path, chain, leaf=renewed, layout="acme_sh")})
+    renewal = push(ansible, {**connect, **single(cert_path, chain, leaf=renewed, layout="acme_sh")})
     assert not renewal.failed, renewal.msg
     # The key and the chain did not change: their secrets are not written.
     assert [result["changed"] for result in renewal.result["results"]] == [True, False, False, True]
@@ -208,7 +208,7 @@ def test_pkcs12_opens_with_the_password_and_an_unchanged_certificate_keeps_its_b
     assert again.result["changed_fields"] == [] and again.result["version"] == 1
 
     # Another password: the bundle does not open with it, so it is replaced.
-    other = push(ansible, bao, {**connect, **args, "pkcs12_password": PASSWORD + "-rotated"})
+    other = push(ansible, {**connect, **args, "pkcs12_password": PASSWORD + "-rotated"})
     assert not other.failed, other.msg
     assert other.changed and other.result["changed_fields"] == ["pkcs12"]
     assert versions(bao, cert_path) == [1, 2]
@@ -219,7 +219,6 @@ def test_pkcs12_opens_with_the_password_and_an_unchanged_certificate_keeps_its_b
     renewed = make_leaf(chain.intermediate, "pkcs12.layouts.example.com")
     renewal = push(
         ansible,
-        bao,
         {**connect, **single(cert_path, chain, leaf=renewed, layout="pkcs12"), "pkcs12_password": PASSWORD},
     )
     assert not renewal.failed, renewal.msg
@@ -250,7 +249,7 @@ def test_pkcs12_bundle_that_costs_too_many_key_derivations_to_open_is_replaced(a
     )
     assert status in (200, 204), body
 
-    run = push(ansible, bao, {**connect, **single(cert_path, chain, layout="pkcs12", pkcs12_password=PASSWORD)})
+    run = push(ansible, {**connect, **single(cert_path, chain, layout="pkcs12", pkcs12_password=PASSWORD)})
 
     assert not run.failed, run.msg
     assert run.changed and run.result["changed_fields"] == ["pkcs12"]
@@ -266,7 +265,7 @@ def test_pkcs12_bundle_that_costs_too_many_key_derivations_to_open_is_replaced(a
 def test_check_mode_with_a_layout_writes_nothing_and_its_diff_shows_summaries(ansible, bao, connect, cert_path):
     chain = make_chain("check.layouts.example.com")
 
-    checked = push(ansible, bao, {**connect, **single(cert_path, chain, layout="acme_sh")}, check=True, diff=True)
+    checked = push(ansible, {**connect, **single(cert_path, chain, layout="acme_sh")}, check=True, diff=True)
 
     assert not checked.failed, checked.msg
     assert checked.changed
@@ -280,7 +279,7 @@ def test_check_mode_with_a_layout_writes_nothing_and_its_diff_shows_summaries(an
     assert "-----" not in json.dumps(diffs)
 
     traefik = push(
-        ansible, bao, {**connect, **single(f"{cert_path}-traefik", chain, layout="traefik")}, check=True, diff=True
+        ansible, {**connect, **single(f"{cert_path}-traefik", chain, layout="traefik")}, check=True, diff=True
     )
     assert not traefik.failed, traefik.msg
     assert versions(bao, f"{cert_path}-traefik") == []
@@ -305,10 +304,10 @@ def test_batch_with_a_layout_writes_each_certificate(ansible, bao, connect, cert
     ]
     args = {**connect, "certificates": items, "layout": "pkcs12", "pkcs12_password": PASSWORD}
 
-    first = push(ansible, bao, args)
+    first = push(ansible, args)
     assert not first.failed, first.msg
     assert [result["path"] for result in first.result["results"]] == [f"{cert_path}/1", f"{cert_path}/2"]
-    again = push(ansible, bao, {**args, "secret_id": bao.new_approle_secret_id("certs")})
+    again = push(ansible, {**args, "secret_id": bao.new_approle_secret_id("certs")})
     assert not again.failed, again.msg
     assert not again.changed and writes(again.requests) == []
     for number, c in enumerate(chains, 1):
@@ -344,7 +343,7 @@ def test_refusals_name_the_options_and_leave_the_server_untouched(ansible, bao, 
             "secret_id": bao.new_approle_secret_id("certs"),
         }
         tasks[name] = {**vault_conn, **auth, **single(cert_path, chain, **options)}
-    run, results = push_tasks(ansible, bao, tasks)
+    run, results = push_tasks(ansible, tasks)
     for name, (_options, expected) in cases.items():
         assert results[name].status == "failed", (name, results[name].result)
         for fragment in expected:

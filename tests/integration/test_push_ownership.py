@@ -9,7 +9,7 @@ import json
 import pytest
 from fault_proxy import FaultProxy
 from pki import make_chain
-from test_vault_cert_push import approle, expected_data, push, single, versions
+from push_runs import approle, expected_data, push, single
 
 TAG = {"managed_by": "certautopilot.vault"}
 
@@ -48,13 +48,13 @@ def secret_requests(run, path: str) -> list[tuple[str, str]]:
 
 
 def test_without_an_owner_the_sample_policy_reruns_unchanged_with_no_mark_no_metadata_request_and_no_warning(
-    ansible, bao, vault_conn, path
+    modules, bao, vault_conn, path
 ):
     leaf = make_chain("unowned.example.com").leaf
     args = {**vault_conn, **single(path, leaf)}
 
-    first = push(ansible, bao, {**args, **approle(bao, "sample")})
-    again = push(ansible, bao, {**args, **approle(bao, "sample")})
+    first = push(modules, {**args, **approle(bao, "sample")})
+    again = push(modules, {**args, **approle(bao, "sample")})
 
     assert not first.failed, first.msg
     assert first.changed and "certautopilot_owner" not in first.result["changed_fields"]
@@ -64,17 +64,17 @@ def test_without_an_owner_the_sample_policy_reruns_unchanged_with_no_mark_no_met
     assert secret_requests(first, path) == [("data", "read"), ("data", "create")]
     assert secret_requests(again, path) == [("data", "read")]
     assert not metadata_get(bao, path)["custom_metadata"]
-    assert versions(bao, path) == [1]
+    assert bao.kv_version_numbers(path) == [1]
 
 
 def test_with_an_owner_the_mark_is_written_before_the_data_and_a_rerun_costs_no_metadata_request(
-    ansible, bao, vault_conn, path
+    modules, bao, vault_conn, path
 ):
     leaf = make_chain("mark.example.com").leaf
     args = {**vault_conn, **single(path, leaf), "owner": "team-a"}
 
-    first = push(ansible, bao, {**args, **approle(bao, "certs")})
-    again = push(ansible, bao, {**args, **approle(bao, "certs")})
+    first = push(modules, {**args, **approle(bao, "certs")})
+    again = push(modules, {**args, **approle(bao, "certs")})
 
     assert not first.failed, first.msg
     assert (first.result["managed"], first.result["owner"]) == (True, "team-a")
@@ -85,73 +85,71 @@ def test_with_an_owner_the_mark_is_written_before_the_data_and_a_rerun_costs_no_
     assert not again.changed and again.result["changed_fields"] == []
     assert (again.result["managed"], again.result["owner"]) == (True, "team-a")
     assert secret_requests(again, path) == [("data", "read")]
-    assert versions(bao, path) == [1]
+    assert bao.kv_version_numbers(path) == [1]
 
 
 def test_with_an_owner_an_unmarked_secret_is_adopted_every_other_key_kept_and_no_new_version(
-    ansible, bao, vault_conn, path
+    modules, bao, vault_conn, path
 ):
     leaf = make_chain("adopt.example.com").leaf
     assert bao.api("POST", f"secret/data/{path}", {"data": expected_data(leaf)})[0] == 200
     theirs = {"team": "web", "owner": "alice", **TAG}
     assert bao.api("POST", f"secret/metadata/{path}", {"custom_metadata": theirs})[0] == 204
 
-    run = push(ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), "owner": "team-a"})
-    check = push(
-        ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), "owner": "team-a"}, check=True
-    )
+    run = push(modules, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), "owner": "team-a"})
+    check = push(modules, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), "owner": "team-a"}, check=True)
 
     assert run.changed and run.result["changed_fields"] == ["certautopilot_owner"], run.result
     assert metadata_get(bao, path)["custom_metadata"] == {**theirs, **mark("team-a")}
-    assert versions(bao, path) == [1]
+    assert bao.kv_version_numbers(path) == [1]
     assert not check.changed
 
 
 def test_with_an_owner_a_token_that_may_not_write_metadata_is_refused_with_nothing_written(
-    ansible, bao, vault_conn, path
+    modules, bao, vault_conn, path
 ):
     leaf = make_chain("refused-mark.example.com").leaf
 
-    run = push(ansible, bao, {**vault_conn, **approle(bao, "sample"), **single(path, leaf), "owner": "team-a"})
+    run = push(modules, {**vault_conn, **approle(bao, "sample"), **single(path, leaf), "owner": "team-a"})
 
     assert run.failed
     assert f"permission denied on secret/metadata/{path}" in run.msg, run.msg
-    assert versions(bao, path) == []
+    assert bao.kv_version_numbers(path) == []
     assert bao.api("GET", f"secret/metadata/{path}")[0] == 404
 
 
 @pytest.mark.parametrize("adopt", [True, False])
-def test_another_owners_secret_is_refused_whatever_adopt_says_and_left_untouched(ansible, bao, vault_conn, path, adopt):
+def test_another_owners_secret_is_refused_whatever_adopt_says_and_left_untouched(modules, bao, vault_conn, path, adopt):
     old, new = make_chain("theirs.example.com").leaf, make_chain("theirs.example.com").leaf
     assert bao.api("POST", f"secret/data/{path}", {"data": expected_data(old)})[0] == 200
     assert bao.api("POST", f"secret/metadata/{path}", {"custom_metadata": mark("team-b")})[0] == 204
     before = metadata_get(bao, path)
 
     args = {**vault_conn, **approle(bao, "certs"), **single(path, new), "owner": "team-a", "adopt": adopt}
-    run = push(ansible, bao, args)
+    run = push(modules, args)
 
     assert run.failed
     assert f"secret/data/{path} is owned by team-b, not by owner team-a" in run.msg, run.msg
     assert "nothing written" in run.msg
     assert metadata_get(bao, path) == before
-    assert versions(bao, path) == [1]
+    assert bao.kv_version_numbers(path) == [1]
 
 
-def test_without_an_owner_an_owned_secret_is_refused_naming_the_owner_to_give(ansible, bao, vault_conn, path):
+def test_without_an_owner_an_owned_secret_is_refused_naming_the_owner_to_give(modules, bao, vault_conn, path):
     old, new = make_chain("owned.example.com").leaf, make_chain("owned.example.com").leaf
     assert bao.api("POST", f"secret/data/{path}", {"data": expected_data(old)})[0] == 200
     assert bao.api("POST", f"secret/metadata/{path}", {"custom_metadata": mark("team-b")})[0] == 204
 
-    run = push(ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, new)})
+    run = push(modules, {**vault_conn, **approle(bao, "certs"), **single(path, new)})
 
     assert run.failed
     assert f"secret/data/{path} is owned by team-b: give owner team-b or another path; nothing written" in run.msg
-    assert versions(bao, path) == [1]
+    assert bao.kv_version_numbers(path) == [1]
     assert metadata_get(bao, path)["custom_metadata"] == mark("team-b")
 
 
 def test_adopt_false_refuses_unmarked_soft_deleted_and_metadata_only_secrets_and_takes_a_new_path(
-    ansible, bao, vault_conn, path
+    modules, bao, vault_conn, path
 ):
     leaf = make_chain("no-adopt.example.com").leaf
     unmarked, deleted, metadata_only, new = (f"{path}-{name}" for name in ("unmarked", "deleted", "meta", "new"))
@@ -162,13 +160,13 @@ def test_adopt_false_refuses_unmarked_soft_deleted_and_metadata_only_secrets_and
 
     def run(target: str):
         args = {**vault_conn, **approle(bao, "certs"), **single(target, leaf), "owner": "team-a", "adopt": False}
-        return push(ansible, bao, args)
+        return push(modules, args)
 
     for refused, existing in ((unmarked, [1]), (deleted, [1]), (metadata_only, [])):
         outcome = run(refused)
         assert outcome.failed, refused
         assert "is not marked with owner team-a (adopt: false); nothing written" in outcome.msg, outcome.msg
-        assert versions(bao, refused) == existing
+        assert bao.kv_version_numbers(refused) == existing
         assert not _kv_mark(bao, refused)
     created = run(new)
     assert not created.failed, created.msg
@@ -180,14 +178,14 @@ def _kv_mark(bao, path: str) -> bool:
 
 
 @pytest.mark.parametrize("owner", ["", "team a", "x" * 65, "team/web", "team\nweb"])
-def test_a_bad_owner_is_refused_by_name_before_any_request(ansible, bao, vault_conn, path, owner):
+def test_a_bad_owner_is_refused_by_name_before_any_request(modules, bao, vault_conn, path, owner):
     leaf = make_chain("bad-owner.example.com").leaf
 
-    run = push(ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), "owner": owner})
+    run = push(modules, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), "owner": owner})
 
     assert run.failed and run.msg.startswith("owner must be 1 to 64 characters"), run.msg
     assert not [entry for entry in run.requests if "/login" not in entry["request"]["path"]]
-    assert versions(bao, path) == []
+    assert bao.kv_version_numbers(path) == []
 
 
 @pytest.mark.parametrize("option", [{"owner": "team-a"}, {"custom_metadata": True}], ids=["owner", "custom_metadata"])
@@ -216,20 +214,18 @@ def test_a_key_another_writer_adds_between_our_metadata_read_and_write_is_kept(
     assert custom["hold"] == "true" and custom["team"] == "web", custom
     # The first write met the other writer's change and was refused; the second was decided again.
     assert [hit.status for hit in metadata_writes] == [400, 204]
-    assert versions(bao, path) == [1]
+    assert bao.kv_version_numbers(path) == [1]
 
 
 def test_version_policy_is_set_on_create_visible_in_bao_kv_metadata_get_and_changed_only_when_it_differs(
-    ansible, bao, vault_conn, path
+    modules, bao, vault_conn, path
 ):
     leaf = make_chain("policy.example.com").leaf
     policy = {"max_versions": 20, "delete_version_after": "30d", "cas_required": True}
 
-    created = push(ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), **policy})
-    unchanged = push(ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), **policy})
-    shrunk = push(
-        ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), **policy, "max_versions": 15}
-    )
+    created = push(modules, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), **policy})
+    unchanged = push(modules, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), **policy})
+    shrunk = push(modules, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), **policy, "max_versions": 15})
 
     assert not created.failed, created.msg
     assert {"max_versions", "delete_version_after", "cas_required"} <= set(created.result["changed_fields"])
@@ -241,30 +237,28 @@ def test_version_policy_is_set_on_create_visible_in_bao_kv_metadata_get_and_chan
     assert metadata["delete_version_after"] == "720h0m0s"
     assert metadata["cas_required"] is True
     assert not metadata["custom_metadata"]
-    assert versions(bao, path) == [1]
+    assert bao.kv_version_numbers(path) == [1]
 
 
-def test_version_policy_in_check_mode_reports_the_change_and_writes_nothing(ansible, bao, vault_conn, path):
+def test_version_policy_in_check_mode_reports_the_change_and_writes_nothing(modules, bao, vault_conn, path):
     leaf = make_chain("policy-check.example.com").leaf
-    push(ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, leaf)})
+    push(modules, {**vault_conn, **approle(bao, "certs"), **single(path, leaf)})
     before = metadata_get(bao, path)
 
-    run = push(
-        ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), "max_versions": 30}, check=True
-    )
+    run = push(modules, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), "max_versions": 30}, check=True)
 
     assert run.changed and run.result["changed_fields"] == ["max_versions"]
     assert metadata_get(bao, path) == before
 
 
-def test_version_policy_the_token_may_not_write_is_refused_before_any_data_is_written(ansible, bao, vault_conn, path):
+def test_version_policy_the_token_may_not_write_is_refused_before_any_data_is_written(modules, bao, vault_conn, path):
     leaf = make_chain("policy-denied.example.com").leaf
 
-    run = push(ansible, bao, {**vault_conn, **approle(bao, "sample"), **single(path, leaf), "max_versions": 20})
+    run = push(modules, {**vault_conn, **approle(bao, "sample"), **single(path, leaf), "max_versions": 20})
 
     assert run.failed
     assert f"permission denied on secret/metadata/{path}" in run.msg, run.msg
-    assert versions(bao, path) == []
+    assert bao.kv_version_numbers(path) == []
     assert bao.api("GET", f"secret/metadata/{path}")[0] == 404
 
 
@@ -276,15 +270,15 @@ def test_version_policy_the_token_may_not_write_is_refused_before_any_data_is_wr
     ],
 )
 def test_a_bad_version_policy_is_refused_by_name_before_any_request(
-    ansible, bao, vault_conn, path, option, value, message
+    modules, bao, vault_conn, path, option, value, message
 ):
     leaf = make_chain("policy-bad.example.com").leaf
 
-    run = push(ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), option: value})
+    run = push(modules, {**vault_conn, **approle(bao, "certs"), **single(path, leaf), option: value})
 
     assert run.failed and message in run.msg, run.msg
     assert not [entry for entry in run.requests if "/login" not in entry["request"]["path"]]
-    assert versions(bao, path) == []
+    assert bao.kv_version_numbers(path) == []
 
 
 # -- what the push's data read cannot show, and writers in between -----------------------------------------
@@ -295,25 +289,25 @@ def warnings_of(run) -> str:
 
 
 def test_without_an_owner_a_metadata_only_secret_marked_with_an_owner_is_written_and_the_result_says_so(
-    ansible, bao, vault_conn, path
+    modules, bao, vault_conn, path
 ):
     """Documented gap: its data read answers a bare 404 (no mark), and a metadata read per new secret would break
     the first run's 2N+4 budget. The write's answer shows the mark: the result names the owner and warns."""
     assert bao.api("POST", f"secret/metadata/{path}", {"custom_metadata": mark("team-b")})[0] == 204
     leaf = make_chain("meta-only.example.com").leaf
 
-    run = push(ansible, bao, {**vault_conn, **approle(bao, "certs"), **single(path, leaf)})
+    run = push(modules, {**vault_conn, **approle(bao, "certs"), **single(path, leaf)})
 
     assert not run.failed, run.msg
     assert (run.result["owner"], run.result["managed"], run.result["version"]) == ("team-b", False, 1)
     assert f"secret/data/{path}: version 1 was written (the data is written)" in warnings_of(run), run.result
     assert "owned by team-b" in warnings_of(run)
-    assert versions(bao, path) == [1]
+    assert bao.kv_version_numbers(path) == [1]
     assert metadata_get(bao, path)["custom_metadata"] == mark("team-b")
 
 
 def test_without_an_owner_a_secret_marked_between_our_read_and_write_is_reported_with_its_owner_and_a_warning(
-    ansible, bao, vault_conn, path
+    modules, bao, vault_conn, path
 ):
     assert bao.api("POST", f"secret/data/{path}", {"data": {"certificate": "old"}})[0] == 200
     leaf = make_chain("marked-meanwhile.example.com").leaf
@@ -324,16 +318,16 @@ def test_without_an_owner_a_secret_marked_between_our_read_and_write_is_reported
 
     with FaultProxy(bao.addr, bao.ca_cert) as proxy:
         proxy.add_rule("GET", f"^secret/data/{path}$", then=team_a_adopts)
-        run = push(ansible, bao, {**vault_conn, "url": proxy.url, **approle(bao, "certs"), **single(path, leaf)})
+        run = push(modules, {**vault_conn, "url": proxy.url, **approle(bao, "certs"), **single(path, leaf)})
 
     assert not run.failed, run.msg
     assert (run.result["owner"], run.result["managed"], run.result["version"]) == ("team-a", False, 2)
     assert f"secret/data/{path}: version 2 was written (the data is written)" in warnings_of(run), run.result
     assert "owned by team-a" in warnings_of(run)
-    assert versions(bao, path) == [1, 2]
+    assert bao.kv_version_numbers(path) == [1, 2]
 
 
-def test_adopt_false_push_racing_another_writers_create_never_overwrites_their_version(ansible, bao, vault_conn, path):
+def test_adopt_false_push_racing_another_writers_create_never_overwrites_their_version(modules, bao, vault_conn, path):
     """Our read finds nothing; another writer creates version 1 just before our mark lands (a data write is no
     metadata version, so the mark's check-and-set holds). Our data write meets their version: the mark is set
     back, and the push decides again from their unmarked secret - which adopt: false refuses."""
@@ -345,10 +339,10 @@ def test_adopt_false_push_racing_another_writers_create_never_overwrites_their_v
     with FaultProxy(bao.addr, bao.ca_cert) as proxy:
         proxy.add_rule("POST", f"^secret/metadata/{path}$", action=they_create)
         args = {**vault_conn, "url": proxy.url, **approle(bao, "certs"), **single(path, leaf)}
-        run = push(ansible, bao, {**args, "owner": "team-a", "adopt": False})
+        run = push(modules, {**args, "owner": "team-a", "adopt": False})
 
     assert run.failed
     assert f"secret/data/{path} exists and is not marked with owner team-a (adopt: false)" in run.msg, run.msg
     assert bao.api("GET", f"secret/data/{path}")[1]["data"]["data"] == {"certificate": "theirs"}
-    assert versions(bao, path) == [1]
+    assert bao.kv_version_numbers(path) == [1]
     assert not metadata_get(bao, path)["custom_metadata"]

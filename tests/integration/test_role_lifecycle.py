@@ -4,93 +4,16 @@
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 
 import pytest
 from fault_proxy import FaultProxy
-from leaks import assert_no_leak
 from pki import make_chain
+from role_runs import certs_for, current_deleted, metadata, new_owner, run_role
 
 TAG = {"managed_by": "certautopilot.vault"}
 OWNER_KEY = "certautopilot_owner"
-
-
-def approle(bao) -> dict[str, str]:
-    return {"auth_method": "approle", "role_id": bao.role_ids["certs"], "secret_id": bao.new_approle_secret_id("certs")}
-
-
-def certs_for(prefix: str, *names: str) -> tuple[list[dict], list[str]]:
-    """Role certificate items whose paths are under ``prefix``, and their keys."""
-    issued = [make_chain(f"{name}.example.com").leaf for name in names]
-    items = [
-        {"path": f"{prefix}/{name}", "certificate": leaf.cert_pem, "private_key": leaf.key_pem}
-        for name, leaf in zip(names, issued)
-    ]
-    return items, [leaf.key_pem for leaf in issued]
-
-
-def new_owner(team: str) -> str:
-    return f"{team}-{uuid.uuid4().hex[:8]}"
-
-
-def run_role(
-    ansible,
-    bao,
-    vault_conn,
-    tmp_path,
-    role_vars: dict,
-    *,
-    check: bool = False,
-    apply: dict | None = None,
-    hosts: dict[str, dict] | None = None,
-):
-    """Run the role once; the facts it set (results, pruned), the run, and a leak check of its output.
-
-    ``apply`` is include_role's: keywords for every task of the role (``{"ignore_errors": True}``, say).
-    ``hosts``: a play over these hosts (name -> host vars, each a local connection) instead of localhost.
-    """
-    facts = tmp_path / f"facts-{uuid.uuid4().hex}.json"
-    include = {"name": "certautopilot.vault.cert_distribution", **({"apply": apply} if apply else {})}
-    role = {"ansible.builtin.include_role": include, "vars": role_vars}
-    record = {
-        "ansible.builtin.copy": {
-            "dest": str(facts),
-            "content": "{{ {'results': cert_distribution_results | default(None),"
-            " 'pruned': cert_distribution_pruned | default(None)} | to_json }}",
-            "mode": "0600",
-        },
-        "check_mode": False,
-    }
-    playbook = tmp_path / f"site-{uuid.uuid4().hex}.yml"
-    play = {"hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": [role, record]}
-    env = None
-    if hosts:
-        play = {**play, "hosts": "all", "tasks": [role]}
-        inventory = tmp_path / f"hosts-{uuid.uuid4().hex}.json"
-        local = {"ansible_connection": "local", "ansible_python_interpreter": ansible.python}
-        inventory.write_text(json.dumps({"all": {"hosts": {name: {**local, **v} for name, v in hosts.items()}}}))
-        env = {"ANSIBLE_INVENTORY": str(inventory)}
-    playbook.write_text(json.dumps([play]))
-    login = {**vault_conn, **approle(bao)}
-    run = ansible.run_playbook(playbook, extra_vars={"cert_distribution_vault": login}, check=check, env=env)
-    listed = role_vars.get("cert_distribution_certs", [])
-    per_host = [item for host_vars in (hosts or {}).values() for item in host_vars.get("host_certs", [])]
-    keys = [item["private_key"] for item in (listed if isinstance(listed, list) else []) + per_host]
-    assert_no_leak([run.output], login["secret_id"], *keys)
-    return (json.loads(facts.read_text()) if facts.exists() else None), run
-
-
-def metadata(bao, path: str) -> dict | None:
-    status, body = bao.api("GET", f"secret/metadata/{path}")
-    assert status in (200, 404), body
-    return body["data"] if status == 200 else None
-
-
-def current_deleted(bao, path: str) -> bool:
-    meta = metadata(bao, path)
-    return bool(meta["versions"][str(meta["current_version"])]["deletion_time"])
 
 
 def foreign_secret(bao, path: str, custom_metadata: dict | None = None) -> None:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import typing as t
-import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -22,13 +20,10 @@ from cryptography.hazmat.primitives import hashes
 from fault_proxy import FaultProxy
 from leaks import assert_no_leak, find_leaks
 from pki import Issued, bundle, make_ca, make_chain, make_intermediate, make_leaf
+from push_runs import FQCN, MODULE, approle, expected_data, push, push_tasks, single
 
-MODULE = "vault_cert_push"
-FQCN = "certautopilot.vault.vault_cert_push"
 MANAGED = {"managed_by": "certautopilot.vault"}
 FIELDS = ("certificate", "private_key", "chain", "fullchain")
-# The dev server's root token; the modules never get it, and "root" is too common a word to scan for.
-NOT_A_SECRET_TOKEN = "root"
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -45,100 +40,6 @@ def cert_path(request: pytest.FixtureRequest) -> str:
 def connect(vault_conn: dict[str, str], approle_auth: dict[str, str]) -> dict[str, str]:
     """Connection plus AppRole login as role certs."""
     return {**vault_conn, **approle_auth}
-
-
-def approle(bao, role: str) -> dict[str, str]:
-    return {"auth_method": "approle", "role_id": bao.role_ids[role], "secret_id": bao.new_approle_secret_id(role)}
-
-
-def secrets_in(args: t.Mapping[str, t.Any]) -> list[str]:
-    """Every value in module args that must never be shown: keys, secret_id, jwt, token, the PKCS#12 password."""
-    found = [args.get(name) for name in ("private_key", "secret_id", "jwt", "token", "pkcs12_password")]
-    for item in args.get("certificates") or []:
-        found.append(item.get("private_key"))
-    return [value for value in found if value]
-
-
-def tokens_used_since(bao, mark: int) -> list[str]:
-    """Tokens the server saw after `mark` (the audit log is raw): those the module logged in for."""
-    tokens = {entry["request"].get("client_token") for entry in bao.audit_requests(mark)}
-    return sorted(token for token in tokens if token and token != NOT_A_SECRET_TOKEN)
-
-
-def push(
-    ansible,
-    bao,
-    args: dict[str, t.Any],
-    *,
-    check: bool = False,
-    diff: bool = False,
-    verbosity: int = 0,
-    module_defaults: dict[str, t.Any] | None = None,
-    extra_secrets: t.Sequence[str] = (),
-):
-    """Run vault_cert_push once; scan output and result for secrets; keep the run's audit entries."""
-    mark = bao.audit_mark()
-    run = ansible.run_module(MODULE, args, check=check, diff=diff, verbosity=verbosity, module_defaults=module_defaults)
-    run.requests = bao.audit_requests(mark)
-    defaults = [secrets_in(group) for group in (module_defaults or {}).values()]
-    assert_no_leak(
-        [run.output, run.result],
-        *secrets_in(args),
-        *[secret for group in defaults for secret in group],
-        *extra_secrets,
-        *tokens_used_since(bao, mark),
-    )
-    return run
-
-
-def push_tasks(ansible, bao, tasks: dict[str, dict[str, t.Any]]):
-    """Run several vault_cert_push tasks (ignore_errors) in one playbook; task results by task name."""
-    play = {
-        "name": "Pushes under test",
-        "hosts": "localhost",
-        "gather_facts": False,
-        "tasks": [{"name": name, FQCN: args, "ignore_errors": True} for name, args in tasks.items()],
-    }
-    playbook = ansible.workdir / f"push-tasks-{uuid.uuid4().hex}.yml"
-    playbook.write_text(json.dumps([play], indent=2))
-    playbook.chmod(0o600)
-    mark = bao.audit_mark()
-    try:
-        run = ansible.run_playbook(playbook)
-    finally:
-        playbook.unlink()
-    run.requests = bao.audit_requests(mark)
-    assert_no_leak(
-        [run.output, *(task.result for task in run.tasks)],
-        *[secret for args in tasks.values() for secret in secrets_in(args)],
-        *tokens_used_since(bao, mark),
-    )
-    results = {task.task: task for task in run.tasks}
-    assert set(results) == set(tasks), run.output
-    return run, results
-
-
-def single(path: str, leaf: Issued, *chain: Issued, **options: t.Any) -> dict[str, t.Any]:
-    args: dict[str, t.Any] = {"path": path, "certificate": leaf.cert_pem, "private_key": leaf.key_pem}
-    if chain:
-        args["chain"] = bundle(*chain)
-    args.update(options)
-    return args
-
-
-def expected_data(leaf: Issued, *chain: Issued, with_key: bool = True) -> dict[str, str]:
-    """What a push with default fields stores: canonical PEM, fullchain = certificate + chain."""
-    chain_pem = bundle(*chain)
-    data = {"certificate": leaf.cert_pem, "fullchain": leaf.cert_pem + chain_pem}
-    if chain:
-        data["chain"] = chain_pem
-    if with_key:
-        data["private_key"] = leaf.key_pem
-    return data
-
-
-def versions(bao, path: str, *, mount: str = "secret", namespace: str | None = None) -> list[int]:
-    return sorted(int(number) for number in bao.kv_versions(mount, path, namespace=namespace))
 
 
 def current_data(bao, path: str, *, mount: str = "secret", namespace: str | None = None) -> dict | None:
@@ -204,40 +105,40 @@ def test_push_creates_version_1_then_same_input_is_unchanged_then_renewal_writes
 ):
     issued = make_chain("renewal.example.com")
 
-    created = push(ansible, bao, {**connect, **single(cert_path, issued.leaf, issued.intermediate)}, verbosity=3)
+    created = push(ansible, {**connect, **single(cert_path, issued.leaf, issued.intermediate)}, verbosity=3)
     assert not created.failed, created.msg
     assert created.changed
     assert (created.result["version"], created.result["previous_version"], created.result["created"]) == (1, None, True)
     assert sorted(created.result["changed_fields"]) == sorted(FIELDS)
     assert created.result["certificate"]["cn"] == "renewal.example.com"
     assert created.result["certificate"]["fingerprint_sha256"] == fingerprint(issued.leaf)
-    assert versions(bao, cert_path) == [1]
+    assert bao.kv_version_numbers(cert_path) == [1]
     assert current_data(bao, cert_path) == expected_data(issued.leaf, issued.intermediate)
 
-    again = push(ansible, bao, {**connect, **single(cert_path, issued.leaf, issued.intermediate)})
+    again = push(ansible, {**connect, **single(cert_path, issued.leaf, issued.intermediate)})
     assert not again.failed, again.msg
     assert not again.changed
     assert (again.result["version"], again.result["previous_version"], again.result["created"]) == (1, 1, False)
     assert again.result["changed_fields"] == []
-    assert versions(bao, cert_path) == [1]
+    assert bao.kv_version_numbers(cert_path) == [1]
     assert writes(again.requests, cert_path) == []
 
     renewed = make_leaf(issued.intermediate, "renewal.example.com", sans=("renewal.example.com",))
-    new_key = push(ansible, bao, {**connect, **single(cert_path, renewed, issued.intermediate)})
+    new_key = push(ansible, {**connect, **single(cert_path, renewed, issued.intermediate)})
     assert not new_key.failed, new_key.msg
     assert new_key.changed
     assert (new_key.result["version"], new_key.result["previous_version"], new_key.result["created"]) == (2, 1, False)
     assert sorted(new_key.result["changed_fields"]) == ["certificate", "fullchain", "private_key"]
     assert new_key.result["certificate"]["serial"] == colon_hex(renewed.cert.serial_number)
-    assert versions(bao, cert_path) == [1, 2]
+    assert bao.kv_version_numbers(cert_path) == [1, 2]
     assert current_data(bao, cert_path) == expected_data(renewed, issued.intermediate)
 
     same_key = make_leaf(issued.intermediate, "renewal.example.com", key=renewed.key)
-    kept_key = push(ansible, bao, {**connect, **single(cert_path, same_key, issued.intermediate)})
+    kept_key = push(ansible, {**connect, **single(cert_path, same_key, issued.intermediate)})
     assert not kept_key.failed, kept_key.msg
     assert (kept_key.result["version"], kept_key.result["previous_version"]) == (3, 2)
     assert sorted(kept_key.result["changed_fields"]) == ["certificate", "fullchain"]
-    assert versions(bao, cert_path) == [1, 2, 3]
+    assert bao.kv_version_numbers(cert_path) == [1, 2, 3]
     assert current_data(bao, cert_path) == expected_data(same_key, issued.intermediate)
 
 
@@ -255,12 +156,12 @@ def test_check_mode_writes_nothing_and_reports_the_same_change_and_diff(ansible,
     issued = make_chain("check.example.com")
     args = {**connect, **single(cert_path, issued.leaf, issued.intermediate)}
 
-    checked = push(ansible, bao, args, check=True, diff=True)
+    checked = push(ansible, args, check=True, diff=True)
     assert not checked.failed, checked.msg
     assert checked.changed
     assert checked.result["created"] is True
     assert checked.result["previous_version"] is None
-    assert versions(bao, cert_path) == []
+    assert bao.kv_version_numbers(cert_path) == []
     assert writes(checked.requests, cert_path) == []
 
     diff = checked.result["diff"]
@@ -276,19 +177,19 @@ def test_check_mode_writes_nothing_and_reports_the_same_change_and_diff(ansible,
     assert_diff_shows_summaries_only(diff, leaf, issued.intermediate)
     assert find_leaks([checked.output], leaf.cert_pem, issued.intermediate.cert_pem) == []
 
-    applied = push(ansible, bao, args, diff=True)
+    applied = push(ansible, args, diff=True)
     assert not applied.failed, applied.msg
     assert applied.changed
     assert applied.result["diff"] == diff
     assert applied.result["changed_fields"] == checked.result["changed_fields"]
-    assert versions(bao, cert_path) == [1]
+    assert bao.kv_version_numbers(cert_path) == [1]
 
     renewed = make_leaf(issued.intermediate, "check.example.com", sans=("check.example.com",))
-    renewal = push(ansible, bao, {**connect, **single(cert_path, renewed, issued.intermediate)}, check=True, diff=True)
+    renewal = push(ansible, {**connect, **single(cert_path, renewed, issued.intermediate)}, check=True, diff=True)
     assert not renewal.failed, renewal.msg
     assert renewal.changed
     assert (renewal.result["version"], renewal.result["previous_version"]) == (1, 1)
-    assert versions(bao, cert_path) == [1]
+    assert bao.kv_version_numbers(cert_path) == [1]
     assert current_data(bao, cert_path) == expected_data(leaf, issued.intermediate)
     before, after = renewal.result["diff"]["before"], renewal.result["diff"]["after"]
     assert colon_hex(leaf.cert.serial_number) in before["certificate"]
@@ -304,17 +205,17 @@ def test_check_mode_writes_nothing_and_reports_the_same_change_and_diff(ansible,
 def test_cert_only_push_removes_the_private_key_from_the_secret(ansible, bao, connect, cert_path):
     issued = make_chain("cert-only.example.com")
 
-    with_key = push(ansible, bao, {**connect, **single(cert_path, issued.leaf, issued.intermediate)})
+    with_key = push(ansible, {**connect, **single(cert_path, issued.leaf, issued.intermediate)})
     assert not with_key.failed, with_key.msg
     assert "private_key" in current_data(bao, cert_path)
 
     args = {**connect, "path": cert_path, "certificate": issued.leaf.cert_pem, "chain": issued.intermediate.cert_pem}
-    cert_only = push(ansible, bao, {**args, "include_private_key": False}, extra_secrets=[issued.leaf.key_pem])
+    cert_only = push(ansible, {**args, "include_private_key": False}, secrets=[issued.leaf.key_pem])
     assert not cert_only.failed, cert_only.msg
     assert cert_only.changed
     assert (cert_only.result["version"], cert_only.result["previous_version"]) == (2, 1)
     assert cert_only.result["changed_fields"] == ["private_key"]
-    assert versions(bao, cert_path) == [1, 2]
+    assert bao.kv_version_numbers(cert_path) == [1, 2]
     assert current_data(bao, cert_path) == expected_data(issued.leaf, issued.intermediate, with_key=False)
 
 
@@ -324,7 +225,7 @@ def test_custom_field_names_are_used_a_null_field_is_not_written_and_unmanaged_k
     issued = make_chain("fields.example.com")
     fields = {"certificate": "tls.crt", "private_key": "tls.key", "chain": None, "fullchain": "tls-fullchain.crt"}
 
-    first = push(ansible, bao, {**connect, **single(cert_path, issued.leaf, issued.intermediate), "fields": fields})
+    first = push(ansible, {**connect, **single(cert_path, issued.leaf, issued.intermediate), "fields": fields})
     assert not first.failed, first.msg
     assert current_data(bao, cert_path) == {
         "tls.crt": issued.leaf.cert_pem,
@@ -337,10 +238,10 @@ def test_custom_field_names_are_used_a_null_field_is_not_written_and_unmanaged_k
         "POST", f"secret/data/{cert_path}", {"data": {**current_data(bao, cert_path), "owner": "team-x"}}
     )
     assert status == 200, body
-    assert versions(bao, cert_path) == [1, 2]
+    assert bao.kv_version_numbers(cert_path) == [1, 2]
 
     renewed = make_leaf(issued.intermediate, "fields.example.com", key=issued.leaf.key)
-    kept = push(ansible, bao, {**connect, **single(cert_path, renewed, issued.intermediate), "fields": fields})
+    kept = push(ansible, {**connect, **single(cert_path, renewed, issued.intermediate), "fields": fields})
     assert not kept.failed, kept.msg
     assert (kept.result["version"], kept.result["previous_version"]) == (3, 2)
     assert sorted(kept.result["changed_fields"]) == ["certificate", "fullchain"]
@@ -353,14 +254,13 @@ def test_custom_field_names_are_used_a_null_field_is_not_written_and_unmanaged_k
 
     dropped = push(
         ansible,
-        bao,
         {**connect, **single(cert_path, renewed, issued.intermediate), "fields": fields, "keep_other_fields": False},
     )
     assert not dropped.failed, dropped.msg
     assert dropped.changed
     assert (dropped.result["version"], dropped.result["previous_version"]) == (4, 3)
     assert dropped.result["changed_fields"] == ["other_fields"]
-    assert versions(bao, cert_path) == [1, 2, 3, 4]
+    assert bao.kv_version_numbers(cert_path) == [1, 2, 3, 4]
     assert "owner" not in current_data(bao, cert_path)
     assert set(current_data(bao, cert_path)) == {"tls.crt", "tls.key", "tls-fullchain.crt"}
 
@@ -375,8 +275,8 @@ def test_chain_as_list_or_bundle_and_crlf_input_store_identical_data(ansible, ba
     leaf = make_leaf(lower, "chain-forms.example.com")
     as_bundle, as_list = f"{cert_path}/bundle", f"{cert_path}/list"
 
-    from_bundle = push(ansible, bao, {**connect, **single(as_bundle, leaf), "chain": bundle(lower, upper)})
-    from_list = push(ansible, bao, {**connect, **single(as_list, leaf), "chain": [lower.cert_pem, upper.cert_pem]})
+    from_bundle = push(ansible, {**connect, **single(as_bundle, leaf), "chain": bundle(lower, upper)})
+    from_list = push(ansible, {**connect, **single(as_list, leaf), "chain": [lower.cert_pem, upper.cert_pem]})
     assert not from_bundle.failed, from_bundle.msg
     assert not from_list.failed, from_list.msg
 
@@ -391,11 +291,11 @@ def test_chain_as_list_or_bundle_and_crlf_input_store_identical_data(ansible, ba
         "private_key": crlf(leaf.key_pem),
         "chain": crlf(bundle(lower, upper)),
     }
-    from_crlf = push(ansible, bao, windows)
+    from_crlf = push(ansible, windows)
     assert not from_crlf.failed, from_crlf.msg
     assert not from_crlf.changed
     assert from_crlf.result["version"] == 1
-    assert versions(bao, as_bundle) == [1]
+    assert bao.kv_version_numbers(as_bundle) == [1]
     assert all("\r" not in value for value in current_data(bao, as_bundle).values())
 
 
@@ -406,11 +306,11 @@ def test_custom_metadata_is_written_with_a_role_that_may_update_metadata(ansible
     issued = make_chain("meta.example.com")
 
     run = push(
-        ansible, bao, {**vault_conn, **approle(bao, "meta"), **single(cert_path, issued.leaf), "custom_metadata": True}
+        ansible, {**vault_conn, **approle(bao, "meta"), **single(cert_path, issued.leaf), "custom_metadata": True}
     )
     assert not run.failed, run.msg
     assert "custom_metadata" in run.result["changed_fields"]
-    assert versions(bao, cert_path) == [1]
+    assert bao.kv_version_numbers(cert_path) == [1]
 
     status, body = bao.api("GET", f"secret/metadata/{cert_path}")
     assert status == 200, body
@@ -432,7 +332,6 @@ def test_custom_metadata_without_metadata_update_capability_is_permission_denied
 
     run = push(
         ansible,
-        bao,
         {**vault_conn, **approle(bao, "sample"), **single(cert_path, issued.leaf), "custom_metadata": True},
     )
 
@@ -440,7 +339,7 @@ def test_custom_metadata_without_metadata_update_capability_is_permission_denied
     assert "permission denied" in run.msg
     assert f"secret/metadata/{cert_path}" in run.msg
     assert "update" in run.msg
-    assert versions(bao, cert_path) == [1]
+    assert bao.kv_version_numbers(cert_path) == [1]
     status, body = bao.api("GET", f"secret/metadata/{cert_path}")
     assert not body["data"]["custom_metadata"]
 
@@ -452,7 +351,7 @@ def assert_pushed_once(bao, run, path: str, leaf: Issued, *, login: str, namespa
     assert not run.failed, run.msg
     assert run.changed
     assert run.result["version"] == 1
-    assert versions(bao, path, namespace=namespace) == [1]
+    assert bao.kv_version_numbers(path, namespace=namespace) == [1]
     assert current_data(bao, path, namespace=namespace) == expected_data(leaf)
     assert [entry["request"]["path"] for entry in run.requests if entry["request"]["path"].endswith("/login")] == [
         login
@@ -463,7 +362,7 @@ def test_push_with_jwt_auth(ansible, bao, vault_conn, cert_path):
     leaf = make_chain("jwt.example.com").leaf
     args = {**vault_conn, "auth_method": "jwt", "role": "certs", "jwt": bao.sign_jwt(), **single(cert_path, leaf)}
 
-    run = push(ansible, bao, args, verbosity=3)
+    run = push(ansible, args, verbosity=3)
 
     assert_pushed_once(bao, run, cert_path, leaf, login="auth/jwt/login")
 
@@ -479,7 +378,7 @@ def test_push_with_cert_auth(ansible, bao, vault_conn, cert_path):
         **single(cert_path, leaf),
     }
 
-    run = push(ansible, bao, args)
+    run = push(ansible, args)
 
     assert_pushed_once(bao, run, cert_path, leaf, login="auth/cert/login")
 
@@ -490,10 +389,10 @@ def test_push_with_token_auth_uses_the_token_and_does_not_revoke_it(ansible, bao
     assert status == 200, body
     token = body["auth"]["client_token"]
 
-    run = push(ansible, bao, {**vault_conn, "auth_method": "token", "token": token, **single(cert_path, leaf)})
+    run = push(ansible, {**vault_conn, "auth_method": "token", "token": token, **single(cert_path, leaf)})
 
     assert not run.failed, run.msg
-    assert versions(bao, cert_path) == [1]
+    assert bao.kv_version_numbers(cert_path) == [1]
     assert current_data(bao, cert_path) == expected_data(leaf)
     assert {entry["request"]["client_token"] for entry in run.requests} == {token}
     assert not [entry for entry in run.requests if entry["request"]["path"].startswith("auth/")]
@@ -512,10 +411,10 @@ def test_push_in_namespace_lands_in_the_namespace_secret_mount_only(ansible, bao
         **single(cert_path, leaf),
     }
 
-    run = push(ansible, bao, args)
+    run = push(ansible, args)
 
     assert_pushed_once(bao, run, cert_path, leaf, login="auth/approle/login", namespace=bao.namespace)
-    assert versions(bao, cert_path) == []
+    assert bao.kv_version_numbers(cert_path) == []
     [write] = writes(run.requests, cert_path)
     assert write["request"]["namespace"]["path"].strip("/") == bao.namespace
 
@@ -524,7 +423,7 @@ def test_module_defaults_group_supplies_connection_and_auth(ansible, bao, vault_
     leaf = make_chain("defaults.example.com").leaf
     defaults = {"group/certautopilot.vault.vault": {**vault_conn, **approle(bao, "certs")}}
 
-    run = push(ansible, bao, single(cert_path, leaf), module_defaults=defaults)
+    run = push(ansible, single(cert_path, leaf), module_defaults=defaults)
 
     assert_pushed_once(bao, run, cert_path, leaf, login="auth/approle/login")
 
@@ -594,7 +493,7 @@ def test_invalid_certificate_inputs_are_refused_with_the_reason_and_nothing_is_w
     paths = {name: f"{cert_path}/{re.sub(r'[^a-z]+', '-', name)}" for name in cases}
 
     run, results = push_tasks(
-        ansible, bao, {name: {**connect, "path": paths[name], **inputs} for name, (inputs, _texts) in cases.items()}
+        ansible, {name: {**connect, "path": paths[name], **inputs} for name, (inputs, _texts) in cases.items()}
     )
 
     for name, (_inputs, texts) in cases.items():
@@ -602,7 +501,7 @@ def test_invalid_certificate_inputs_are_refused_with_the_reason_and_nothing_is_w
         assert task.status == "failed", f"{name}: {task.result}"
         for text in texts:
             assert text in task.result["msg"], f"{name}: {text!r} not in {task.result['msg']!r}"
-        assert versions(bao, paths[name]) == [], name
+        assert bao.kv_version_numbers(paths[name]) == [], name
     assert [entry for entry in run.requests if entry["request"]["operation"] in ("create", "update")] == []
 
 
@@ -612,9 +511,7 @@ INVALID_PATHS = ["../x", "/x", "certs/a//b", "certs/x/", "certs/a/./b", "certs/a
 def test_invalid_paths_are_refused_before_any_request(ansible, bao, connect):
     leaf = make_chain("bad-path.example.com").leaf
 
-    run, results = push_tasks(
-        ansible, bao, {f"path {path!r}": {**connect, **single(path, leaf)} for path in INVALID_PATHS}
-    )
+    run, results = push_tasks(ansible, {f"path {path!r}": {**connect, **single(path, leaf)} for path in INVALID_PATHS})
 
     for path in INVALID_PATHS:
         task = results[f"path {path!r}"]
@@ -628,7 +525,7 @@ def test_invalid_paths_are_refused_before_any_request(ansible, bao, connect):
 def test_kv_v1_mount_is_refused_and_nothing_is_written(ansible, bao, connect, cert_path):
     leaf = make_chain("kv1.example.com").leaf
 
-    run = push(ansible, bao, {**connect, "mount": "kv1", **single(cert_path, leaf)})
+    run = push(ansible, {**connect, "mount": "kv1", **single(cert_path, leaf)})
 
     assert run.failed
     assert "KV v1" in run.msg
@@ -647,13 +544,13 @@ def test_token_without_write_capability_is_permission_denied_naming_path_and_cap
 ):
     leaf = make_chain("readonly.example.com").leaf
 
-    run = push(ansible, bao, {**vault_conn, **approle(bao, "readonly"), **single(cert_path, leaf)})
+    run = push(ansible, {**vault_conn, **approle(bao, "readonly"), **single(cert_path, leaf)})
 
     assert run.failed
     assert "permission denied" in run.msg
     assert f"secret/data/{cert_path}" in run.msg
     assert "'create'" in run.msg and "'update'" in run.msg
-    assert versions(bao, cert_path) == []
+    assert bao.kv_version_numbers(cert_path) == []
 
 
 # -- batches ------------------------------------------------------------------------------------
@@ -679,7 +576,7 @@ def test_batch_of_12_logs_in_once_writes_each_and_rewrites_only_what_changed(ans
     paths, leaves, intermediate = batch_of(cert_path, 12)
     budget = {"login auth/approle/login": 1, "mount check sys/internal/ui/mounts/secret": 1, "read": 12}
 
-    first = push(ansible, bao, {**connect, "certificates": batch_args(paths, leaves, intermediate), "concurrency": 1})
+    first = push(ansible, {**connect, "certificates": batch_args(paths, leaves, intermediate), "concurrency": 1})
     assert not first.failed, first.msg
     assert first.changed
     assert [item["path"] for item in first.result["results"]] == paths
@@ -688,7 +585,7 @@ def test_batch_of_12_logs_in_once_writes_each_and_rewrites_only_what_changed(ans
     ]
     assert all(item["changed"] and item["version"] == 1 and item["created"] for item in first.result["results"])
     for path, leaf in zip(paths, leaves):
-        assert versions(bao, path) == [1]
+        assert bao.kv_version_numbers(path) == [1]
         assert current_data(bao, path) == expected_data(leaf, intermediate)
     print(f"12-batch first run: {dict(request_counts(first.requests))}")
     # Without an owner no mark is written: a first run costs what it did before the mark existed (2N+4).
@@ -696,7 +593,7 @@ def test_batch_of_12_logs_in_once_writes_each_and_rewrites_only_what_changed(ans
     # One item after another over one HTTP connection: every request came from the same client port.
     assert len({entry["request"]["remote_port"] for entry in first.requests}) == 1
 
-    unchanged = push(ansible, bao, {**connect, "certificates": batch_args(paths, leaves, intermediate)})
+    unchanged = push(ansible, {**connect, "certificates": batch_args(paths, leaves, intermediate)})
     assert not unchanged.failed, unchanged.msg
     assert not unchanged.changed
     assert [item["changed"] for item in unchanged.result["results"]] == [False] * 12
@@ -705,7 +602,7 @@ def test_batch_of_12_logs_in_once_writes_each_and_rewrites_only_what_changed(ans
 
     renewed = list(leaves)
     renewed[4] = make_leaf(intermediate, "item-renewed.example.com")
-    one_renewed = push(ansible, bao, {**connect, "certificates": batch_args(paths, renewed, intermediate)})
+    one_renewed = push(ansible, {**connect, "certificates": batch_args(paths, renewed, intermediate)})
     assert not one_renewed.failed, one_renewed.msg
     assert one_renewed.changed
     assert [item["changed"] for item in one_renewed.result["results"]] == [index == 4 for index in range(12)]
@@ -713,17 +610,17 @@ def test_batch_of_12_logs_in_once_writes_each_and_rewrites_only_what_changed(ans
     print(f"12-batch one renewed: {dict(request_counts(one_renewed.requests))}")
     assert request_counts(one_renewed.requests) == Counter({**budget, "write": 1, "revoke-self": 1})
     for index, path in enumerate(paths):
-        assert versions(bao, path) == ([1, 2] if index == 4 else [1]), path
+        assert bao.kv_version_numbers(path) == ([1, 2] if index == 4 else [1]), path
     assert current_data(bao, paths[4]) == expected_data(renewed[4], intermediate)
 
 
 def test_request_budget_guard_batch_of_20_unchanged_stays_within_24_requests(ansible, bao, connect, cert_path):
     paths, leaves, intermediate = batch_of(cert_path, 20)
     items = batch_args(paths, leaves, intermediate)
-    seeded = push(ansible, bao, {**connect, "certificates": items})
+    seeded = push(ansible, {**connect, "certificates": items})
     assert not seeded.failed, seeded.msg
 
-    rerun = push(ansible, bao, {**connect, "certificates": items})
+    rerun = push(ansible, {**connect, "certificates": items})
 
     assert not rerun.failed, rerun.msg
     assert not rerun.changed
@@ -731,7 +628,7 @@ def test_request_budget_guard_batch_of_20_unchanged_stays_within_24_requests(ans
     print(f"batch of 20 unchanged: {total} requests {dict(request_counts(rerun.requests))}")
     assert total <= 20 + 4, f"{total} requests: {dict(request_counts(rerun.requests))}"
     assert request_counts(rerun.requests)["write"] == 0
-    assert all(versions(bao, path) == [1] for path in paths)
+    assert all(bao.kv_version_numbers(path) == [1] for path in paths)
 
 
 def test_batch_with_one_bad_key_fails_naming_that_item_and_writes_nothing(ansible, bao, connect, cert_path):
@@ -739,13 +636,13 @@ def test_batch_with_one_bad_key_fails_naming_that_item_and_writes_nothing(ansibl
     items = batch_args(paths, leaves, intermediate)
     items[6] = {**items[6], "private_key": "-----BEGIN PRIVATE KEY-----\nTm90IGEga2V5\n-----END PRIVATE KEY-----\n"}
 
-    run = push(ansible, bao, {**connect, "certificates": items})
+    run = push(ansible, {**connect, "certificates": items})
 
     assert run.failed
     assert paths[6] in run.msg
     assert "private key" in run.msg and "PEM" in run.msg
     assert not any(other in run.msg for index, other in enumerate(paths) if index != 6)
-    assert all(versions(bao, path) == [] for path in paths)
+    assert all(bao.kv_version_numbers(path) == [] for path in paths)
     assert [entry for entry in run.requests if entry["request"]["operation"] in ("create", "update")] == []
 
 
@@ -759,7 +656,6 @@ def test_stored_secret_reads_back_identically_through_the_cli_and_hvac(ansible, 
 
     run = push(
         ansible,
-        bao,
         {
             **connect,
             "path": cert_path,
@@ -788,13 +684,13 @@ def test_stored_secret_reads_back_identically_through_the_cli_and_hvac(ansible, 
 def test_push_over_a_deleted_current_version_writes_a_new_version(ansible, bao, connect, cert_path):
     issued = make_chain("deleted.example.com")
     args = {**connect, **single(cert_path, issued.leaf, issued.intermediate)}
-    first = push(ansible, bao, args)
+    first = push(ansible, args)
     assert not first.failed, first.msg
     status, body = bao.api("DELETE", f"secret/data/{cert_path}")
     assert status == 204, body
     assert current_data(bao, cert_path) is None
 
-    run = push(ansible, bao, args)
+    run = push(ansible, args)
 
     assert not run.failed, run.msg
     assert run.changed
@@ -825,11 +721,10 @@ def test_two_identical_pushes_racing_write_once(ansible, bao, connect, cert_path
     seen = bao.audit_requests(mark)
 
     for run in runs:
-        assert_no_leak([run.output, run.result], *secrets_in(args), *tokens_used_since(bao, mark))
         assert not run.failed, run.msg
     assert sorted(run.changed for run in runs) == [False, True]
     assert [run.result["version"] for run in runs] == [1, 1]
-    assert versions(bao, cert_path) == [1]
+    assert bao.kv_version_numbers(cert_path) == [1]
     assert current_data(bao, cert_path) == expected_data(leaf)
     print(f"race: {len(writes(seen, cert_path))} write request(s) reached the server")
 
@@ -855,12 +750,12 @@ def test_cas_conflict_rereads_and_keeps_what_the_other_writer_wrote(ansible, bao
 
     with FaultProxy(bao.addr, bao.ca_cert) as proxy:
         proxy.add_rule(*data_write_rule(cert_path), action=someone_else_writes)
-        run = push(ansible, bao, {"url": proxy.url, **approle_auth, **single(cert_path, leaf)})
+        run = push(ansible, {"url": proxy.url, **approle_auth, **single(cert_path, leaf)})
 
     assert not run.failed, run.msg
     assert run.changed
     assert (run.result["version"], run.result["previous_version"], run.result["created"]) == (2, 1, False)
-    assert versions(bao, cert_path) == [1, 2]
+    assert bao.kv_version_numbers(cert_path) == [1, 2]
     assert current_data(bao, cert_path) == {**expected_data(leaf), "owner": "team-x"}
     first, second = module_writes(run.requests, cert_path, bao)
     assert first["request"]["data"]["options"]["cas"] == 0
@@ -879,12 +774,12 @@ def test_cas_conflict_with_a_racer_that_wrote_the_same_data_reports_unchanged(an
 
     with FaultProxy(bao.addr, bao.ca_cert) as proxy:
         proxy.add_rule(*data_write_rule(cert_path), action=racer_writes_the_same)
-        run = push(ansible, bao, {"url": proxy.url, **approle_auth, **single(cert_path, leaf)})
+        run = push(ansible, {"url": proxy.url, **approle_auth, **single(cert_path, leaf)})
 
     assert not run.failed, run.msg
     assert not run.changed
     assert (run.result["version"], run.result["previous_version"], run.result["created"]) == (1, 1, False)
-    assert versions(bao, cert_path) == [1]
+    assert bao.kv_version_numbers(cert_path) == [1]
     assert len(module_writes(run.requests, cert_path, bao)) == 1
 
 
@@ -894,11 +789,11 @@ def test_write_whose_answer_was_lost_is_not_applied_twice(ansible, bao, approle_
     with FaultProxy(bao.addr, bao.ca_cert) as proxy:
         # The server applies the write; its answer is replaced by a 502 (outcome unknown to the module).
         proxy.add_rule(*data_write_rule(cert_path), status=502, after_forward=True)
-        run = push(ansible, bao, {"url": proxy.url, **approle_auth, **single(cert_path, leaf)})
+        run = push(ansible, {"url": proxy.url, **approle_auth, **single(cert_path, leaf)})
 
     assert not run.failed, run.msg
     assert run.changed
-    assert versions(bao, cert_path) == [1]
+    assert bao.kv_version_numbers(cert_path) == [1]
     assert current_data(bao, cert_path) == expected_data(leaf)
     assert len(module_writes(run.requests, cert_path, bao)) == 1
     assert (run.result["version"], run.result["previous_version"], run.result["created"]) == (1, None, True)
@@ -912,11 +807,11 @@ def test_custom_metadata_is_written_even_when_the_data_write_answer_was_lost(ans
         # The server applies the write; its answer is replaced by a 502 (outcome unknown to the module).
         proxy.add_rule(*data_write_rule(cert_path), status=502, after_forward=True)
         run = push(
-            ansible, bao, {"url": proxy.url, **approle(bao, "meta"), **single(cert_path, leaf), "custom_metadata": True}
+            ansible, {"url": proxy.url, **approle(bao, "meta"), **single(cert_path, leaf), "custom_metadata": True}
         )
 
     assert not run.failed, run.msg
-    assert versions(bao, cert_path) == [1]
+    assert bao.kv_version_numbers(cert_path) == [1]
     status, body = bao.api("GET", f"secret/metadata/{cert_path}")
     assert status == 200, body
     assert body["data"]["custom_metadata"] == {
@@ -950,7 +845,7 @@ def test_check_capabilities_refuses_the_whole_batch_before_any_write(ansible, ba
     leaf_a, leaf_b = make_chain("allowed.example.com").leaf, make_chain("denied.example.com").leaf
     batch = [single(allowed, leaf_a), single(denied, leaf_b)]
 
-    run = push(ansible, bao, {**vault_conn, **auth, "certificates": batch, "check_capabilities": True})
+    run = push(ansible, {**vault_conn, **auth, "certificates": batch, "check_capabilities": True})
 
     assert run.failed
     assert (
@@ -958,7 +853,7 @@ def test_check_capabilities_refuses_the_whole_batch_before_any_write(ansible, ba
         in run.msg
     ), run.msg
     assert "nothing written" in run.msg
-    assert versions(bao, allowed) == [] and versions(bao, denied) == []
+    assert bao.kv_version_numbers(allowed) == [] and bao.kv_version_numbers(denied) == []
     counts = request_counts(run.requests)
     assert counts["update sys/capabilities-self"] == 1 and counts["write"] == 0
 
@@ -966,13 +861,13 @@ def test_check_capabilities_refuses_the_whole_batch_before_any_write(ansible, ba
 def test_check_capabilities_costs_one_request_and_no_second_login(ansible, bao, connect, cert_path):
     leaf = make_chain("checked.example.com").leaf
 
-    run = push(ansible, bao, {**connect, **single(cert_path, leaf), "check_capabilities": True})
+    run = push(ansible, {**connect, **single(cert_path, leaf), "check_capabilities": True})
 
     assert not run.failed, run.msg
     counts = request_counts(run.requests)
     assert counts["update sys/capabilities-self"] == 1
     assert sum(count for kind, count in counts.items() if kind.startswith("login")) == 1
-    assert versions(bao, cert_path) == [1]
+    assert bao.kv_version_numbers(cert_path) == [1]
 
 
 def test_check_capabilities_of_a_batch_past_the_servers_json_limit_is_asked_500_paths_at_a_time(
@@ -983,7 +878,7 @@ def test_check_capabilities_of_a_batch_past_the_servers_json_limit_is_asked_500_
     items = [{"path": f"{cert_path}/{index}", "certificate": leaf.cert_pem} for index in range(1001)]
     args = {**connect, "certificates": items, "include_private_key": False, "check_capabilities": True}
 
-    run = push(ansible, bao, args, check=True)
+    run = push(ansible, args, check=True)
 
     assert not run.failed, run.msg
     assert request_counts(run.requests)["update sys/capabilities-self"] == 3
@@ -1068,11 +963,11 @@ def test_key_inputs_the_action_refuses_write_nothing(ansible, bao, connect, cert
     }
     args = {**connect, "path": cert_path, "certificate": leaf.cert_pem, **options}
 
-    run = push(ansible, bao, args, extra_secrets=[leaf.key_pem])
+    run = push(ansible, args, secrets=[leaf.key_pem])
 
     assert run.failed and message in run.msg, run.msg
     assert run.requests == []
-    assert versions(bao, cert_path) == []
+    assert bao.kv_version_numbers(cert_path) == []
 
 
 def data_of(bao, path: str) -> dict | None:
@@ -1126,7 +1021,7 @@ def test_a_path_with_template_syntax_from_a_survey_is_refused_naming_it_and_noth
             f"invalid {option}: it holds template syntax ({{{{, {{% or {{#), which a path never may"
         ), (name, result)
     assert [entry for entry in bao.audit_requests(mark) if entry["request"]["path"].startswith("secret/")] == []
-    assert versions(bao, f"{cert_path}/ok") == []
+    assert bao.kv_version_numbers(f"{cert_path}/ok") == []
     assert_no_leak([run.output, *(task.result for task in run.tasks)], leaf.key_pem, connect["secret_id"])
 
 
@@ -1141,7 +1036,6 @@ def test_private_key_file_takes_only_a_private_key_and_never_shows_the_file(ansi
     combined_args = {**connect, "path": f"{cert_path}/combined", "certificate": leaf.cert_pem}
     run, results = push_tasks(
         ansible,
-        bao,
         {
             "config file": {**refused, "private_key_file": str(app_conf)},
             "certificate file": {**refused, "private_key_file": str(tmp_path / "cert.pem")},
@@ -1157,7 +1051,7 @@ def test_private_key_file_takes_only_a_private_key_and_never_shows_the_file(ansi
             "the file is shown"
         ), result
     assert "hunter2" not in run.output + json.dumps([task.result for task in run.tasks], default=str)
-    assert versions(bao, f"{cert_path}/refused") == []
+    assert bao.kv_version_numbers(f"{cert_path}/refused") == []
     assert data_of(bao, f"{cert_path}/combined")["private_key"] == leaf.key_pem
 
 
@@ -1170,7 +1064,7 @@ def test_a_private_key_file_over_1_mib_is_refused_before_it_is_read(ansible, bao
         handle.truncate(96 * 2**20)  # a real key, then sparse zeros: costs no disk
     args = {**connect, "path": f"{cert_path}/huge", "certificate": leaf.cert_pem, "files_root": str(huge.parent)}
 
-    run = push(ansible, bao, {**args, "private_key_file": "key.pem"}, extra_secrets=[leaf.key_pem])
+    run = push(ansible, {**args, "private_key_file": "key.pem"}, secrets=[leaf.key_pem])
 
     assert run.failed
     assert run.msg == (
@@ -1178,7 +1072,7 @@ def test_a_private_key_file_over_1_mib_is_refused_before_it_is_read(ansible, bao
         "nothing written"
     )
     assert [entry for entry in run.requests if entry["request"]["path"].startswith("secret/")] == []
-    assert versions(bao, f"{cert_path}/huge") == []
+    assert bao.kv_version_numbers(f"{cert_path}/huge") == []
 
 
 def test_files_root_confines_private_key_file_after_resolving_links_and_dotdot(
@@ -1196,7 +1090,6 @@ def test_files_root_confines_private_key_file_after_resolving_links_and_dotdot(
     base = {**connect, "certificate": mine.cert_pem, "validate": False, "files_root": str(root)}
     run, results = push_tasks(
         ansible,
-        bao,
         {
             "symlink": {**base, "path": f"{cert_path}/symlink", "private_key_file": "link.pem"},
             "dotdot": {**base, "path": f"{cert_path}/dotdot", "private_key_file": "../elsewhere/theirs.pem"},
@@ -1223,8 +1116,8 @@ def test_files_root_confines_private_key_file_after_resolving_links_and_dotdot(
         assert result["msg"] == (
             f"{option}: the file lies outside files_root (symlinks and '..' resolved); nothing written"
         ), (name, result)
-        assert versions(bao, f"{cert_path}/{name}") == []
-    assert versions(bao, f"{cert_path}/batch-0") == []
+        assert bao.kv_version_numbers(f"{cert_path}/{name}") == []
+    assert bao.kv_version_numbers(f"{cert_path}/batch-0") == []
     assert "elsewhere" not in run.output.replace(str(tmp_path), "")
     assert data_of(bao, f"{cert_path}/inside")["private_key"] == mine.key_pem
     assert_no_leak([run.output, *(task.result for task in run.tasks)], theirs.key_pem, mine.key_pem)

@@ -19,6 +19,9 @@ import typing as t
 import uuid
 from pathlib import Path
 
+import yaml
+from leaks import assert_no_leak, secrets_in, tokens_in
+
 COLLECTION_ROOT = Path(__file__).resolve().parents[2]
 COLLECTION_NAMESPACE, COLLECTION_NAME = "certautopilot", "vault"
 CALLBACK_DIR = Path(__file__).resolve().parent / "callback"
@@ -49,6 +52,8 @@ class PlaybookRun:
     output: str
     tasks: list[TaskResult]
     command: list[str]
+    # The server's audit entries of the run (with the runner's ``audit``).
+    requests: list[dict[str, t.Any]] = dataclasses.field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -72,6 +77,7 @@ class ModuleRun:
     output: str
     result: dict[str, t.Any]
     command: list[str]
+    requests: list[dict[str, t.Any]] = dataclasses.field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -86,17 +92,58 @@ class ModuleRun:
         return str(self.result.get("msg", ""))
 
 
+def _playbook_data(playbook_path: str | os.PathLike[str]) -> t.Any:
+    """The playbook as data, for its secrets (a file that is not YAML, such as a vaulted one, holds none we know)."""
+    try:
+        return yaml.safe_load(Path(playbook_path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+
+
+def env_secrets(env: t.Mapping[str, str] | None) -> list[str]:
+    """The secrets a run's environment gives it (VAULT_TOKEN, VAULT_SECRET_ID, ...)."""
+    names = {"VAULT_TOKEN": "token", "VAULT_SECRET_ID": "secret_id", "VAULT_CLIENT_KEY": "client_key"}
+    return secrets_in({names[key]: value for key, value in (env or {}).items() if key in names})
+
+
+def link_collection(root: Path) -> Path:
+    """``root`` made a collections path that holds this working tree as certautopilot.vault (a symlink)."""
+    namespace_dir = root / "ansible_collections" / COLLECTION_NAMESPACE
+    namespace_dir.mkdir(parents=True, exist_ok=True)
+    link = namespace_dir / COLLECTION_NAME
+    if not link.exists():
+        link.symlink_to(COLLECTION_ROOT, target_is_directory=True)
+    return root
+
+
+def last_json_answer(stdout: str) -> dict[str, t.Any]:
+    """A module's answer: the last line of stdout that parses as a JSON object."""
+    for line in reversed(stdout.strip().splitlines()):
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(answer, dict):
+            return answer
+    return {"failed": True, "msg": f"no JSON answer on stdout: {stdout[-500:]!r}"}
+
+
 class AnsibleRunner:
-    """Runs ansible-playbook from this Python's environment against localhost."""
+    """Runs ansible-playbook from this Python's environment against localhost.
+
+    Every run is scanned for the secrets it was given (in the playbook, its variables, the task's arguments,
+    ``secrets``) and, with ``audit`` (the server), for every token the audit log shows the run used.
+    """
 
     TASK_NAME = "Run the module under test"
 
-    def __init__(self, workdir: Path, *, python: str = sys.executable) -> None:
+    def __init__(self, workdir: Path, *, python: str = sys.executable, audit: t.Any = None) -> None:
         self.workdir = workdir
         self.python = python
+        self.audit = audit
         self.bin_dir = Path(python).parent
         workdir.mkdir(parents=True, exist_ok=True)
-        self.collections_path = self._link_collection(workdir / "collections")
+        self.collections_path = link_collection(workdir / "collections")
         self.inventory = workdir / "inventory.ini"
         self.inventory.write_text(f"localhost ansible_connection=local ansible_python_interpreter={python}\n")
         # An empty config file keeps any ansible.cfg in a cwd or home out of the runs.
@@ -104,15 +151,6 @@ class AnsibleRunner:
         self.config.write_text("[defaults]\n")
         self.home = workdir / "ansible-home"
         self.home.mkdir(exist_ok=True)
-
-    @staticmethod
-    def _link_collection(root: Path) -> Path:
-        namespace_dir = root / "ansible_collections" / COLLECTION_NAMESPACE
-        namespace_dir.mkdir(parents=True, exist_ok=True)
-        link = namespace_dir / COLLECTION_NAME
-        if not link.exists():
-            link.symlink_to(COLLECTION_ROOT, target_is_directory=True)
-        return root
 
     def environment(self, env: t.Mapping[str, str] | None = None) -> dict[str, str]:
         """The environment of a run: inherited minus VAULT_*/BAO_*/ANSIBLE_*, our settings, then `env`."""
@@ -153,8 +191,13 @@ class AnsibleRunner:
         verbosity: int = 0,
         env: t.Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
+        secrets: t.Iterable[str] = (),
     ) -> PlaybookRun:
-        """``extra_vars_args`` are more ``-e`` values as a user types them (``key=value``, ``@file``)."""
+        """``extra_vars_args`` are more ``-e`` values as a user types them (``key=value``, ``@file``).
+
+        ``secrets`` are values the run must never show besides those the harness finds itself.
+        """
+        mark = self.audit.audit_mark() if self.audit else 0
         results_file = self.workdir / f"results-{uuid.uuid4().hex}.jsonl"
         command = [str(self.bin_dir / "ansible-playbook"), str(playbook_path)]
         if extra_vars:
@@ -186,7 +229,12 @@ class AnsibleRunner:
             with results_file.open(encoding="utf-8") as lines:
                 tasks = [TaskResult(**json.loads(line)) for line in lines if line.strip()]
             results_file.unlink()
-        return PlaybookRun(rc=completed.returncode, output=completed.stdout, tasks=tasks, command=command)
+        run = PlaybookRun(rc=completed.returncode, output=completed.stdout, tasks=tasks, command=command)
+        # The process has ended: every request it sent was answered, and written to the log before that.
+        run.requests = self.audit.audit_requests(mark, settle=False) if self.audit else []
+        given = [*secrets_in(_playbook_data(playbook_path)), *secrets_in(extra_vars or {}), *secrets, *env_secrets(env)]
+        assert_no_leak([run.output, *(task.result for task in tasks)], *given, *tokens_in(run.requests))
+        return run
 
     def run_module(
         self,
@@ -198,6 +246,7 @@ class AnsibleRunner:
         verbosity: int = 0,
         env: t.Mapping[str, str] | None = None,
         module_defaults: dict[str, t.Any] | None = None,
+        secrets: t.Iterable[str] = (),
     ) -> ModuleRun:
         """Run one module task; `module` is a short name (vault_cert_push) or an FQCN."""
         fqcn = module if "." in module else f"{COLLECTION_NAMESPACE}.{COLLECTION_NAME}.{module}"
@@ -214,7 +263,7 @@ class AnsibleRunner:
         playbook.write_text(json.dumps([play], indent=2))
         playbook.chmod(0o600)
         try:
-            run = self.run_playbook(playbook, check=check, diff=diff, verbosity=verbosity, env=env)
+            run = self.run_playbook(playbook, check=check, diff=diff, verbosity=verbosity, env=env, secrets=secrets)
         finally:
             playbook.unlink()
         task_results = [task for task in run.tasks if task.task == self.TASK_NAME]
@@ -222,4 +271,6 @@ class AnsibleRunner:
         if not task_results and run.rc != 0:
             # The task never ran (bad module name, syntax error): say so as a failure.
             result = {"failed": True, "msg": f"ansible-playbook exited {run.rc} before the task ran"}
-        return ModuleRun(rc=run.rc, output=run.output, result=result, command=run.command)
+        module_run = ModuleRun(rc=run.rc, output=run.output, result=result, command=run.command)
+        module_run.requests = run.requests
+        return module_run

@@ -393,15 +393,33 @@ class BaoServer:
         self._expect((status, body), f"{mount}/metadata/{path}")
         return body["data"]["versions"]  # type: ignore[index]
 
+    def kv_version_numbers(self, path: str, *, mount: str = "secret", namespace: str | None = None) -> list[int]:
+        """The secret's version numbers, oldest first; [] when there is no secret."""
+        return sorted(int(number) for number in self.kv_versions(mount, path, namespace))
+
+    def kv_data(
+        self, path: str, *, version: int | None = None, mount: str = "secret", namespace: str | None = None
+    ) -> dict[str, t.Any] | None:
+        """The data of the current (or ``version``) version as the server holds it; None when absent or deleted."""
+        query = f"?version={version}" if version is not None else ""
+        status, body = self.api("GET", f"{mount}/data/{path}{query}", namespace=namespace)
+        if status not in (200, 404):
+            raise BaoError(f"{mount}/data/{path}{query}: HTTP {status}: {body}")
+        return ((body or {}).get("data") or {}).get("data")
+
     # -- audit log -------------------------------------------------------
 
-    def audit_mark(self) -> int:
-        """The current size of the audit log; pass it to audit_requests() to see what came after."""
-        self._settle_audit_log()
+    def audit_mark(self, *, settle: bool = True) -> int:
+        """The current size of the audit log; pass it to audit_requests() to see what came after.
+
+        ``settle=False`` when every request sent so far has been answered (the device writes before the answer).
+        """
+        if settle:
+            self._settle_audit_log()
         return self._audit_size()
 
     def audit_requests(
-        self, since: int, *, path_prefix: str | None = None, namespace: str | None = None
+        self, since: int, *, path_prefix: str | None = None, namespace: str | None = None, settle: bool = True
     ) -> list[dict[str, t.Any]]:
         """The `type: request` audit entries written after `since`, oldest first.
 
@@ -411,7 +429,8 @@ class BaoServer:
         """
         if not self.audit_log:
             raise BaoError("this server has no audit device")
-        self._settle_audit_log()
+        if settle:
+            self._settle_audit_log()
         with open(self.audit_log, "rb") as log:
             log.seek(since)
             data = log.read()

@@ -13,11 +13,58 @@ import base64
 import binascii
 import json
 import typing as t
+import urllib.parse
 
 from cryptography.hazmat.primitives import serialization
 
 # Lines shorter than this could match by chance inside other base64.
 _MIN_LINE = 24
+# Options (at any depth of a task's arguments or a play's variables) whose values are secrets.
+SECRET_OPTIONS = frozenset(
+    {
+        "private_key",
+        "secret_id",
+        "jwt",
+        "token",
+        "client_key",
+        "pkcs12_password",
+        "key_bundle",
+        "cert_distribution_secret_id",
+        "cert_distribution_jwt",
+        "cert_distribution_token",
+    }
+)
+# What the harness scans for is a given secret: a value this short is a test's deliberate stand-in ("bogus"),
+# found in ordinary words by chance.
+_MIN_GIVEN_SECRET = 8
+# The dev server's root token: tests use it, the modules are never given it, and the word is too common to scan for.
+DEV_ROOT_TOKEN = "root"
+
+
+def secrets_in(value: t.Any) -> list[str]:
+    """Every secret a task's arguments (or a play, or its variables) hold: secret options' values, url passwords.
+
+    A value holding template syntax is not the secret itself (Ansible renders it); a test names those secrets.
+    """
+    found: list[str] = []
+    if isinstance(value, t.Mapping):
+        for key, item in value.items():
+            if key in SECRET_OPTIONS and isinstance(item, str):
+                found.append(item)
+            elif key in ("url", "address", "cert_distribution_url") and isinstance(item, str):
+                found.append(urllib.parse.urlsplit(item).password or "")
+            else:
+                found += secrets_in(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            found += secrets_in(item)
+    return [secret for secret in found if len(secret) >= _MIN_GIVEN_SECRET and "{{" not in secret]
+
+
+def tokens_in(audit_entries: t.Iterable[t.Mapping[str, t.Any]]) -> list[str]:
+    """The client tokens of raw audit entries (a run's logins), the dev root token left out."""
+    tokens = {entry.get("request", {}).get("client_token") for entry in audit_entries}
+    return sorted(token for token in tokens if token and token != DEV_ROOT_TOKEN)
 
 
 def secret_needles(*secrets: str | None) -> list[str]:

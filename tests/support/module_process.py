@@ -21,7 +21,15 @@ import tempfile
 import typing as t
 from pathlib import Path
 
-from ansible_runner import COLLECTION_NAME, COLLECTION_NAMESPACE, COLLECTION_ROOT, ModuleRun
+from ansible_runner import (
+    COLLECTION_NAME,
+    COLLECTION_NAMESPACE,
+    COLLECTION_ROOT,
+    ModuleRun,
+    env_secrets,
+    last_json_answer,
+)
+from leaks import assert_no_leak, secrets_in, tokens_in
 
 SYSLOG_STANDIN = Path(__file__).resolve().parent / "syslog_standin"
 SYSLOG_FILE_ENV = "CERTAUTOPILOT_SYSLOG_FILE"
@@ -33,9 +41,9 @@ _STRIPPED_ENV_PREFIXES = ("VAULT_", "BAO_", "ANSIBLE_")
 class ModuleProcessRun(ModuleRun):
     """A ModuleRun (failed, changed, msg) with the process's own streams and syslog lines."""
 
-    stdout: str
-    stderr: str
-    syslog: list[str]
+    stdout: str = ""
+    stderr: str = ""
+    syslog: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def texts(self) -> list[str]:
@@ -46,8 +54,9 @@ class ModuleProcessRun(ModuleRun):
 class ModuleProcess:
     """Starts modules of the collection as ``python -m`` processes with an arguments file."""
 
-    def __init__(self, workdir: Path, *, python: str = sys.executable) -> None:
+    def __init__(self, workdir: Path, *, python: str = sys.executable, audit: t.Any = None) -> None:
         self.workdir = workdir
+        self.audit = audit
         self.python = python
         workdir.mkdir(parents=True, exist_ok=True)
         self.collections_path = workdir / "collections"
@@ -66,8 +75,13 @@ class ModuleProcess:
         diff: bool = False,
         verbosity: int = 0,
         env: t.Mapping[str, str] | None = None,
+        secrets: t.Iterable[str] = (),
     ) -> ModuleProcessRun:
-        """Run ``module`` (short name, e.g. vault_cert_push) with ``args`` as the task's arguments."""
+        """Run ``module`` (short name, e.g. vault_cert_push) with ``args`` as the task's arguments.
+
+        What it printed, answered and logged is scanned for its secrets (``secrets`` are more) and tokens.
+        """
+        mark = self.audit.audit_mark() if self.audit else 0
         internal = {"_ansible_check_mode": check, "_ansible_diff": diff, "_ansible_verbosity": verbosity}
         with tempfile.TemporaryDirectory(dir=self.workdir) as scratch:
             args_file = Path(scratch) / "args.json"
@@ -99,24 +113,16 @@ class ModuleProcess:
                 check=False,
             )
             syslog = syslog_file.read_text(encoding="utf-8").splitlines() if syslog_file.exists() else []
-        return ModuleProcessRun(
+        run = ModuleProcessRun(
             rc=completed.returncode,
             output=completed.stdout + completed.stderr,
-            result=_last_json_document(completed.stdout),
+            result=last_json_answer(completed.stdout),
             command=completed.args,
             stdout=completed.stdout,
             stderr=completed.stderr,
             syslog=syslog,
+            requests=self.audit.audit_requests(mark, settle=False) if self.audit else [],
         )
-
-
-def _last_json_document(stdout: str) -> dict[str, t.Any]:
-    """The module's answer: the last line of stdout that parses as a JSON object."""
-    for line in reversed(stdout.strip().splitlines()):
-        try:
-            answer = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(answer, dict):
-            return answer
-    return {"failed": True, "msg": f"no JSON answer on stdout: {stdout[-500:]!r}"}
+        given = [*secrets_in(args), *secrets, *env_secrets(env)]
+        assert_no_leak([*run.texts, run.result], *given, *tokens_in(run.requests))
+        return run

@@ -12,9 +12,19 @@ import ast
 from pathlib import Path
 
 PLUGINS = Path(__file__).resolve().parents[3] / "plugins"
-# What ActionBase and LookupBase hand to the plugins built on them.
+# What ActionBase and LookupBase hand to the plugins built on them, and AnsibleModule's diff mode, which modules
+# read as community.crypto's do (AnsibleModule has no public name for it).
 PLUGIN_BASE_MEMBERS = frozenset(
-    {"_task", "_loader", "_templar", "_execute_module", "_find_needle", "_supports_check_mode", "_supports_async"}
+    {
+        "_task",
+        "_loader",
+        "_templar",
+        "_execute_module",
+        "_find_needle",
+        "_supports_check_mode",
+        "_supports_async",
+        "_diff",
+    }
 )
 
 
@@ -73,5 +83,8 @@ def test_plugins_use_no_private_name_of_ansible_or_any_other_library():
 
 
 def test_the_check_finds_a_private_ansible_name():
-    tree = ast.parse("def f(module, value):\n    return module._diff, getattr(value, '_strip_unsafe', None)\n")
-    assert [name for _line, name in private_uses(tree) if name not in own_names([tree])] == ["_diff", "_strip_unsafe"]
+    tree = ast.parse("def f(module, value):\n    return module._verbosity, getattr(value, '_strip_unsafe', None)\n")
+    assert [name for _line, name in private_uses(tree) if name not in own_names([tree])] == [
+        "_verbosity",
+        "_strip_unsafe",
+    ]
