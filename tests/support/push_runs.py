@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import typing as t
 import uuid
+from pathlib import Path
 
 from pki import Issued, bundle
 
@@ -37,19 +38,34 @@ def push(
     )
 
 
-def push_tasks(ansible, tasks: dict[str, dict[str, t.Any]]):
-    """Run several vault_cert_push tasks (ignore_errors) in one playbook; task results by task name."""
+def push_tasks(
+    ansible,
+    tasks: t.Mapping[str, t.Mapping[str, t.Any]],
+    *,
+    keywords: t.Mapping[str, t.Mapping[str, t.Any]] | None = None,
+    playbook_dir: Path | None = None,
+    **run_options: t.Any,
+):
+    """Run several vault_cert_push tasks (ignore_errors) in one playbook; task results by task name.
+
+    ``keywords`` are more task keywords by task name (``check_mode``, ``module_defaults``); ``playbook_dir`` is
+    where the playbook lies, whose ``files/`` a relative ``private_key_file`` is found in; ``run_options`` go to
+    ``run_playbook`` (``verbosity``, ``diff``, ``extra_vars_args``, ``secrets``).
+    """
     play = {
         "name": "Pushes under test",
         "hosts": "localhost",
         "gather_facts": False,
-        "tasks": [{"name": name, FQCN: args, "ignore_errors": True} for name, args in tasks.items()],
+        "tasks": [
+            {"name": name, FQCN: dict(args), "ignore_errors": True, **(keywords or {}).get(name, {})}
+            for name, args in tasks.items()
+        ],
     }
-    playbook = ansible.workdir / f"push-tasks-{uuid.uuid4().hex}.yml"
+    playbook = (playbook_dir or ansible.workdir) / f"push-tasks-{uuid.uuid4().hex}.yml"
     playbook.write_text(json.dumps([play], indent=2))
     playbook.chmod(0o600)
     try:
-        run = ansible.run_playbook(playbook)
+        run = ansible.run_playbook(playbook, **run_options)
     finally:
         playbook.unlink()
     results = {task.task: task for task in run.tasks}
