@@ -30,11 +30,8 @@ def metadata_get(bao, path: str) -> dict:
     return json.loads(completed.stdout)["data"]
 
 
-def metadata_requests(run, path: str) -> list[str]:
-    """The operations the run sent to the secret's metadata path, in order."""
-    return [
-        entry["request"]["operation"] for entry in run.requests if entry["request"]["path"] == f"secret/metadata/{path}"
-    ]
+def owner_marked(bao, path: str) -> bool:
+    return "certautopilot_owner" in (metadata_get(bao, path)["custom_metadata"] or {})
 
 
 def secret_requests(run, path: str) -> list[tuple[str, str]]:
@@ -167,14 +164,10 @@ def test_adopt_false_refuses_unmarked_soft_deleted_and_metadata_only_secrets_and
         assert outcome.failed, refused
         assert "is not marked with owner team-a (adopt: false); nothing written" in outcome.msg, outcome.msg
         assert bao.kv_version_numbers(refused) == existing
-        assert not _kv_mark(bao, refused)
+        assert not owner_marked(bao, refused)
     created = run(new)
     assert not created.failed, created.msg
     assert metadata_get(bao, new)["custom_metadata"] == mark("team-a")
-
-
-def _kv_mark(bao, path: str) -> bool:
-    return "certautopilot_owner" in (metadata_get(bao, path)["custom_metadata"] or {})
 
 
 @pytest.mark.parametrize("owner", ["", "team a", "x" * 65, "team/web", "team\nweb"])
@@ -189,9 +182,7 @@ def test_a_bad_owner_is_refused_by_name_before_any_request(modules, bao, vault_c
 
 
 @pytest.mark.parametrize("option", [{"owner": "team-a"}, {"custom_metadata": True}], ids=["owner", "custom_metadata"])
-def test_a_key_another_writer_adds_between_our_metadata_read_and_write_is_kept(
-    bao, module_process, vault_conn, path, option
-):
+def test_a_key_another_writer_adds_between_our_metadata_read_and_write_is_kept(modules, bao, vault_conn, path, option):
     leaf = make_chain("hold.example.com").leaf
     assert bao.api("POST", f"secret/data/{path}", {"data": expected_data(leaf)})[0] == 200
     assert bao.api("POST", f"secret/metadata/{path}", {"custom_metadata": {"team": "web"}})[0] == 204
@@ -203,10 +194,7 @@ def test_a_key_another_writer_adds_between_our_metadata_read_and_write_is_kept(
 
     with FaultProxy(bao.addr, bao.ca_cert) as proxy:
         proxy.add_rule("POST", f"^secret/metadata/{path}$", action=other_writer_holds)
-        run = module_process.run(
-            "vault_cert_push",
-            {**vault_conn, "url": proxy.url, **approle(bao, "certs"), **single(path, leaf), **option},
-        )
+        run = push(modules, {**vault_conn, "url": proxy.url, **approle(bao, "certs"), **single(path, leaf), **option})
         metadata_writes = proxy.hits("POST", f"^secret/metadata/{path}$")
 
     assert not run.failed, run.msg
