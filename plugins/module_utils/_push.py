@@ -21,7 +21,7 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._errors import
     VaultCertError,
 )
 
-ITEM_OPTIONS = ("path", "certificate", "private_key", "private_key_file", "chain")
+ITEM_OPTIONS = ("path", "certificate", "certificate_file", "private_key", "private_key_file", "chain", "chain_file")
 OTHER_FIELDS = "other_fields"
 CUSTOM_METADATA = "custom_metadata"
 # changed_fields that name the secret's metadata rather than its data.
@@ -142,7 +142,9 @@ def prepare_items(raw_items: t.Sequence[t.Mapping[str, t.Any]], options: PushOpt
     _kv2.validate_path(options.mount, what="mount")
     _kv2.validate_owner(options.owner)
     for index, raw in enumerate(raw_items):
-        _kv2.validate_path(raw.get("path"), what=_kv2.item_option("certificates", index, len(raw_items)))
+        _kv2.validate_secret_path(
+            options.mount, raw.get("path"), what=_kv2.item_option("certificates", index, len(raw_items))
+        )
     _batch.refuse_repeated_paths((raw["path"] for raw in raw_items), option="certificates")
     items = [item for raw in raw_items for item in _prepare_item(raw, raw["path"], options)]
     if _layouts.several_secrets(options.layout):

@@ -72,7 +72,7 @@ def prepare_requests(
     _kv2.validate_path(mount, what="mount")
     _kv2.validate_owner(owner)
     for index, item in enumerate(items):
-        _kv2.validate_path(item.get("path"), what=_kv2.item_option("secrets", index, len(items)))
+        _kv2.validate_secret_path(mount, item.get("path"), what=_kv2.item_option("secrets", index, len(items)))
     _batch.refuse_repeated_paths((item["path"] for item in items), option="secrets")
     return [
         RollbackRequest(
