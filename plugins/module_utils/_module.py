@@ -321,10 +321,7 @@ def _declared_secrets(argument_spec: dict, params: dict) -> list[str]:
 
 def url_credentials(url: t.Any) -> list[str]:
     """The ``user:password`` part of a URL, if it has one."""
-    if not isinstance(url, str) or "@" not in url:
-        return []
-    authority = url.split("://", 1)[-1].split("/", 1)[0]
-    userinfo = authority.rpartition("@")[0]
+    userinfo = _client.split_userinfo(url)[0] if isinstance(url, str) else ""
     return [userinfo] if userinfo else []
 
 
