@@ -8,6 +8,7 @@ from __future__ import annotations
 import pathlib
 
 import yaml
+
 from ansible_collections.certautopilot.vault.plugins.doc_fragments.connection import ModuleDocFragment
 from ansible_collections.certautopilot.vault.plugins.module_utils import _module
 
