@@ -60,10 +60,22 @@ help:
 
 venv: $(VENV_STAMP)
 
+# What the demo needs and no more: the runtime requirements, ansible-core and the bao binary (make venv adds the
+# development tools - pytest, ansible-lint, molecule, sphinx - to the same .venv).
+RUNTIME_STAMP := $(VENV)/.runtime-installed
+DEMO_REQUIREMENTS := requirements.txt requirements-demo.txt
+
+$(RUNTIME_STAMP): $(DEMO_REQUIREMENTS) | $(NOX_STAMP)
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "python3 3.11+ is required, found " + sys.version.split()[0])'
+	[ -x $(BIN)/python ] || $(UV) venv --quiet --seed --python "$$($(PYTHON) -c 'import sys; print(sys.executable)')" $(VENV)
+	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet --strict -r requirements-demo.txt
+	$(BIN)/python -c 'import sys; sys.exit(0 if sys.prefix != sys.base_prefix else "$(VENV) is not a virtualenv")'
+	touch $@
+
 # uv (from the nox venv: tests/matrix/requirements-nox.txt) creates .venv and installs into it, in seconds
 # where pip takes minutes; --seed still puts pip into .venv. An existing .venv is installed into, never recreated.
 # VIRTUAL_ENV, not --python .venv/bin/python: uv 0.13 resolves that symlink to the base interpreter and installs there.
-$(VENV_STAMP): requirements-dev.txt requirements.txt | $(NOX_STAMP)
+$(VENV_STAMP): requirements-dev.txt $(DEMO_REQUIREMENTS) | $(NOX_STAMP)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "python3 3.11+ is required, found " + sys.version.split()[0])'
 	[ -x $(BIN)/python ] || $(UV) venv --quiet --seed --python "$$($(PYTHON) -c 'import sys; print(sys.executable)')" $(VENV)
 	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet --strict -r requirements-dev.txt
@@ -237,7 +249,7 @@ clean:
 
 # The collection's cycle against a local OpenBao dev server, or the server in VAULT_ADDR (see scripts/demo.py).
 .PHONY: demo
-demo: venv
+demo: $(RUNTIME_STAMP) collection-link
 	$(BIN)/python scripts/demo.py
 
 # Performance benchmark (issue 8), not part of `make test`: floor (hvac alone),

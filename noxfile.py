@@ -166,17 +166,25 @@ def choose_python(core: Core) -> tuple[str, str] | None:
 
 
 def pinned(names: t.Iterable[str]) -> list[str]:
-    """``name==version`` for each name, as requirements-dev.txt pins it."""
-    pins = {}
-    for line in DEV_REQUIREMENTS.read_text(encoding="utf-8").splitlines():
-        requirement = line.split("#", 1)[0].strip()
-        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==\S+", requirement)
-        if match:
-            pins[match.group(1).lower()] = requirement
+    """``name==version`` for each name, as requirements-dev.txt pins it (or a file it includes with ``-r``)."""
+    pins = requirement_pins(DEV_REQUIREMENTS)
     missing = [name for name in names if name.lower() not in pins]
     if missing:
         raise RuntimeError(f"requirements-dev.txt pins no exact version of {missing}")
     return [pins[name.lower()] for name in names]
+
+
+def requirement_pins(path: Path) -> dict[str, str]:
+    """The ``name==version`` lines of a requirements file and of those it includes (``-r other.txt``)."""
+    pins = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        requirement = line.split("#", 1)[0].strip()
+        if requirement.startswith("-r "):
+            pins.update(requirement_pins(path.parent / requirement[3:].strip()))
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==\S+", requirement)
+        if match:
+            pins[match.group(1).lower()] = requirement
+    return pins
 
 
 def main_run_release() -> str:

@@ -93,7 +93,11 @@ options:
     description:
       - How many times a transient failure is retried, with waits of 0.5 s doubling to at most 8 s (with jitter).
         The default waits about 40 s in all, which rides through a raft leader election under OpenBao's default
-        timing (11 to 21 s measured on a 3-node cluster).
+        timing (11 to 21 s measured on a 3-node cluster; 5 retries, about 15 s, did not).
+      - A refused connection on a run's first request (nothing listens at the address yet) is retried for about
+        10 s at most, within this budget - a node restarting in a failover listens again within that, while a
+        wrong port in O(url) fails in seconds as C(connection refused by <url>). Once the server has answered,
+        a refused connection gets every retry.
       - Transient means a connection error before an answer, or HTTP 412, 429, 500, 502, 503 or 504.
         A login is never sent again once the server answered it.
       - A write is never sent again blindly. When its answer does not prove it was refused (anything but Vault's
@@ -156,7 +160,9 @@ options:
   token:
     description:
       - A Vault token for O(auth_method=token). Never logged, never revoked by the module.
-      - Falls back to E(VAULT_TOKEN).
+      - Falls back to E(VAULT_TOKEN). Given without O(role_id) and O(secret_id), it makes token auth the default.
+      - Checked first (C(auth/token/lookup-self), one request, with the run's consistency index). A token the server
+        does not know - wrong, expired, revoked - fails the run as C(token not accepted) before anything else.
     type: str
   revoke_token:
     description:
@@ -174,9 +180,9 @@ options:
   auth_method:
     description:
       - How to log in.
-      - Falls back to E(VAULT_AUTH_METHOD).
+      - Falls back to E(VAULT_AUTH_METHOD). Without either, V(token) when a token is given (O(token) or
+        E(VAULT_TOKEN)) and neither O(role_id) nor O(secret_id) is, else V(approle).
     type: str
-    default: approle
     choices: [approle, jwt, cert, token]
   mount:
     description:
@@ -190,6 +196,9 @@ options:
         (the P(certautopilot.vault.cert_distribution#role) role renders templates).
       - Refused before any request when empty, starting or ending with C(/), holding an empty, C(.) or C(..) segment,
         whitespace, a control character, C(?), C(#), C(%) or C(\), or longer than 1024 characters.
+      - Refused too when it starts with the mount and the API's C(data/) or C(metadata/) segment
+        (C(secret/data/certs/www), the API's and hvac's spelling) - the module adds those itself; the message names
+        the path meant (C(certs/www)).
       - "Refused, without being quoted, when it holds template syntax (C({{), C({%), C({#)) - a path is recorded in
         results files and C(set_stats) that Ansible reads back as variables, where it would run as a template."
       - Required for a single secret; each item of a batch has its own path instead.

@@ -43,7 +43,11 @@ class AuthMethod:
     def _require(self, *names: str) -> None:
         missing = [name for name in names if not self.params.get(name)]
         if missing:
-            raise VaultCertError(f"auth_method {self.NAME} needs {', '.join(missing)}")
+            others = ", ".join(name for name in LOGIN_METHODS if name != self.NAME)
+            raise VaultCertError(
+                f"auth_method {self.NAME} needs {', '.join(missing)}; "
+                f"auth_method (or VAULT_AUTH_METHOD) chooses another login: {others}"
+            )
 
     def _log_in(self, client: VaultClient, payload: dict) -> None:
         client.login(method=self.NAME, mount=self.mount, payload=payload, namespace=self.namespace)
@@ -117,6 +121,26 @@ class TokenAuth(AuthMethod):
 
     def login(self, client: VaultClient) -> None:
         client.set_token(self.params["token"])
+        check_token_known(client, namespace=self.namespace)
+
+
+# How Vault and OpenBao answer a token they do not know: a bare "permission denied", before any policy is
+# looked at. A known token that its policies deny gets the policy check's "1 error occurred: ..." form.
+_UNKNOWN_TOKEN_ERRORS = (["permission denied"], ["invalid token"])
+
+
+def check_token_known(client: VaultClient, *, namespace: str | None) -> None:
+    """Refuse a token the server does not know (wrong, expired, revoked) before anything else blames a mount.
+
+    ``auth/token/lookup-self`` is allowed to every token by the default policy; a token without it (created
+    with no_default_policy) is known all the same, and goes on.
+    """
+    reply = client.request("GET", "auth/token/lookup-self", accept=(403,), namespace=namespace)
+    if reply.status == 403 and reply.body.get("errors") in _UNKNOWN_TOKEN_ERRORS:
+        raise VaultCertError(
+            "token not accepted: the server does not know it (auth/token/lookup-self refused it: it is wrong, "
+            "expired or revoked); give a valid token in token or VAULT_TOKEN"
+        )
 
 
 class NoAuth(AuthMethod):
@@ -158,9 +182,23 @@ AUTH_METHODS: dict[str, type[AuthMethod]] = {
 }
 
 
+LOGIN_METHODS = ("approle", "jwt", "cert", "token")
+
+
+def implied_auth_method(params: t.Mapping[str, t.Any]) -> str:
+    """The method when neither auth_method nor VAULT_AUTH_METHOD names one.
+
+    A token given (``token`` or VAULT_TOKEN) with no AppRole credential means token auth, as for the
+    bao and vault CLIs; anything else means AppRole.
+    """
+    if params.get("token") and not (params.get("role_id") or params.get("secret_id")):
+        return TokenAuth.NAME
+    return AppRoleAuth.NAME
+
+
 def select_auth_method(params: t.Mapping[str, t.Any]) -> AuthMethod:
-    """The configured method, validated (no network)."""
-    name = params.get("auth_method")
+    """The configured (or implied) method, validated (no network)."""
+    name = params.get("auth_method") or implied_auth_method(params)
     try:
         method = AUTH_METHODS[name](params)
     except KeyError:

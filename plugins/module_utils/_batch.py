@@ -8,6 +8,8 @@ import itertools
 import typing as t
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
+from ansible_collections.certautopilot.vault.plugins.module_utils import _health, _kv2
+from ansible_collections.certautopilot.vault.plugins.module_utils._client import VaultClient
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import OutcomeUnknown, VaultCertError
 
 Item = t.TypeVar("Item")
@@ -19,6 +21,35 @@ def check_concurrency(concurrency: int) -> int:
     if concurrency < 1:
         raise VaultCertError(f"concurrency must be at least 1 (1 = one item after another), got {concurrency}")
     return concurrency
+
+
+def run_on_mount(
+    client: VaultClient,
+    items: t.Sequence[Item],
+    operate: t.Callable[[VaultClient, Item], dict],
+    *,
+    mount: str,
+    capabilities: t.Callable[[], t.Mapping[str, t.Sequence[str]]] | None,
+    batch: bool,
+    noun: str,
+    concurrency: int = 1,
+) -> list[dict]:
+    """What every writer does with its items over one login: check the mount once (not at all for an empty
+    batch), then - given ``capabilities``, the API paths each item needs and what on them - the token's
+    capabilities on every path before any write, then ``operate`` on each item (see run_each)."""
+    if not items:
+        return []
+    _kv2.check_mount(client, mount)
+    if capabilities is not None:
+        _health.require_capabilities(client, capabilities())
+    return run_each(
+        items,
+        lambda item: operate(client, item),
+        paths=[item.path for item in items],
+        batch=batch,
+        noun=noun,
+        concurrency=concurrency,
+    )
 
 
 def run_each(

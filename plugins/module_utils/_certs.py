@@ -86,15 +86,31 @@ def _load_certificate_block(text: str, block: _pem.PemBlock) -> x509.Certificate
         return None
 
 
+def _file_path_hint(text: str, option: str) -> str:
+    """A hint at ``<option>_file`` when text without PEM reads like a file name: one line ending in a PEM suffix
+    or holding a slash. The text itself is never shown: it may be anything."""
+    candidate = text.strip()
+    if "\n" in candidate or not candidate or "-----" in candidate:
+        return ""
+    if "/" in candidate or candidate.lower().endswith(_FILE_SUFFIXES):
+        return f" (it reads like a file path: give a file as {option}_file)"
+    return ""
+
+
+_FILE_SUFFIXES = (".pem", ".crt", ".cer", ".key", ".cert")
+
+
 def _truncation_hint(block: _pem.PemBlock) -> str:
     return "" if block.complete else " (its BEGIN and END lines do not pair up: truncated?)"
 
 
-def _parse_certificates(text: str, *, describe: t.Callable[[int, int], str]) -> list[x509.Certificate]:
+def _parse_certificates(
+    text: str, *, describe: t.Callable[[int, int], str], option: str = "certificate"
+) -> list[x509.Certificate]:
     """Parse every block of ``text`` as a certificate; ``describe(position, count)`` names a block in errors."""
     blocks = _pem.scan(text)
     if not blocks:
-        raise VaultCertError(f"{describe(1, 1)} is not a valid PEM certificate")
+        raise VaultCertError(f"{describe(1, 1)} is not a valid PEM certificate{_file_path_hint(text, option)}")
     certificates = []
     for position, block in enumerate(blocks, 1):
         name = describe(position, len(blocks))
@@ -134,7 +150,7 @@ def parse_leaf_certificate(pem: t.Any, *, what: str = "certificate") -> x509.Cer
             return certificate
     # Labels are at most 64 letters, digits and spaces (_pem.PEM_MARKER): safe to name.
     found = f" (it holds PEM {', '.join(sorted({block.label for block in blocks}))})" if blocks else ""
-    raise VaultCertError(f"{what} holds no PEM certificate{found}")
+    raise VaultCertError(f"{what} holds no PEM certificate{found or _file_path_hint(text, 'certificate')}")
 
 
 def parse_chain(chain: str | list[str] | None) -> list[x509.Certificate]:
@@ -149,7 +165,7 @@ def parse_chain(chain: str | list[str] | None) -> list[x509.Certificate]:
         text = _as_text(chain, what="chain", expected="certificate")
         if not text.strip():
             return []
-        return _parse_certificates(text, describe=lambda position, count: f"chain item {position}")
+        return _parse_certificates(text, describe=lambda position, count: f"chain item {position}", option="chain")
     if not isinstance(chain, (list, tuple)):
         raise VaultCertError(f"chain must be PEM text or a list of PEM texts, not {type(chain).__name__}")
     certificates: list[x509.Certificate] = []
@@ -159,7 +175,7 @@ def parse_chain(chain: str | list[str] | None) -> list[x509.Certificate]:
         def describe(position: int, count: int, index: int = index) -> str:
             return f"chain item {index}" if count == 1 else f"chain item {index} (certificate {position} in it)"
 
-        certificates.extend(_parse_certificates(text, describe=describe))
+        certificates.extend(_parse_certificates(text, describe=describe, option="chain"))
     return certificates
 
 
@@ -169,7 +185,7 @@ def _load_private_key(pem: str) -> tuple[PrivateKeyTypes, str]:
     text = _as_text(pem, what="private key", expected="private key")
     blocks = [block for block in _pem.scan(text) if block.label not in _IGNORED_KEY_FILE_LABELS]
     if not blocks:
-        raise VaultCertError(invalid)
+        raise VaultCertError(invalid + _file_path_hint(text, "private_key"))
     if len(blocks) > 1:
         raise VaultCertError("private key must hold exactly one PEM private key and nothing else")
     block = blocks[0]
@@ -369,10 +385,16 @@ def _check_validity(certificate: x509.Certificate, now: datetime | None) -> None
         now = now.replace(tzinfo=timezone.utc)
     not_after = _not_after(certificate)
     if now > not_after:
-        raise VaultCertError(f"certificate expired on {_format_time(not_after)}")
+        raise VaultCertError(
+            f"certificate expired on {_format_time(not_after)}; validate: false stores it all the same "
+            "(for a deliberate return to an old certificate)"
+        )
     not_before = _not_before(certificate)
     if now < not_before:
-        raise VaultCertError(f"certificate is not yet valid (not before {_format_time(not_before)})")
+        raise VaultCertError(
+            f"certificate is not yet valid (not before {_format_time(not_before)}); validate: false stores it "
+            "all the same"
+        )
 
 
 def validate_bundle(bundle: CertificateBundle, *, now: datetime | None = None) -> None:

@@ -4,6 +4,12 @@
 
 Private to the collection. This is the only file that talks HTTP and the only
 place where hvac/requests exceptions become VaultCertError.
+
+hvac stays, for its RawAdapter only (base URL, the token header, requests underneath): it is the library
+every Vault module user already has on the hosts - community.hashi_vault requires it - so taking it costs
+nobody an install, while dropping it would change the documented requirements of every module for the
+twenty lines it saves. Everything above the adapter (retries, deadlines, redirects, size caps, the
+consistency index) is ours, since hvac's own API classes decide none of it the way a write must.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import itertools
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import ssl
@@ -62,6 +69,10 @@ MAX_WAIT = 8.0
 # default timing took 11 to 21 s here to elect a new leader.
 DEFAULT_RETRIES = 8
 DEFAULT_TIMEOUT = 30
+# A run's first request gives a refused connection this long (about 10 s) to go away: a node restarting in a
+# failover listens again within it, while a wrong port or a stopped server is reported in seconds, not after
+# the whole retry window. Once the server has answered, refusals get every retry (an election in progress).
+FIRST_CONTACT_REFUSED_SECONDS = 10.0
 # The most one answer may hold. Twice OpenBao's and Vault's default max_request_size (32 MiB), so any
 # secret or list the server accepted fits; an answer past it is refused unread, not held in memory.
 MAX_ANSWER_MIB = 64
@@ -187,10 +198,16 @@ def url_is_refused(url: t.Any) -> bool:
     return False
 
 
-def _without_userinfo(url: str) -> str:
+def split_userinfo(url: str) -> tuple[str, str]:
+    """A URL's ``user:password`` part (empty when it has none) and the URL without it; the one parse of both."""
     scheme, separator, rest = url.rpartition("://")
     netloc, slash, path = rest.partition("/")
-    return f"{scheme}{separator}{netloc.rpartition('@')[2]}{slash}{path}"
+    userinfo, _at, host = netloc.rpartition("@")
+    return userinfo, f"{scheme}{separator}{host}{slash}{path}"
+
+
+def _without_userinfo(url: str) -> str:
+    return split_userinfo(url)[1]
 
 
 def _env_flag(name: str) -> bool:
@@ -215,11 +232,35 @@ def _never_sent(exc: Exception) -> bool:
     return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
 
 
+_MULTIERROR = re.compile(r"\A\d+ errors? occurred:\s*\n\t\* (.*)\Z", re.DOTALL)
+# Go's net/http answers a plain HTTP request on a TLS port with this text (HTTP 400, no JSON).
+_PLAIN_REQUEST_TO_TLS_PORT = b"Client sent an HTTP request to an HTTPS server"
+
+
+def _refused(exc: Exception) -> bool:
+    """True when the connection was refused: nothing listened at the address."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    seen: BaseException | None = reason if isinstance(reason, BaseException) else None
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return isinstance(reason, NewConnectionError) and "Connection refused" in str(reason)
+
+
 def _server_errors(status: int, decoded: dict) -> str:
     errors = decoded.get("errors") or []
     if not isinstance(errors, list):
         errors = [errors]
-    return "; ".join(str(error) for error in errors) or f"HTTP {status}"
+    return "; ".join(_plain_error(str(error)) for error in errors) or f"HTTP {status}"
+
+
+def _plain_error(error: str) -> str:
+    """A server error without Go's multierror framing ("1 error occurred:\n\t* permission denied\n\n")."""
+    framed = _MULTIERROR.match(error)
+    if not framed:
+        return error
+    return "; ".join(item.strip() for item in framed.group(1).split("\n\t* ") if item.strip())
 
 
 def header_value_problem(value: str) -> str:
@@ -501,6 +542,8 @@ class _Retry:
 
     error: VaultCertError
     status: int | None = None
+    # Nothing listened at the address (ECONNREFUSED): what a wrong port or a stopped server gives.
+    refused: bool = False
 
 
 class VaultClient:
@@ -521,6 +564,8 @@ class VaultClient:
         # When the token from our login runs out (monotonic clock), if it has a TTL.
         self._token_expires: float | None = None
         self._token_ttl = 0
+        # Set once any request got an answer: from then on a refused connection is a server restarting.
+        self._answered = False
         # Read-your-writes on a read-scaled cluster (see _consistency); public so a caller may carry it on.
         self.consistency = ConsistencyIndex()
         try:
@@ -641,14 +686,22 @@ class VaultClient:
         namespace = self.settings.namespace if namespace is _USE_DEFAULT else namespace
         headers = {"X-Vault-Namespace": namespace} if namespace else {}
         waits = self.retry_waits()
+        waited = 0.0
         for attempt in range(len(waits) + 1):
             self._wait_for_pool()
             outcome = self._attempt(method, path, json, headers, kind, accept, needs, namespace, auth_label)
             if isinstance(outcome, Reply):
                 return outcome
-            if attempt == len(waits):
+            first_contact_over = (
+                outcome.refused
+                and not self._answered
+                and attempt < len(waits)
+                and waited + waits[attempt] > FIRST_CONTACT_REFUSED_SECONDS
+            )
+            if attempt == len(waits) or first_contact_over:
                 raise VaultCertError(f"{outcome.error} (gave up after {_attempts(attempt + 1)})")
             self._back_off(waits[attempt], pool_wide=outcome.status in POOL_BACKOFF_STATUS)
+            waited += waits[attempt]
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _back_off(self, seconds: float, *, pool_wide: bool) -> None:
@@ -697,13 +750,14 @@ class VaultClient:
                 self.consistency.fence()
             error = self._transport_error(exc, method, path)
             if _never_sent(exc) and not self._redirected(exc):
-                return _Retry(error)
+                return _Retry(error, refused=_refused(exc))
             if kind == LOGIN:
                 raise error from None
             if kind in _WRITE_KINDS:
                 raise OutcomeUnknown(str(error), answered=False) from None
             return _Retry(error)
         status = response.status_code
+        self._answered = True
         self.consistency.record(response.headers.get("X-Vault-Index"), answers_fence=fenced)
         if kind in _WRITE_KINDS and "X-Vault-Index" not in response.headers:
             # Refused or unanswered by the node that applies writes: the active node may be ahead of us.
@@ -712,6 +766,11 @@ class VaultClient:
             # Nothing was processed: any request, a write or a login included, may be sent again.
             return _Retry(
                 VaultCertError(f"{method} {path}: the node has not caught up with this run yet (HTTP {status})")
+            )
+        if status == 400 and body.startswith(_PLAIN_REQUEST_TO_TLS_PORT):
+            raise VaultCertError(
+                f"{self.settings.url} is a TLS listener: the server says it got a plain HTTP request on its "
+                "HTTPS port; use https:// in url (and ca_cert for the CA that signed its certificate)"
             )
         decoded = _json_body(status, body)
         errors = self.redact(_server_errors(status, decoded))
@@ -791,7 +850,10 @@ class VaultClient:
     def _tls_error(self, exc: Exception) -> VaultCertError:
         reason = _short_tls_reason(exc)
         hint = "Set ca_cert (or VAULT_CACERT) to the CA that signed the server's certificate"
-        if "mismatch" in reason.lower():
+        if "wrong version number" in reason.lower():
+            # The answer to our TLS hello was not TLS: the server speaks plain HTTP on that port.
+            hint = "The server answers in plain HTTP, not TLS: use http:// in url (ca_cert does not help)"
+        elif "mismatch" in reason.lower():
             # A trusted certificate for another name: no ca_cert fixes that, the url does.
             hint = (
                 "Use a url whose host the server's certificate names (its subject alternative names); "
@@ -818,6 +880,11 @@ class VaultClient:
                 f"{url} timed out: no whole answer to {method} {path} within {self.settings.timeout}s "
                 f"(timeout){redirect}"
             )
+        if _refused(exc):
+            return VaultCertError(
+                f"connection refused by {url}: nothing listens at that address and port (a wrong port in url, "
+                f"or the server is stopped) on {method} {path}{redirect}"
+            )
         return VaultCertError(f"{url} unreachable: {type(exc).__name__} on {method} {path}{redirect}")
 
     def _raise_for_status(self, status, errors, method, path, kind, needs, auth_label) -> t.NoReturn:
@@ -832,9 +899,10 @@ class VaultClient:
             )
         if status == 403:
             wanted = " and ".join(repr(cap) for cap in needs) or "a"
+            # The token may be revoked by the time anyone reads this: name the policy rule that is missing.
             raise PermissionDenied(
-                f"permission denied on {path}: the token needs the {wanted} capability "
-                f"(check with: bao token capabilities {path}): {errors}"
+                f"permission denied on {path}: the token's policies need the {wanted} capability on path "
+                f'"{path}" (a policy rule: path "{path}" {{ capabilities = [...] }}): {errors}'
             )
         raise VaultCertError(f"{method} {path} failed with HTTP {status}: {errors}")
 

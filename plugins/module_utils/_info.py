@@ -70,9 +70,9 @@ def prepare_request(
         # "certs/" and "certs" name the same folder; "" and "/" the whole mount.
         prefix = prefix.rstrip("/")
         if prefix:
-            _kv2.validate_path(prefix, what="prefix")
+            _kv2.validate_secret_path(mount, prefix, what="prefix")
     for index, path in enumerate(paths or ()):
-        _kv2.validate_path(path, what=f"paths[{index}]")
+        _kv2.validate_secret_path(mount, path, what=f"paths[{index}]")
     fields = tuple(fields) if fields else ()
     if not fields or not all(isinstance(name, str) and name for name in fields):
         raise VaultCertError("fields must name at least one JSON key of the secret, each a non-empty string")

@@ -21,6 +21,8 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._errors import
 BUNDLE_OPTION = "key_bundle"
 KEY = "private_key"
 KEY_FILE = "private_key_file"
+# Every option that names a controller file, which only the action plugin reads.
+CONTROLLER_FILE_OPTIONS = (KEY_FILE, "certificate_file", "chain_file")
 
 
 @dataclass(frozen=True)
@@ -85,11 +87,12 @@ def seal(keys: t.Sequence[t.Any]) -> str:
 def attach_keys(raw_items: t.Sequence[t.Mapping[str, t.Any]], bundle: str | None) -> list[dict]:
     """The items with their keys from ``bundle`` (module side); unchanged when there is none."""
     items = [dict(item) for item in raw_items]
-    if any(item.get(KEY_FILE) for item in items):
-        raise VaultCertError(
-            f"{KEY_FILE} is read on the controller by the module's action plugin, which did not run; "
-            "call the module from a playbook or ad hoc ansible, or give private_key"
-        )
+    for option in CONTROLLER_FILE_OPTIONS:
+        if any(item.get(option) for item in items):
+            raise VaultCertError(
+                f"{option} is read on the controller by the module's action plugin, which did not run; "
+                f"call the module from a playbook or ad hoc ansible, or give {option.removesuffix('_file')}"
+            )
     if bundle is None:
         return items
     try:

@@ -240,6 +240,10 @@ TEMPLATE_OPENERS = ("{{", "{%", "{#")
 TEMPLATE_SYNTAX = "it holds template syntax ({{, {% or {#), which a path never may"
 
 
+# The segments the KV v2 API puts between the mount and a secret's path.
+API_SEGMENTS = ("data", "metadata")
+
+
 def validate_path(path: str | None, *, what: str = "path") -> None:
     """Refuse a path that Vault would normalise into another secret, or that would act as a template, before any
     request. The message names ``what`` (the option, the item) and never quotes the path: it failed the check,
@@ -247,6 +251,23 @@ def validate_path(path: str | None, *, what: str = "path") -> None:
     problem = _path_problem(path or "")
     if problem:
         raise VaultCertError(f"invalid {what}: {problem}")
+
+
+def validate_secret_path(mount: str, path: str | None, *, what: str = "path") -> None:
+    """validate_path(), and refuse a path that repeats the mount and the API's data/ or metadata/ segment.
+
+    ``secret/data/certs/www`` is how the API, hvac and ``bao read`` spell a secret; the module adds that part
+    itself, so taken as a path below the mount it would nest the secret at secret/data/secret/data/certs/www.
+    """
+    validate_path(path, what=what)
+    for segment in API_SEGMENTS:
+        prefix = f"{mount.strip('/')}/{segment}/"
+        if path.startswith(prefix) or path == prefix[:-1]:
+            meant = path[len(prefix) :]
+            raise VaultCertError(
+                f"invalid {what}: it starts with the mount and the API's {segment}/ segment ({prefix}), which the "
+                f"module adds itself; give the path below the mount{': ' + meant if meant else ''}"
+            )
 
 
 def _path_problem(path: str) -> str:

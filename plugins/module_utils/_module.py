@@ -9,12 +9,18 @@ import typing as t
 from contextlib import contextmanager
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.errors import UnsupportedError
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _certs, _client, _pem
-from ansible_collections.certautopilot.vault.plugins.module_utils._auth import AuthMethod, select_auth_method
+from ansible_collections.certautopilot.vault.plugins.module_utils._auth import (
+    AuthMethod,
+    implied_auth_method,
+    select_auth_method,
+)
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
 
 PUSH_AUTH_METHODS = ("approle", "jwt", "cert", "token")
+DEFAULT_MOUNT = "secret"
 
 
 def connection_argument_spec() -> dict:
@@ -34,11 +40,11 @@ def connection_argument_spec() -> dict:
     }
 
 
-def auth_argument_spec(*, default_method: str = "approle", methods: t.Sequence[str] = PUSH_AUTH_METHODS) -> dict:
+def auth_argument_spec(*, methods: t.Sequence[str] = PUSH_AUTH_METHODS) -> dict:
     return {
+        # No default: _auth.implied_auth_method() decides from the credentials given.
         "auth_method": {
             "type": "str",
-            "default": default_method,
             "choices": list(methods),
             "fallback": (env_fallback, ["VAULT_AUTH_METHOD"]),
         },
@@ -57,7 +63,7 @@ def auth_argument_spec(*, default_method: str = "approle", methods: t.Sequence[s
 def target_argument_spec() -> dict:
     """``mount`` and ``path``: the KV v2 secret a module works on."""
     return {
-        "mount": {"type": "str", "default": "secret", "aliases": ["engine_mount_point"]},
+        "mount": {"type": "str", "default": DEFAULT_MOUNT, "aliases": ["engine_mount_point"]},
         "path": {"type": "str"},
     }
 
@@ -83,15 +89,15 @@ class VaultModule:
         self,
         *,
         argument_spec: dict,
-        default_auth: str = "approle",
         auth_methods: t.Sequence[str] = PUSH_AUTH_METHODS,
         **module_kwargs: t.Any,
     ) -> None:
         spec = connection_argument_spec()
-        spec.update(auth_argument_spec(default_method=default_auth, methods=auth_methods))
+        spec.update(auth_argument_spec(methods=auth_methods))
         spec.update(argument_spec)
         self.module = _KeySafeModule(argument_spec=spec, supports_check_mode=True, **module_kwargs)
         self.params = self.module.params
+        self.params["auth_method"] = self.params["auth_method"] or implied_auth_method(self.params)
         self._require_libraries()
         self.auth: AuthMethod | None = None
         self._client: _client.VaultClient | None = None
@@ -315,10 +321,7 @@ def _declared_secrets(argument_spec: dict, params: dict) -> list[str]:
 
 def url_credentials(url: t.Any) -> list[str]:
     """The ``user:password`` part of a URL, if it has one."""
-    if not isinstance(url, str) or "@" not in url:
-        return []
-    authority = url.split("://", 1)[-1].split("/", 1)[0]
-    userinfo = authority.rpartition("@")[0]
+    userinfo = _client.split_userinfo(url)[0] if isinstance(url, str) else ""
     return [userinfo] if userinfo else []
 
 
@@ -339,7 +342,20 @@ class _KeySafeModule(AnsibleModule):
         super().exit_json(**self._masked(kwargs))
 
     def fail_json(self, msg: str, **kwargs: t.Any) -> t.NoReturn:
-        super().fail_json(**self._masked({"msg": msg, **kwargs}))
+        super().fail_json(**self._masked({"msg": self._unknown_options_first(msg), **kwargs}))
+
+    def _unknown_options_first(self, msg: str) -> str:
+        """An argument error names a misspelt option first: its other errors (a required option missing, say)
+        are most often that typo's consequence. AnsibleModule answers the first error it found, which comes
+        before the unknown options in its order of checks."""
+        validation = getattr(self, "validation_result", None)
+        errors = validation.errors.errors if validation is not None else []
+        if not errors or msg != validation.errors.msg:
+            return msg
+        unknown = [error for error in errors if isinstance(error, UnsupportedError)]
+        if not unknown or unknown[0] is errors[0]:
+            return msg
+        return f"Unsupported parameters: {unknown[0].msg} (and then: {msg})"
 
     def _masked(self, result: dict) -> dict:
         # Ansible collects no_log values while validating; an argument error can stop it before

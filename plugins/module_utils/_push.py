@@ -21,7 +21,7 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._errors import
     VaultCertError,
 )
 
-ITEM_OPTIONS = ("path", "certificate", "private_key", "private_key_file", "chain")
+ITEM_OPTIONS = ("path", "certificate", "certificate_file", "private_key", "private_key_file", "chain", "chain_file")
 OTHER_FIELDS = "other_fields"
 CUSTOM_METADATA = "custom_metadata"
 # changed_fields that name the secret's metadata rather than its data.
@@ -142,7 +142,9 @@ def prepare_items(raw_items: t.Sequence[t.Mapping[str, t.Any]], options: PushOpt
     _kv2.validate_path(options.mount, what="mount")
     _kv2.validate_owner(options.owner)
     for index, raw in enumerate(raw_items):
-        _kv2.validate_path(raw.get("path"), what=_kv2.item_option("certificates", index, len(raw_items)))
+        _kv2.validate_secret_path(
+            options.mount, raw.get("path"), what=_kv2.item_option("certificates", index, len(raw_items))
+        )
     _batch.refuse_repeated_paths((raw["path"] for raw in raw_items), option="certificates")
     items = [item for raw in raw_items for item in _prepare_item(raw, raw["path"], options)]
     if _layouts.several_secrets(options.layout):
@@ -201,11 +203,11 @@ def decide(item: PushItem, state: SecretState, options: PushOptions) -> Decision
         # The current version is deleted or destroyed: writing restores a readable version.
         changed = [name for name, key in options.fields.items() if key and key in desired]
     refuse_foreign(state, options, item.path)
-    metadata, previous = _metadata_changes(item, state, options, changed)
+    metadata, previous, metadata_changed = _metadata_changes(item, state, options)
     return Decision(
         current=current,
         desired=desired,
-        changed_fields=changed,
+        changed_fields=changed + metadata_changed,
         metadata=metadata,
         previous_metadata=previous,
         custom_metadata=state.custom_metadata,
@@ -231,15 +233,15 @@ def refuse_foreign(state: SecretState, options: PushOptions, path: str) -> None:
 
 
 def _metadata_changes(
-    item: PushItem, state: SecretState, options: PushOptions, changed: list[str]
-) -> tuple[dict | None, dict | None]:
-    """The metadata written before the data, and what it replaces.
+    item: PushItem, state: SecretState, options: PushOptions
+) -> tuple[dict | None, dict | None, list[str]]:
+    """The metadata written before the data, what it replaces, and the changed_fields it adds.
 
     Settings, the opt-in certificate summary and the ownership mark (with an owner) all go before
     the data: a token that may not write metadata is refused before any data is written.
     """
     settings = options.version_policy.differences(state.metadata) if options.version_policy.given else {}
-    changed.extend(settings)
+    changed = list(settings)
     existing = state.custom_metadata
     wanted = dict(existing or {})
     if options.custom_metadata:
@@ -253,11 +255,11 @@ def _metadata_changes(
     if CUSTOM_METADATA in changed or _kv2.OWNER_KEY in changed:
         metadata["custom_metadata"] = wanted
     if not metadata:
-        return None, None
+        return None, None, changed
     previous = _kv2.VersionPolicy.current_values(state.metadata) if state.metadata else {}
     previous = {name: previous[name] for name in metadata if name in previous}
     previous["custom_metadata"] = existing or {}
-    return metadata, previous
+    return metadata, previous, changed
 
 
 def push_one(client: VaultClient, item: PushItem, options: PushOptions) -> dict:
@@ -416,17 +418,18 @@ def _result(
 
 
 def push_all(client: VaultClient, items: t.Sequence[PushItem], options: PushOptions, *, batch: bool) -> list[dict]:
-    """Deliver the items over the client's one login, results in input order (see _batch.run_each)."""
-    _kv2.check_mount(client, options.mount)
-    if options.check_capabilities:
-        _health.require_capabilities(
-            client, {_kv2.data_path(options.mount, item.path): _health.PUSH_CAPABILITIES for item in items}
-        )
-    return _batch.run_each(
+    """Deliver the items over the client's one login, results in input order (see _batch.run_on_mount)."""
+    return _batch.run_on_mount(
+        client,
         items,
-        lambda item: push_one(client, item, options),
-        paths=[item.path for item in items],
+        lambda client, item: push_one(client, item, options),
+        mount=options.mount,
+        capabilities=(lambda: needed_capabilities(items, options)) if options.check_capabilities else None,
         batch=batch,
         noun="certificate",
         concurrency=options.concurrency,
     )
+
+
+def needed_capabilities(items: t.Sequence[PushItem], options: PushOptions) -> dict[str, t.Sequence[str]]:
+    return {_kv2.data_path(options.mount, item.path): _health.PUSH_CAPABILITIES for item in items}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import typing as t
 from dataclasses import dataclass
 
-from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _health, _kv2
+from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _kv2
 from ansible_collections.certautopilot.vault.plugins.module_utils._client import VaultClient
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import (
     CasConflict,
@@ -86,7 +86,7 @@ def prepare_requests(
     if mode not in MODES:
         raise VaultCertError(f"mode must be one of {', '.join(MODES)}, got {shown(mode)}")
     for index, item in enumerate(items):
-        _kv2.validate_path(item.get("path"), what=_kv2.item_option("secrets", index, len(items)))
+        _kv2.validate_secret_path(mount, item.get("path"), what=_kv2.item_option("secrets", index, len(items)))
     _batch.refuse_repeated_paths((item["path"] for item in items), option="secrets")
     return [
         RetireRequest(
@@ -209,21 +209,13 @@ def retire_all(
     check_capabilities: bool = False,
     concurrency: int = 1,
 ) -> list[dict]:
-    """Retire every secret over the client's one login, results in input order (see _batch.run_each).
-
-    Every request is of the same mount and mode, the mount checked once (not at all for an empty
-    batch). With ``check_capabilities`` the token's capabilities on every path are checked before
-    any write.
-    """
-    if not requests:
-        return []
-    _kv2.check_mount(client, requests[0].mount)
-    if check_capabilities:
-        _health.require_capabilities(client, needed_capabilities(requests))
-    return _batch.run_each(
+    """Retire every secret (all of one mount and mode) over the client's one login (see _batch.run_on_mount)."""
+    return _batch.run_on_mount(
+        client,
         requests,
-        lambda request: retire(client, request),
-        paths=[request.path for request in requests],
+        retire,
+        mount=requests[0].mount if requests else "",
+        capabilities=(lambda: needed_capabilities(requests)) if check_capabilities else None,
         batch=batch,
         noun="secret",
         concurrency=concurrency,

@@ -72,7 +72,7 @@ def prepare_requests(
     _kv2.validate_path(mount, what="mount")
     _kv2.validate_owner(owner)
     for index, item in enumerate(items):
-        _kv2.validate_path(item.get("path"), what=_kv2.item_option("secrets", index, len(items)))
+        _kv2.validate_secret_path(mount, item.get("path"), what=_kv2.item_option("secrets", index, len(items)))
     _batch.refuse_repeated_paths((item["path"] for item in items), option="secrets")
     return [
         RollbackRequest(
@@ -95,28 +95,25 @@ def rollback_all(
     check_capabilities: bool = False,
     concurrency: int = 1,
 ) -> list[dict]:
-    """Roll every secret back over the client's one login, results in input order (see _batch.run_each).
-
-    Every request is of the same mount, checked once (not at all for an empty batch). With
-    ``check_capabilities`` the token's capabilities on every path are checked before any write.
-    """
-    if not requests:
-        return []
-    _kv2.check_mount(client, requests[0].mount)
-    if check_capabilities:
-        needs: dict[str, t.Sequence[str]] = {}
-        for request in requests:
-            needs[_kv2.data_path(request.mount, request.path)] = _health.ROLLBACK_DATA_CAPABILITIES
-            needs[_kv2.metadata_path(request.mount, request.path)] = _health.ROLLBACK_METADATA_CAPABILITIES
-        _health.require_capabilities(client, needs)
-    return _batch.run_each(
+    """Roll every secret (all of one mount) back over the client's one login (see _batch.run_on_mount)."""
+    return _batch.run_on_mount(
+        client,
         requests,
-        lambda request: rollback(client, request),
-        paths=[request.path for request in requests],
+        rollback,
+        mount=requests[0].mount if requests else "",
+        capabilities=(lambda: needed_capabilities(requests)) if check_capabilities else None,
         batch=batch,
         noun="secret",
         concurrency=concurrency,
     )
+
+
+def needed_capabilities(requests: t.Sequence[RollbackRequest]) -> dict[str, t.Sequence[str]]:
+    needs: dict[str, t.Sequence[str]] = {}
+    for request in requests:
+        needs[_kv2.data_path(request.mount, request.path)] = _health.ROLLBACK_DATA_CAPABILITIES
+        needs[_kv2.metadata_path(request.mount, request.path)] = _health.ROLLBACK_METADATA_CAPABILITIES
+    return needs
 
 
 def rollback(client: VaultClient, request: RollbackRequest) -> dict:

@@ -38,9 +38,9 @@ options:
   auth_method:
     description:
       - How to log in, as for the writers.
-      - Falls back to E(VAULT_AUTH_METHOD).
+      - Falls back to E(VAULT_AUTH_METHOD). Without either, V(token) when a token is given (O(token) or
+        E(VAULT_TOKEN)) and neither O(role_id) nor O(secret_id) is, else V(approle).
     type: str
-    default: approle
     choices: [approle, jwt, cert, token]
   mount:
     description:

@@ -33,10 +33,22 @@ description:
 options:
   certificate:
     description:
-      - The PEM leaf certificate. Required unless O(certificates) is used.
+      - The PEM leaf certificate. Required unless O(certificate_file) or O(certificates) is used.
       - PEM text is normalised (the certificate is re-encoded, line endings become LF, one trailing newline),
         so the same certificate always yields the same stored text.
     type: str
+  certificate_file:
+    description:
+      - A file on the B(controller) holding the PEM leaf certificate; mutually exclusive with O(certificate). The action
+        plugin reads it (found as O(private_key_file) is, confined below O(files_root) when given) and takes only
+        its PEM certificates - a file that holds none is refused without showing it, as is one over 1 MiB.
+      - A fullchain file works here when O(chain) or O(chain_file) gives the intermediates; otherwise give the leaf.
+    type: str
+  chain_file:
+    description:
+      - A file on the B(controller) holding the PEM intermediates, leaf-first, or a list of such files;
+        mutually exclusive with O(chain). Read as O(certificate_file) is.
+    type: raw
   private_key:
     description:
       - The PEM private key of O(certificate). Never logged.
@@ -70,7 +82,8 @@ options:
   certificates:
     description:
       - A batch of certificates, each with its own O(certificates[].path). Mutually exclusive with O(path),
-        O(certificate), O(private_key), O(private_key_file) and O(chain). Every other option applies to every item.
+        O(certificate), O(certificate_file), O(private_key), O(private_key_file), O(chain) and O(chain_file). Every
+        other option applies to every item.
       - All items are checked before the first request; one login and one mount check serve the whole batch.
     type: list
     elements: dict
@@ -80,9 +93,11 @@ options:
         type: str
         required: true
       certificate:
-        description: The PEM leaf certificate.
+        description: The PEM leaf certificate; this or O(certificates[].certificate_file) is required.
         type: str
-        required: true
+      certificate_file:
+        description: A controller file holding the PEM leaf certificate, read as O(certificate_file) is.
+        type: str
       private_key:
         description: The PEM private key. Never logged.
         type: str
@@ -93,6 +108,9 @@ options:
         type: str
       chain:
         description: PEM intermediates, leaf-first, as a bundle text or a list.
+        type: raw
+      chain_file:
+        description: A controller file (or a list of them) holding the PEM intermediates, read as O(chain_file) is.
         type: raw
   include_private_key:
     description:
@@ -505,20 +523,30 @@ def module_options() -> dict:
     """The options of this module besides those of every writer (_module.writer_argument_spec)."""
     return {
         "certificate": {"type": "str"},
+        # The *_file options are read by the action plugin only (plugin_utils/_action.py); the module takes no file.
+        "certificate_file": {"type": "str"},
         "private_key": {"type": "str", "no_log": True},
         "private_key_file": {"type": "str"},
         "chain": {"type": "raw"},
+        "chain_file": {"type": "raw"},
         "certificates": {
             "type": "list",
             "elements": "dict",
             "options": {
                 "path": {"type": "str", "required": True},
-                "certificate": {"type": "str", "required": True},
+                "certificate": {"type": "str"},
+                "certificate_file": {"type": "str"},
                 "private_key": {"type": "str", "no_log": True},
                 "private_key_file": {"type": "str"},
                 "chain": {"type": "raw"},
+                "chain_file": {"type": "raw"},
             },
-            "mutually_exclusive": [("private_key", "private_key_file")],
+            "mutually_exclusive": [
+                ("private_key", "private_key_file"),
+                ("certificate", "certificate_file"),
+                ("chain", "chain_file"),
+            ],
+            "required_one_of": [("certificate", "certificate_file")],
         },
         "key_bundle": {"type": "str", "no_log": True},
         # Read by the action plugin only (plugin_utils/_files.py); the module takes no file.

@@ -25,14 +25,16 @@ options:
   auth_method:
     description:
       - How to log in, as for the writers; V(none) only reads C(sys/health), with no login.
-      - Falls back to E(VAULT_AUTH_METHOD).
+      - Falls back to E(VAULT_AUTH_METHOD). Without either, V(token) when a token is given (O(token) or
+        E(VAULT_TOKEN)) and neither O(role_id) nor O(secret_id) is, else V(approle).
       - Until 0.2.0 the default was V(none).
     type: str
-    default: approle
     choices: [none, approle, jwt, cert, token]
   mount:
     description:
       - The KV v2 mount to check.
+      - Defaults to V(secret) when O(path) is given, as in every other module of the collection; without O(path)
+        and O(mount) the mount is not checked.
     type: str
     aliases: [engine_mount_point]
   path:
@@ -158,8 +160,12 @@ checks:
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _health
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
-from ansible_collections.certautopilot.vault.plugins.module_utils._kv2 import validate_path
-from ansible_collections.certautopilot.vault.plugins.module_utils._module import PUSH_AUTH_METHODS, VaultModule
+from ansible_collections.certautopilot.vault.plugins.module_utils._kv2 import validate_path, validate_secret_path
+from ansible_collections.certautopilot.vault.plugins.module_utils._module import (
+    DEFAULT_MOUNT,
+    PUSH_AUTH_METHODS,
+    VaultModule,
+)
 
 
 def argument_spec() -> dict:
@@ -174,14 +180,16 @@ def argument_spec() -> dict:
 
 def check(vault: VaultModule) -> dict:
     params = vault.params
-    if params["mount"]:
-        validate_path(params["mount"], what="mount")
+    # As in every other module, a path is below the mount secret unless told otherwise.
+    mount = params["mount"] or (DEFAULT_MOUNT if params["path"] else None)
+    if mount:
+        validate_path(mount, what="mount")
     if params["path"]:
-        validate_path(params["path"])
+        validate_secret_path(mount, params["path"])
     elif params["check_rollback"]:
-        raise VaultCertError("check_rollback needs mount and path")
+        raise VaultCertError("check_rollback needs path")
     request = _health.HealthRequest(
-        mount=params["mount"],
+        mount=mount,
         path=params["path"],
         check_rollback=params["check_rollback"],
         min_versions=params["min_versions"],
@@ -196,7 +204,6 @@ def main() -> None:
     vault = VaultModule(
         argument_spec=argument_spec(),
         auth_methods=("none",) + PUSH_AUTH_METHODS,
-        required_by={"path": "mount"},
     )
     vault.run(lambda: check(vault))
 

@@ -503,3 +503,68 @@ def test_inline_client_key_never_reaches_disk_even_when_the_module_is_killed(bao
     assert while_running == []
     assert any(target.startswith("/memfd:certautopilot-client-key") for target in descriptors), descriptors
     assert _files_holding([module_tmp], key_pem) == []
+
+
+# -- what a token auth user trips over first -------------------------------------------------------
+
+
+def test_a_token_the_server_does_not_know_is_refused_by_name_before_any_other_request(modules, bao, vault_conn):
+    leaf = pki.make_chain("unknown-token.example.com").leaf
+    args = {**vault_conn, "auth_method": "token", "token": f"s.{uuid.uuid4().hex}"}
+    push = {**args, "path": "certs/unknown-token", "certificate": leaf.cert_pem, "private_key": leaf.key_pem}
+
+    pushed = modules.run_module("vault_cert_push", push)
+    health = modules.run_module(MODULE, {**args, **TARGET})
+
+    for run in (pushed, health):
+        assert run.failed
+        assert "token not accepted: the server does not know it" in run.msg, run.msg
+        assert [entry["request"]["path"] for entry in run.requests] == ["auth/token/lookup-self"]
+    assert "mount" not in pushed.msg
+    assert [check["name"] for check in health.result["checks"] if not check["ok"]] == ["login"]
+    assert bao.kv_versions("secret", "certs/unknown-token") == {}
+
+
+def test_a_known_token_that_may_not_look_itself_up_is_used_all_the_same(modules, bao, vault_conn):
+    everything_but_lookup_self = 'path "*" { capabilities = ["create", "read", "update"] }'
+    rules = f'path "auth/token/lookup-self" {{ capabilities = ["deny"] }}\n{everything_but_lookup_self}'
+    status, body = bao.api("PUT", "sys/policies/acl/no-lookup-self", {"policy": rules})
+    assert status == 204, body
+    status, body = bao.api("POST", "auth/token/create", {"policies": ["no-lookup-self"], "no_default_policy": True})
+    assert status == 200, body
+    token = body["auth"]["client_token"]
+
+    run = modules.run_module(MODULE, {**vault_conn, "auth_method": "token", "token": token, **TARGET})
+
+    assert not run.failed, run.msg
+    assert [check["name"] for check in run.result["checks"]][:2] == ["server", "login"]
+    # The check ran, was denied, and the run went on with the token.
+    assert "auth/token/lookup-self" in [entry["request"]["path"] for entry in run.requests]
+
+
+def test_vault_addr_and_vault_token_alone_log_in_with_the_token(modules, bao):
+    token = bao.login("approle", {"role_id": bao.role_ids["certs"], "secret_id": bao.new_approle_secret_id("certs")})
+    leaf = pki.make_chain("env-token.example.com").leaf
+    env = {"VAULT_ADDR": bao.addr, "VAULT_CACERT": bao.ca_cert, "VAULT_TOKEN": token}
+
+    run = modules.run_module(
+        "vault_cert_push",
+        {"path": "certs/env-token", "certificate": leaf.cert_pem, "private_key": leaf.key_pem},
+        env=env,
+    )
+
+    assert not run.failed, run.msg
+    assert {entry["request"]["client_token"] for entry in run.requests if entry["request"]["path"] != "sys/health"} == {
+        token
+    }
+    assert not [entry for entry in run.requests if entry["request"]["path"].startswith("auth/approle")]
+    assert bao.kv_version_numbers("certs/env-token") == [1]
+
+
+def test_a_login_that_lacks_its_credentials_names_auth_method_as_the_way_to_another(modules, bao, vault_conn):
+    run = modules.run_module(MODULE, {**vault_conn, "role_id": bao.role_ids["certs"], **TARGET})
+
+    assert run.failed
+    assert "auth_method approle needs secret_id" in run.msg, run.msg
+    assert "auth_method (or VAULT_AUTH_METHOD) chooses another login: jwt, cert, token" in run.msg
+    assert run.requests == []

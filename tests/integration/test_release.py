@@ -142,6 +142,7 @@ def test_tarball_holds_no_caches_or_test_artefacts(tarball):
     ]
     assert not unwanted, f"{tarball.name} ships {unwanted[:20]}"
     assert "changelogs/.plugin-cache.yaml" not in shipped
+    assert not [name for name in shipped if name.split("/")[0] in ("tests", "scripts")], "tests/ and scripts/ ship"
     assert tarball.stat().st_size <= MAX_TARBALL_BYTES, f"{tarball.name} is {tarball.stat().st_size} bytes"
 
 

@@ -500,3 +500,21 @@ def test_prune_with_acme_sh_and_no_private_key_retires_the_stale_certificate(ans
     assert run.rc == 0, run.output
     assert sorted(facts["pruned"]) == [f"{prefix}/stale/{name}" for name in ("ca.pem", "cert.pem", "fullchain.pem")]
     assert live(bao, f"{prefix}/web/cert.pem") and metadata(bao, f"{prefix}/web/cert.key") is None
+
+
+# -- the first hour: a misspelt variable is named, not silently ignored -------------------------------------
+
+
+def test_a_misspelt_role_variable_and_an_empty_certificate_list_are_each_warned_about_by_name(
+    ansible, bao, vault_conn, tmp_path
+):
+    items, _keys = certs_for(f"certs/typo-{uuid.uuid4().hex[:8]}", "typo")
+
+    facts, run = run_role(ansible, bao, vault_conn, tmp_path, {"cert_distribution_cert": items})
+
+    assert run.rc == 0, run.output
+    assert "WARNING: cert_distribution_cert: not a variable of the role cert_distribution" in run.output
+    assert "WARNING: cert_distribution_certs is empty" in run.output
+    assert facts["results"] == []
+    # The role's own variables and the facts it sets are never named.
+    assert "cert_distribution_vault:" not in run.output and "cert_distribution_results," not in run.output

@@ -1277,3 +1277,131 @@ def test_check_mode_diff_shown_by_ansible_playbook_holds_summaries_and_no_certif
     assert bao.kv_version_numbers(check["path"]) == []
     assert "CN=check-display.example.com" in controller.run.output
     assert find_leaks([controller.run.output], issued.leaf.cert_pem, issued.intermediate.cert_pem) == []
+
+
+# -- the first hour: habits from the API, the CLI and the role, met with the fix -------------------------
+
+
+@pytest.mark.parametrize(
+    ("module", "options"),
+    [
+        ("vault_cert_push", {}),
+        ("vault_cert_rollback", {"version": 1}),
+        ("vault_cert_retire", {}),
+        ("vault_health", {}),
+    ],
+)
+@pytest.mark.parametrize("segment", ["data", "metadata"])
+def test_a_path_that_repeats_the_mount_and_the_api_segment_is_refused_with_the_path_meant(
+    modules, bao, connect, module, options, segment
+):
+    leaf = make_chain("api-habit.example.com").leaf
+    args = {**connect, "path": f"secret/{segment}/certs/api-habit", **options}
+    if module == "vault_cert_push":
+        args.update(certificate=leaf.cert_pem, private_key=leaf.key_pem)
+
+    run = modules.run_module(module, args)
+
+    assert run.failed
+    assert f"invalid path: it starts with the mount and the API's {segment}/ segment (secret/{segment}/)" in run.msg
+    assert run.msg.endswith("give the path below the mount: certs/api-habit"), run.msg
+    assert not [entry for entry in run.requests if entry["request"]["path"].startswith("secret/")]
+    assert bao.kv_versions("secret", f"secret/{segment}/certs/api-habit") == {}
+
+
+def test_a_batch_item_that_repeats_the_mount_is_refused_naming_the_item(modules, bao, connect, cert_path):
+    leaves = [make_chain(f"api-{n}.example.com").leaf for n in range(2)]
+    items = [
+        {"path": f"{cert_path}/ok", **_pem_of(leaves[0])},
+        {"path": f"secret/data/{cert_path}", **_pem_of(leaves[1])},
+    ]
+
+    run = modules.run_module(MODULE, {**connect, "certificates": items})
+
+    assert run.failed
+    assert "invalid certificates[1].path: it starts with the mount" in run.msg, run.msg
+    assert bao.kv_version_numbers(f"{cert_path}/ok") == []
+
+
+def test_certificate_file_and_chain_file_are_read_on_the_controller_single_and_in_a_batch(
+    ansible, bao, connect, cert_path, tmp_path
+):
+    issued = make_chain("cert-file.example.com")
+    other = make_chain("cert-file-b.example.com")
+    for name, text in {
+        "leaf.pem": issued.leaf.cert_pem,
+        "chain.pem": bundle(issued.intermediate),
+        "leaf-b.pem": other.leaf.cert_pem,
+        "chain-b.pem": bundle(other.intermediate),
+    }.items():
+        (tmp_path / name).write_text(text)
+    single_task = {
+        **connect,
+        "path": f"{cert_path}/single",
+        "certificate_file": str(tmp_path / "leaf.pem"),
+        "chain_file": str(tmp_path / "chain.pem"),
+        "private_key": issued.leaf.key_pem,
+    }
+    batch_task = {
+        **connect,
+        "files_root": str(tmp_path),
+        "certificates": [
+            {"path": f"{cert_path}/batch", "certificate_file": "leaf-b.pem", "chain_file": ["chain-b.pem"]},
+        ],
+        "include_private_key": False,
+    }
+    outside = {**batch_task, "certificates": [{"path": f"{cert_path}/outside", "certificate_file": "/etc/hostname"}]}
+
+    run, results = push_tasks(ansible, {"single": single_task, "batch": batch_task, "outside": outside})
+
+    assert results["single"].status == "ok", results["single"].result
+    assert results["batch"].status == "ok", results["batch"].result
+    assert bao.kv_data(f"{cert_path}/single") == expected_data(issued.leaf, issued.intermediate)
+    assert bao.kv_data(f"{cert_path}/batch") == expected_data(other.leaf, other.intermediate, with_key=False)
+    assert results["outside"].status == "failed"
+    assert "certificates[0].certificate_file" in results["outside"].result["msg"]
+    assert "/etc/hostname" not in run.output
+    assert bao.kv_version_numbers(f"{cert_path}/outside") == []
+
+
+def test_a_misspelt_option_is_named_as_unknown_before_what_it_left_missing(modules, connect, cert_path):
+    leaf = make_chain("typo.example.com").leaf
+
+    run = modules.run_module(MODULE, {**connect, "path": cert_path, "certficate": leaf.cert_pem})
+
+    assert run.failed
+    assert run.msg.startswith("Unsupported parameters: certficate."), run.msg
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "hint"),
+    [
+        ("certificate", "/etc/pki/issued/www.example.com/cert.pem", "give a file as certificate_file"),
+        ("chain", "chain.pem", "give a file as chain_file"),
+        ("private_key", "./www.example.com.key", "give a file as private_key_file"),
+    ],
+)
+def test_a_file_name_given_as_pem_text_points_at_the_file_option(modules, bao, connect, cert_path, option, value, hint):
+    leaf = make_chain("file-habit.example.com").leaf
+
+    run = modules.run_module(MODULE, {**connect, **single(cert_path, leaf), option: value})
+
+    assert run.failed
+    assert f"it reads like a file path: {hint}" in run.msg, run.msg
+    assert value not in run.msg
+    assert bao.kv_version_numbers(cert_path) == []
+
+
+def test_an_expired_certificate_is_refused_naming_validate_false(modules, bao, connect, cert_path):
+    ca = make_ca("expired-ca")
+    leaf = make_leaf(ca, "expired.example.com", not_before=datetime.now(UTC) - timedelta(days=30), days=10)
+
+    run = modules.run_module(MODULE, {**connect, **single(cert_path, leaf, ca)})
+
+    assert run.failed
+    assert "certificate expired on" in run.msg and "validate: false stores it all the same" in run.msg, run.msg
+    assert bao.kv_version_numbers(cert_path) == []
+
+
+def _pem_of(leaf: Issued) -> dict[str, str]:
+    return {"certificate": leaf.cert_pem, "private_key": leaf.key_pem}

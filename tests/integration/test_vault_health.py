@@ -6,6 +6,7 @@ SPEC sections: "vault_health", "Error texts", "Reliability".
 from __future__ import annotations
 
 import contextlib
+import http.server
 import socket
 import sys
 import threading
@@ -14,11 +15,13 @@ import typing as t
 import uuid
 from pathlib import Path
 
+import pki
 import pytest
 from bao import BaoServer
 from fault_proxy import FaultProxy
 from leaks import assert_no_leak
 from module_process import ModuleProcess
+from push_runs import approle
 
 MODULE = "vault_health"
 NO_SUCH_NAMESPACE = "no-such-ns"
@@ -440,3 +443,78 @@ def test_an_oversized_redirect_is_refused_before_it_is_followed(bao, tmp_path):
     assert "GET sys/health answered more than 64 MiB" in run.msg
     peak_mib = int(rss_file.read_text()) / 1024
     assert peak_mib < REFUSED_ANSWER_MAX_RSS_MIB, f"the module process peaked at {peak_mib:.0f} MiB"
+
+
+# -- the first hour: connection mistakes named with their fix ----------------------------------------
+
+
+def test_plain_http_to_the_tls_port_says_to_use_https(modules, bao):
+    url = bao.addr.replace("https://", "http://")
+
+    run = modules.run_module(MODULE, {"url": url, "auth_method": "none"})
+
+    assert run.failed
+    assert f"{url} is a TLS listener" in run.msg, run.msg
+    assert "use https:// in url" in run.msg
+    assert "HTTP 400: HTTP 400" not in run.msg
+
+
+def test_https_to_a_plain_http_listener_says_to_use_http_not_ca_cert(modules, bao):
+    with _plain_http_listener() as port:
+        run = modules.run_module(
+            MODULE, {"url": f"https://127.0.0.1:{port}", "ca_cert": bao.ca_cert, "retries": 0, "auth_method": "none"}
+        )
+
+    assert run.failed
+    assert "use http:// in url" in run.msg, run.msg
+    assert "Set ca_cert" not in run.msg
+
+
+def test_a_closed_port_is_connection_refused_naming_the_address_and_given_up_in_about_ten_seconds(modules):
+    url = _closed_port_url()
+
+    run = modules.run_module(MODULE, {"url": url, "auth_method": "none"})
+
+    assert run.failed
+    assert f"connection refused by {url}" in run.msg, run.msg
+    # Retries wait 0.5 s doubling (+/-20 %): the fifth wait would pass 10 s, so the first request stops there,
+    # well before the default 8 retries (about 40 s) a server that once answered gets.
+    assert "gave up after 5 attempts" in run.msg
+
+
+def test_a_path_alone_checks_the_mount_secret_as_every_other_module_does(modules, vault_conn, approle_auth):
+    run = modules.run_module(MODULE, {**vault_conn, **approle_auth, "path": "certs/example.com"})
+
+    assert not run.failed, run.msg
+    assert [check["name"] for check in run.result["checks"]] == ["server", "login", "mount", "push_capabilities"]
+    assert run.result["checks"][2]["msg"] == "secret is a KV v2 mount"
+
+
+def test_a_denied_capability_names_the_policy_path_and_capability_without_the_multierror_framing(
+    modules, bao, vault_conn
+):
+    leaf = pki.make_chain("denied-hint.example.com").leaf
+    args = {**vault_conn, **approle(bao, "readonly"), "path": "certs/denied-hint"}
+
+    run = modules.run_module("vault_cert_push", {**args, "certificate": leaf.cert_pem, "private_key": leaf.key_pem})
+
+    assert run.failed
+    assert (
+        "the token's policies need the 'create' and 'update' capability on path \"secret/data/certs/denied-hint\""
+        in run.msg
+    ), run.msg
+    assert "bao token capabilities" not in run.msg
+    assert "error occurred" not in run.msg and "\t*" not in run.msg
+
+
+@contextlib.contextmanager
+def _plain_http_listener() -> t.Iterator[int]:
+    """A plain HTTP server on loopback (no TLS): what a Vault dev server without -dev-tls is."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
