@@ -98,6 +98,13 @@ def key_pem(key: CertificateIssuerPrivateKeyTypes, *, traditional: bool = False)
     return key.private_bytes(serialization.Encoding.PEM, private_format, serialization.NoEncryption()).decode("ascii")
 
 
+def key_der(key: CertificateIssuerPrivateKeyTypes) -> bytes:
+    """Unencrypted PKCS#8 DER: the bytes a key pasted without its PEM lines (base64 or hex) encodes."""
+    return key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
 def encrypted_key_pem(key: CertificateIssuerPrivateKeyTypes, password: str | bytes = "changeit") -> str:
     """PKCS#8 PEM encrypted with ``password`` (``BEGIN ENCRYPTED PRIVATE KEY``)."""
     secret = password.encode("utf-8") if isinstance(password, str) else password

@@ -18,12 +18,13 @@ import typing as t
 
 import pki
 import pytest
+import vault_files
 import yaml
 from ansible import constants as C
 from ansible.errors import AnsibleLookupError
 from ansible.parsing.dataloader import DataLoader
-from ansible.parsing.vault import VaultLib, VaultSecret
 from ansible.template import Templar
+from refusals import assert_holds_no_pem
 
 from ansible_collections.certautopilot.vault.plugins.lookup import cert_batch
 from ansible_collections.certautopilot.vault.plugins.module_utils._certs import certificate_info
@@ -36,7 +37,6 @@ except ImportError:  # ansible-core 2.17, 2.18: text not marked unsafe is truste
     trust_as_template = None
 
 PLUGIN_NAME = "certautopilot.vault.cert_batch"
-VAULT_PASSWORD = b"unit-test-vault-password"
 OWN_VARIABLES = "cn, fingerprint_sha256, issuer, not_after, not_before, sans, serial, subject"
 UNTRUSTED = r"the path template came from data Ansible does not trust as a template"
 
@@ -73,17 +73,12 @@ def untrusted(text: str) -> str:
 BOTH_MODES = [pytest.param(trusted, id="trusted"), pytest.param(untrusted, id="untrusted")]
 
 
-@pytest.fixture(scope="module")
-def chain() -> pki.Chain:
-    return pki.make_chain("www.example.com", sans=("www.example.com", "example.com"))
-
-
 @pytest.fixture
-def files(tmp_path, chain):
+def files(tmp_path, ec_chain):
     """A directory with cert.pem, key.pem, chain.pem of www.example.com."""
-    (tmp_path / "cert.pem").write_text(chain.leaf.cert_pem)
-    (tmp_path / "key.pem").write_text(chain.leaf.key_pem)
-    (tmp_path / "chain.pem").write_text(chain.chain_pem)
+    (tmp_path / "cert.pem").write_text(ec_chain.leaf.cert_pem)
+    (tmp_path / "key.pem").write_text(ec_chain.leaf.key_pem)
+    (tmp_path / "chain.pem").write_text(ec_chain.chain_pem)
     return tmp_path
 
 
@@ -105,7 +100,7 @@ def files_read(monkeypatch) -> list[str]:
 def loader(tmp_path) -> DataLoader:
     loader = DataLoader()
     loader.set_basedir(str(tmp_path))
-    loader.set_vault_secrets([("default", VaultSecret(VAULT_PASSWORD))])
+    loader.set_vault_secrets(vault_files.secrets())
     return loader
 
 
@@ -133,14 +128,10 @@ def leaf_item(issued: pki.Issued, **extra: t.Any) -> dict:
     return {"certificate": issued.cert_pem, "private_key": issued.key_pem, **extra}
 
 
-def vault_encrypt(text: str) -> bytes:
-    return VaultLib([("default", VaultSecret(VAULT_PASSWORD))]).encrypt(text)
-
-
 # -- the batch ---------------------------------------------------------------
 
 
-def test_certificate_and_chain_files_are_read_and_the_key_file_is_given_as_its_path(lookup, files, chain):
+def test_certificate_and_chain_files_are_read_and_the_key_file_is_given_as_its_path(lookup, files, ec_chain):
     item = {
         "certificate_file": str(files / "cert.pem"),
         "private_key_file": str(files / "key.pem"),
@@ -149,36 +140,36 @@ def test_certificate_and_chain_files_are_read_and_the_key_file_is_given_as_its_p
     assert run(lookup, [item]) == [
         {
             "path": "certs/www.example.com",
-            "certificate": chain.leaf.cert_pem,
+            "certificate": ec_chain.leaf.cert_pem,
             "private_key_file": str(files / "key.pem"),
-            "chain": chain.chain_pem,
+            "chain": ec_chain.chain_pem,
         }
     ]
 
 
-def test_relative_file_paths_are_searched_like_the_file_lookup(lookup, files, chain):
+def test_relative_file_paths_are_searched_like_the_file_lookup(lookup, files, ec_chain):
     (files / "role" / "files").mkdir(parents=True)
-    (files / "role" / "files" / "www.pem").write_text(chain.leaf.cert_pem)
+    (files / "role" / "files" / "www.pem").write_text(ec_chain.leaf.cert_pem)
     variables = {"ansible_search_path": [str(files / "role")]}
     batch = run(lookup, {"certificate_file": "www.pem"}, variables=variables, include_private_key=False)
-    assert batch[0]["certificate"] == chain.leaf.cert_pem
+    assert batch[0]["certificate"] == ec_chain.leaf.cert_pem
 
 
-def test_a_vault_encrypted_certificate_and_chain_file_are_decrypted(lookup, files, chain):
-    (files / "cert.vault").write_bytes(vault_encrypt(chain.leaf.cert_pem))
-    (files / "chain.vault").write_bytes(vault_encrypt(chain.chain_pem))
+def test_a_vault_encrypted_certificate_and_chain_file_are_decrypted(lookup, files, ec_chain):
+    (files / "cert.vault").write_bytes(vault_files.encrypt(ec_chain.leaf.cert_pem))
+    (files / "chain.vault").write_bytes(vault_files.encrypt(ec_chain.chain_pem))
     item = {"certificate_file": str(files / "cert.vault"), "chain_file": [str(files / "chain.vault")]}
     batch = run(lookup, item, include_private_key=False)
-    assert batch[0]["certificate"] == chain.leaf.cert_pem
-    assert batch[0]["chain"] == [chain.chain_pem]
+    assert batch[0]["certificate"] == ec_chain.leaf.cert_pem
+    assert batch[0]["chain"] == [ec_chain.chain_pem]
     assert batch[0]["path"] == "certs/www.example.com"
 
 
-def test_chain_file_may_be_a_list_and_inline_chain_passes_through(lookup, files, chain):
-    listed = run(lookup, leaf_item(chain.leaf, chain_file=[str(files / "chain.pem"), str(files / "chain.pem")]))
-    assert listed[0]["chain"] == [chain.chain_pem, chain.chain_pem]
-    inline = run(lookup, leaf_item(chain.leaf, chain=[chain.chain_pem]))
-    assert inline[0]["chain"] == [chain.chain_pem]
+def test_chain_file_may_be_a_list_and_inline_chain_passes_through(lookup, files, ec_chain):
+    listed = run(lookup, leaf_item(ec_chain.leaf, chain_file=[str(files / "chain.pem"), str(files / "chain.pem")]))
+    assert listed[0]["chain"] == [ec_chain.chain_pem, ec_chain.chain_pem]
+    inline = run(lookup, leaf_item(ec_chain.leaf, chain=[ec_chain.chain_pem]))
+    assert inline[0]["chain"] == [ec_chain.chain_pem]
 
 
 def test_a_chain_file_shared_by_many_certificates_is_read_once(lookup, files_read, files):
@@ -189,8 +180,8 @@ def test_a_chain_file_shared_by_many_certificates_is_read_once(lookup, files_rea
     assert files_read.count(str(files / "chain.pem")) == 1
 
 
-def test_an_item_without_a_chain_has_no_chain_key(lookup, chain):
-    assert "chain" not in run(lookup, leaf_item(chain.leaf))[0]
+def test_an_item_without_a_chain_has_no_chain_key(lookup, ec_chain):
+    assert "chain" not in run(lookup, leaf_item(ec_chain.leaf))[0]
 
 
 def test_terms_may_be_dicts_or_lists_of_dicts_and_keep_their_order(lookup):
@@ -216,14 +207,14 @@ def test_unknown_keys_and_shared_paths_pass_through_for_the_module_to_check(look
     assert [item["path"] for item in batch] == ["certs/same.example.com", "certs/same.example.com"]
 
 
-def test_item_vars_are_not_in_the_batch_item(lookup, chain):
-    batch = run(lookup, leaf_item(chain.leaf, vars={"team": "web"}), template="{{ team }}/{{ cn }}")
+def test_item_vars_are_not_in_the_batch_item(lookup, ec_chain):
+    batch = run(lookup, leaf_item(ec_chain.leaf, vars={"team": "web"}), template="{{ team }}/{{ cn }}")
     assert batch == [
-        {"path": "web/www.example.com", "certificate": chain.leaf.cert_pem, "private_key": chain.leaf.key_pem}
+        {"path": "web/www.example.com", "certificate": ec_chain.leaf.cert_pem, "private_key": ec_chain.leaf.key_pem}
     ]
 
 
-def test_the_terms_given_are_not_changed(lookup, files, chain):
+def test_the_terms_given_are_not_changed(lookup, files, ec_chain):
     item = {"certificate_file": str(files / "cert.pem"), "private_key_file": "key.pem", "vars": {"team": "web"}}
     before = dict(item)
     run(lookup, item)
@@ -233,11 +224,11 @@ def test_the_terms_given_are_not_changed(lookup, files, chain):
 # -- private keys: found, never read ----------------------------------------------
 
 
-def test_a_private_key_file_is_resolved_not_read(lookup, files_read, files, chain):
+def test_a_private_key_file_is_resolved_not_read(lookup, files_read, files, ec_chain):
     (files / "files").mkdir()
-    (files / "files" / "www.key").write_text(chain.leaf.key_pem)
+    (files / "files" / "www.key").write_text(ec_chain.leaf.key_pem)
     variables = {"ansible_search_path": [str(files)]}
-    batch = run(lookup, {"certificate": chain.leaf.cert_pem, "private_key_file": "www.key"}, variables=variables)
+    batch = run(lookup, {"certificate": ec_chain.leaf.cert_pem, "private_key_file": "www.key"}, variables=variables)
     assert batch[0]["private_key_file"] == str(files / "files" / "www.key")
     assert "private_key" not in batch[0]
     assert files_read == []
@@ -252,7 +243,7 @@ def test_a_private_key_file_is_resolved_not_read(lookup, files_read, files, chai
     ids=["broken-vault-file", "binary-garbage"],
 )
 def test_a_key_file_that_could_not_be_read_still_passes_and_its_content_is_not_in_the_output(
-    lookup, files, chain, content
+    lookup, files, ec_chain, content
 ):
     (files / "key.bad").write_bytes(content)
     batch = run(lookup, {"certificate_file": str(files / "cert.pem"), "private_key_file": str(files / "key.bad")})
@@ -263,45 +254,45 @@ def test_a_key_file_that_could_not_be_read_still_passes_and_its_content_is_not_i
     assert "GARBAGE-KEY-BYTES" not in everything
 
 
-def test_a_vault_encrypted_key_file_is_passed_on_encrypted_as_a_path(lookup, files, chain):
-    (files / "key.vault").write_bytes(vault_encrypt(chain.leaf.key_pem))
+def test_a_vault_encrypted_key_file_is_passed_on_encrypted_as_a_path(lookup, files, ec_chain):
+    (files / "key.vault").write_bytes(vault_files.encrypt(ec_chain.leaf.key_pem))
     batch = run(lookup, {"certificate_file": str(files / "cert.pem"), "private_key_file": str(files / "key.vault")})
     assert batch[0]["private_key_file"] == str(files / "key.vault")
-    assert chain.leaf.key_pem not in repr(batch)
+    assert ec_chain.leaf.key_pem not in repr(batch)
 
 
-def test_an_inline_private_key_passes_through(lookup, chain):
-    assert run(lookup, leaf_item(chain.leaf))[0]["private_key"] == chain.leaf.key_pem
+def test_an_inline_private_key_passes_through(lookup, ec_chain):
+    assert run(lookup, leaf_item(ec_chain.leaf))[0]["private_key"] == ec_chain.leaf.key_pem
 
 
-def test_a_certificate_without_any_key_passes_for_the_module_to_judge(lookup, chain):
-    batch = run(lookup, {"certificate": chain.leaf.cert_pem})
-    assert batch == [{"path": "certs/www.example.com", "certificate": chain.leaf.cert_pem}]
+def test_a_certificate_without_any_key_passes_for_the_module_to_judge(lookup, ec_chain):
+    batch = run(lookup, {"certificate": ec_chain.leaf.cert_pem})
+    assert batch == [{"path": "certs/www.example.com", "certificate": ec_chain.leaf.cert_pem}]
 
 
-def test_include_private_key_false_drops_both_key_keys(lookup, files, chain):
+def test_include_private_key_false_drops_both_key_keys(lookup, files, ec_chain):
     items = [
-        leaf_item(chain.leaf),
-        {"certificate": chain.leaf.cert_pem, "private_key_file": str(files / "absent.pem"), "path": "certs/b"},
+        leaf_item(ec_chain.leaf),
+        {"certificate": ec_chain.leaf.cert_pem, "private_key_file": str(files / "absent.pem"), "path": "certs/b"},
         # With no key wanted, even an item giving both is not refused.
-        leaf_item(chain.leaf, private_key_file=str(files / "key.pem"), path="certs/c"),
+        leaf_item(ec_chain.leaf, private_key_file=str(files / "key.pem"), path="certs/c"),
     ]
     batch = run(lookup, items, include_private_key=False)
     assert batch == [
-        {"path": "certs/www.example.com", "certificate": chain.leaf.cert_pem},
-        {"path": "certs/b", "certificate": chain.leaf.cert_pem},
-        {"path": "certs/c", "certificate": chain.leaf.cert_pem},
+        {"path": "certs/www.example.com", "certificate": ec_chain.leaf.cert_pem},
+        {"path": "certs/b", "certificate": ec_chain.leaf.cert_pem},
+        {"path": "certs/c", "certificate": ec_chain.leaf.cert_pem},
     ]
 
 
-def test_a_missing_private_key_file_is_named(lookup, chain):
+def test_a_missing_private_key_file_is_named(lookup, ec_chain):
     with pytest.raises(AnsibleLookupError, match=r"private_key_file nope\.key of certificate 1 not found"):
-        run(lookup, {"certificate": chain.leaf.cert_pem, "private_key_file": "nope.key"})
+        run(lookup, {"certificate": ec_chain.leaf.cert_pem, "private_key_file": "nope.key"})
 
 
-def test_a_private_key_file_that_is_not_a_path_is_refused(lookup, chain):
+def test_a_private_key_file_that_is_not_a_path_is_refused(lookup, ec_chain):
     with pytest.raises(AnsibleLookupError, match=r"private_key_file of certificate 1 must be a file path, got int"):
-        run(lookup, {"certificate": chain.leaf.cert_pem, "private_key_file": 42})
+        run(lookup, {"certificate": ec_chain.leaf.cert_pem, "private_key_file": 42})
 
 
 # -- path rendering: a trusted template is full Jinja --------------------------
@@ -311,10 +302,10 @@ def test_a_private_key_file_that_is_not_a_path_is_refused(lookup, chain):
 PIPE_TOUCHING = "{{ lookup('pipe', 'touch ran') }}"
 
 
-def test_template_sees_the_certificate_metadata(lookup, chain):
+def test_template_sees_the_certificate_metadata(lookup, ec_chain):
     template = "{{ cn }}|{{ sans | join(',') }}|{{ serial }}|{{ not_after }}|{{ fingerprint_sha256 }}|{{ issuer }}"
-    info = certificate_info(chain.leaf.cert_pem)
-    path = run(lookup, leaf_item(chain.leaf), template=trusted(template))[0]["path"]
+    info = certificate_info(ec_chain.leaf.cert_pem)
+    path = run(lookup, leaf_item(ec_chain.leaf), template=trusted(template))[0]["path"]
     assert path == "|".join(
         [
             info["cn"],
@@ -349,28 +340,28 @@ def test_an_item_var_that_only_some_items_set_does_not_leak_to_the_next(lookup):
     assert [item["path"] for item in batch] == ["web/a.example.com", "none/b.example.com"]
 
 
-def test_a_trusted_template_may_run_lookups_on_the_controller(lookup, chain, tmp_path):
+def test_a_trusted_template_may_run_lookups_on_the_controller(lookup, ec_chain, tmp_path):
     # The control for the placeholder tests below: full Jinja does run what it is given.
     marker = tmp_path / "ran"
-    batch = run(lookup, leaf_item(chain.leaf), template=trusted(PIPE_TOUCHING + "certs/{{ cn }}"))
+    batch = run(lookup, leaf_item(ec_chain.leaf), template=trusted(PIPE_TOUCHING + "certs/{{ cn }}"))
     assert batch[0]["path"] == "certs/www.example.com"
     assert marker.exists()
 
 
-def test_an_item_path_is_used_as_it_is(lookup, chain):
-    batch = run(lookup, leaf_item(chain.leaf, path="certs/not-rendered"), template="ignored/{{ cn }}")
+def test_an_item_path_is_used_as_it_is(lookup, ec_chain):
+    batch = run(lookup, leaf_item(ec_chain.leaf, path="certs/not-rendered"), template="ignored/{{ cn }}")
     assert batch[0]["path"] == "certs/not-rendered"
 
 
 @pytest.mark.parametrize("path", ["certs/{{ not_rendered }}", "certs/{% if x %}a{% endif %}", "certs/{# c #}"])
-def test_an_item_path_with_template_syntax_is_refused_by_name_without_quoting_it(lookup, chain, path):
+def test_an_item_path_with_template_syntax_is_refused_by_name_without_quoting_it(lookup, ec_chain, path):
     with pytest.raises(
         AnsibleLookupError, match=r"path of cert_distribution_certs\[1\] holds template syntax"
     ) as refused:
         run(
             lookup,
-            leaf_item(chain.leaf, path="certs/ok"),
-            leaf_item(chain.leaf, path=path),
+            leaf_item(ec_chain.leaf, path="certs/ok"),
+            leaf_item(ec_chain.leaf, path=path),
             items_name="cert_distribution_certs",
         )
     assert path not in str(refused.value)
@@ -409,21 +400,21 @@ def test_a_thousand_certificates_each_get_their_own_path(lookup):
 # -- path rendering: an untrusted template gets placeholders only ---------------
 
 
-def test_an_untrusted_template_renders_the_certificate_placeholders(lookup, chain):
+def test_an_untrusted_template_renders_the_certificate_placeholders(lookup, ec_chain):
     # What a survey answer, a fact, or a value Ansible already rendered arrives as.
     template = untrusted("certs/{{ cn }}")
     if trust_as_template is not None:
         from ansible.template import is_trusted_as_template
 
         assert not is_trusted_as_template(template)
-    assert run(lookup, leaf_item(chain.leaf), template=template)[0]["path"] == "certs/www.example.com"
+    assert run(lookup, leaf_item(ec_chain.leaf), template=template)[0]["path"] == "certs/www.example.com"
 
 
-def test_an_untrusted_template_sees_every_metadata_field(lookup, chain):
+def test_an_untrusted_template_sees_every_metadata_field(lookup, ec_chain):
     fields = ("cn", "serial", "not_before", "not_after", "issuer", "subject", "fingerprint_sha256")
-    info = certificate_info(chain.leaf.cert_pem)
+    info = certificate_info(ec_chain.leaf.cert_pem)
     template = untrusted("|".join(f"{{{{ {field} }}}}" for field in fields))
-    assert run(lookup, leaf_item(chain.leaf), template=template)[0]["path"] == "|".join(info[f] for f in fields)
+    assert run(lookup, leaf_item(ec_chain.leaf), template=template)[0]["path"] == "|".join(info[f] for f in fields)
 
 
 def test_an_untrusted_template_uses_item_vars_and_they_win_over_the_metadata(lookup):
@@ -433,10 +424,10 @@ def test_an_untrusted_template_uses_item_vars_and_they_win_over_the_metadata(loo
     assert [item["path"] for item in batch] == ["certs/web/a.example.com", "certs/api/x"]
 
 
-def test_an_untrusted_template_from_a_variable_uses_item_vars(lookup, chain):
+def test_an_untrusted_template_from_a_variable_uses_item_vars(lookup, ec_chain):
     # A survey answer reaches the lookup through template_from: placeholders work, item vars included.
     variables = {"path_template": untrusted("certs/{{ .team }}/{{ .cn }}")}
-    item = leaf_item(chain.leaf, vars={"team": "web"})
+    item = leaf_item(ec_chain.leaf, vars={"team": "web"})
     batch = run(lookup, item, template_from="path_template", variables=variables)
     assert batch[0]["path"] == "certs/web/www.example.com"
 
@@ -455,52 +446,52 @@ def test_an_untrusted_template_from_a_variable_uses_item_vars(lookup, chain):
         "{% raw %}certs/{{ cn | upper }}{% endraw %}",
     ],
 )
-def test_an_untrusted_template_may_hold_nothing_but_placeholders(lookup, chain, template):
+def test_an_untrusted_template_may_hold_nothing_but_placeholders(lookup, ec_chain, template):
     with pytest.raises(AnsibleLookupError, match=UNTRUSTED) as raised:
-        run(lookup, leaf_item(chain.leaf), template=untrusted(template))
+        run(lookup, leaf_item(ec_chain.leaf), template=untrusted(template))
     assert "may only hold {{ name }} placeholders of the certificate's own variables" in str(raised.value)
 
 
-def test_the_same_expressions_render_when_trusted(lookup, chain):
+def test_the_same_expressions_render_when_trusted(lookup, ec_chain):
     # So that the refusals above are about trust, not about the expressions themselves.
     template = trusted("certs/{{ cn | upper }}/{{ cn[0] }}/{{ 'text' }}/{% if true %}x{% endif %}")
-    assert run(lookup, leaf_item(chain.leaf), template=template)[0]["path"] == "certs/WWW.EXAMPLE.COM/w/text/x"
+    assert run(lookup, leaf_item(ec_chain.leaf), template=template)[0]["path"] == "certs/WWW.EXAMPLE.COM/w/text/x"
 
 
 @pytest.mark.parametrize("via", ["template", "template_from"])
-def test_an_untrusted_template_cannot_run_a_lookup(lookup, chain, tmp_path, via):
+def test_an_untrusted_template_cannot_run_a_lookup(lookup, ec_chain, tmp_path, via):
     marker = tmp_path / "ran"
     template = untrusted("certs/" + PIPE_TOUCHING + "/{{ cn }}")
     options = {"template": template} if via == "template" else {"template_from": "path_template"}
     with pytest.raises(AnsibleLookupError, match=UNTRUSTED):
-        run(lookup, leaf_item(chain.leaf), variables={"path_template": template}, **options)
+        run(lookup, leaf_item(ec_chain.leaf), variables={"path_template": template}, **options)
     assert not marker.exists()
 
 
-def test_raw_tags_do_not_let_an_untrusted_template_run_a_lookup(lookup, chain, tmp_path):
+def test_raw_tags_do_not_let_an_untrusted_template_run_a_lookup(lookup, ec_chain, tmp_path):
     marker = tmp_path / "ran"
     with pytest.raises(AnsibleLookupError, match=UNTRUSTED):
-        run(lookup, leaf_item(chain.leaf), template=untrusted("{% raw %}" + PIPE_TOUCHING + "{% endraw %}"))
+        run(lookup, leaf_item(ec_chain.leaf), template=untrusted("{% raw %}" + PIPE_TOUCHING + "{% endraw %}"))
     assert not marker.exists()
 
 
-def test_an_untrusted_template_drops_raw_tags(lookup, chain):
+def test_an_untrusted_template_drops_raw_tags(lookup, ec_chain):
     template = untrusted("{% raw %}certs/{{ cn }}{% endraw %}/{%- raw -%}{{ .serial }}{%- endraw -%}")
-    serial = certificate_info(chain.leaf.cert_pem)["serial"]
-    assert run(lookup, leaf_item(chain.leaf), template=template)[0]["path"] == f"certs/www.example.com/{serial}"
+    serial = certificate_info(ec_chain.leaf.cert_pem)["serial"]
+    assert run(lookup, leaf_item(ec_chain.leaf), template=template)[0]["path"] == f"certs/www.example.com/{serial}"
 
 
-def test_an_untrusted_template_cannot_read_a_variable_in_scope(lookup, chain):
+def test_an_untrusted_template_cannot_read_a_variable_in_scope(lookup, ec_chain):
     token = "hvs.CAESIJ" + "x" * 40
     variables = {"env": "env-value-7f3a", "vault_token": token}
     with pytest.raises(AnsibleLookupError) as raised:
-        run(lookup, leaf_item(chain.leaf), template=untrusted("certs/{{ env }}/{{ cn }}"), variables=variables)
+        run(lookup, leaf_item(ec_chain.leaf), template=untrusted("certs/{{ env }}/{{ cn }}"), variables=variables)
     message = str(raised.value)
     assert "rendering the path template for certificate 1 failed: env is not one of the certificate's own " in message
     assert f"({OWN_VARIABLES})" in message
     assert "env-value-7f3a" not in message
     with pytest.raises(AnsibleLookupError, match=r"failed: vault_token is not one of") as raised:
-        run(lookup, leaf_item(chain.leaf), template=untrusted("{{ vault_token }}"), variables=variables)
+        run(lookup, leaf_item(ec_chain.leaf), template=untrusted("{{ vault_token }}"), variables=variables)
     assert token not in str(raised.value)
 
 
@@ -517,17 +508,17 @@ def test_an_untrusted_template_error_lists_the_item_vars_and_no_other_item_s(loo
 # -- template_from and the Go form ---------------------------------------------
 
 
-def test_template_from_takes_the_raw_value_of_the_named_variable(lookup, chain):
+def test_template_from_takes_the_raw_value_of_the_named_variable(lookup, ec_chain):
     variables = {"path_template": trusted("certs/{{ env }}/{{ cn }}"), "env": "prod"}
-    batch = run(lookup, leaf_item(chain.leaf), template_from="path_template", variables=variables)
+    batch = run(lookup, leaf_item(ec_chain.leaf), template_from="path_template", variables=variables)
     assert batch[0]["path"] == "certs/prod/www.example.com"
 
 
-def test_template_from_wins_over_template(lookup, chain):
+def test_template_from_wins_over_template(lookup, ec_chain):
     variables = {"path_template": "from-variable/{{ cn }}"}
     batch = run(
         lookup,
-        leaf_item(chain.leaf),
+        leaf_item(ec_chain.leaf),
         template="from-option/{{ cn }}",
         template_from="path_template",
         variables=variables,
@@ -536,34 +527,34 @@ def test_template_from_wins_over_template(lookup, chain):
 
 
 @pytest.mark.parametrize("template", [None, "fallback/{{ cn }}"])
-def test_template_from_an_undefined_variable_is_refused(lookup, chain, template):
+def test_template_from_an_undefined_variable_is_refused(lookup, ec_chain, template):
     options = {} if template is None else {"template": template}
     with pytest.raises(AnsibleLookupError, match=r"^cert_batch: template_from names no_such_variable, which is not a "):
-        run(lookup, leaf_item(chain.leaf), template_from="no_such_variable", **options)
+        run(lookup, leaf_item(ec_chain.leaf), template_from="no_such_variable", **options)
 
 
-def test_template_from_a_value_ansible_marked_as_a_template_renders_the_same(lookup, chain):
+def test_template_from_a_value_ansible_marked_as_a_template_renders_the_same(lookup, ec_chain):
     # What a template written in YAML vars arrives as: trusted (2.19+) or plain text (earlier).
     variables = {"path_template": trusted("certs/{{ cn }}")}
-    batch = run(lookup, leaf_item(chain.leaf), template_from="path_template", variables=variables)
+    batch = run(lookup, leaf_item(ec_chain.leaf), template_from="path_template", variables=variables)
     assert batch[0]["path"] == "certs/www.example.com"
 
 
 @pytest.mark.parametrize("value", [None, "", "   ", 42])
-def test_template_from_a_variable_that_holds_no_template_is_refused(lookup, chain, value):
+def test_template_from_a_variable_that_holds_no_template_is_refused(lookup, ec_chain, value):
     with pytest.raises(AnsibleLookupError, match=r"the path template must be a non-empty string"):
-        run(lookup, leaf_item(chain.leaf), template_from="path_template", variables={"path_template": value})
+        run(lookup, leaf_item(ec_chain.leaf), template_from="path_template", variables={"path_template": value})
 
 
 @pytest.mark.parametrize("mode", BOTH_MODES)
 @pytest.mark.parametrize("template", ["certs/{{ .cn }}", "certs/{{.cn}}", "certs/{{- .cn -}}", "certs/{{ cn }}"])
-def test_the_go_template_form_reads_as_jinja(lookup, chain, mode, template):
-    assert run(lookup, leaf_item(chain.leaf), template=mode(template))[0]["path"] == "certs/www.example.com"
+def test_the_go_template_form_reads_as_jinja(lookup, ec_chain, mode, template):
+    assert run(lookup, leaf_item(ec_chain.leaf), template=mode(template))[0]["path"] == "certs/www.example.com"
 
 
-def test_the_go_form_sees_item_vars_and_variables_in_scope(lookup, chain):
+def test_the_go_form_sees_item_vars_and_variables_in_scope(lookup, ec_chain):
     variables = {"path_template": trusted("certs/{{ .env }}/{{ .team }}/{{.cn}}"), "env": "prod"}
-    item = leaf_item(chain.leaf, vars={"team": "web"})
+    item = leaf_item(ec_chain.leaf, vars={"team": "web"})
     batch = run(lookup, item, template_from="path_template", variables=variables)
     assert batch[0]["path"] == "certs/prod/web/www.example.com"
 
@@ -580,21 +571,23 @@ def test_the_go_form_sees_item_vars_and_variables_in_scope(lookup, chain):
         ("{{ .team }}{{ cn }}", "webwww.example.com"),
     ],
 )
-def test_the_go_form_and_jinja_trim_whitespace_alike_in_both_modes(lookup, chain, mode, template, path):
-    assert run(lookup, leaf_item(chain.leaf, vars={"team": "web"}), template=mode(template))[0]["path"] == path
+def test_the_go_form_and_jinja_trim_whitespace_alike_in_both_modes(lookup, ec_chain, mode, template, path):
+    assert run(lookup, leaf_item(ec_chain.leaf, vars={"team": "web"}), template=mode(template))[0]["path"] == path
 
 
-def test_a_trusted_left_trim_removes_the_whitespace_after_the_previous_expression(lookup, chain):
+def test_a_trusted_left_trim_removes_the_whitespace_after_the_previous_expression(lookup, ec_chain):
     template = trusted("{{ .team }} {{- cn }}")
     assert (
-        run(lookup, leaf_item(chain.leaf, vars={"team": "web"}), template=template)[0]["path"] == "webwww.example.com"
+        run(lookup, leaf_item(ec_chain.leaf, vars={"team": "web"}), template=template)[0]["path"]
+        == "webwww.example.com"
     )
 
 
-def test_an_untrusted_left_trim_removes_the_whitespace_after_the_previous_placeholder(lookup, chain):
+def test_an_untrusted_left_trim_removes_the_whitespace_after_the_previous_placeholder(lookup, ec_chain):
     template = untrusted("{{ .team }} {{- cn }}")
     assert (
-        run(lookup, leaf_item(chain.leaf, vars={"team": "web"}), template=template)[0]["path"] == "webwww.example.com"
+        run(lookup, leaf_item(ec_chain.leaf, vars={"team": "web"}), template=template)[0]["path"]
+        == "webwww.example.com"
     )
 
 
@@ -609,25 +602,27 @@ def test_a_trusted_template_s_raw_parts_are_rendered_per_certificate_after_the_r
 
 
 @pytest.mark.parametrize("via", ["template", "template_from"])
-def test_a_template_wrapped_whole_in_raw_renders_per_certificate(lookup, chain, via):
+def test_a_template_wrapped_whole_in_raw_renders_per_certificate(lookup, ec_chain, via):
     template = trusted("{% raw %}certs/{{ env }}/{{ .cn }}{% endraw %}")
     options = {"template": template} if via == "template" else {"template_from": "path_template"}
     variables = {"path_template": template, "env": "prod"}
-    assert run(lookup, leaf_item(chain.leaf), variables=variables, **options)[0]["path"] == "certs/prod/www.example.com"
+    assert (
+        run(lookup, leaf_item(ec_chain.leaf), variables=variables, **options)[0]["path"] == "certs/prod/www.example.com"
+    )
 
 
-def test_a_raw_template_with_an_undefined_variable_outside_raw_is_refused(lookup, chain):
+def test_a_raw_template_with_an_undefined_variable_outside_raw_is_refused(lookup, ec_chain):
     with pytest.raises(
         AnsibleLookupError, match=r"rendering the path template for certificate 1 failed: 'nowhere' is undefined"
     ):
-        run(lookup, leaf_item(chain.leaf), template=trusted("certs/{{ nowhere }}/{% raw %}{{ cn }}{% endraw %}"))
+        run(lookup, leaf_item(ec_chain.leaf), template=trusted("certs/{{ nowhere }}/{% raw %}{{ cn }}{% endraw %}"))
 
 
-def test_raw_pre_rendering_does_not_run_a_lookup_held_by_an_untrusted_variable(lookup, chain, tmp_path):
+def test_raw_pre_rendering_does_not_run_a_lookup_held_by_an_untrusted_variable(lookup, ec_chain, tmp_path):
     marker = tmp_path / "ran"
     template = trusted("certs/{{ p }}/{% raw %}{{ cn }}{% endraw %}")
     with contextlib.suppress(AnsibleLookupError):  # refusing it is as good as rendering it as text
-        run(lookup, leaf_item(chain.leaf), template=template, variables={"p": untrusted(PIPE_TOUCHING)})
+        run(lookup, leaf_item(ec_chain.leaf), template=template, variables={"p": untrusted(PIPE_TOUCHING)})
     assert not marker.exists()
 
 
@@ -670,14 +665,14 @@ def test_a_certificate_file_that_cannot_be_read_is_named(lookup, files):
         run(lookup, {"certificate_file": str(files / "cert.bin")})
 
 
-def test_a_certificate_that_does_not_parse_is_named(lookup, chain):
+def test_a_certificate_that_does_not_parse_is_named(lookup, ec_chain):
     with pytest.raises(AnsibleLookupError, match=r"certificate 2: certificate is not a valid PEM certificate"):
-        run(lookup, leaf_item(chain.leaf), {"certificate": "junk", "private_key": "x"})
+        run(lookup, leaf_item(ec_chain.leaf), {"certificate": "junk", "private_key": "x"})
 
 
-def test_a_template_error_names_the_certificate_and_lists_its_own_variables(lookup, chain):
+def test_a_template_error_names_the_certificate_and_lists_its_own_variables(lookup, ec_chain):
     leaf = pki.make_leaf(None, "b.example.com")
-    items = [leaf_item(chain.leaf, vars={"team": "web"}), leaf_item(leaf, path="certs/b"), leaf_item(leaf)]
+    items = [leaf_item(ec_chain.leaf, vars={"team": "web"}), leaf_item(leaf, path="certs/b"), leaf_item(leaf)]
     with pytest.raises(AnsibleLookupError) as raised:
         run(lookup, items, template=trusted("certs/{{ team }}/{{ cn }}"))
     message = str(raised.value)
@@ -686,30 +681,30 @@ def test_a_template_error_names_the_certificate_and_lists_its_own_variables(look
     assert f"Its own variables are {OWN_VARIABLES}, besides every variable in scope" in message
 
 
-def test_a_template_error_lists_the_item_vars_among_its_variables(lookup, chain):
+def test_a_template_error_lists_the_item_vars_among_its_variables(lookup, ec_chain):
     with pytest.raises(AnsibleLookupError, match=r"for certificate 1 failed: .*own variables are .*subject, team,"):
-        run(lookup, leaf_item(chain.leaf, vars={"team": "web"}), template=trusted("certs/{{ nowhere }}"))
+        run(lookup, leaf_item(ec_chain.leaf, vars={"team": "web"}), template=trusted("certs/{{ nowhere }}"))
 
 
-def test_a_template_syntax_error_names_the_certificate(lookup, chain):
+def test_a_template_syntax_error_names_the_certificate(lookup, ec_chain):
     with pytest.raises(AnsibleLookupError, match=r"rendering the path template for certificate 1 failed: "):
-        run(lookup, leaf_item(chain.leaf), template=trusted("certs/{% if %}"))
+        run(lookup, leaf_item(ec_chain.leaf), template=trusted("certs/{% if %}"))
 
 
-def test_a_template_that_renders_no_text_is_refused(lookup, chain):
+def test_a_template_that_renders_no_text_is_refused(lookup, ec_chain):
     with pytest.raises(AnsibleLookupError, match=r"rendered \[.*\] for certificate 1; a non-empty string is needed"):
-        run(lookup, leaf_item(chain.leaf), template=trusted("{{ sans }}"))
+        run(lookup, leaf_item(ec_chain.leaf), template=trusted("{{ sans }}"))
     with pytest.raises(AnsibleLookupError, match=r"a non-empty string is needed"):
-        run(lookup, leaf_item(chain.leaf), template=trusted("{{ '' }}"))
+        run(lookup, leaf_item(ec_chain.leaf), template=trusted("{{ '' }}"))
 
 
-def test_an_untrusted_template_that_renders_no_text_is_refused(lookup, chain):
+def test_an_untrusted_template_that_renders_no_text_is_refused(lookup, ec_chain):
     with pytest.raises(AnsibleLookupError, match=r"rendered '  ' for certificate 1; a non-empty string is needed"):
-        run(lookup, leaf_item(chain.leaf, vars={"blank": ""}), template=untrusted(" {{ blank }} "))
+        run(lookup, leaf_item(ec_chain.leaf, vars={"blank": ""}), template=untrusted(" {{ blank }} "))
 
 
-def test_a_vault_file_the_password_does_not_open_is_named(lookup, files, chain):
-    encrypted = VaultLib([("default", VaultSecret(b"another-password"))]).encrypt(chain.leaf.cert_pem)
+def test_a_vault_file_the_password_does_not_open_is_named(lookup, files, ec_chain):
+    encrypted = vault_files.encrypt(ec_chain.leaf.cert_pem, b"another-password")
     (files / "cert.vault").write_bytes(encrypted)
     with pytest.raises(AnsibleLookupError) as raised:
         run(lookup, {"certificate_file": str(files / "cert.vault")}, include_private_key=False)
@@ -723,14 +718,9 @@ def test_a_vault_file_the_password_does_not_open_is_named(lookup, files, chain):
 # -- errors never quote a value that may be a secret ---------------------------
 
 
-def secret_parts(key_pem: str) -> list[str]:
-    """What must not appear in a message: the key's label and every line of its body."""
-    return ["PRIVATE KEY"] + [line for line in key_pem.splitlines() if line and "-----" not in line]
-
-
 @pytest.mark.parametrize("option", ["private_key_file", "certificate_file", "chain_file"])
-def test_a_key_given_as_a_file_path_is_not_in_the_error(lookup, chain, option):
-    item = {"certificate": chain.leaf.cert_pem, option: chain.leaf.key_pem}
+def test_a_key_given_as_a_file_path_is_not_in_the_error(lookup, ec_chain, option):
+    item = {"certificate": ec_chain.leaf.cert_pem, option: ec_chain.leaf.key_pem}
     if option == "certificate_file":
         del item["certificate"]
     with pytest.raises(AnsibleLookupError) as raised:
@@ -738,20 +728,20 @@ def test_a_key_given_as_a_file_path_is_not_in_the_error(lookup, chain, option):
     message = str(raised.value)
     assert f"{option} {NOT_SHOWN} of certificate 1" in message
     assert "not found on the controller" in message
-    for part in secret_parts(chain.leaf.key_pem):
-        assert part not in message
+    assert "PRIVATE KEY" not in message
+    assert_holds_no_pem(message, ec_chain.leaf.key_pem)
 
 
-def test_a_key_given_as_the_path_is_not_in_the_error_naming_the_item(lookup, chain):
+def test_a_key_given_as_the_path_is_not_in_the_error_naming_the_item(lookup, ec_chain):
     with pytest.raises(AnsibleLookupError) as raised:
-        run(lookup, {"path": chain.leaf.key_pem, "private_key": "x"})
+        run(lookup, {"path": ec_chain.leaf.key_pem, "private_key": "x"})
     message = str(raised.value)
     assert message == f"cert_batch: certificate 1 ({NOT_SHOWN}) needs certificate or certificate_file"
-    for part in secret_parts(chain.leaf.key_pem):
-        assert part not in message
+    assert "PRIVATE KEY" not in message
+    assert_holds_no_pem(message, ec_chain.leaf.key_pem)
 
 
-def test_a_token_given_as_a_file_path_is_not_in_the_error(lookup, chain):
+def test_a_token_given_as_a_file_path_is_not_in_the_error(lookup, ec_chain):
     token = "hvs.CAESIJ" + "q" * 40
     with pytest.raises(AnsibleLookupError) as raised:
         run(lookup, {"certificate_file": token}, include_private_key=False)
@@ -760,13 +750,13 @@ def test_a_token_given_as_a_file_path_is_not_in_the_error(lookup, chain):
     )
 
 
-def test_a_key_given_as_template_from_is_not_in_the_error(lookup, chain):
+def test_a_key_given_as_template_from_is_not_in_the_error(lookup, ec_chain):
     with pytest.raises(AnsibleLookupError) as raised:
-        run(lookup, leaf_item(chain.leaf), template_from=chain.leaf.key_pem)
+        run(lookup, leaf_item(ec_chain.leaf), template_from=ec_chain.leaf.key_pem)
     message = str(raised.value)
     assert message == f"cert_batch: template_from names {NOT_SHOWN}, which is not a variable"
-    for part in secret_parts(chain.leaf.key_pem):
-        assert part not in message
+    assert "PRIVATE KEY" not in message
+    assert_holds_no_pem(message, ec_chain.leaf.key_pem)
 
 
 # -- documentation -------------------------------------------------------------
@@ -856,30 +846,30 @@ def test_a_certificate_value_a_filter_turns_into_a_slash_is_refused_by_name(look
         pytest.param("certs/{{ serial | replace(':', '') }}", "certs/{serial}", id="serial"),
     ],
 )
-def test_a_template_whose_segments_are_its_own_renders_from_any_certificate_value(lookup, chain, template, path):
-    info = certificate_info(chain.leaf.cert_pem)
+def test_a_template_whose_segments_are_its_own_renders_from_any_certificate_value(lookup, ec_chain, template, path):
+    info = certificate_info(ec_chain.leaf.cert_pem)
     expected = path.format(year=info["not_after"][:4], serial=info["serial"].replace(":", ""))
-    assert run(lookup, leaf_item(chain.leaf), template=trusted(template))[0]["path"] == expected
+    assert run(lookup, leaf_item(ec_chain.leaf), template=trusted(template))[0]["path"] == expected
 
 
-def test_item_vars_are_the_user_s_own_and_may_hold_segments(lookup, chain):
-    batch = run(lookup, leaf_item(chain.leaf, vars={"team": "a/b"}), template=untrusted("certs/{{ team }}/{{ cn }}"))
+def test_item_vars_are_the_user_s_own_and_may_hold_segments(lookup, ec_chain):
+    batch = run(lookup, leaf_item(ec_chain.leaf, vars={"team": "a/b"}), template=untrusted("certs/{{ team }}/{{ cn }}"))
     assert batch[0]["path"] == "certs/a/b/www.example.com"
 
 
-def test_a_chain_file_gives_only_its_certificates_and_never_other_text(lookup, files, chain):
-    (files / "mixed.pem").write_text(f"password=hunter2\n{chain.chain_pem}trailer secret\n")
-    batch = run(lookup, leaf_item(chain.leaf, chain_file=str(files / "mixed.pem")), template="c/{{ cn }}")
+def test_a_chain_file_gives_only_its_certificates_and_never_other_text(lookup, files, ec_chain):
+    (files / "mixed.pem").write_text(f"password=hunter2\n{ec_chain.chain_pem}trailer secret\n")
+    batch = run(lookup, leaf_item(ec_chain.leaf, chain_file=str(files / "mixed.pem")), template="c/{{ cn }}")
     assert "hunter2" not in batch[0]["chain"] and "trailer" not in batch[0]["chain"]
-    assert chain.intermediate.cert_pem.strip() in batch[0]["chain"]
+    assert ec_chain.intermediate.cert_pem.strip() in batch[0]["chain"]
 
 
 @pytest.mark.parametrize("option", ["chain_file", "certificate_file"])
 @pytest.mark.parametrize("content", ["db_password=hunter2\n", "KEY"])
-def test_a_file_that_is_not_certificates_is_refused_without_showing_it(lookup, files, chain, option, content):
-    text = chain.leaf.key_pem if content == "KEY" else content
+def test_a_file_that_is_not_certificates_is_refused_without_showing_it(lookup, files, ec_chain, option, content):
+    text = ec_chain.leaf.key_pem if content == "KEY" else content
     (files / "app.conf").write_text(text)
-    item = {"certificate": chain.leaf.cert_pem, option: str(files / "app.conf")}
+    item = {"certificate": ec_chain.leaf.cert_pem, option: str(files / "app.conf")}
     if option == "certificate_file":
         item.pop("certificate")
     with pytest.raises(AnsibleLookupError, match=rf"{option}: the file is not a PEM certificate file") as refused:
@@ -888,11 +878,11 @@ def test_a_file_that_is_not_certificates_is_refused_without_showing_it(lookup, f
 
 
 @pytest.mark.parametrize("escape", ["symlink", "dotdot", "absolute"])
-def test_files_root_refuses_a_file_outside_it_after_resolving_links_and_dotdot(lookup, tmp_path, chain, escape):
+def test_files_root_refuses_a_file_outside_it_after_resolving_links_and_dotdot(lookup, tmp_path, ec_chain, escape):
     root, outside = tmp_path / "root", tmp_path / "outside"
     root.mkdir()
     outside.mkdir()
-    (outside / "cert.pem").write_text(chain.leaf.cert_pem)
+    (outside / "cert.pem").write_text(ec_chain.leaf.cert_pem)
     (root / "link.pem").symlink_to(outside / "cert.pem")
     path = {"symlink": "link.pem", "dotdot": "../outside/cert.pem", "absolute": str(outside / "cert.pem")}[escape]
     with pytest.raises(
@@ -908,11 +898,11 @@ def test_files_root_refuses_a_file_outside_it_after_resolving_links_and_dotdot(l
     assert "outside" not in str(refused.value).replace("lies outside files_root", "")
 
 
-def test_files_root_takes_relative_paths_from_it_and_confines_key_files(lookup, tmp_path, chain, files):
+def test_files_root_takes_relative_paths_from_it_and_confines_key_files(lookup, tmp_path, ec_chain, files):
     root = tmp_path / "root"
     root.mkdir()
-    (root / "cert.pem").write_text(chain.leaf.cert_pem)
-    (root / "key.pem").write_text(chain.leaf.key_pem)
+    (root / "cert.pem").write_text(ec_chain.leaf.cert_pem)
+    (root / "key.pem").write_text(ec_chain.leaf.key_pem)
     batch = run(
         lookup,
         {"certificate_file": "cert.pem", "private_key_file": "key.pem"},

@@ -15,6 +15,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtensionOID, NameOID
+from refusals import assert_holds_no_pem, expect_error
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _certs as _certs_module
 from ansible_collections.certautopilot.vault.plugins.module_utils._certs import (
@@ -36,32 +37,6 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._certs import 
     validate_bundle,
 )
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
-
-
-def body_lines(pem: str) -> list[str]:
-    """The base64 lines of a PEM text: what must never show up in a message or a summary."""
-    return [
-        line
-        for line in pem.splitlines()
-        if line.strip() and not line.startswith("-----") and ":" not in line and len(line) >= 16
-    ]
-
-
-def assert_holds_no_pem(text: str, *pems: str) -> None:
-    assert "-----BEGIN" not in text
-    for pem in pems:
-        for line in body_lines(pem):
-            assert line not in text
-
-
-def expect_error(fragments: tuple[str, ...], call, *args, **kwargs) -> str:
-    """Call and return the VaultCertError message, which must hold every fragment."""
-    with pytest.raises(VaultCertError) as caught:
-        call(*args, **kwargs)
-    message = str(caught.value)
-    for fragment in fragments:
-        assert fragment in message, f"{fragment!r} not in {message!r}"
-    return message
 
 
 def test_cryptography_is_found():
@@ -888,3 +863,61 @@ def test_a_bad_chain_is_refused_every_time_it_is_given(ec_chain):
     """Errors are not cached away: the second batch item with the same bad chain is refused too."""
     for _attempt in range(2):
         expect_error(("chain item 1",), load_bundle, certificate=ec_chain.leaf.cert_pem, chain="not a certificate")
+
+
+@pytest.fixture(scope="module")
+def other_ca_chain() -> pki.Chain:
+    # Other CA names, so that its keys differ from ec_chain's (same names give the same keys).
+    return pki.make_chain("two.example.com", root_cn="Other Root CA", intermediate_cn="Other Intermediate CA")
+
+
+def test_a_cached_chain_never_lets_another_leaf_pass_validation(ec_chain, other_ca_chain):
+    good = load_bundle(certificate=ec_chain.leaf.cert_pem, private_key=ec_chain.leaf.key_pem, chain=ec_chain.chain_pem)
+    validate_bundle(good)
+
+    # Same chain text (cached), leaf from another CA: the chain check is per item.
+    other = load_bundle(
+        certificate=other_ca_chain.leaf.cert_pem, private_key=other_ca_chain.leaf.key_pem, chain=ec_chain.chain_pem
+    )
+    with pytest.raises(VaultCertError, match="chain is broken"):
+        validate_bundle(other)
+
+
+def test_each_item_gets_its_own_chain_whatever_was_parsed_before(ec_chain, other_ca_chain):
+    first = load_bundle(certificate=ec_chain.leaf.cert_pem, chain=[ec_chain.chain_pem])
+    second = load_bundle(certificate=other_ca_chain.leaf.cert_pem, chain=other_ca_chain.chain_pem)
+    third = load_bundle(certificate=ec_chain.leaf.cert_pem, chain=ec_chain.chain_pem)
+
+    assert first.chain_pem == third.chain_pem == ec_chain.chain_pem
+    assert second.chain_pem == other_ca_chain.chain_pem
+    assert first.fullchain_pem.startswith(ec_chain.leaf.cert_pem)
+    assert second.fullchain_pem.startswith(other_ca_chain.leaf.cert_pem)
+
+
+def test_a_damaged_chain_is_refused_every_time_as_text_and_as_a_list(ec_chain):
+    bad = ec_chain.chain_pem.replace("A", "B", 5)
+    for _attempt in range(3):
+        with pytest.raises(VaultCertError):
+            load_bundle(certificate=ec_chain.leaf.cert_pem, chain=bad)
+        with pytest.raises(VaultCertError):
+            load_bundle(certificate=ec_chain.leaf.cert_pem, chain=[bad])
+
+
+@pytest.mark.parametrize(
+    "chain, says",
+    [
+        ({"pem": "x"}, "chain must be PEM text or a list of PEM texts, not dict"),
+        ([{"pem": "x"}], "chain item 1 is not a valid PEM certificate (expected text, got dict)"),
+        ([["x"]], "chain item 1 is not a valid PEM certificate (expected text, got list)"),
+        (12, "chain must be PEM text or a list of PEM texts, not int"),
+        (True, "chain must be PEM text or a list of PEM texts, not bool"),
+    ],
+)
+def test_an_odd_chain_value_is_refused_with_a_clear_message(ec_chain, chain, says):
+    expect_error((says,), load_bundle, certificate=ec_chain.leaf.cert_pem, chain=chain)
+
+
+def test_a_chain_holding_a_private_key_is_refused_without_showing_it(ec_chain):
+    for chain in (ec_chain.chain_pem + ec_chain.leaf.key_pem, [ec_chain.chain_pem, ec_chain.leaf.key_pem]):
+        message = expect_error(("chain",), load_bundle, certificate=ec_chain.leaf.cert_pem, chain=chain)
+        assert_holds_no_pem(message, ec_chain.leaf.key_pem)

@@ -88,16 +88,41 @@ def test_only_the_collections_tag_makes_a_secret_managed():
 
 @pytest.mark.parametrize(
     ("given", "seconds"),
-    [(0, 0), (90, 90), ("90", 90), ("30d", 2592000), ("720h0m0s", 2592000), ("1h30m", 5400), ("1.5h", 5400)],
+    [
+        (0, 0),
+        (90, 90),
+        ("90", 90),
+        ("30d", 2592000),
+        ("720h0m0s", 2592000),
+        ("1h30m", 5400),
+        ("1.5h", 5400),
+        ("30d5h", 2610000),
+        (" 720h0m0s ", 2592000),
+        ("1h0m0.9s", 3600),
+        ("0", 0),
+        ("0s", 0),
+        (10**9, 10**9),
+    ],
 )
 def test_durations_are_read_as_vault_reads_them(given, seconds):
     assert _kv2.duration_seconds(given, option="delete_version_after") == seconds
 
 
-@pytest.mark.parametrize("given", ["soon", "30 days", "-5", -5, True, "", "1x"])
+@pytest.mark.parametrize(
+    "given",
+    ["soon", "30 days", "-5", -5, True, "", "1x", "1e9h", "+5s", "-5s", "5 s", "5S", "h", "1h 30m"]
+    + [1.5, False, None, [], {"s": 1}],
+)
 def test_a_value_that_is_no_duration_is_refused_by_name(given):
     with pytest.raises(VaultCertError, match="delete_version_after must be a number of seconds or a duration"):
         _kv2.duration_seconds(given, option="delete_version_after")
+
+
+def test_a_refused_duration_that_holds_a_private_key_is_not_echoed():
+    key = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n"
+    with pytest.raises(VaultCertError) as refused:
+        _kv2.duration_seconds(key, option="delete_version_after")
+    assert "MIGHAgEAMBMGByqGSM49" not in str(refused.value)
 
 
 def test_version_policy_lists_only_the_settings_that_differ():
@@ -118,11 +143,18 @@ def test_a_negative_max_versions_is_refused():
 @pytest.mark.parametrize(
     ("given", "message"),
     [
+        # str.isdigit() holds for these but int() refuses them.
         ("²", "must be a number of seconds or a duration"),
+        ("¹²", "must be a number of seconds or a duration"),
+        ("①", "must be a number of seconds or a duration"),
         ("٣d", "must be a number of seconds or a duration"),
+        # float() makes this inf, which int() refuses.
         ("1" * 400 + "s", "must be at most"),
+        # Truncated to 0 whole seconds they would mean "never delete": the opposite of what was asked.
         ("500ms", "must be 0 (never) or at least one second"),
+        ("0.5s", "must be 0 (never) or at least one second"),
         ("1ns", "must be 0 (never) or at least one second"),
+        ("999us", "must be 0 (never) or at least one second"),
     ],
 )
 def test_durations_the_server_would_misread_are_refused_by_name(given, message):

@@ -5,6 +5,11 @@
 from __future__ import annotations
 
 import base64
+import json
+import os
+import subprocess
+import sys
+import textwrap
 
 import pki
 import pytest
@@ -12,9 +17,9 @@ from cryptography.hazmat.primitives import hashes, padding, serialization
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from cryptography.hazmat.primitives.serialization import pkcs12
+from refusals import expect_error
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _layouts, _push
-from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
 from ansible_collections.certautopilot.vault.plugins.module_utils._kv2 import SecretVersion
 
 PASSWORD = "correct horse battery staple"
@@ -54,15 +59,6 @@ def _items(chain: pki.Chain, layout: str, **overrides) -> list[_push.PushItem]:
 
 def _secrets(chain: pki.Chain, layout: str, **overrides) -> dict[str, dict[str, str]]:
     return {item.path: item.payload for item in _items(chain, layout, **overrides)}
-
-
-def _expect_error(fragments: tuple[str, ...], call, *args, **kwargs) -> str:
-    with pytest.raises(VaultCertError) as caught:
-        call(*args, **kwargs)
-    message = str(caught.value)
-    for fragment in fragments:
-        assert fragment in message, message
-    return message
 
 
 # --- shapes -------------------------------------------------------------------------------------
@@ -222,7 +218,7 @@ def test_pkcs12_other_certificate_is_a_change(ec_chain):
 
 def test_pkcs12_refuses_a_key_of_another_certificate_even_unvalidated(ec_chain):
     raw = {"path": PATH, "certificate": ec_chain.leaf.cert_pem, "private_key": pki.key_pem(pki.new_key())}
-    _expect_error(
+    expect_error(
         (PATH, "private key does not match the certificate"),
         _push.prepare_items,
         [raw],
@@ -269,11 +265,11 @@ def _layout_fields(layout, fields=None, *, include_private_key=True, pkcs12_pass
 
 
 def test_pkcs12_without_password_is_refused():
-    _expect_error(("layout pkcs12", "pkcs12_password"), _layout_fields, "pkcs12")
+    expect_error(("layout pkcs12", "pkcs12_password"), _layout_fields, "pkcs12")
 
 
 def test_password_with_another_layout_is_refused_without_showing_it():
-    message = _expect_error(
+    message = expect_error(
         ("pkcs12_password", "layout is haproxy"), _layout_fields, "haproxy", pkcs12_password=PASSWORD
     )
     assert PASSWORD not in message
@@ -282,7 +278,7 @@ def test_password_with_another_layout_is_refused_without_showing_it():
 @pytest.mark.parametrize("layout", ["acme_sh", "fabio", "traefik", "haproxy", "pkcs12"])
 def test_fields_renaming_a_key_with_another_layout_is_refused(layout):
     password = PASSWORD if layout == "pkcs12" else None
-    _expect_error(
+    expect_error(
         ("fields", "layout default", f"layout {layout}"),
         _layout_fields,
         layout,
@@ -296,7 +292,7 @@ def test_fields_renaming_a_key_with_another_layout_is_refused(layout):
 @pytest.mark.parametrize("layout", ["haproxy", "pkcs12"])
 def test_cert_only_delivery_is_refused_where_the_key_is_part_of_the_value(layout):
     password = PASSWORD if layout == "pkcs12" else None
-    _expect_error(
+    expect_error(
         ("include_private_key=false", f"layout {layout}"),
         _layout_fields,
         layout,
@@ -306,18 +302,18 @@ def test_cert_only_delivery_is_refused_where_the_key_is_part_of_the_value(layout
 
 
 def test_unknown_layout_is_refused_naming_the_choices():
-    _expect_error(("layout must be one of", "acme_sh", "'nginx'"), _layout_fields, "nginx")
+    expect_error(("layout must be one of", "acme_sh", "'nginx'"), _layout_fields, "nginx")
 
 
 def test_acme_sh_path_too_long_for_the_secrets_below_it_is_refused_up_front(ec_chain):
     long_path = "certs/" + "a" * (_push._kv2.MAX_PATH_LENGTH - len("certs/") - 3)
     raw = {"path": long_path, "certificate": ec_chain.leaf.cert_pem, "private_key": ec_chain.leaf.key_pem}
-    _expect_error(("invalid path", "longer than"), _push.prepare_items, [raw], _options("acme_sh", validate=False))
+    expect_error(("invalid path", "longer than"), _push.prepare_items, [raw], _options("acme_sh", validate=False))
 
 
 def test_acme_sh_two_certificates_at_one_path_are_refused(ec_chain):
     raw = {"path": PATH, "certificate": ec_chain.leaf.cert_pem, "private_key": ec_chain.leaf.key_pem}
-    _expect_error(("invalid path", "twice"), _push.prepare_items, [raw, dict(raw)], _options("acme_sh", validate=False))
+    expect_error(("invalid path", "twice"), _push.prepare_items, [raw, dict(raw)], _options("acme_sh", validate=False))
 
 
 def test_managed_keys_are_the_layouts_own():
@@ -341,6 +337,11 @@ def _der(tag: int, content: bytes) -> bytes:
         return bytes([tag, size]) + content
     length = size.to_bytes((size.bit_length() + 7) // 8, "big")
     return bytes([tag, 0x80 | len(length)]) + length + content
+
+
+def _data(inner: bytes) -> bytes:
+    """ContentInfo { id-data, [0] EXPLICIT OCTET STRING }."""
+    return _der(0x30, bytes.fromhex("06092a864886f70d010701") + _der(0xA0, _der(0x04, inner)))
 
 
 def _pbes2_algorithm(iterations: int, salt: bytes, iv: bytes) -> bytes:
@@ -367,7 +368,7 @@ def _bundle_hiding_a_key_bag(key_bag_iterations: int) -> bytes:
     )
     encrypted_data = _der(0x30, _der(0x02, b"\0") + content)
     authenticated_safe = _der(0x30, _der(0x30, bytes.fromhex("06092a864886f70d010706") + _der(0xA0, encrypted_data)))
-    auth_safe = _der(0x30, bytes.fromhex("06092a864886f70d010701") + _der(0xA0, _der(0x04, authenticated_safe)))
+    auth_safe = _data(authenticated_safe)
     sha256 = _der(0x30, bytes.fromhex("0609608648016503040201") + b"\x05\x00")
     mac_data = _der(0x30, _der(0x30, sha256 + _der(0x04, b"\0" * 32)) + _der(0x04, b"m" * 8) + _der(0x02, b"\x08\x00"))
     return _der(0x30, _der(0x02, b"\x03") + auth_safe + mac_data)
@@ -429,3 +430,105 @@ def test_a_bundle_within_the_cost_bound_is_still_compared_by_content(ec_chain):
     (first,) = _items(ec_chain, "pkcs12")
     data = base64.b64decode(first.payload["pkcs12"])
     assert _layouts._pkcs12_protected(data, PASSWORD)
+
+
+# --- pkcs12: what a bundle planted in the secret can make the comparison do ----------------------
+
+# The MAC iteration count OpenSSL reads as an int: the most a bundle can ask for.
+MAX_MAC_ITERATIONS = 2**31 - 1
+# A comparison that takes longer than this is a hang a planted value can cause on every run.
+COMPARISON_DEADLINE = 15
+
+
+def _with_mac_iterations(value: str, iterations: int) -> str:
+    """The bundle with its MacData iteration count replaced (the MAC itself is left, so it no longer verifies).
+
+    Written by the collection, the bundle ends with MacData ``30 41 ... 02 02 08 00`` (2048 iterations) inside
+    the PFX ``30 82 <len>``: the INTEGER is swapped and both lengths adjusted.
+    """
+    data = base64.b64decode(value)
+    tail = bytes.fromhex("02020800")
+    assert data.endswith(tail) and data[:2] == b"\x30\x82"
+    number = iterations.to_bytes((iterations.bit_length() + 8) // 8, "big")
+    integer = bytes([0x02, len(number)]) + number
+    grown = len(integer) - len(tail)
+    start = data.rfind(b"\x30\x41\x30\x31")
+    assert start > 0
+    body = data[:start] + bytes([0x30, 0x41 + grown]) + data[start + 2 : -len(tail)] + integer
+    length = int.from_bytes(body[2:4], "big") + grown
+    return base64.b64encode(body[:2] + length.to_bytes(2, "big") + body[4:]).decode("ascii")
+
+
+def _plain_pkcs12(chain: pki.Chain) -> str:
+    """A PKCS#12 without MAC and without encryption (openssl -nomac -keypbe NONE -certpbe NONE)."""
+    pkcs8 = pki.key_der(chain.leaf.key)
+    bags = [_der(0x30, bytes.fromhex("060b2a864886f70d010c0a0101") + _der(0xA0, pkcs8))]
+    for cert in (chain.leaf.cert, chain.intermediate.cert):
+        value = _der(
+            0x30,
+            bytes.fromhex("060a2a864886f70d01091601")
+            + _der(0xA0, _der(0x04, cert.public_bytes(serialization.Encoding.DER))),
+        )
+        bags.append(_der(0x30, bytes.fromhex("060b2a864886f70d010c0a0103") + _der(0xA0, value)))
+    pfx = _der(0x30, _der(0x02, b"\x03") + _data(_der(0x30, _data(_der(0x30, b"".join(bags))))))
+    return base64.b64encode(pfx).decode("ascii")
+
+
+def test_a_bundle_with_a_huge_mac_iteration_count_is_compared_in_bounded_time(ec_chain):
+    """Whoever can write the secret plants a bundle whose MacData asks for 2**31-1 iterations; no password is
+    needed, the MAC is derived (and fails) before anything is decrypted.
+
+    Expected: the comparison refuses a bundle asking for far more work than any writer uses (keytool 10000,
+    OpenSSL 2048) and treats it as different - the push replaces it at once. Otherwise OpenSSL runs the two
+    billion rounds of the PKCS#12 KDF first (minutes of CPU per secret, per run, with no timeout): one planted
+    value stalls every push of that path, and a batch of them stalls the run for hours.
+    """
+    (item,) = _items(ec_chain, "pkcs12")
+    desired = item.payload["pkcs12"]
+    planted = _with_mac_iterations(desired, MAX_MAC_ITERATIONS)
+    # The crafted bundle is well formed: a small count only fails the MAC check, at once.
+    with pytest.raises(ValueError):
+        _open_pkcs12(_with_mac_iterations(desired, 4096))
+    script = textwrap.dedent(
+        """
+        import json, sys
+        from ansible_collections.certautopilot.vault.plugins.module_utils import _layouts
+        args = json.load(sys.stdin)
+        desired, current = {"pkcs12": args["desired"]}, {"pkcs12": args["planted"]}
+        kept = _layouts.equivalent_payload("pkcs12", desired, current, args["pw"])
+        print(kept["pkcs12"] == args["planted"])
+        """
+    )
+    # A child process: a comparison that hangs is killed at the deadline instead of hanging the test run.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
+    try:
+        completed = subprocess.run(  # noqa: S603 - our own interpreter and script
+            [sys.executable, "-c", script],
+            input=json.dumps({"desired": desired, "planted": planted, "pw": PASSWORD}),
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=COMPARISON_DEADLINE,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"comparing one planted PKCS#12 value took more than {COMPARISON_DEADLINE}s (2**31-1 MAC rounds)")
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "False"
+
+
+def test_a_bundle_without_mac_or_encryption_is_not_equivalent_to_the_encrypted_one(ec_chain):
+    """A plain PKCS#12 of the same key and certificates opens with any password: not equivalent, the encrypted
+    bundle is written."""
+    (item,) = _items(ec_chain, "pkcs12")
+    desired = item.payload["pkcs12"]
+    plain = pkcs12.serialize_key_and_certificates(
+        None, ec_chain.leaf.key, ec_chain.leaf.cert, [ec_chain.intermediate.cert], serialization.NoEncryption()
+    )
+    # cryptography's NoEncryption still adds a MAC under the empty password: that one does not open with ours.
+    assert _layouts.equivalent_payload(
+        "pkcs12", {"pkcs12": desired}, {"pkcs12": base64.b64encode(plain).decode()}, PASSWORD
+    ) == {"pkcs12": desired}
+    planted = _plain_pkcs12(ec_chain)
+    kept = _layouts.equivalent_payload("pkcs12", {"pkcs12": desired}, {"pkcs12": planted}, PASSWORD)
+    assert kept == {"pkcs12": desired}, "a bundle that opens without the password was taken for the encrypted one"

@@ -6,22 +6,15 @@ from __future__ import annotations
 
 import base64
 
+import pki
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from ansible_collections.certautopilot.vault.plugins.module_utils._pem import NOT_SHOWN, SHOWN_LENGTH, shown
 
 
-def der_key(key) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
 @pytest.fixture(scope="module")
 def ec_der() -> bytes:
-    return der_key(ec.generate_private_key(ec.SECP256R1()))
+    return pki.key_der(pki.new_key("ec"))
 
 
 def test_the_placeholder_says_why_the_value_is_not_shown():
@@ -126,7 +119,7 @@ def test_a_headerless_der_key_after_a_path_prefix_is_not_shown(ec_der):
 
 @pytest.mark.parametrize("encoding", ["base64", "hex"])
 def test_a_headerless_ed25519_key_is_not_shown(encoding):
-    der = der_key(ed25519.Ed25519PrivateKey.generate())
+    der = pki.key_der(pki.new_key("ed25519"))
     value = base64.b64encode(der).decode() if encoding == "base64" else der.hex()
     assert shown(value) == NOT_SHOWN
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _push
+from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _kv2, _push
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
 from ansible_collections.certautopilot.vault.plugins.module_utils._kv2 import (
     SecretMetadata,
@@ -74,6 +74,35 @@ def test_with_its_own_mark_a_rerun_is_no_change():
     current = SecretVersion(version=4, data=dict(PAYLOAD), custom_metadata=dict(MARK_A))
     decision = _decide(current, _options(owner="team-a"))
     assert not decision.anything_to_write and decision.changed_fields == []
+
+
+def test_the_mark_written_on_an_existing_secret_keeps_every_other_key_of_its_custom_metadata():
+    custom = {"team": "web", "a": "b", "owner": "me"}
+    current = SecretVersion(version=3, data=dict(PAYLOAD), custom_metadata=custom)
+
+    decision = _decide(current, _options(owner="team-web"))
+
+    assert not decision.data_changed
+    assert decision.metadata == {
+        "custom_metadata": {**custom, "managed_by": _kv2.MANAGED_BY, "certautopilot_owner": "team-web"}
+    }
+
+
+def test_a_forged_tag_value_does_not_count_as_managed_and_is_replaced_by_the_real_one():
+    for forged in ("certautopilot.vaultX", "CERTAUTOPILOT.VAULT", " certautopilot.vault", ["certautopilot.vault"]):
+        current = SecretVersion(version=1, data=dict(PAYLOAD), custom_metadata={"managed_by": forged})
+        decision = _decide(current, _options(owner="team-web"))
+        assert not _kv2.is_managed(current.custom_metadata)
+        assert "certautopilot_owner" in decision.changed_fields
+        assert decision.metadata["custom_metadata"]["managed_by"] == _kv2.MANAGED_BY
+
+
+def test_without_an_owner_the_run_neither_writes_nor_claims_the_mark():
+    decision = _decide(SecretVersion(version=1, data=dict(PAYLOAD), custom_metadata={}))
+
+    assert not decision.anything_to_write
+    assert decision.changed_fields == []
+    assert not _kv2.is_managed(decision.custom_metadata_after)
 
 
 @pytest.mark.parametrize("adopt", [True, False])

@@ -11,8 +11,8 @@ import tracemalloc
 
 import pki
 import pytest
+import vault_files
 from ansible.parsing.dataloader import DataLoader
-from ansible.parsing.vault import VaultLib, VaultSecret
 
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
 from ansible_collections.certautopilot.vault.plugins.module_utils._pem import NOT_SHOWN
@@ -24,7 +24,6 @@ from ansible_collections.certautopilot.vault.plugins.plugin_utils._files import 
     read_text,
 )
 
-VAULT_PASSWORD = b"unit-test-vault-password"
 SECRET = "-----BEGIN PRIVATE KEY-----\nTOP-SECRET-KEY-MATERIAL\n-----END PRIVATE KEY-----\n"
 CANNOT_DECRYPT = "it cannot be decrypted (is the Ansible Vault password given, and the right one?)"
 
@@ -50,14 +49,9 @@ class RecordingLoader(DataLoader):
 @pytest.fixture
 def loader() -> RecordingLoader:
     loader = RecordingLoader()
-    loader.set_vault_secrets([("default", VaultSecret(VAULT_PASSWORD))])
+    loader.set_vault_secrets(vault_files.secrets())
     yield loader
     loader.cleanup_all_tmp_files()
-
-
-def vault_file(path, text: str, password: bytes = VAULT_PASSWORD):
-    path.write_bytes(VaultLib([("default", VaultSecret(password))]).encrypt(text))
-    return path
 
 
 def test_a_plain_file_is_read_as_text_and_left_in_place(loader, tmp_path):
@@ -69,13 +63,13 @@ def test_a_plain_file_is_read_as_text_and_left_in_place(loader, tmp_path):
 
 
 def test_a_vault_encrypted_file_is_decrypted(loader, tmp_path):
-    key = vault_file(tmp_path / "key.vault", SECRET)
+    key = vault_files.write(tmp_path / "key.vault", SECRET)
     assert SECRET.encode() not in key.read_bytes()
     assert read_text(loader, str(key), what="private_key_file") == SECRET
 
 
 def test_the_decrypted_copy_is_cleaned_up(loader, tmp_path):
-    key = vault_file(tmp_path / "key.vault", SECRET)
+    key = vault_files.write(tmp_path / "key.vault", SECRET)
     read_text(loader, str(key), what="private_key_file")
     [decrypted] = loader.handed_out
     assert decrypted != str(key)
@@ -86,7 +80,7 @@ def test_the_decrypted_copy_is_cleaned_up(loader, tmp_path):
 
 def test_the_decrypted_copy_is_cleaned_up_when_it_is_not_text(loader, tmp_path):
     key = tmp_path / "key.vault"
-    key.write_bytes(VaultLib([("default", VaultSecret(VAULT_PASSWORD))]).encrypt(b"\xff\xfe\x00binary"))
+    vault_files.write(key, b"\xff\xfe\x00binary")
     with pytest.raises(VaultCertError, match="not UTF-8"):
         read_text(loader, str(key), what="private_key_file")
     [decrypted] = loader.handed_out
@@ -118,14 +112,14 @@ def test_a_missing_file_is_named_with_the_system_reason(loader, tmp_path):
     ("password", "content"),
     [
         (b"another-password", None),  # a vault file this password does not open
-        (VAULT_PASSWORD, "$ANSIBLE_VAULT;1.1;AES256\nTOP-SECRET-KEY-MATERIAL\n"),  # a broken vault file
+        (vault_files.PASSWORD, "$ANSIBLE_VAULT;1.1;AES256\nTOP-SECRET-KEY-MATERIAL\n"),  # a broken vault file
     ],
     ids=["wrong-password", "broken-vault-file"],
 )
 def test_a_vault_file_that_does_not_open_is_named_without_its_contents(loader, tmp_path, password, content):
     key = tmp_path / "key.vault"
     if content is None:
-        vault_file(key, SECRET, password=password)
+        vault_files.write(key, SECRET, password=password)
     else:
         key.write_text(content)
     with pytest.raises(VaultCertError) as raised:
@@ -139,7 +133,7 @@ def test_a_vault_file_that_does_not_open_is_named_without_its_contents(loader, t
 
 
 def test_a_vault_file_without_any_vault_password_is_refused(tmp_path):
-    key = vault_file(tmp_path / "key.vault", SECRET)
+    key = vault_files.write(tmp_path / "key.vault", SECRET)
     with pytest.raises(VaultCertError) as raised:
         read_text(DataLoader(), str(key), what="private_key_file")
     assert str(raised.value) == f"cannot read private_key_file {key}: {CANNOT_DECRYPT}"
@@ -159,7 +153,7 @@ class FailingLoader(DataLoader):
 
 
 def test_a_loader_error_is_named_by_its_kind_not_its_text(tmp_path):
-    key = vault_file(tmp_path / "key.vault", SECRET)
+    key = vault_files.write(tmp_path / "key.vault", SECRET)
     with pytest.raises(VaultCertError) as raised:
         read_text(FailingLoader(), str(key), what="private_key_file")
     assert str(raised.value) == f"cannot read private_key_file {key}: the loader refused it (RuntimeError)"
@@ -193,7 +187,7 @@ def test_a_file_whose_name_looks_like_a_token_is_not_quoted_when_it_cannot_be_re
     token = "hvs.CAESIJ" + "q" * 40
     named = tmp_path / token
     if content is None:
-        vault_file(named, SECRET, password=b"another-password")
+        vault_files.write(named, SECRET, password=b"another-password")
     else:
         named.write_bytes(content)
     with pytest.raises(VaultCertError) as raised:
