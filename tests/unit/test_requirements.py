@@ -21,10 +21,13 @@ REPO = Path(__file__).resolve().parents[2]
 NOT_THIRD_PARTY = {"__future__", "ansible", "ansible_collections"}
 
 
-def declared_requirements(path: Path) -> dict[str, Requirement]:
+def declared_requirements(path: Path, *, included: bool = False) -> dict[str, Requirement]:
+    """The requirements of a file; with ``included``, also those of the files it includes (``-r other.txt``)."""
     requirements = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         line = line.split("#", 1)[0].strip()
+        if included and line.startswith("-r "):
+            requirements.update(declared_requirements(path.parent / line[3:].strip(), included=True))
         # Options such as "-r requirements.txt" name no requirement themselves.
         if line and not line.startswith("-"):
             requirement = Requirement(line)
@@ -74,7 +77,7 @@ def test_requirements_txt_declares_exactly_what_plugins_import():
 def test_declared_ranges_admit_the_versions_the_tests_pin():
     declared = declared_requirements(REPO / "requirements.txt")
     pinned = {}
-    for name, requirement in declared_requirements(REPO / "requirements-dev.txt").items():
+    for name, requirement in declared_requirements(REPO / "requirements-dev.txt", included=True).items():
         specifiers = list(requirement.specifier)
         if len(specifiers) == 1 and specifiers[0].operator == "==":
             pinned[name] = specifiers[0].version
