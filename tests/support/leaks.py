@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import typing as t
 import urllib.parse
@@ -123,6 +124,8 @@ def _pem_parts(text: str) -> list[tuple[str | None, list[str]]]:
     return parts
 
 
+# Loading an RSA key takes tens of milliseconds, and a run is scanned for the same keys as the runs before it.
+@functools.lru_cache(maxsize=256)
 def _public_key_der(pem: str) -> bytes:
     """The DER public key of a PEM private key (empty when it does not load)."""
     try:
