@@ -40,6 +40,7 @@ help:
 	@echo "make test        venv + style + units + integration + matrix + sanity-matrix + lint + molecule"
 	@echo "                 + docs-check + docs + changelog-lint, each stage's wall time in build/test-times.txt"
 	@echo "make test-deep   make test + the 2.19 core's sanity and matrix session (what make test runs once elsewhere)"
+	@echo "                 + the leak property test with 400 examples (LEAK_PROPERTY_EXAMPLES; make test: 40)"
 	@echo "make units       pytest tests/unit"
 	@echo "make integration pytest tests/integration on XDIST_WORKERS (2) workers, each with its own OpenBao server"
 	@echo "make integration-serial  the same on one process (XDIST_WORKERS=0)"
@@ -105,10 +106,11 @@ test: venv collection-link nox-venv
 	echo "make test: stage wall times"; cat $(TEST_TIMES)
 
 # What make test leaves to one core, run on the other too: 2.19's sanity and its matrix session (the smoke on
-# a venv of its own), on top of make test.
+# a venv of its own), on top of make test; and the property-based leak test with ten times its examples.
 test-deep: test
 	$(MAKE) --no-print-directory sanity
 	$(NOX) --session matrix-2.19
+	LEAK_PROPERTY_EXAMPLES=400 $(BIN)/python -m pytest -q -p no:cacheprovider tests/integration/test_leak_property.py
 
 # The inner loop: style, units and a smoke against a real OpenBao server (one server, a few playbook runs).
 CHECK_SMOKE := \

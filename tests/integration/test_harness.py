@@ -10,7 +10,7 @@ import os
 
 import pki
 import pytest
-from leaks import secrets_in, tokens_in
+from leaks import secret_needles, secrets_in, tokens_in
 
 
 def _approle_token(bao, role="certs", namespace=None):
@@ -176,15 +176,6 @@ def test_seal_then_unseal_restores_service_and_data(bao):
     assert body["data"]["data"] == {"certificate": "kept"}
 
 
-def test_ansible_runner_captures_result_and_output(ansible):
-    run = ansible.run_module("ansible.builtin.debug", {"msg": "hello from the harness"})
-
-    assert run.rc == 0
-    assert not run.failed
-    assert run.result["msg"] == "hello from the harness"
-    assert "hello from the harness" in run.output
-
-
 def test_ansible_runner_captures_failure_message(ansible):
     run = ansible.run_module("ansible.builtin.fail", {"msg": "expected failure"})
 
@@ -204,15 +195,18 @@ def test_ansible_runner_hides_inherited_vault_variables(ansible, monkeypatch):
     assert passed.result["msg"] == "[https://passed.invalid]"
 
 
-def test_ansible_runner_applies_module_defaults_and_check_mode(ansible):
+def test_ansible_runner_captures_result_and_output_and_applies_module_defaults_and_check_mode(ansible):
     run = ansible.run_module(
         "ansible.builtin.debug",
         {},
         check=True,
-        module_defaults={"ansible.builtin.debug": {"msg": "from defaults"}},
+        module_defaults={"ansible.builtin.debug": {"msg": "hello from the harness defaults"}},
     )
 
-    assert run.result["msg"] == "from defaults"
+    assert run.rc == 0
+    assert not run.failed
+    assert run.result["msg"] == "hello from the harness defaults"
+    assert "hello from the harness defaults" in run.output
     assert not run.changed
 
 
@@ -279,3 +273,19 @@ def test_the_scan_takes_the_tokens_the_run_logged_in_for(modules, bao, approle_a
     tokens = tokens_in(run.requests)
     assert len(tokens) == 1, "the module's own login token, which it was never given"
     assert tokens[0] not in approle_auth.values()
+
+
+def test_the_scan_looks_for_the_secrets_not_for_what_is_public_beside_them(bao):
+    chain = pki.make_chain("harness-needles.example.com")
+    secret_id = bao.new_approle_secret_id("certs")
+
+    # A field called private_key is a name, shown wherever the option is.
+    assert secrets_in({"fields": {"private_key": "private_key"}, "private_key": chain.leaf.key_pem}) == [
+        chain.leaf.key_pem
+    ]
+    # A certificate pasted before a secret is public: the secret is looked for, the certificate is not.
+    assert secret_needles(chain.leaf.cert_pem + secret_id) == [secret_id]
+    assert secret_needles(chain.leaf.cert_pem + chain.leaf.key_pem) == secret_needles(chain.leaf.key_pem)
+    assert secret_needles(chain.leaf.key_pem)
+    # A certificate declared a secret on its own is looked for.
+    assert secret_needles(chain.leaf.cert_pem)

@@ -7,10 +7,10 @@ that module, each key of a batch item, each value of ``fields``, a ``chain`` lis
 option the module does not have), how it is put there (the whole value, embedded in other text,
 appended after a valid certificate), the companions (every other option valid so the run reaches
 the server, or one of them wrong: ``timeout: abc``, ``retries: -1``, a url without a scheme, an
-unknown option), and check mode. Every case runs in diff mode at verbosity 3 as the module's own
-process (tests/support/module_process.py), and its stdout, stderr, syslog lines and returned JSON
-(msg, invocation.module_args, diff, warnings, exception) are scanned for every secret of the case
-and for every token the server issued meanwhile, read from its raw audit log.
+unknown option), and check mode. Every case runs in diff mode at verbosity 3, its module's main()
+called in this process (tests/support/module_call.py), and its stdout, stderr, syslog lines and
+returned JSON (msg, invocation.module_args, diff, warnings, exception) are scanned for every secret
+of the case and for every token the server issued meanwhile, read from its raw audit log.
 
 What the module is expected to recognise: a PEM private key by its shape, wherever it is; a
 password by its place in a URL's userinfo. A secret_id, JWT or token is opaque, so it is the
@@ -19,21 +19,29 @@ run's own credential (given in its no_log option) that a templating slip also pu
 The scan is checked to be honest: a module that got past argument validation must have written
 its "Invoked with" syslog line (and one that did not must not have), a module that sent requests
 must have got past validation, and a control run shows that the scan finds what a run does echo.
-A few drawn cases also go through ansible-playbook -vvv --diff, whose display is controller side.
+The known leaks also run as module processes (tests/support/module_process.py), whose streams are
+the interpreter's own; a few drawn cases go through one ansible-playbook -vvv --diff run, whose
+display is controller side.
+
+`make test` draws LEAK_PROPERTY_EXAMPLES (default 40) cases with a fixed seed; `make test-deep`
+draws many more.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import typing as t
 import uuid
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import HealthCheck, Phase, example, given, seed, settings
 from hypothesis import strategies as st
 from leaks import find_leaks
+from module_call import ModuleCallRun
+from module_process import ModuleProcessRun
 from pki import Chain, key_pem, make_chain, new_key
 from vault_args import approle_args
 
@@ -387,8 +395,9 @@ def prepare(bao, case: Case, material: Material) -> PreparedCase:
 
 
 def read_audit(bao, since: int) -> list[dict[str, t.Any]]:
-    """The audit log entries (requests and responses) written after ``since``."""
-    end = bao.audit_mark()
+    """The audit log entries (requests and responses) written after ``since``, by runs that have ended."""
+    # Every request of an ended run was answered, and the device writes before it answers: no settling.
+    end = bao.audit_mark(settle=False)
     with open(bao.audit_log, "rb") as log:
         log.seek(since)
         data = log.read(end - since)
@@ -456,10 +465,16 @@ class Outcome:
     msg_head: str = dataclasses.field(repr=False)
 
 
-def run_case_as_module_process(bao, module_process, case: Case, material: Material) -> Outcome:
+def run_case(bao, runner, case: Case, material: Material) -> Outcome:
+    """Run a case with ``runner``: ``modules`` (main() in this process) or ``module_process``."""
     prepared = prepare(bao, case, material)
-    mark = bao.audit_mark()
-    run = module_process.run(MODULE_NAMES[case.module], prepared.args, check=case.check_mode, diff=True, verbosity=3)
+    mark = bao.audit_mark(settle=False)
+    module = MODULE_NAMES[case.module]
+    options = {"check": case.check_mode, "diff": True, "verbosity": 3}
+    if hasattr(runner, "run_module"):
+        run: ModuleCallRun | ModuleProcessRun = runner.run_module(module, prepared.args, **options)
+    else:
+        run = runner.run(module, prepared.args, **options)
     audit = read_audit(bao, mark)
     secrets = _with_tokens(prepared.secrets, issued_tokens(audit))
     channels = output_channels(stdout=run.stdout, stderr=run.stderr, syslog=run.syslog, result=run.result)
@@ -473,6 +488,21 @@ def run_case_as_module_process(bao, module_process, case: Case, material: Materi
         msg_head=run.msg[:160],
     )
 
+
+def assert_no_leak_and_an_honest_scan(case: Case, outcome: Outcome) -> None:
+    # The scan is honest only if the syslog capture works and the case is what we think it is.
+    assert outcome.saw_invocation == case.passes_argument_validation, (
+        f"{case}: 'Invoked with' in syslog: {outcome.saw_invocation}, expected {case.passes_argument_validation}"
+    )
+    assert outcome.saw_invocation or not outcome.sent_requests, f"{case}: requests sent before argument validation"
+    assert not outcome.leaks, f"{case}: secret material in {outcome.leaks}"
+
+
+# Drawn cases of a `make test` run, from a fixed seed (derandomize); `make test-deep` sets many more.
+EXAMPLES = int(os.environ.get("LEAK_PROPERTY_EXAMPLES", "40"))
+# Drawn cases in the one ansible-playbook run of `make test`, next to the known ones: one more run per 40 examples.
+CASES_PER_PLAYBOOK = 3
+PLAYBOOK_RUNS = max(1, EXAMPLES // 40)
 
 HYPOTHESIS = {
     "deadline": None,
@@ -496,7 +526,7 @@ KNOWN_CASES = (
 # -- the tests ------------------------------------------------------------------
 
 
-def test_the_scan_finds_what_a_run_does_echo(bao, module_process, material):
+def test_the_scan_finds_what_a_run_does_echo(bao, modules, material):
     """Control: the scan and the syslog capture see what a module echoes on purpose.
 
     A valid push echoes its path and certificate (neither secret) in the invocation and the
@@ -506,9 +536,9 @@ def test_the_scan_finds_what_a_run_does_echo(bao, module_process, material):
     chain = material.by_key_type[EC_KEY].leaves[1]
     marker_path = f"{PATH_PREFIX}-control-{uuid.uuid4().hex}"
     args = {**approle_args(bao), **_push_item(marker_path, chain)}
-    mark = bao.audit_mark()
+    mark = bao.audit_mark(settle=False)
 
-    run = module_process.run("vault_cert_push", args, diff=True, verbosity=3)
+    run = modules.run_module("vault_cert_push", args, diff=True, verbosity=3)
 
     tokens = issued_tokens(read_audit(bao, mark))
     channels = output_channels(stdout=run.stdout, stderr=run.stderr, syslog=run.syslog, result=run.result)
@@ -523,35 +553,66 @@ def test_the_scan_finds_what_a_run_does_echo(bao, module_process, material):
     assert len(tokens) >= 1, "the login's token was not collected from the audit log"
 
 
-@settings(max_examples=80, **HYPOTHESIS)
+@settings(max_examples=EXAMPLES, **HYPOTHESIS)
 @example(case=KNOWN_CASES[0])
 @example(case=KNOWN_CASES[1])
 @example(case=KNOWN_CASES[2])
 @example(case=KNOWN_CASES[3])
 @given(case=cases())
-def test_no_secret_leaves_a_module_run_whatever_option_it_is_in(bao, module_process, material, case):
-    outcome = run_case_as_module_process(bao, module_process, case, material)
-
-    # The scan is honest only if the syslog capture works and the case is what we think it is.
-    assert outcome.saw_invocation == case.passes_argument_validation, (
-        f"{case}: 'Invoked with' in syslog: {outcome.saw_invocation}, expected {case.passes_argument_validation}"
-    )
-    assert outcome.saw_invocation or not outcome.sent_requests, f"{case}: requests sent before argument validation"
-    assert not outcome.leaks, f"{case}: secret material in {outcome.leaks}"
+def test_no_secret_leaves_a_module_run_whatever_option_it_is_in(bao, modules, material, case):
+    assert_no_leak_and_an_honest_scan(case, run_case(bao, modules, case, material))
 
 
-@settings(max_examples=3, **HYPOTHESIS)
-@example(case=Case(PUSH, EC_KEY, "certificate", AFTER_CERTIFICATE, "approle", breakage="timeout_abc"))
-@example(case=Case(BATCH, SECRET_ID, "certificates[1].path", WHOLE, "approle"))
-@given(case=cases())
-def test_no_secret_in_ansible_playbook_vvv_diff_output(bao, ansible, material, case):
-    prepared = prepare(bao, case, material)
+@pytest.mark.parametrize("case", KNOWN_CASES, ids=lambda case: f"{case.module}-{case.kind}-{case.option}")
+def test_no_known_leak_leaves_a_module_process(bao, module_process, material, case):
+    assert_no_leak_and_an_honest_scan(case, run_case(bao, module_process, case, material))
+
+
+# Always in the playbook run, whatever hypothesis draws.
+PLAYBOOK_KNOWN_CASES = (
+    Case(PUSH, EC_KEY, "certificate", AFTER_CERTIFICATE, "approle", breakage="timeout_abc"),
+    Case(BATCH, SECRET_ID, "certificates[1].path", WHOLE, "approle"),
+)
+
+
+def _playbook_task(name: str, case: Case, args: dict[str, t.Any]) -> dict[str, t.Any]:
+    fqcn = f"certautopilot.vault.{MODULE_NAMES[case.module]}"
+    return {"name": name, fqcn: args, "check_mode": case.check_mode, "ignore_errors": True}
+
+
+# A fixed seed rather than derandomize: that draws the simplest case first, three times over in a single run.
+@seed(20261206)
+@settings(max_examples=PLAYBOOK_RUNS, **{**HYPOTHESIS, "derandomize": False})
+@given(drawn=st.lists(cases(), min_size=CASES_PER_PLAYBOOK, max_size=CASES_PER_PLAYBOOK, unique=True))
+def test_no_secret_in_ansible_playbook_vvv_diff_output(bao, ansible, material, drawn):
+    """The known cases and a few drawn ones as the tasks of one ansible-playbook -vvv --diff run."""
+    named = {f"case {index}: {case}": case for index, case in enumerate([*PLAYBOOK_KNOWN_CASES, *drawn])}
+    prepared = {name: prepare(bao, case, material) for name, case in named.items()}
+    play = {
+        "name": "Secrets under test",
+        "hosts": "localhost",
+        "gather_facts": False,
+        "tasks": [_playbook_task(name, case, prepared[name].args) for name, case in named.items()],
+    }
+    playbook = ansible.workdir / f"leakprop-{uuid.uuid4().hex}.yml"
+    playbook.write_text(json.dumps([play]))
+    playbook.chmod(0o600)
     mark = bao.audit_mark()
 
-    run = ansible.run_module(MODULE_NAMES[case.module], prepared.args, check=case.check_mode, diff=True, verbosity=3)
+    try:
+        run = ansible.run_playbook(playbook, diff=True, verbosity=3)
+    finally:
+        playbook.unlink()
 
-    secrets = _with_tokens(prepared.secrets, issued_tokens(read_audit(bao, mark)))
-    leaks = locate_leaks({"ansible-playbook output": run.output, **output_channels(result=run.result)}, secrets)
-    task_ran = bool(run.result)
-    assert task_ran, f"{case}: the task left no result"
-    assert not leaks, f"{case}: secret material in {leaks}"
+    secrets = {}
+    for name, case_prepared in prepared.items():
+        secrets.update({f"{name}: {secret}": value for secret, value in case_prepared.secrets.items()})
+    channels: dict[str, t.Any] = {"ansible-playbook output": run.output}
+    for task in run.tasks:
+        channels.update(
+            {f"{task.task}: {channel}": text for channel, text in output_channels(result=task.result).items()}
+        )
+    leaks = locate_leaks(channels, _with_tokens(secrets, issued_tokens(read_audit(bao, mark))))
+    ran = {task.task for task in run.tasks if task.result}
+    assert set(named) <= ran, f"tasks that left no result: {sorted(set(named) - ran)}"
+    assert not leaks, f"secret material in {leaks}"

@@ -17,29 +17,28 @@ says so: a batch fails naming the item in `outcome_unknown` (not in `not_written
 fails saying the write "may or may not have been applied"; a rerun over a healthy connection then
 finds the write applied and writes only the rest.
 
-The 86 scenarios are independent (one secret path and one proxy each), so the module-scoped
-`outcomes` fixture runs the scenarios of the selected tests a few at a time; each test waits for
-its own scenario and checks its report and the server.
+The 86 scenarios are independent (one secret path and one proxy each, on the session server). Each
+runs the module in this process (the `modules` fixture), the proxy answering from its own threads;
+a scenario runs when the first test that checks it asks for it, and its runs and the server's state
+are kept for the other tests of the same case.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
-import threading
 import typing as t
 import uuid
 
 import pytest
+from bao import ProvisionedBao
 from fault_proxy import FaultProxy, Hit
-from module_process import ModuleProcessRun
+from module_call import ModuleCall, ModuleCallRun
 from pki import Chain, make_chain
+from push_runs import approle
 
 RUN = uuid.uuid4().hex[:8]
 # Few retries keep the unreachable cases short; one transient fault needs only one.
 RETRIES = 2
-# Module processes mostly sleep through backoff waits: more than the 2 cores in flight is fine.
-PARALLEL_SCENARIOS = 4
 
 FAULTS: dict[str, dict[str, t.Any]] = {
     "500": {"status": 500},
@@ -140,10 +139,10 @@ class Outcome:
     paths: list[str]
     chains: dict[str, Chain]
     before: int | None  # each secret's current version before the run
-    first: ModuleProcessRun
+    first: ModuleCallRun
     after_first: dict[str, Stored]
     hits: list[Hit]  # what the proxy saw for the faulty secret, in order
-    rerun: ModuleProcessRun
+    rerun: ModuleCallRun
     after_rerun: dict[str, Stored]
 
     @property
@@ -190,36 +189,31 @@ def holds_certificate(stored: Stored, chain: Chain) -> bool:
 
 
 class Scenarios:
-    """Sets up, runs and records scenarios; the server's API is called under one lock."""
+    """Sets up, runs and records scenarios, each once: the first test of a case runs it, the others read it."""
 
-    def __init__(self, bao, module_process) -> None:
+    def __init__(self, bao: ProvisionedBao, modules: ModuleCall) -> None:
         self.bao = bao
-        self.module_process = module_process
-        self._lock = threading.Lock()
-        self._pool = concurrent.futures.ThreadPoolExecutor(PARALLEL_SCENARIOS, thread_name_prefix="outcome")
+        self.modules = modules
+        self._outcomes: dict[Case, Outcome | BaseException] = {}
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def submit(self, case: Case) -> concurrent.futures.Future[Outcome]:
-        return self._pool.submit(self.run, case)
-
-    def api(self, method: str, path: str, payload: t.Any = None) -> tuple[int, t.Any]:
-        with self._lock:
-            return self.bao.api(method, path, payload)
-
-    def approle(self) -> dict[str, str]:
-        with self._lock:
-            secret_id = self.bao.new_approle_secret_id("certs")
-        return {"auth_method": "approle", "role_id": self.bao.role_ids["certs"], "secret_id": secret_id}
+    def outcome(self, case: Case) -> Outcome:
+        if case not in self._outcomes:
+            try:
+                self._outcomes[case] = self.run(case)
+            except Exception as error:  # a scenario's paths are its own: the other tests of the case see this too
+                self._outcomes[case] = error
+        outcome = self._outcomes[case]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
 
     def stored(self, path: str) -> Stored:
-        status, body = self.api("GET", f"secret/metadata/{path}")
+        status, body = self.bao.api("GET", f"secret/metadata/{path}")
         if status == 404:
             return Stored((), None, None)
         assert status == 200, body
         metadata = body["data"]
-        status, body = self.api("GET", f"secret/data/{path}")
+        status, body = self.bao.api("GET", f"secret/data/{path}")
         data = body["data"]["data"] if status == 200 else None
         return Stored(tuple(sorted(int(n) for n in metadata["versions"])), metadata["current_version"], data)
 
@@ -230,21 +224,21 @@ class Scenarios:
         before = self._existing_versions(case, paths)
         args = self._args(case, paths, chains)
         faulty = paths[case.faulty_index]
+        module = "vault_cert_rollback" if case.operation == "rollback" else "vault_cert_push"
         with FaultProxy(self.bao.addr, self.bao.ca_cert) as proxy:
             self._inject(case, proxy, faulty)
-            module = "vault_cert_rollback" if case.operation == "rollback" else "vault_cert_push"
-            first = self.module_process.run(module, {**self.approle(), **args, "url": proxy.url, "retries": RETRIES})
+            first = self.modules.run_module(module, {**approle(self.bao), **args, "url": proxy.url, "retries": RETRIES})
             hits = proxy.hits(path=f"^secret/(data|metadata)/{faulty}$")
         after_first = {path: self.stored(path) for path in paths}
         healthy = {"url": self.bao.addr, "ca_cert": self.bao.ca_cert}
-        rerun = self.module_process.run(module, {**self.approle(), **args, **healthy})
+        rerun = self.modules.run_module(module, {**approle(self.bao), **args, **healthy})
         after_rerun = {path: self.stored(path) for path in paths}
         return Outcome(case, paths, chains, before, first, after_first, hits, rerun, after_rerun)
 
     def _existing_versions(self, case: Case, paths: list[str]) -> int | None:
         if case.operation == "rollback":
             for data in ROLLBACK_DATA.values():
-                self.api("POST", f"secret/data/{paths[0]}", {"data": data})
+                self.bao.api("POST", f"secret/data/{paths[0]}", {"data": data})
             return 2
         if not case.existing:
             return None
@@ -257,7 +251,7 @@ class Scenarios:
                 "chain": old.chain_pem,
                 "fullchain": old.fullchain_pem,
             }
-            status, body = self.api("POST", f"secret/data/{path}", {"data": managed})
+            status, body = self.bao.api("POST", f"secret/data/{path}", {"data": managed})
             assert status == 200, body
         return 1
 
@@ -296,28 +290,16 @@ class Scenarios:
 
 
 @pytest.fixture(scope="module")
-def outcomes(request, bao, module_process) -> t.Iterator[dict[Case, concurrent.futures.Future[Outcome]]]:
-    """The scenarios of this file's selected tests, started in the order the tests run."""
-    wanted: list[Case] = []
-    for item in request.session.items:
-        callspec = getattr(item, "callspec", None)
-        case = callspec.params.get("case") if callspec else None
-        if getattr(item, "module", None) is request.module and case is not None and case not in wanted:
-            wanted.append(case)
-    scenarios = Scenarios(bao, module_process)
-    try:
-        yield {case: scenarios.submit(case) for case in wanted}
-    finally:
-        scenarios.close()
+def outcomes(bao: ProvisionedBao, modules: ModuleCall) -> Scenarios:
+    """The scenarios of this file, on the session server, each run by the first test that checks it."""
+    return Scenarios(bao, modules)
 
 
-def outcome_of(outcomes: dict[Case, concurrent.futures.Future[Outcome]], case: Case) -> Outcome:
-    return outcomes[case].result(timeout=300)
+def outcome_of(outcomes: Scenarios, case: Case) -> Outcome:
+    return outcomes.outcome(case)
 
 
-def succeeded(
-    outcomes: dict[Case, concurrent.futures.Future[Outcome]], case: Case, run_name: str = "first"
-) -> tuple[Outcome, ModuleProcessRun]:
+def succeeded(outcomes: Scenarios, case: Case, run_name: str = "first") -> tuple[Outcome, ModuleCallRun]:
     """The case's outcome and its ``first`` run (or ``rerun``), asserting that the run succeeded."""
     outcome = outcome_of(outcomes, case)
     run = getattr(outcome, run_name)

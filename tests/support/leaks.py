@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import typing as t
 import urllib.parse
@@ -34,6 +35,9 @@ SECRET_OPTIONS = frozenset(
         "cert_distribution_token",
     }
 )
+# Options whose values name the secret's fields (fields: {private_key: tls.key}): never secrets, and a field
+# called private_key is shown wherever the option is.
+FIELD_NAME_OPTIONS = frozenset({"fields", "cert_distribution_fields"})
 # What the harness scans for is a given secret: a value this short is a test's deliberate stand-in ("bogus"),
 # found in ordinary words by chance.
 _MIN_GIVEN_SECRET = 8
@@ -44,11 +48,14 @@ DEV_ROOT_TOKEN = "root"
 def secrets_in(value: t.Any) -> list[str]:
     """Every secret a task's arguments (or a play, or its variables) hold: secret options' values, url passwords.
 
-    A value holding template syntax is not the secret itself (Ansible renders it); a test names those secrets.
+    A value holding template syntax is not the secret itself (Ansible renders it); a test names those secrets,
+    as it does one it put where a field name goes.
     """
     found: list[str] = []
     if isinstance(value, t.Mapping):
         for key, item in value.items():
+            if key in FIELD_NAME_OPTIONS:
+                continue
             if key in SECRET_OPTIONS and isinstance(item, str):
                 found.append(item)
             elif key in ("url", "address", "cert_distribution_url") and isinstance(item, str):
@@ -68,23 +75,57 @@ def tokens_in(audit_entries: t.Iterable[t.Mapping[str, t.Any]]) -> list[str]:
 
 
 def secret_needles(*secrets: str | None) -> list[str]:
-    """The strings to search for: each secret whole, and each body line of a PEM key."""
+    """The strings to search for: each secret whole, or, when it holds PEM, its lines but the public ones.
+
+    Public lines, beside a secret's own: those of a PEM block that is no private key (a certificate pasted
+    before a key or a secret_id), and the lines of a key that hold only its public point. A secret that is
+    nothing but a certificate is scanned for whole: a test declared it.
+    """
     needles: list[str] = []
     for secret in secrets:
         if not secret:
             continue
-        if "-----BEGIN" in secret:
-            public = _public_key_der(secret)
-            needles += [
-                line.strip()
-                for line in secret.splitlines()
-                if len(line.strip()) >= _MIN_LINE and "-----" not in line and not _holds_only(line.strip(), public)
-            ]
-        else:
+        if "-----BEGIN" not in secret:
             needles.append(secret)
+            continue
+        parts = _pem_parts(secret)
+        own = [line for block, lines in parts if _is_secret_part(block) for line in _secret_lines(block, lines)]
+        needles += own or [line for _block, lines in parts for line in _body_lines(lines)]
     return needles
 
 
+def _is_secret_part(block: str | None) -> bool:
+    return block is None or "PRIVATE KEY" in block
+
+
+def _secret_lines(block: str | None, lines: list[str]) -> list[str]:
+    if block is None:
+        return [line for line in lines if len(line) >= _MIN_LINE]
+    public = _public_key_der("\n".join(lines))
+    return [line for line in _body_lines(lines) if not _holds_only(line, public)]
+
+
+def _body_lines(lines: list[str]) -> list[str]:
+    return [line for line in lines if len(line) >= _MIN_LINE and "-----" not in line]
+
+
+def _pem_parts(text: str) -> list[tuple[str | None, list[str]]]:
+    """The text's stripped lines by part: (a PEM block's BEGIN line, its lines) or (None, lines outside blocks)."""
+    parts: list[tuple[str | None, list[str]]] = [(None, [])]
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("-----BEGIN"):
+            parts.append((line, [line]))
+        elif line.startswith("-----END") and parts[-1][0] is not None:
+            parts[-1][1].append(line)
+            parts.append((None, []))
+        else:
+            parts[-1][1].append(line)
+    return parts
+
+
+# Loading an RSA key takes tens of milliseconds, and a run is scanned for the same keys as the runs before it.
+@functools.lru_cache(maxsize=256)
 def _public_key_der(pem: str) -> bytes:
     """The DER public key of a PEM private key (empty when it does not load)."""
     try:

@@ -3,8 +3,10 @@
 A module run here is the same code path as under ansible-playbook from the moment the
 module starts: AnsibleModule reads its arguments (with Ansible's internal ``_ansible_*``
 settings for check mode, diff and verbosity), logs its invocation and answers with one JSON
-document. It takes a third of a second instead of three, so suites that run a module
-hundreds of times (the leak property test, the write-outcome matrix) use it.
+document. It takes a third of a second instead of three; the in-process call
+(tests/support/module_call.py) takes milliseconds and is the default. A process is for what
+needs one: modules racing each other, and streams that must be the interpreter's own (the
+known leaks of the leak property test).
 
 What the module sends to syslog is captured through tests/support/syslog_standin, so a
 test can scan the log lines too.
