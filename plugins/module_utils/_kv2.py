@@ -12,7 +12,7 @@ import typing as t
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from ansible_collections.certautopilot.vault.plugins.module_utils import _pem
+from ansible_collections.certautopilot.vault.plugins.module_utils import _version_policy, _write_outcome
 from ansible_collections.certautopilot.vault.plugins.module_utils._client import (
     DESTRUCTIVE,
     WRITE,
@@ -153,82 +153,6 @@ def is_owned_by(custom_metadata: t.Mapping[str, t.Any] | None, owner: str | None
 def with_mark(custom_metadata: t.Mapping[str, t.Any] | None, owner: str) -> dict:
     """``custom_metadata`` with this collection's mark naming ``owner``, every other key kept."""
     return {**(custom_metadata or {}), MANAGED_BY_KEY: MANAGED_BY, OWNER_KEY: owner}
-
-
-# A Go duration as Vault prints and takes it ("720h0m0s", "1h30m", "90s"), plus Vault's "d" for days.
-_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h|d)")
-# Go's longest duration, about 292 years: the server refuses more.
-MAX_DURATION_SECONDS = (2**63 - 1) // 10**9
-_DURATION_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def duration_seconds(value: t.Any, *, option: str) -> int:
-    """Whole seconds of a duration given as a number of seconds or as a Go duration ("30d", "720h", "1h30m")."""
-    text = str(value).strip() if isinstance(value, str) else ""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        total = float(value)
-    elif text.isascii() and text.isdigit():
-        total = float(text)
-    elif text and not _DURATION_PART.sub("", text):
-        total = sum(float(number) * _DURATION_SECONDS[unit] for number, unit in _DURATION_PART.findall(text))
-    else:
-        raise VaultCertError(
-            f"{option} must be a number of seconds or a duration such as 30d, 720h or 1h30m, got {_pem.shown(value)}"
-        )
-    if total > MAX_DURATION_SECONDS:
-        raise VaultCertError(f"{option} must be at most {MAX_DURATION_SECONDS} seconds (about 292 years)")
-    if 0 < total < 1:
-        # Whole seconds are what the server keeps; rounding down to 0 would mean "never".
-        raise VaultCertError(f"{option} must be 0 (never) or at least one second, got {_pem.shown(value)}")
-    return int(total)
-
-
-@dataclass(frozen=True)
-class VersionPolicy:
-    """The version settings of a secret's metadata a push may set; None leaves a setting as the secret has it."""
-
-    max_versions: int | None = None
-    delete_version_after: int | None = None
-    cas_required: bool | None = None
-
-    @classmethod
-    def from_options(
-        cls, *, max_versions: int | None, delete_version_after: t.Any, cas_required: bool | None
-    ) -> VersionPolicy:
-        if isinstance(max_versions, bool):
-            # JSON true is 1 to the server: one version kept, every other one gone.
-            raise VaultCertError(f"max_versions must be a number of versions, got {max_versions}")
-        if max_versions is not None and max_versions < 0:
-            raise VaultCertError(f"max_versions must be 0 (the mount's setting) or more, got {max_versions}")
-        after = None
-        if delete_version_after is not None:
-            after = duration_seconds(delete_version_after, option="delete_version_after")
-        return cls(max_versions=max_versions, delete_version_after=after, cas_required=cas_required)
-
-    @property
-    def given(self) -> bool:
-        return any(value is not None for value in (self.max_versions, self.delete_version_after, self.cas_required))
-
-    def differences(self, metadata: SecretMetadata | None) -> dict[str, t.Any]:
-        """The given settings ``metadata`` does not have yet (all of them for a new secret), as the API takes them."""
-        wanted = self._as_body(self.max_versions, self.delete_version_after, self.cas_required)
-        if metadata is None:
-            return wanted
-        current = self.current_values(metadata)
-        return {name: value for name, value in wanted.items() if current[name] != value}
-
-    @classmethod
-    def current_values(cls, metadata: SecretMetadata) -> dict[str, t.Any]:
-        return cls._as_body(metadata.max_versions, metadata.delete_version_after, metadata.cas_required)
-
-    @staticmethod
-    def _as_body(max_versions: int | None, delete_version_after: int | None, cas_required: bool | None) -> dict:
-        body = {
-            "max_versions": max_versions,
-            "delete_version_after": None if delete_version_after is None else f"{delete_version_after}s",
-            "cas_required": cas_required,
-        }
-        return {name: value for name, value in body.items() if value is not None}
 
 
 MAX_PATH_LENGTH = 1024
@@ -391,7 +315,9 @@ def read_metadata(client: VaultClient, mount: str, path: str) -> SecretMetadata 
         versions=versions,
         custom_metadata=meta.get("custom_metadata"),
         cas_required=bool(meta.get("cas_required")),
-        delete_version_after=duration_seconds(meta.get("delete_version_after") or 0, option="delete_version_after"),
+        delete_version_after=_version_policy.duration_seconds(
+            meta.get("delete_version_after") or 0, option="delete_version_after"
+        ),
         current_metadata_version=_int_or_none(meta.get("current_metadata_version")),
         created_time=str(meta.get("created_time") or ""),
     )
@@ -461,7 +387,9 @@ def write(client: VaultClient, mount: str, path: str, data: dict, *, cas: int) -
     def landed() -> Written | None:
         return Written(cas + 1) if _write_landed(client, mount, path, data, cas=cas) else None
 
-    return _sent_once(client, send, landed, proof=f"reading {data_path(mount, path)} back shows it was not written")
+    return _write_outcome.sent_once(
+        client, send, landed, proof=f"reading {data_path(mount, path)} back shows it was not written"
+    )
 
 
 def _write_landed(client: VaultClient, mount: str, path: str, data: dict, *, cas: int) -> bool:
@@ -639,7 +567,7 @@ def write_metadata(
     def landed() -> bool | None:
         return _metadata_landed(client, mount, path, metadata, metadata_cas)
 
-    _sent_once(client, send, landed, proof=f"reading {location} back shows it was not written")
+    _write_outcome.sent_once(client, send, landed, proof=f"reading {location} back shows it was not written")
 
 
 def _send_guarded_metadata(client: VaultClient, location: str, metadata: dict, metadata_cas: int) -> None:
@@ -817,7 +745,7 @@ def require_check_and_set(client: VaultClient, mount: str, path: str, metadata: 
             + _cas_required_left(mount, path, metadata, now)
         )
 
-    return _sent_once(client, send, landed, proof=f"reading {location} back shows it was not applied")
+    return _write_outcome.sent_once(client, send, landed, proof=f"reading {location} back shows it was not applied")
 
 
 def _cas_required_left(mount: str, path: str, before: SecretMetadata, now: SecretMetadata) -> str:
@@ -912,7 +840,7 @@ def _send_settled(
     needs: t.Sequence[str],
     landed: t.Callable[[SecretMetadata | None], bool],
 ) -> None:
-    """Send a write on a secret's versions or metadata, settled by reading the metadata (see _sent_once).
+    """Send a write on a secret's versions or metadata, settled by reading the metadata (see _write_outcome.sent_once).
 
     ``landed`` says from the metadata read back whether the write took effect.
     """
@@ -924,7 +852,9 @@ def _send_settled(
     def read_back() -> bool | None:
         return True if landed(_read_back(client, mount, path, method, location)) else None
 
-    _sent_once(client, send, read_back, proof=f"reading {metadata_path(mount, path)} back shows it was not applied")
+    _write_outcome.sent_once(
+        client, send, read_back, proof=f"reading {metadata_path(mount, path)} back shows it was not applied"
+    )
 
 
 def _read_back(client: VaultClient, mount: str, path: str, method: str, location: str) -> SecretMetadata | None:
@@ -938,46 +868,6 @@ def _read_back(client: VaultClient, mount: str, path: str, method: str, location
             f"{method} {location} was sent but its answer was lost, and reading the secret back failed: "
             f"{exc}; it may or may not have been applied (run again to find out)"
         ) from None
-
-
-Sent = t.TypeVar("Sent")
-
-
-def _sent_once(
-    client: VaultClient,
-    send: t.Callable[[bool], Sent],
-    landed: t.Callable[[], Sent | None],
-    *,
-    proof: str,
-) -> Sent:
-    """Send a write that is never sent again blindly; what ``send`` returns once it is applied.
-
-    After an answer that does not prove a refusal (OutcomeUnknown), ``landed`` reads the secret back:
-    a result when the write took effect, None when it certainly did not - then, after the retry
-    wait, it is sent again (``send`` is told an earlier attempt's outcome was unknown). OutcomeUnknown
-    leaves here when the reads cannot tell, or the last attempt may still be in flight; ``proof``
-    says why an answered last attempt is known not to have been applied.
-    """
-    waits = client.retry_waits()
-    after_unknown = False
-    for attempt in range(len(waits) + 1):
-        try:
-            return send(after_unknown)
-        except OutcomeUnknown as unknown:
-            after_unknown = True
-            last = attempt == len(waits)
-            if not last:
-                client.pause(waits[attempt])
-            result = landed()
-            if result is not None:
-                return result
-            if last and unknown.answered:
-                raise VaultCertError(f"{unknown}; {proof}") from None
-            if last:
-                raise OutcomeUnknown(
-                    f"{unknown}; the write may or may not have been applied (run again to find out)"
-                ) from None
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 # Paths per sys/capabilities-self request: OpenBao 2.4.1+ refuses a request body of over 1000 JSON strings

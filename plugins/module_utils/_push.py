@@ -12,7 +12,14 @@ import typing as t
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
-from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _certs, _health, _kv2, _layouts
+from ansible_collections.certautopilot.vault.plugins.module_utils import (
+    _batch,
+    _certs,
+    _health,
+    _kv2,
+    _layouts,
+    _version_policy,
+)
 from ansible_collections.certautopilot.vault.plugins.module_utils._client import (
     VaultClient,
 )
@@ -48,7 +55,7 @@ class PushOptions:
     diff: bool = False
     # Certificates in flight at once, over the client's pool of connections.
     concurrency: int = 1
-    version_policy: _kv2.VersionPolicy = _kv2.VersionPolicy()
+    version_policy: _version_policy.VersionPolicy = _version_policy.VersionPolicy()
     # Whose secrets these are (the mark written before the data); None writes no mark and takes no owned secret.
     owner: str | None = None
     # Whether a push with an owner may mark a secret that carries no owner's mark yet.
@@ -256,7 +263,7 @@ def _metadata_changes(
         metadata["custom_metadata"] = wanted
     if not metadata:
         return None, None, changed
-    previous = _kv2.VersionPolicy.current_values(state.metadata) if state.metadata else {}
+    previous = _version_policy.VersionPolicy.current_values(state.metadata) if state.metadata else {}
     previous = {name: previous[name] for name in metadata if name in previous}
     previous["custom_metadata"] = existing or {}
     return metadata, previous, changed

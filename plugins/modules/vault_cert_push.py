@@ -514,7 +514,7 @@ outcome_unknown:
   elements: str
 """
 
-from ansible_collections.certautopilot.vault.plugins.module_utils import _keys, _kv2, _layouts, _push
+from ansible_collections.certautopilot.vault.plugins.module_utils import _keys, _layouts, _push, _version_policy
 from ansible_collections.certautopilot.vault.plugins.module_utils._client import VaultClient
 from ansible_collections.certautopilot.vault.plugins.module_utils._module import WriterModule, run_writer
 
@@ -586,7 +586,7 @@ def push(vault: WriterModule) -> dict:
         check_mode=vault.module.check_mode,
         diff=vault.diff_mode,
         concurrency=params["concurrency"],
-        version_policy=_kv2.VersionPolicy.from_options(
+        version_policy=_version_policy.VersionPolicy.from_options(
             max_versions=params["max_versions"],
             delete_version_after=params["delete_version_after"],
             cas_required=params["cas_required"],

@@ -8,11 +8,8 @@ import pytest
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _kv2, _push
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
-from ansible_collections.certautopilot.vault.plugins.module_utils._kv2 import (
-    SecretMetadata,
-    SecretVersion,
-    VersionPolicy,
-)
+from ansible_collections.certautopilot.vault.plugins.module_utils._kv2 import SecretMetadata, SecretVersion
+from ansible_collections.certautopilot.vault.plugins.module_utils._version_policy import VersionPolicy
 
 PAYLOAD = {"certificate": "C", "private_key": "K", "fullchain": "C"}
 TAG = {"managed_by": "certautopilot.vault"}
