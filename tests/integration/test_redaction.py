@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from kv_requests import data_writes, kv_writes
 from leaks import find_leaks
 from pki import Chain, make_chain
-from push_runs import FQCN, approle, push
+from push_runs import FQCN, approle, expected_data, push, single
 from tokens import token_with_policy
 
 PUSH = "vault_cert_push"
@@ -37,30 +37,6 @@ PASSWORD = "redaction-pkcs12-password-2718"
 
 def unique_path(topic: str) -> str:
     return f"certs/redaction-{topic}-{uuid.uuid4().hex[:8]}.example.com"
-
-
-def chain_for(path: str) -> Chain:
-    return make_chain(path.removeprefix("certs/"))
-
-
-def cert_args(path: str, chain: Chain, **options: t.Any) -> dict[str, t.Any]:
-    return {
-        "path": path,
-        "certificate": chain.leaf.cert_pem,
-        "private_key": chain.leaf.key_pem,
-        "chain": chain.chain_pem,
-        **options,
-    }
-
-
-def pushed_data(chain: Chain) -> dict[str, str]:
-    """The managed fields as a push with default fields writes them."""
-    return {
-        "certificate": chain.leaf.cert_pem,
-        "private_key": chain.leaf.key_pem,
-        "chain": chain.chain_pem,
-        "fullchain": chain.fullchain_pem,
-    }
 
 
 def write_version(bao, path: str, data: dict[str, t.Any], custom_metadata: dict | None = None) -> None:
@@ -93,7 +69,7 @@ def _certificate_with_pasted_key(bao, vault_conn, path: str, chain: Chain, **ext
 
 def test_key_pasted_into_certificate_is_masked_in_an_argument_error(modules, bao, vault_conn):
     path = unique_path("pasted-key-argument-error")
-    chain = chain_for(path)
+    chain = make_chain(path.removeprefix("certs/"))
     args = _certificate_with_pasted_key(bao, vault_conn, path, chain, timeout="abc")
 
     # The scan covers the answer (its invocation module_args and msg), the streams and the syslog lines.
@@ -108,7 +84,7 @@ def test_key_pasted_into_certificate_is_masked_in_an_argument_error(modules, bao
 
 def test_key_pasted_into_certificate_is_masked_in_the_syslog_invocation_line(modules, bao, vault_conn):
     path = unique_path("pasted-key-syslog")
-    chain = chain_for(path)
+    chain = make_chain(path.removeprefix("certs/"))
 
     run = modules.run_module(
         PUSH, _certificate_with_pasted_key(bao, vault_conn, path, chain), secrets=[chain.leaf.key_pem]
@@ -120,13 +96,13 @@ def test_key_pasted_into_certificate_is_masked_in_the_syslog_invocation_line(mod
 
 
 def test_key_pasted_as_bare_base64_der_is_masked(modules, bao, vault_conn):
-    chain = chain_for(unique_path("der-key"))
+    chain = make_chain("der-key.example.com")
     der = "".join(line for line in chain.leaf.key_pem.splitlines() if "-----" not in line)
     # base64 holds '/': a key whose body has an empty segment would be refused as no mount name at all, not looked up.
     while "//" in der or der.startswith("/") or der.endswith("/"):
-        chain = chain_for(unique_path("der-key"))
+        chain = make_chain("der-key.example.com")
         der = "".join(line for line in chain.leaf.key_pem.splitlines() if "-----" not in line)
-    args = {**vault_conn, **approle(bao), **cert_args(unique_path("der"), chain), "mount": der}
+    args = {**vault_conn, **approle(bao), **single(unique_path("der"), chain.leaf, chain.intermediate), "mount": der}
 
     run = modules.run_module(PUSH, args, secrets=[der])
 
@@ -155,9 +131,9 @@ def test_a_crlf_wrapped_bare_base64_key_in_a_batch_is_not_in_the_syslog_line(mod
 
 def test_fields_that_map_to_a_pasted_key_are_refused_unseen(modules, bao, vault_conn):
     path = unique_path("fields-key")
-    chain = chain_for(path)
+    chain = make_chain(path.removeprefix("certs/"))
     other = make_chain("pasted.example.com")
-    args = {**vault_conn, **approle(bao), **cert_args(path, chain)}
+    args = {**vault_conn, **approle(bao), **single(path, chain.leaf, chain.intermediate)}
 
     as_value = modules.run_module(
         PUSH, {**args, "fields": {"certificate": other.leaf.key_pem}}, secrets=[other.leaf.key_pem]
@@ -172,9 +148,14 @@ def test_fields_that_map_to_a_pasted_key_are_refused_unseen(modules, bao, vault_
 
 
 def test_key_wrapped_as_bare_base64_lines_in_a_field_name_is_never_shown(modules, bao, vault_conn):
-    chain = chain_for(unique_path("wrapped-der"))
+    chain = make_chain("wrapped-der.example.com")
     wrapped = "\n".join(line for line in chain.leaf.key_pem.splitlines() if "-----" not in line)
-    args = {**vault_conn, **approle(bao), **cert_args(unique_path("wrapped-der"), chain), "fields": {wrapped: "x"}}
+    args = {
+        **vault_conn,
+        **approle(bao),
+        **single(unique_path("wrapped-der"), chain.leaf, chain.intermediate),
+        "fields": {wrapped: "x"},
+    }
 
     run = modules.run_module(PUSH, args)
 
@@ -194,7 +175,8 @@ def test_batch_item_that_is_no_dictionary_never_shows_the_token(modules, bao, va
 def test_token_pasted_into_another_option_is_masked_by_its_shape(modules, bao, vault_conn, option):
     pasted = token_with_policy(bao, "redaction-pasted-token", {"secret/*": ["read"]})
     path = unique_path("pasted-token")
-    args = {**vault_conn, **approle(bao), **cert_args(path, chain_for(path))}
+    chain = make_chain(path.removeprefix("certs/"))
+    args = {**vault_conn, **approle(bao), **single(path, chain.leaf, chain.intermediate)}
     args[option] = pasted if option != "path" else f"certs/{pasted}"
 
     run = modules.run_module(PUSH, args, secrets=[pasted])
@@ -229,13 +211,13 @@ def _assert_unmanaged_summarised(run, fields: dict[str, str]) -> None:
 
 def test_push_diff_never_shows_values_of_unmanaged_keys(modules, bao, vault_conn):
     path = unique_path("diff-unmanaged-push")
-    old, renewed = chain_for(path), chain_for(path)
+    old, renewed = make_chain(path.removeprefix("certs/")), make_chain(path.removeprefix("certs/"))
     fields, hidden = _unmanaged_fields()
-    write_version(bao, path, {**pushed_data(old), **fields})
+    write_version(bao, path, {**expected_data(old.leaf, old.intermediate), **fields})
 
     run = modules.run_module(
         PUSH,
-        {**vault_conn, **approle(bao), **cert_args(path, renewed)},
+        {**vault_conn, **approle(bao), **single(path, renewed.leaf, renewed.intermediate)},
         diff=True,
         secrets=[*hidden.values(), old.leaf.key_pem],
     )
@@ -244,15 +226,15 @@ def test_push_diff_never_shows_values_of_unmanaged_keys(modules, bao, vault_conn
     assert (run.result["version"], run.result["previous_version"]) == (2, 1)
     _assert_unmanaged_summarised(run, fields)
     assert bao.kv_version_numbers(path) == [1, 2]
-    assert bao.kv_data(path) == {**pushed_data(renewed), **fields}
+    assert bao.kv_data(path) == {**expected_data(renewed.leaf, renewed.intermediate), **fields}
 
 
 def test_rollback_diff_never_shows_values_of_unmanaged_keys(modules, bao, vault_conn):
     path = unique_path("diff-unmanaged-rollback")
-    old, renewed = chain_for(path), chain_for(path)
+    old, renewed = make_chain(path.removeprefix("certs/")), make_chain(path.removeprefix("certs/"))
     fields, hidden = _unmanaged_fields()
-    write_version(bao, path, {**pushed_data(old), **fields})
-    write_version(bao, path, {**pushed_data(renewed), **fields})
+    write_version(bao, path, {**expected_data(old.leaf, old.intermediate), **fields})
+    write_version(bao, path, {**expected_data(renewed.leaf, renewed.intermediate), **fields})
 
     run = modules.run_module(
         ROLLBACK,
@@ -265,14 +247,14 @@ def test_rollback_diff_never_shows_values_of_unmanaged_keys(modules, bao, vault_
     assert run.result["version"] == 3
     _assert_unmanaged_summarised(run, fields)
     assert bao.kv_version_numbers(path) == [1, 2, 3]
-    assert bao.kv_data(path) == {**pushed_data(old), **fields}
+    assert bao.kv_data(path) == {**expected_data(old.leaf, old.intermediate), **fields}
 
 
 # -- the PKCS#12 password ------------------------------------------------------------------------
 
 
 def pkcs12_args(path: str, chain: Chain, **options: t.Any) -> dict[str, t.Any]:
-    return cert_args(path, chain, **{"layout": "pkcs12", "pkcs12_password": PASSWORD, **options})
+    return single(path, chain.leaf, chain.intermediate, **{"layout": "pkcs12", "pkcs12_password": PASSWORD, **options})
 
 
 TYPED_SECRET = "typed-pkcs12-secret-0451"
@@ -290,7 +272,7 @@ class DisplayRun:
 def controller_display(ansible, bao, vault_conn) -> DisplayRun:
     """The cases whose point is the controller's display: one playbook at -vvv in diff mode, a task each."""
     pasted_path = unique_path("pasted-key-argument-error-vvv")
-    pasted = chain_for(pasted_path)
+    pasted = make_chain(pasted_path.removeprefix("certs/"))
     typed = make_chain("typed-password.example.com")
     base = f"certs/redaction-typed-{uuid.uuid4().hex[:8]}"
     paths = {"pasted key": pasted_path, **{name: f"{base}-{name}" for name in TYPED_PASSWORDS}}

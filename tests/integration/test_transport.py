@@ -16,12 +16,13 @@ import uuid
 from pathlib import Path
 
 import pytest
+from failures import assert_failed_cleanly
 from fault_proxy import FaultProxy
 from identities import CertificateAuthority
 from kv_requests import kv_writes
 from leaks import find_leaks
-from pki import Chain, key_pem, make_chain, new_key
-from push_runs import approle
+from pki import key_pem, make_chain, new_key
+from push_runs import approle, single
 from tokens import token_with_policy
 
 PUSH = "vault_cert_push"
@@ -32,29 +33,6 @@ def unique_path(topic: str) -> str:
     return f"certs/transport-{topic}-{uuid.uuid4().hex[:8]}.example.com"
 
 
-def chain_for(path: str) -> Chain:
-    return make_chain(path.removeprefix("certs/"))
-
-
-def cert_args(path: str, chain: Chain, **options: t.Any) -> dict[str, t.Any]:
-    return {
-        "path": path,
-        "certificate": chain.leaf.cert_pem,
-        "private_key": chain.leaf.key_pem,
-        "chain": chain.chain_pem,
-        **options,
-    }
-
-
-def assert_failed_cleanly(run) -> None:
-    """Failed with a message of the collection's own, not a crash."""
-    assert run.failed, run.output
-    for text in (run.output, run.msg, str(run.result.get("module_stderr", ""))):
-        assert "Traceback" not in text, run.output
-        assert "Module failed" not in text, run.output
-        assert "MODULE FAILURE" not in text, run.output
-
-
 # -- inline client_cert / client_key -----------------------------------------------------------
 
 
@@ -63,7 +41,7 @@ def test_inline_client_certificate_and_key_log_in_with_cert_auth_and_leave_no_ke
 ):
     """A process of its own: the key goes to a temporary file for requests, in the process's TMPDIR."""
     path = unique_path("inline-client-tls")
-    chain = chain_for(path)
+    chain = make_chain(path.removeprefix("certs/"))
     client_key = Path(bao.client_key).read_text()
     module_tmp = tmp_path / "module-tmp"
     module_tmp.mkdir()
@@ -76,7 +54,7 @@ def test_inline_client_certificate_and_key_log_in_with_cert_auth_and_leave_no_ke
             "role": "certs",
             "client_cert": Path(bao.client_cert).read_text(),
             "client_key": client_key,
-            **cert_args(path, chain),
+            **single(path, chain.leaf, chain.intermediate),
         },
         env={"TMPDIR": str(module_tmp)},
     )
@@ -102,7 +80,7 @@ def test_inline_client_certificate_and_key_log_in_with_cert_auth_and_leave_no_ke
 
 def test_missing_client_cert_file_fails_naming_client_cert_and_writes_nothing(bao, modules, vault_conn, tmp_path):
     path = unique_path("missing-client-cert")
-    chain = chain_for(path)
+    chain = make_chain(path.removeprefix("certs/"))
 
     run = modules.run_module(
         PUSH,
@@ -112,7 +90,7 @@ def test_missing_client_cert_file_fails_naming_client_cert_and_writes_nothing(ba
             "role": "certs",
             "client_cert": str(tmp_path / "no-such-client.pem"),
             "client_key": bao.client_key,
-            **cert_args(path, chain),
+            **single(path, chain.leaf, chain.intermediate),
         },
         secrets=[Path(bao.client_key).read_text()],
     )
@@ -137,7 +115,7 @@ def _headerless_key() -> str:
 @pytest.mark.parametrize("make_value", [_truncated_key, _headerless_key], ids=["truncated-pem", "headerless-body"])
 def test_client_key_neither_file_nor_pem_key_fails_without_echoing_it(bao, modules, vault_conn, make_value):
     path = unique_path("bad-client-key")
-    chain = chain_for(path)
+    chain = make_chain(path.removeprefix("certs/"))
     bad_key = make_value()
     # Every long body line on its own: the value is no loadable key, so the harness would look for it whole.
     body = [line.strip() for line in bad_key.splitlines() if len(line.strip()) >= 24 and "-----" not in line]
@@ -151,7 +129,7 @@ def test_client_key_neither_file_nor_pem_key_fails_without_echoing_it(bao, modul
             "role": "certs",
             "client_cert": bao.client_cert,
             "client_key": bad_key,
-            **cert_args(path, chain),
+            **single(path, chain.leaf, chain.intermediate),
         },
         secrets=body,
     )
@@ -174,11 +152,11 @@ def test_url_with_credentials_is_refused_before_any_request_without_echoing_them
     bao, modules, vault_conn, module, source
 ):
     path = unique_path("url-credentials")
-    chain = chain_for(path)
+    chain = make_chain(path.removeprefix("certs/"))
     password = secrets.token_hex(16)
     url = f"https://ci-user:{password}@{bao.addr.removeprefix('https://')}"
     args: dict[str, t.Any] = {"ca_cert": vault_conn["ca_cert"], **approle(bao)}
-    args.update(cert_args(path, chain) if module == PUSH else {"mount": "secret", "path": path})
+    args.update(single(path, chain.leaf, chain.intermediate) if module == PUSH else {"mount": "secret", "path": path})
     env = None
     if source == "option":
         args["url"] = url
@@ -220,9 +198,11 @@ def redirecting_proxy(bao, tmp_path):
 def test_redirect_to_plain_http_elsewhere_is_not_followed(bao, modules, redirecting_proxy):
     proxy, listener, ca_file = redirecting_proxy
     path = unique_path("redirect")
-    chain = chain_for(path)
+    chain = make_chain(path.removeprefix("certs/"))
 
-    run = modules.run_module(PUSH, {"url": proxy.url, "ca_cert": ca_file, **approle(bao), **cert_args(path, chain)})
+    run = modules.run_module(
+        PUSH, {"url": proxy.url, "ca_cert": ca_file, **approle(bao), **single(path, chain.leaf, chain.intermediate)}
+    )
 
     assert run.failed
     assert "login failed" in run.msg and "not followed" in run.msg, run.msg
@@ -253,7 +233,7 @@ def test_header_value_with_a_line_break_is_refused_before_any_request(bao, modul
 
 
 def test_jwt_file_without_a_jwt_is_neither_sent_nor_shown(bao, modules, vault_conn, tmp_path):
-    chain = chain_for(unique_path("jwt-file"))
+    chain = make_chain("jwt-file.example.com")
     key_file = tmp_path / "not-a-jwt.pem"
     key_file.write_text(chain.leaf.key_pem)
     args = {**vault_conn, "auth_method": "jwt", "role": "certs", "jwt_file": str(key_file), "path": "certs/x"}
