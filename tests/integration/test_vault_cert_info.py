@@ -478,3 +478,18 @@ def test_with_an_owner_managed_means_marked_with_it_and_every_entry_names_its_ow
         "unmarked": (False, None),
     }
     assert refused.failed and refused.msg.startswith("owner must be 1 to 64 characters"), refused.msg
+
+
+# -- a token the server does not know: a failure, not every secret unreadable (moved from the round-3 file) --
+
+
+def test_info_with_a_bad_token_fails_instead_of_reporting_everything_unreadable(modules, vault_conn):
+    token = "hvs.not-a-real-token-000000000000"
+
+    run = modules.run_module(
+        "vault_cert_info", {**vault_conn, "auth_method": "token", "token": token, "prefix": "certs"}
+    )
+
+    assert run.failed, run.result
+    # Not even a part of the token: the harness looks for it whole.
+    assert "hvs.not-a-real-token" not in run.output

@@ -31,6 +31,7 @@ import typing as t
 from pathlib import Path
 from unittest import mock
 
+from ansible.module_utils import _internal as ansible_internal
 from ansible.module_utils import basic
 from ansible.module_utils.common import warnings as ansible_warnings
 from ansible_runner import (
@@ -134,6 +135,9 @@ class ModuleCall:
         _forget_warnings()
         with contextlib.ExitStack() as scope:
             scope.enter_context(patch_module_args({**args, **internal}))
+            # Importing any controller code (a test's AnsibleLoader, say) marks the process a controller, and a
+            # module's warnings would then go to a Display instead of its answer: here it is the module's process.
+            scope.enter_context(mock.patch.object(ansible_internal, "is_controller", False))
             scope.enter_context(_environment(env))
             scope.enter_context(_syslog_into(syslog_lines))
             scope.enter_context(contextlib.redirect_stdout(stdout))

@@ -1,9 +1,11 @@
-"""Hostile input to vault_cert_push: each case is refused with a message naming the input, before
-a single request leaves (the audit log shows none), so nothing is written.
+# Copyright: CertAutoPilot contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Input vault_cert_push must refuse: broken PEM and keys, broken chains, text that is not UTF-8, paths and mounts
+that are no plain KV names, unknown option values. Each case is refused with a message naming the input, before a
+single request leaves (the audit log shows none), so nothing is written.
 
-All cases run as the tasks of one ansible-playbook run (failures ignored) to keep the suite fast;
-each parametrized test then checks one case. A refusal must not depend on the server, so the
-run as a whole must not have sent any request at all.
+Every case is the module's main() in-process (``modules``), run once for the file; a file that is not UTF-8, read
+by a playbook's lookup, is the controller's case and has a playbook run of its own.
 """
 
 from __future__ import annotations
@@ -12,18 +14,17 @@ import dataclasses
 import json
 import typing as t
 import uuid
-from pathlib import Path
 
 import pytest
-from leaks import assert_no_leak
 from pki import bundle, encrypted_key_pem, key_pem, make_chain, new_key
 from vault_args import approle_args
 
-PUSH = "certautopilot.vault.vault_cert_push"
+PUSH = "vault_cert_push"
+FQCN = "certautopilot.vault.vault_cert_push"
 RUN = uuid.uuid4().hex[:8]
 ONE_MEGABYTE = 1024 * 1024
 
-GOOD = make_chain("hostile.example.com")
+GOOD = make_chain("refused-input.example.com")
 UNRELATED = make_chain(
     "unrelated.example.com", root_cn="Unrelated Root CA", intermediate_cn="Unrelated Intermediate CA"
 )
@@ -60,7 +61,7 @@ def _one_megabyte_chain() -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    """One hostile input: the push arguments it changes and the substrings its message must hold."""
+    """One input to refuse: the push arguments it changes and the substrings its message must hold."""
 
     id: str
     args: dict[str, t.Any]
@@ -70,11 +71,11 @@ class Case:
 
     @property
     def path(self) -> str:
-        return f"certs/hostile-{RUN}-{self.id}"
+        return f"certs/refused-input-{RUN}-{self.id}"
 
 
 def _path(case_id: str) -> str:
-    return f"certs/hostile-{RUN}-{case_id}"
+    return f"certs/refused-input-{RUN}-{case_id}"
 
 
 LONG_PATH = "certs/" + "a" * 2000
@@ -153,113 +154,74 @@ CASES = [
 ]
 
 
-class HostileRun:
-    def __init__(self, bao, ansible, workdir: Path) -> None:
-        self.bao = bao
-        base = {
-            **approle_args(bao),
-            # No retry could change a refusal; none should make one slow either.
-            "retries": 1,
-        }
-        self.secret_id = base["secret_id"]
-        tasks = []
-        for case in CASES:
-            args = {**base, "path": case.path, "certificate": LEAF_PEM, "private_key": KEY_PEM}
-            args["chain"] = GOOD.chain_pem
-            args.update(case.args)
-            args = {key: value for key, value in args.items() if value is not None}
-            tasks.append({"name": case.id, PUSH: args, "ignore_errors": True})
-        # A file that is not UTF-8, read the way a playbook reads a certificate file.
-        latin1 = workdir / "latin1-cert.pem"
-        latin1.write_bytes(LEAF_PEM.encode("ascii").replace(b"MII", b"MII\xe9\xff", 1))
-        tasks.append(
-            {
-                "name": "file-not-utf8",
-                PUSH: {
-                    **base,
-                    "path": _path("file-not-utf8"),
-                    "private_key": KEY_PEM,
-                    "certificate": f"{{{{ lookup('ansible.builtin.file', '{latin1}') }}}}",
-                },
-                "ignore_errors": True,
-            }
-        )
-        playbook = workdir / "hostile.yml"
-        playbook.write_text(
-            json.dumps([{"name": "Hostile", "hosts": "localhost", "gather_facts": False, "tasks": tasks}])
-        )
-        playbook.chmod(0o600)
-        self.mark = bao.audit_mark()
-        self.run = ansible.run_playbook(playbook)
-        self.requests = bao.audit_requests(self.mark)
-        self.results = {task.task: {**task.result, "failed": task.status == "failed"} for task in self.run.tasks}
+@dataclasses.dataclass
+class Refusals:
+    results: dict[str, t.Any]
+    requests: dict[str, list[dict[str, t.Any]]]
 
 
 @pytest.fixture(scope="module")
-def hostile(bao, ansible, tmp_path_factory) -> HostileRun:
-    return HostileRun(bao, ansible, tmp_path_factory.mktemp("hostile"))
+def refusals(bao, modules) -> Refusals:
+    """Every case, run once; no retry could change a refusal, and none should make one slow either."""
+    base = {**approle_args(bao), "retries": 1}
+    results, requests = {}, {}
+    for case in CASES:
+        args = {**base, "path": case.path, "certificate": LEAF_PEM, "private_key": KEY_PEM, "chain": GOOD.chain_pem}
+        args.update(case.args)
+        run = modules.run_module(PUSH, {key: value for key, value in args.items() if value is not None})
+        results[case.id], requests[case.id] = run, run.requests
+    return Refusals(results=results, requests=requests)
 
 
-def test_no_hostile_input_reached_the_server(hostile: HostileRun) -> None:
-    seen = [(entry["request"].get("operation"), entry["request"].get("path")) for entry in hostile.requests]
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_refused_input_reaches_no_server(refusals: Refusals, case: Case) -> None:
+    seen = [(entry["request"].get("operation"), entry["request"].get("path")) for entry in refusals.requests[case.id]]
 
     assert seen == []
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_hostile_input_is_refused_naming_the_input_and_nothing_is_written(hostile: HostileRun, case: Case) -> None:
-    result = hostile.results[case.id]
+def test_input_is_refused_naming_the_input_and_nothing_is_written(bao, refusals: Refusals, case: Case) -> None:
+    run = refusals.results[case.id]
 
-    assert result["failed"] is True, result
+    assert run.failed is True, run.result
     for expected in case.expect:
-        assert expected in result["msg"], f"{expected!r} not in {result['msg']!r}"
-    # The audit log proves no request at all (test above); the server agrees for the valid paths.
+        assert expected in run.msg, f"{expected!r} not in {run.msg!r}"
     for path in (case.path, *case.also_unwritten):
-        assert hostile.bao.kv_versions("secret", path) == {}
+        assert bao.kv_versions("secret", path) == {}
 
 
-def test_key_pasted_into_certificate_is_not_shown(hostile: HostileRun) -> None:
-    assert_no_leak([hostile.results["cert-is-a-key"]["msg"], hostile.results["cert-is-a-key"]], KEY_PEM)
+def test_key_pasted_into_certificate_is_refused_unseen(bao, modules) -> None:
+    """The key given as the certificate: the harness scans the run for it (it is the run's private_key too)."""
+    args = {**approle_args(bao), "path": _path("key-as-cert"), "certificate": KEY_PEM, "private_key": KEY_PEM}
+
+    run = modules.run_module(PUSH, args, secrets=[KEY_PEM])
+
+    assert run.failed and "not a PEM certificate" in run.msg, run.msg
+    assert run.requests == []
 
 
-def test_file_that_is_not_utf8_is_refused_before_the_module_runs(hostile: HostileRun) -> None:
-    # Ansible itself cannot hand such text to a module; its message names the encoding.
-    result = hostile.results["file-not-utf8"]
-
-    assert result["failed"] is True
-    assert "utf-8" in result["msg"].lower()
-    assert hostile.bao.kv_versions("secret", _path("file-not-utf8")) == {}
-
-
-def test_mount_with_slashes_that_does_not_exist_is_refused_by_the_mount_check(bao, ansible, tmp_path) -> None:
-    """A nested mount name is valid: it reaches the server, fails the mount check, writes nothing."""
-    token = _certs_token(bao)
-    playbook = tmp_path / "nested.yml"
+def test_file_that_is_not_utf8_is_refused_before_the_module_runs(bao, ansible, tmp_path) -> None:
+    """Ansible itself cannot hand such text to a module: the file lookup's message names the encoding."""
+    latin1 = tmp_path / "latin1-cert.pem"
+    latin1.write_bytes(LEAF_PEM.encode("ascii").replace(b"MII", b"MII\xe9\xff", 1))
     args = {
-        "url": bao.addr,
-        "ca_cert": bao.ca_cert,
-        "auth_method": "token",
-        "token": token,
-        "mount": "team/kv",
-        "path": _path("nested-mount"),
-        "certificate": LEAF_PEM,
+        **approle_args(bao),
+        "path": _path("file-not-utf8"),
         "private_key": KEY_PEM,
+        "certificate": f"{{{{ lookup('ansible.builtin.file', '{latin1}') }}}}",
     }
+    playbook = tmp_path / "not-utf8.yml"
+    task = {"name": "file-not-utf8", FQCN: args, "ignore_errors": True}
     playbook.write_text(
-        json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [{"name": "nested", PUSH: args}]}])
+        json.dumps([{"name": "Not UTF-8", "hosts": "localhost", "gather_facts": False, "tasks": [task]}])
     )
-    mark = bao.audit_mark()
+    playbook.chmod(0o600)
+
     run = ansible.run_playbook(playbook)
-    requests = bao.audit_requests(mark)
-    result = run.task("nested").result
 
-    assert run.rc != 0
-    assert "mount 'team/kv' not found" in result["msg"]
-    assert [entry["request"]["path"] for entry in requests] == ["sys/internal/ui/mounts/team/kv"]
-    assert all(entry["request"]["operation"] == "read" for entry in requests)
-
-
-def _certs_token(bao) -> str:
-    status, body = bao.api("POST", "auth/token/create", {"policies": ["certs"], "ttl": "10m"})
-    assert status == 200, body
-    return body["auth"]["client_token"]
+    result = run.task("file-not-utf8")
+    assert result.status == "failed"
+    assert "utf-8" in result.result["msg"].lower()
+    assert run.requests == []
+    assert bao.kv_versions("secret", _path("file-not-utf8")) == {}
