@@ -119,7 +119,11 @@ def test_mount_with_slashes_that_does_not_exist_is_refused_by_the_mount_check(ba
 
     assert run.failed
     assert "mount 'team/kv' not found" in run.msg
-    assert [entry["request"]["path"] for entry in run.requests] == ["sys/internal/ui/mounts/team/kv"]
+    # The token is checked first (auth/token/lookup-self), then the mount: nothing else is asked or written.
+    assert [entry["request"]["path"] for entry in run.requests] == [
+        "auth/token/lookup-self",
+        "sys/internal/ui/mounts/team/kv",
+    ]
     assert all(entry["request"]["operation"] == "read" for entry in run.requests)
 
 
