@@ -3,8 +3,9 @@
 One tree of 200 secrets in mixed states is written as root under a prefix of its own; a read-only
 AppRole (``read`` on data, ``list`` on metadata, no more) reports on it. The tree holds a folder
 whose secrets the role may not read and one it may not list. Every test checks the report against
-what was written, scans what the run printed and returned for key material and credentials, and
-the server afterwards for anything changed.
+what was written, and the server afterwards for anything changed. The inventory of the whole tree
+runs once through ansible-playbook; every other run is in-process (``modules``). The harness scans
+each run for its credentials and tokens, and the tests hand it the tree's keys and passwords.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import pki
 import pytest
-from leaks import assert_no_leak
+from kv_histories import write
 
 MODULE = "vault_cert_info"
 MANAGED = {"managed_by": "certautopilot.vault"}
@@ -63,12 +64,6 @@ class Tree:
         return sum(1 for path in self.expected if not path.endswith("/"))
 
 
-def _write(bao, path: str, data: dict) -> int:
-    status, body = bao.api("POST", f"secret/data/{path}", {"data": data})
-    assert status == 200, body
-    return body["data"]["version"]
-
-
 def _secret_data(kind: str, cn: str, ca: pki.Issued) -> tuple[dict, str | None]:
     """The secret's data for a kind of tree entry, and the secret it holds (a private key or password), if any."""
     now = datetime.now(UTC)
@@ -111,8 +106,8 @@ def _build_tree(bao) -> Tree:
             cn = path.rsplit("/", 1)[1]
             if kind in ("deleted", "destroyed"):
                 data, key = _secret_data("ok", cn, ca)
-                _write(bao, path, data)
-                version = _write(bao, path, data)
+                write(bao, path, data)
+                version = write(bao, path, data)
                 if kind == "deleted":
                     status, body = bao.api("DELETE", f"secret/data/{path}")
                 else:
@@ -120,7 +115,7 @@ def _build_tree(bao) -> Tree:
                 assert status == 204, body
             else:
                 data, key = _secret_data(kind, cn, ca)
-                version = _write(bao, path, data)
+                version = write(bao, path, data)
             if key:
                 tree.keys.append(key)
             # Every third secret carries the collection's tag (the push writes it); another tag is not managed.
@@ -175,19 +170,19 @@ def reader(bao, tree) -> ReadOnlyRole:
     return _read_only_role(bao, tree)
 
 
-def info(ansible, bao, args: dict, *, check: bool = False, secrets: t.Sequence[str] = ()):
-    """Run the module; the run's audit entries land in ``run.requests``, and its output is scanned for leaks."""
-    mark = bao.audit_mark()
-    run = ansible.run_module(MODULE, args, check=check)
-    run.requests = bao.audit_requests(mark)
-    assert_no_leak([run.output, run.result], args.get("secret_id"), args.get("token"), *secrets)
-    return run
+def info(runner, args: dict, *, check: bool = False, secrets: t.Sequence[str] = ()):
+    """Run the module; ``secrets`` (the tree's keys and passwords, which reach the run from the server) never shown.
+
+    The run's audit entries are in ``run.requests``.
+    """
+    return runner.run_module(MODULE, args, check=check, secrets=secrets)
 
 
 @pytest.fixture(scope="module")
 def tree_run(ansible, bao, tree, reader):
-    """The inventory of the whole tree by the read-only role, run once for the tests that read it."""
-    return info(ansible, bao, {**reader.args(bao), "prefix": tree.base}, secrets=tree.keys)
+    """The inventory of the whole tree by the read-only role, run once (through ansible-playbook, the path a user
+    takes) for the tests that read it."""
+    return info(ansible, {**reader.args(bao), "prefix": tree.base}, secrets=tree.keys)
 
 
 def _statuses(run) -> dict[str, str]:
@@ -295,8 +290,8 @@ def test_the_inventory_changes_nothing_on_the_server(tree_run, bao, tree):
 # -- fail_on --------------------------------------------------------------------------------------------
 
 
-def test_fail_on_expired_fails_naming_the_count_and_keeps_the_report(ansible, bao, tree, reader):
-    run = info(ansible, bao, {**reader.args(bao), "prefix": tree.base, "fail_on": "expired"}, secrets=tree.keys)
+def test_fail_on_expired_fails_naming_the_count_and_keeps_the_report(modules, bao, tree, reader):
+    run = info(modules, {**reader.args(bao), "prefix": tree.base, "fail_on": "expired"}, secrets=tree.keys)
 
     assert run.failed
     assert "fail_on expired: 15 certificate(s) expired: " in run.msg
@@ -307,27 +302,29 @@ def test_fail_on_expired_fails_naming_the_count_and_keeps_the_report(ansible, ba
     assert len(run.result["expired"]) == 15
 
 
-def test_fail_on_expiring_counts_expired_and_expiring(ansible, bao, tree, reader):
-    run = info(ansible, bao, {**reader.args(bao), "prefix": tree.base, "fail_on": "expiring"}, secrets=tree.keys)
+def test_fail_on_expiring_counts_expired_and_expiring(modules, bao, tree, reader):
+    run = info(modules, {**reader.args(bao), "prefix": tree.base, "fail_on": "expiring"}, secrets=tree.keys)
 
     assert run.failed
     assert "fail_on expiring: 35 certificate(s) expired or expiring" in run.msg
     assert run.result["expiring"] and run.result["expired"]
 
 
-def test_fail_on_passes_when_nothing_is_expired_or_expiring(ansible, bao, tree, reader):
+def test_fail_on_passes_when_nothing_is_expired_or_expiring(modules, bao, tree, reader):
     args = {**reader.args(bao), "prefix": f"{tree.base}/team-b/eu/", "fail_on": "expired"}
-    passed = info(ansible, bao, args, secrets=tree.keys)
-    strict = info(ansible, bao, {**args, "secret_id": bao.new_approle_secret_id(reader.name), "fail_on": "expiring"})
+    passed = info(modules, args, secrets=tree.keys)
+    strict = info(
+        modules, {**args, "secret_id": bao.new_approle_secret_id(reader.name), "fail_on": "expiring"}, secrets=tree.keys
+    )
 
     assert not passed.failed, passed.msg
     assert passed.result["counts"]["ok"] == 30 and passed.result["counts"]["expiring"] == 10
     assert strict.failed and "10 certificate(s) expired or expiring" in strict.msg
 
 
-def test_expiring_within_moves_the_line(ansible, bao, tree, reader):
+def test_expiring_within_moves_the_line(modules, bao, tree, reader):
     args = {**reader.args(bao), "prefix": f"{tree.base}/team-b/eu", "expiring_within": 5}
-    run = info(ansible, bao, args, secrets=tree.keys)
+    run = info(modules, args, secrets=tree.keys)
 
     assert not run.failed, run.msg
     assert run.result["counts"]["ok"] == 40 and run.result["expiring"] == []
@@ -336,7 +333,7 @@ def test_expiring_within_moves_the_line(ansible, bao, tree, reader):
 # -- paths, auth, check mode, odd prefixes -----------------------------------------------------------
 
 
-def test_paths_reports_just_those_secrets_with_a_read_only_token(ansible, bao, tree, reader):
+def test_paths_reports_just_those_secrets_with_a_read_only_token(modules, bao, tree, reader):
     status, body = bao.api("POST", "auth/token/create", {"policies": [reader.policy], "ttl": "5m"})
     assert status == 200, body
     token = body["auth"]["client_token"]
@@ -351,7 +348,7 @@ def test_paths_reports_just_those_secrets_with_a_read_only_token(ansible, bao, t
     ]
     args = {"url": bao.addr, "ca_cert": bao.ca_cert, "auth_method": "token", "token": token, "paths": paths}
 
-    run = info(ansible, bao, args, secrets=tree.keys)
+    run = info(modules, args, secrets=tree.keys)
 
     assert not run.failed, run.msg
     assert _statuses(run) == {
@@ -374,9 +371,9 @@ def test_paths_reports_just_those_secrets_with_a_read_only_token(ansible, bao, t
     assert bao.api("GET", "auth/token/lookup-self", token=token)[0] == 200
 
 
-def test_check_mode_reports_the_same_and_writes_nothing(ansible, bao, tree, reader):
+def test_check_mode_reports_the_same_and_writes_nothing(modules, bao, tree, reader):
     args = {**reader.args(bao), "prefix": f"{tree.base}/legacy", "concurrency": 1}
-    run = info(ansible, bao, args, check=True, secrets=tree.keys)
+    run = info(modules, args, check=True, secrets=tree.keys)
 
     assert not run.failed, run.msg
     assert run.result["changed"] is False
@@ -384,22 +381,22 @@ def test_check_mode_reports_the_same_and_writes_nothing(ansible, bao, tree, read
     assert _server_versions(bao, tree) == tree.versions
 
 
-def test_an_empty_or_missing_prefix_is_an_empty_report(ansible, bao, reader):
-    run = info(ansible, bao, {**reader.args(bao), "prefix": f"certs/info-nothing-{uuid.uuid4().hex[:8]}"})
+def test_an_empty_or_missing_prefix_is_an_empty_report(modules, bao, reader):
+    run = info(modules, {**reader.args(bao), "prefix": f"certs/info-nothing-{uuid.uuid4().hex[:8]}"})
 
     assert not run.failed, run.msg
     assert run.result["certificates"] == [] and run.result["total"] == 0
     assert run.result["counts"] == dict.fromkeys(STATUSES, 0)
 
 
-def test_a_prefix_the_token_may_not_list_is_reported_not_fatal(ansible, bao, tree, reader):
-    run = info(ansible, bao, {**reader.args(bao), "prefix": f"{tree.base}/locked"})
+def test_a_prefix_the_token_may_not_list_is_reported_not_fatal(modules, bao, tree, reader):
+    run = info(modules, {**reader.args(bao), "prefix": f"{tree.base}/locked"})
 
     assert not run.failed, run.msg
     assert _statuses(run) == {f"{tree.base}/locked/": "unreadable"}
 
 
-def test_the_writers_approle_sees_the_denied_folders_too(ansible, bao, tree):
+def test_the_writers_approle_sees_the_denied_folders_too(modules, bao, tree):
     status, body = bao.api(
         "POST",
         "auth/approle/login",
@@ -409,7 +406,7 @@ def test_the_writers_approle_sees_the_denied_folders_too(ansible, bao, tree):
     assert status == 200, body
     args = {"url": bao.addr, "ca_cert": bao.ca_cert, "auth_method": "token", "token": body["auth"]["client_token"]}
 
-    run = info(ansible, bao, {**args, "prefix": tree.base}, secrets=tree.keys)
+    run = info(modules, {**args, "prefix": tree.base}, secrets=tree.keys)
 
     assert not run.failed, run.msg
     statuses = _statuses(run)
@@ -418,22 +415,22 @@ def test_the_writers_approle_sees_the_denied_folders_too(ansible, bao, tree):
     assert run.result["counts"]["unreadable"] == 0 and run.result["total"] == 200
 
 
-def test_a_kv_v1_mount_fails_before_any_listing(ansible, bao, approle_auth, vault_conn):
-    run = info(ansible, bao, {**vault_conn, **approle_auth, "mount": "kv1", "prefix": "certs"})
+def test_a_kv_v1_mount_fails_before_any_listing(modules, approle_auth, vault_conn):
+    run = info(modules, {**vault_conn, **approle_auth, "mount": "kv1", "prefix": "certs"})
 
     assert run.failed
     assert "KV v1" in run.msg and "only KV v2" in run.msg
     assert not any(entry["request"]["operation"] == "list" for entry in run.requests)
 
 
-def test_a_missing_prefix_and_paths_is_refused_before_any_request(ansible, bao, reader):
-    run = info(ansible, bao, reader.args(bao))
+def test_a_missing_prefix_and_paths_is_refused_before_any_request(modules, bao, reader):
+    run = info(modules, reader.args(bao))
 
     assert run.failed and "prefix" in run.msg and "paths" in run.msg
     assert run.requests == []
 
 
-def test_with_an_owner_managed_means_marked_with_it_and_every_entry_names_its_owner(ansible, bao, vault_conn):
+def test_with_an_owner_managed_means_marked_with_it_and_every_entry_names_its_owner(modules, bao, vault_conn):
     base = f"certs/info-owner-{uuid.uuid4().hex[:8]}"
     marks = {
         "ours": {**MANAGED, "certautopilot_owner": "team-a"},
@@ -446,7 +443,7 @@ def test_with_an_owner_managed_means_marked_with_it_and_every_entry_names_its_ow
     for name, custom in marks.items():
         data, key = _secret_data("ok", f"{name}.example.com", ca)
         keys.append(key)
-        _write(bao, f"{base}/{name}", data)
+        write(bao, f"{base}/{name}", data)
         if custom:
             assert bao.api("POST", f"secret/metadata/{base}/{name}", {"custom_metadata": custom})[0] == 204
     args = {
@@ -456,11 +453,9 @@ def test_with_an_owner_managed_means_marked_with_it_and_every_entry_names_its_ow
         "prefix": base,
     }
 
-    owned = info(
-        ansible, bao, {**args, "secret_id": bao.new_approle_secret_id("certs"), "owner": "team-a"}, secrets=keys
-    )
-    anyone = info(ansible, bao, {**args, "secret_id": bao.new_approle_secret_id("certs")}, secrets=keys)
-    refused = info(ansible, bao, {**args, "secret_id": bao.new_approle_secret_id("certs"), "owner": "team a"})
+    owned = info(modules, {**args, "secret_id": bao.new_approle_secret_id("certs"), "owner": "team-a"}, secrets=keys)
+    anyone = info(modules, {**args, "secret_id": bao.new_approle_secret_id("certs")}, secrets=keys)
+    refused = info(modules, {**args, "secret_id": bao.new_approle_secret_id("certs"), "owner": "team a"})
 
     def by_name(run) -> dict[str, tuple[bool, str | None]]:
         return {item["path"].rsplit("/", 1)[1]: (item["managed"], item["owner"]) for item in run.result["certificates"]}

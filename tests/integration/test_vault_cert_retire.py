@@ -2,9 +2,11 @@
 
 Histories are written directly as root, and the collection's mark set there too (a push writes it
 only with an owner). Every test checks the server afterwards through its metadata
-(``deletion_time``, ``destroyed``, a 404 after a purge), counts the writes the run sent in the
-audit log where nothing may be written, and scans what the run printed and returned for the
-private keys and the secret_id.
+(``deletion_time``, ``destroyed``, a 404 after a purge) and counts the writes the run sent in the
+audit log where nothing may be written. The module runs in-process (``modules``); the harness scans
+every run for the credentials it was given and the tokens it used, and the tests hand it the
+secrets' private keys, which reach a run from the server. One playbook run carries every mode, with
+task-level check and diff, as a user's play does.
 """
 
 from __future__ import annotations
@@ -13,10 +15,9 @@ import json
 import re
 import uuid
 
-import pki
 import pytest
 from fault_proxy import FaultProxy
-from leaks import assert_no_leak
+from kv_histories import cert_data, write
 
 MODULE = "vault_cert_retire"
 MANAGED = {"managed_by": "certautopilot.vault"}
@@ -29,18 +30,6 @@ WRITE_OPERATIONS = frozenset({"create", "update", "delete"})
 
 def unique_path(name: str) -> str:
     return f"certs/retire-{name}-{uuid.uuid4().hex[:8]}.example.com"
-
-
-def cert_data(cn: str) -> dict[str, str]:
-    """Secret data as a push writes it: a certificate and its key (self-signed, EC: fast)."""
-    leaf = pki.make_leaf(None, cn, sans=(cn,))
-    return {"certificate": leaf.cert_pem, "private_key": leaf.key_pem}
-
-
-def write(bao, path: str, data: dict) -> int:
-    status, body = bao.api("POST", f"secret/data/{path}", {"data": data})
-    assert status == 200, body
-    return body["data"]["version"]
 
 
 def tag(bao, path: str, custom_metadata: dict) -> None:
@@ -85,13 +74,9 @@ def writes(entries: list[dict]) -> list[tuple[str, str]]:
     ]
 
 
-def retire(ansible, bao, args: dict, *, check=False, diff=False, keys=(), **options):
-    """Run the module; its audit entries land in ``run.requests``, and its output is scanned for leaks."""
-    mark = bao.audit_mark()
-    run = ansible.run_module(MODULE, {**args, **options}, check=check, diff=diff)
-    run.requests = bao.audit_requests(mark)
-    assert_no_leak([run.output, run.result], args.get("secret_id"), args.get("token"), *keys)
-    return run
+def retire(runner, args: dict, *, check=False, diff=False, keys=(), **options):
+    """Run the module; ``keys`` (the secrets' private keys, which reach the run from the server) are never shown."""
+    return runner.run_module(MODULE, {**args, **options}, check=check, diff=diff, secrets=keys)
 
 
 @pytest.fixture
@@ -102,11 +87,11 @@ def auth(vault_conn, approle_auth) -> dict:
 # -- each mode, then the server, then a rerun ------------------------------------
 
 
-def test_delete_soft_deletes_the_current_version_only_and_a_rerun_is_unchanged(bao, ansible, auth):
+def test_delete_soft_deletes_the_current_version_only_and_a_rerun_is_unchanged(bao, modules, auth):
     path = unique_path("delete")
     keys = certificate_secret(bao, path, 2)
 
-    run = retire(ansible, bao, auth, path=path, diff=True, keys=keys)
+    run = retire(modules, auth, path=path, diff=True, keys=keys)
 
     assert not run.failed, run.msg
     assert run.changed
@@ -124,7 +109,7 @@ def test_delete_soft_deletes_the_current_version_only_and_a_rerun_is_unchanged(b
     assert diff["after"] == {"current_version": 2, "versions": {"1": "live", "2": "deleted"}}
     assert "-----BEGIN" not in json.dumps(diff)
 
-    rerun = retire(ansible, bao, auth, path=path, keys=keys)
+    rerun = retire(modules, auth, path=path, keys=keys)
 
     assert not rerun.failed, rerun.msg
     assert not rerun.changed
@@ -138,7 +123,7 @@ def test_delete_soft_deletes_the_current_version_only_and_a_rerun_is_unchanged(b
     assert status == 200 and body["data"]["data"]["private_key"] == keys[1], "the undeleted data differs"
 
 
-def test_delete_makes_a_deletion_scheduled_by_delete_version_after_now(bao, ansible, auth):
+def test_delete_makes_a_deletion_scheduled_by_delete_version_after_now(bao, modules, auth):
     path = unique_path("scheduled")
     status, body = bao.api(
         "POST", f"secret/metadata/{path}", {"delete_version_after": "1h", "custom_metadata": MANAGED}
@@ -149,7 +134,7 @@ def test_delete_makes_a_deletion_scheduled_by_delete_version_after_now(bao, ansi
     assert scheduled  # in an hour: the data is still readable until then
     assert bao.api("GET", f"secret/data/{path}")[0] == 200
 
-    run = retire(ansible, bao, auth, path=path, keys=keys)
+    run = retire(modules, auth, path=path, keys=keys)
 
     assert not run.failed, run.msg
     assert run.changed
@@ -157,13 +142,13 @@ def test_delete_makes_a_deletion_scheduled_by_delete_version_after_now(bao, ansi
     assert bao.api("GET", f"secret/data/{path}")[0] == 404
 
 
-def test_destroy_destroys_every_version_keeps_the_metadata_and_a_rerun_is_unchanged(bao, ansible, auth):
+def test_destroy_destroys_every_version_keeps_the_metadata_and_a_rerun_is_unchanged(bao, modules, auth):
     path = unique_path("destroy")
     keys = certificate_secret(bao, path, 3)
     status, body = bao.api("POST", f"secret/delete/{path}", {"versions": [2]})
     assert status == 204, body
 
-    run = retire(ansible, bao, auth, path=path, mode="destroy", diff=True, keys=keys)
+    run = retire(modules, auth, path=path, mode="destroy", diff=True, keys=keys)
 
     assert not run.failed, run.msg
     assert run.changed
@@ -179,7 +164,7 @@ def test_destroy_destroys_every_version_keeps_the_metadata_and_a_rerun_is_unchan
     assert run.result["diff"]["before"]["versions"] == {"1": "live", "2": "deleted", "3": "live"}
     assert run.result["diff"]["after"]["versions"] == dict.fromkeys(("1", "2", "3"), "destroyed")
 
-    rerun = retire(ansible, bao, auth, path=path, mode="destroy", keys=keys)
+    rerun = retire(modules, auth, path=path, mode="destroy", keys=keys)
 
     assert not rerun.failed, rerun.msg
     assert not rerun.changed
@@ -187,11 +172,11 @@ def test_destroy_destroys_every_version_keeps_the_metadata_and_a_rerun_is_unchan
     assert writes(rerun.requests) == []
 
 
-def test_purge_removes_metadata_and_versions_and_a_rerun_is_unchanged(bao, ansible, auth):
+def test_purge_removes_metadata_and_versions_and_a_rerun_is_unchanged(bao, modules, auth):
     path = unique_path("purge")
     keys = certificate_secret(bao, path, 2)
 
-    run = retire(ansible, bao, auth, path=path, mode="purge", current_version=2, keys=keys)
+    run = retire(modules, auth, path=path, mode="purge", current_version=2, keys=keys)
 
     assert not run.failed, run.msg
     assert run.changed
@@ -202,7 +187,7 @@ def test_purge_removes_metadata_and_versions_and_a_rerun_is_unchanged(bao, ansib
     assert writes(run.requests) == [("update", f"secret/metadata/{path}"), ("delete", f"secret/metadata/{path}")]
 
     # The same task again, guard and all: the secret is gone, which is what it asked for.
-    rerun = retire(ansible, bao, auth, path=path, mode="purge", current_version=2, keys=keys)
+    rerun = retire(modules, auth, path=path, mode="purge", current_version=2, keys=keys)
 
     assert not rerun.failed, rerun.msg
     assert not rerun.changed
@@ -211,10 +196,10 @@ def test_purge_removes_metadata_and_versions_and_a_rerun_is_unchanged(bao, ansib
 
 
 @pytest.mark.parametrize("mode", ["delete", "destroy", "purge"])
-def test_a_secret_that_never_existed_is_ok_unchanged_and_nothing_is_written(bao, ansible, auth, mode):
+def test_a_secret_that_never_existed_is_ok_unchanged_and_nothing_is_written(bao, modules, auth, mode):
     path = unique_path(f"absent-{mode}")
 
-    run = retire(ansible, bao, auth, path=path, mode=mode)
+    run = retire(modules, auth, path=path, mode=mode)
 
     assert not run.failed, run.msg
     assert not run.changed
@@ -223,19 +208,54 @@ def test_a_secret_that_never_existed_is_ok_unchanged_and_nothing_is_written(bao,
     assert metadata(bao, path) is None
 
 
+def test_a_playbook_retires_in_each_mode_with_task_level_check_and_diff(bao, ansible, auth):
+    paths = {mode: unique_path(f"playbook-{mode}") for mode in ("delete", "destroy", "purge", "check")}
+    keys = [key for path in paths.values() for key in certificate_secret(bao, path, 2)]
+    checked_before = metadata(bao, paths["check"])
+    module = f"certautopilot.vault.{MODULE}"
+    tasks = [
+        {"name": "Soft-delete", module: {**auth, "path": paths["delete"]}, "diff": True},
+        {"name": "Destroy", module: {**auth, "path": paths["destroy"], "mode": "destroy"}},
+        {"name": "Purge", module: {**auth, "path": paths["purge"], "mode": "purge", "current_version": 2}},
+        {
+            "name": "Purge in check mode",
+            module: {**auth, "path": paths["check"], "mode": "purge"},
+            "check_mode": True,
+            "diff": True,
+        },
+    ]
+    playbook = ansible.workdir / f"retire-{uuid.uuid4().hex}.yml"
+    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]))
+    playbook.chmod(0o600)
+
+    run = ansible.run_playbook(playbook, secrets=keys)
+
+    assert not run.failed, run.output
+    results = {task["name"]: run.task(task["name"]).result for task in tasks}
+    assert all(result["changed"] for result in results.values()), results
+    assert results["Soft-delete"]["diff"]["after"] == {"current_version": 2, "versions": {"1": "live", "2": "deleted"}}
+    assert "diff" not in results["Destroy"]
+    assert results["Destroy"]["destroyed_versions"] == results["Purge"]["destroyed_versions"] == [1, 2]
+    assert results["Purge in check mode"]["diff"]["after"] == {}
+    assert states(bao, paths["delete"]) == {1: (False, False), 2: (True, False)}
+    assert states(bao, paths["destroy"]) == {1: (False, True), 2: (False, True)}
+    assert metadata(bao, paths["purge"]) is None
+    assert metadata(bao, paths["check"]) == checked_before
+
+
 # -- refusals: nothing written ----------------------------------------------------
 
 
 @pytest.mark.parametrize("mode", ["delete", "destroy", "purge"])
 @pytest.mark.parametrize("custom", [None, {"managed_by": "someone-else"}], ids=["untagged", "other-tag"])
-def test_an_unmanaged_secret_is_refused_and_nothing_is_written(bao, ansible, auth, mode, custom):
+def test_an_unmanaged_secret_is_refused_and_nothing_is_written(bao, modules, auth, mode, custom):
     path = unique_path(f"unmanaged-{mode}")
     keys = certificate_secret(bao, path, 2, managed=False)
     if custom:
         tag(bao, path, custom)
     before = metadata(bao, path)
 
-    run = retire(ansible, bao, auth, path=path, mode=mode, keys=keys)
+    run = retire(modules, auth, path=path, mode=mode, keys=keys)
 
     assert run.failed
     assert f"secret/data/{path} is not managed by this collection" in run.msg
@@ -249,13 +269,13 @@ def test_an_unmanaged_secret_is_refused_and_nothing_is_written(bao, ansible, aut
     [MANAGED, {**MANAGED, "certautopilot_owner": "team-b"}, {"certautopilot_owner": "team-a"}],
     ids=["mark-without-owner", "other-owner", "owner-without-managed-by"],
 )
-def test_with_an_owner_a_secret_not_marked_with_it_is_refused_and_nothing_is_written(bao, ansible, auth, custom):
+def test_with_an_owner_a_secret_not_marked_with_it_is_refused_and_nothing_is_written(bao, modules, auth, custom):
     path = unique_path("other-owner")
     keys = certificate_secret(bao, path, 2, managed=False)
     tag(bao, path, custom)
     before = metadata(bao, path)
 
-    run = retire(ansible, bao, auth, path=path, mode="purge", owner="team-a", keys=keys)
+    run = retire(modules, auth, path=path, mode="purge", owner="team-a", keys=keys)
 
     assert run.failed
     assert f"secret/data/{path} is not marked with owner team-a" in run.msg, run.msg
@@ -265,15 +285,15 @@ def test_with_an_owner_a_secret_not_marked_with_it_is_refused_and_nothing_is_wri
 
 
 def test_with_an_owner_its_own_secret_is_retired_and_without_one_a_secret_naming_an_owner_is_refused(
-    bao, ansible, auth
+    bao, modules, auth
 ):
     ours, theirs = unique_path("own-owner"), unique_path("any-owner")
     keys = certificate_secret(bao, ours, 1, managed=False) + certificate_secret(bao, theirs, 1, managed=False)
     tag(bao, ours, {**MANAGED, "certautopilot_owner": "team-a", "team": "web"})
     tag(bao, theirs, {**MANAGED, "certautopilot_owner": "team-b"})
 
-    own = retire(ansible, bao, auth, path=ours, owner="team-a", keys=keys)
-    without_owner = retire(ansible, bao, auth, path=theirs, keys=keys)
+    own = retire(modules, auth, path=ours, owner="team-a", keys=keys)
+    without_owner = retire(modules, auth, path=theirs, keys=keys)
 
     assert own.changed and not own.failed, own.msg
     assert without_owner.failed
@@ -284,34 +304,34 @@ def test_with_an_owner_its_own_secret_is_retired_and_without_one_a_secret_naming
     assert states(bao, theirs) == {1: (False, False)}
 
 
-def test_without_an_owner_and_require_managed_false_a_secret_naming_an_owner_is_retired(bao, ansible, auth):
+def test_without_an_owner_and_require_managed_false_a_secret_naming_an_owner_is_retired(bao, modules, auth):
     path = unique_path("opted-out")
     keys = certificate_secret(bao, path, 1, managed=False)
     tag(bao, path, {**MANAGED, "certautopilot_owner": "team-b"})
 
-    run = retire(ansible, bao, auth, path=path, require_managed=False, keys=keys)
+    run = retire(modules, auth, path=path, require_managed=False, keys=keys)
 
     assert run.changed and not run.failed, run.msg
     assert states(bao, path) == {1: (True, False)}
 
 
 @pytest.mark.parametrize("owner", ["", "team a", "x" * 65, "team/web"])
-def test_a_bad_owner_is_refused_by_name_before_any_request(bao, ansible, auth, owner):
+def test_a_bad_owner_is_refused_by_name_before_any_request(bao, modules, auth, owner):
     path = unique_path("bad-owner")
     keys = certificate_secret(bao, path, 1)
 
-    run = retire(ansible, bao, auth, path=path, owner=owner, keys=keys)
+    run = retire(modules, auth, path=path, owner=owner, keys=keys)
 
     assert run.failed and run.msg.startswith("owner must be 1 to 64 characters"), run.msg
     assert [entry for entry in run.requests if entry["request"]["path"].startswith("secret/")] == []
     assert states(bao, path) == {1: (False, False)}
 
 
-def test_require_managed_false_retires_a_secret_pushed_before_the_tag(bao, ansible, auth):
+def test_require_managed_false_retires_a_secret_pushed_before_the_tag(bao, modules, auth):
     path = unique_path("unmanaged-allowed")
     keys = certificate_secret(bao, path, 1, managed=False)
 
-    run = retire(ansible, bao, auth, path=path, mode="destroy", require_managed=False, keys=keys)
+    run = retire(modules, auth, path=path, mode="destroy", require_managed=False, keys=keys)
 
     assert not run.failed, run.msg
     assert run.changed and run.result["destroyed_versions"] == [1]
@@ -319,12 +339,12 @@ def test_require_managed_false_retires_a_secret_pushed_before_the_tag(bao, ansib
 
 
 @pytest.mark.parametrize("mode", ["delete", "destroy", "purge"])
-def test_a_current_version_guard_that_no_longer_holds_is_refused_and_nothing_is_written(bao, ansible, auth, mode):
+def test_a_current_version_guard_that_no_longer_holds_is_refused_and_nothing_is_written(bao, modules, auth, mode):
     path = unique_path(f"guard-{mode}")
     keys = certificate_secret(bao, path, 3)
     before = metadata(bao, path)
 
-    run = retire(ansible, bao, auth, path=path, mode=mode, current_version=2, keys=keys)
+    run = retire(modules, auth, path=path, mode=mode, current_version=2, keys=keys)
 
     assert run.failed
     assert f"current version of secret/data/{path} is 3, not 2 (current_version guard)" in run.msg
@@ -333,36 +353,36 @@ def test_a_current_version_guard_that_no_longer_holds_is_refused_and_nothing_is_
     assert metadata(bao, path) == before
 
 
-def test_a_guard_that_holds_lets_the_delete_go_ahead(bao, ansible, auth):
+def test_a_guard_that_holds_lets_the_delete_go_ahead(bao, modules, auth):
     path = unique_path("guard-holds")
     keys = certificate_secret(bao, path, 3)
 
-    run = retire(ansible, bao, auth, path=path, current_version=3, keys=keys)
+    run = retire(modules, auth, path=path, current_version=3, keys=keys)
 
     assert not run.failed, run.msg
     assert states(bao, path) == {1: (False, False), 2: (False, False), 3: (True, False)}
 
 
-def test_a_policy_without_the_mode_s_grant_is_refused_naming_path_and_capability(bao, ansible, vault_conn):
+def test_a_policy_without_the_mode_s_grant_is_refused_naming_path_and_capability(bao, modules, vault_conn):
     """Role meta may read and write metadata, not soft-delete: the refusal names what to grant."""
     path = unique_path("denied")
     keys = certificate_secret(bao, path, 2)
     before = metadata(bao, path)
     meta = {"auth_method": "approle", "role_id": bao.role_ids["meta"], "secret_id": bao.new_approle_secret_id("meta")}
 
-    run = retire(ansible, bao, {**vault_conn, **meta}, path=path, keys=keys)
+    run = retire(modules, {**vault_conn, **meta}, path=path, keys=keys)
 
     assert run.failed
     assert f"permission denied on secret/delete/{path}" in run.msg and "'update'" in run.msg, run.msg
     assert metadata(bao, path) == before
 
 
-def test_check_capabilities_refuses_the_run_before_any_write(bao, ansible, vault_conn):
+def test_check_capabilities_refuses_the_run_before_any_write(bao, modules, vault_conn):
     path = unique_path("checked")
     keys = certificate_secret(bao, path, 1)
     meta = {"auth_method": "approle", "role_id": bao.role_ids["meta"], "secret_id": bao.new_approle_secret_id("meta")}
 
-    run = retire(ansible, bao, {**vault_conn, **meta}, path=path, mode="destroy", check_capabilities=True, keys=keys)
+    run = retire(modules, {**vault_conn, **meta}, path=path, mode="destroy", check_capabilities=True, keys=keys)
 
     assert run.failed
     assert f"permission denied on secret/destroy/{path}: the token needs update and lacks update" in run.msg, run.msg
@@ -374,12 +394,12 @@ def test_check_capabilities_refuses_the_run_before_any_write(bao, ansible, vault
 
 
 @pytest.mark.parametrize("mode", ["delete", "destroy", "purge"])
-def test_check_mode_reports_the_change_and_writes_nothing(bao, ansible, auth, mode):
+def test_check_mode_reports_the_change_and_writes_nothing(bao, modules, auth, mode):
     path = unique_path(f"check-{mode}")
     keys = certificate_secret(bao, path, 2)
     before = metadata(bao, path)
 
-    run = retire(ansible, bao, auth, path=path, mode=mode, check=True, diff=True, keys=keys)
+    run = retire(modules, auth, path=path, mode=mode, check=True, diff=True, keys=keys)
 
     assert not run.failed, run.msg
     assert run.changed
@@ -404,14 +424,14 @@ def test_check_mode_reports_the_change_and_writes_nothing(bao, ansible, auth, mo
 # -- batches ------------------------------------------------------------------------
 
 
-def test_a_batch_logs_in_once_keeps_input_order_and_retires_each(bao, ansible, auth):
+def test_a_batch_logs_in_once_keeps_input_order_and_retires_each(bao, modules, auth):
     paths = [unique_path(f"batch-{index:02d}") for index in range(12)]
     keys = [key for path in paths for key in certificate_secret(bao, path, 1)]
     # One already retired: unchanged, no write for it.
     status, body = bao.api("POST", f"secret/delete/{paths[5]}", {"versions": [1]})
     assert status == 204, body
 
-    run = retire(ansible, bao, auth, secrets=[{"path": path, "current_version": 1} for path in paths], keys=keys)
+    run = retire(modules, auth, secrets=[{"path": path, "current_version": 1} for path in paths], keys=keys)
 
     assert not run.failed, run.msg
     assert [result["path"] for result in run.result["results"]] == paths
@@ -425,15 +445,13 @@ def test_a_batch_logs_in_once_keeps_input_order_and_retires_each(bao, ansible, a
     assert all(states(bao, path) == {1: (True, False)} for path in paths)
 
 
-def test_a_batch_stops_at_a_refused_secret_and_reports_what_was_not_written(bao, ansible, auth):
+def test_a_batch_stops_at_a_refused_secret_and_reports_what_was_not_written(bao, modules, auth):
     paths = [unique_path(f"stopped-{index}") for index in range(3)]
     keys = []
     for index, path in enumerate(paths):
         keys += certificate_secret(bao, path, 1, managed=index != 1)
 
-    run = retire(
-        ansible, bao, auth, secrets=[{"path": path} for path in paths], mode="destroy", concurrency=1, keys=keys
-    )
+    run = retire(modules, auth, secrets=[{"path": path} for path in paths], mode="destroy", concurrency=1, keys=keys)
 
     assert run.failed
     assert "batch stopped at secret 2 of 3" in run.msg and "not managed by this collection" in run.msg, run.msg
@@ -445,10 +463,10 @@ def test_a_batch_stops_at_a_refused_secret_and_reports_what_was_not_written(bao,
     assert writes(run.requests) == [("update", f"secret/destroy/{paths[0]}")]
 
 
-def test_a_batch_with_one_path_twice_is_refused_before_any_request(bao, ansible, auth):
+def test_a_batch_with_one_path_twice_is_refused_before_any_request(bao, modules, auth):
     path = unique_path("twice")
 
-    run = retire(ansible, bao, auth, secrets=[{"path": path}, {"path": path}])
+    run = retire(modules, auth, secrets=[{"path": path}, {"path": path}])
 
     assert run.failed and f"invalid path {path!r}: it appears twice in secrets" in run.msg, run.msg
     assert run.requests == []
@@ -462,7 +480,7 @@ def test_a_batch_with_one_path_twice_is_refused_before_any_request(bao, ansible,
     [("delete", "POST", "delete"), ("destroy", "PUT", "destroy"), ("purge", "DELETE", "metadata")],
 )
 def test_a_retirement_whose_answer_is_lost_is_read_back_not_sent_again(
-    bao, ansible, approle_auth, mode, method, written
+    bao, modules, approle_auth, mode, method, written
 ):
     path = unique_path(f"lost-{mode}")
     keys = certificate_secret(bao, path, 2)
@@ -471,7 +489,7 @@ def test_a_retirement_whose_answer_is_lost_is_read_back_not_sent_again(
     with FaultProxy(bao.addr, bao.ca_cert) as proxy:
         # Applied, but the answer is lost behind a failing gateway.
         proxy.add_rule(method, watched, status=502, after_forward=True, times=None)
-        run = retire(ansible, bao, {"url": proxy.url, **approle_auth}, path=path, mode=mode, keys=keys)
+        run = retire(modules, {"url": proxy.url, **approle_auth}, path=path, mode=mode, keys=keys)
         sent = proxy.hits(method, watched)
 
     assert not run.failed, run.msg
@@ -487,7 +505,7 @@ def test_a_retirement_whose_answer_is_lost_is_read_back_not_sent_again(
 
 
 def test_a_delete_refused_by_a_gateway_before_the_server_saw_it_is_read_back_then_sent_again(
-    bao, ansible, approle_auth
+    bao, modules, approle_auth
 ):
     path = unique_path("lost-before")
     keys = certificate_secret(bao, path, 2)
@@ -496,7 +514,7 @@ def test_a_delete_refused_by_a_gateway_before_the_server_saw_it_is_read_back_the
     with FaultProxy(bao.addr, bao.ca_cert) as proxy:
         # Not forwarded: the metadata read back shows version 2 still live, so the delete is sent once more.
         proxy.add_rule("POST", watched, status=502, times=1)
-        run = retire(ansible, bao, {"url": proxy.url, **approle_auth}, path=path, keys=keys)
+        run = retire(modules, {"url": proxy.url, **approle_auth}, path=path, keys=keys)
         sent = proxy.hits("POST", watched)
 
     assert not run.failed, run.msg
@@ -505,7 +523,7 @@ def test_a_delete_refused_by_a_gateway_before_the_server_saw_it_is_read_back_the
     assert states(bao, path) == {1: (False, False), 2: (True, False)}
 
 
-def test_a_lost_answer_that_cannot_be_read_back_stops_the_batch_as_an_unknown_outcome(bao, ansible, approle_auth):
+def test_a_lost_answer_that_cannot_be_read_back_stops_the_batch_as_an_unknown_outcome(bao, modules, approle_auth):
     paths = [unique_path(f"unknown-{index}") for index in range(2)]
     keys = [key for path in paths for key in certificate_secret(bao, path, 1)]
     written = "^" + re.escape(f"secret/destroy/{paths[0]}") + "$"
@@ -516,8 +534,7 @@ def test_a_lost_answer_that_cannot_be_read_back_stops_the_batch_as_an_unknown_ou
         proxy.add_rule("PUT", written, status=502, after_forward=True, times=None)
         proxy.add_rule("GET", read_back, status=403, skip=1, times=None)
         run = retire(
-            ansible,
-            bao,
+            modules,
             {"url": proxy.url, **approle_auth},
             secrets=[{"path": path} for path in paths],
             mode="destroy",
@@ -540,7 +557,7 @@ def test_a_lost_answer_that_cannot_be_read_back_stops_the_batch_as_an_unknown_ou
 # -- purge and concurrent writers -------------------------------------------------
 
 
-def test_a_version_written_after_the_purge_read_the_secret_is_kept_and_named(bao, ansible, approle_auth):
+def test_a_version_written_after_the_purge_read_the_secret_is_kept_and_named(bao, modules, approle_auth):
     """The race of the audit: a push (check-and-set against the version read) lands between the purge's read and
     its DELETE. The purge sees it on its second read, destroys nothing and names it."""
     path = unique_path("purge-race")
@@ -555,8 +572,7 @@ def test_a_version_written_after_the_purge_read_the_secret_is_kept_and_named(bao
         # Runs once the server has answered the purge's first metadata read, before the purge gets the answer.
         proxy.add_rule("GET", "^" + re.escape(f"secret/metadata/{path}") + "$", then=push_version_3)
         run = retire(
-            ansible,
-            bao,
+            modules,
             {"url": proxy.url, **approle_auth},
             path=path,
             mode="purge",
@@ -575,7 +591,7 @@ def test_a_version_written_after_the_purge_read_the_secret_is_kept_and_named(bao
     assert ("delete", f"secret/metadata/{path}") not in writes(run.requests)
 
 
-def test_a_metadata_write_after_the_purge_read_the_secret_refuses_the_purge(bao, ansible, approle_auth):
+def test_a_metadata_write_after_the_purge_read_the_secret_refuses_the_purge(bao, modules, approle_auth):
     """Another team sets ``hold: true`` on the secret right after the purge read it: the purge's metadata
     check-and-set fails, nothing is destroyed, and their key is kept."""
     path = unique_path("purge-hold")
@@ -584,7 +600,7 @@ def test_a_metadata_write_after_the_purge_read_the_secret_refuses_the_purge(bao,
 
     with FaultProxy(bao.addr, bao.ca_cert) as proxy:
         proxy.add_rule("GET", "^" + re.escape(f"secret/metadata/{path}") + "$", then=lambda: tag(bao, path, held))
-        run = retire(ansible, bao, {"url": proxy.url, **approle_auth}, path=path, mode="purge", keys=keys)
+        run = retire(modules, {"url": proxy.url, **approle_auth}, path=path, mode="purge", keys=keys)
 
     assert run.failed
     assert f"the metadata of secret/metadata/{path} was changed by another writer" in run.msg, run.msg
@@ -594,7 +610,7 @@ def test_a_metadata_write_after_the_purge_read_the_secret_refuses_the_purge(bao,
     assert states(bao, path) == {1: (False, False), 2: (False, False)}
 
 
-def test_a_write_without_check_and_set_during_a_purge_is_refused_by_the_server(bao, ansible, approle_auth):
+def test_a_write_without_check_and_set_during_a_purge_is_refused_by_the_server(bao, modules, approle_auth):
     """Between the purge's guard and its DELETE, a writer without check-and-set (bao kv put) cannot add a version
     for the DELETE to destroy unreported."""
     path = unique_path("purge-casless")
@@ -608,8 +624,7 @@ def test_a_write_without_check_and_set_during_a_purge_is_refused_by_the_server(b
     with FaultProxy(bao.addr, bao.ca_cert) as proxy:
         proxy.add_rule("DELETE", "^" + re.escape(f"secret/metadata/{path}") + "$", action=put_version_3)
         run = retire(
-            ansible,
-            bao,
+            modules,
             {"url": proxy.url, **approle_auth},
             path=path,
             mode="purge",
@@ -631,7 +646,7 @@ def test_a_write_without_check_and_set_during_a_purge_is_refused_by_the_server(b
     ],
 )
 def test_a_destructive_request_answered_503_is_read_back_never_resent_blindly(
-    bao, ansible, approle_auth, mode, method, operation, written
+    bao, modules, approle_auth, mode, method, operation, written
 ):
     """A 503 in the server's own words ("Vault is sealed") after the request was forwarded: the client may not
     take it as "not processed" and resend it; the metadata is read and shows it was applied."""
@@ -643,7 +658,7 @@ def test_a_destructive_request_answered_503_is_read_back_never_resent_blindly(
         proxy.add_rule(
             method, "^" + re.escape(location) + "$", status=503, after_forward=True, errors=("Vault is sealed",)
         )
-        run = retire(ansible, bao, {"url": proxy.url, **approle_auth}, path=path, mode=mode, keys=keys)
+        run = retire(modules, {"url": proxy.url, **approle_auth}, path=path, mode=mode, keys=keys)
 
     assert not run.failed, run.msg
     assert run.changed
@@ -673,7 +688,7 @@ def recreate(bao, path: str, datas: list[dict], *, metadata_version: int) -> Non
         write(bao, path, data)
 
 
-def test_a_purge_whose_answer_is_lost_never_resends_it_onto_a_secret_re_created_at_the_path(bao, ansible, approle_auth):
+def test_a_purge_whose_answer_is_lost_never_resends_it_onto_a_secret_re_created_at_the_path(bao, modules, approle_auth):
     """The DELETE lands, its answer is lost, and before the read-back another team creates a new secret at the
     path with the guarded version and metadata version. The numbers match the guard, the created_time does not:
     the outcome is unknown, and the DELETE is not sent again onto their secret."""
@@ -693,8 +708,7 @@ def test_a_purge_whose_answer_is_lost_never_resends_it_onto_a_secret_re_created_
             then=lambda: recreate(bao, path, [theirs], metadata_version=guarded),
         )
         run = retire(
-            ansible,
-            bao,
+            modules,
             {"url": proxy.url, **approle_auth},
             path=path,
             mode="purge",
@@ -713,7 +727,7 @@ def test_a_purge_whose_answer_is_lost_never_resends_it_onto_a_secret_re_created_
 
 @pytest.mark.parametrize(("mode", "method", "written"), [("delete", "POST", "delete"), ("destroy", "PUT", "destroy")])
 def test_a_lost_answer_is_never_resent_onto_a_secret_re_created_at_the_path(
-    bao, ansible, approle_auth, mode, method, written
+    bao, modules, approle_auth, mode, method, written
 ):
     """The write lands, its answer is lost, and before the read-back the path is purged and another team's secret
     created there with versions 1 and 2 live: the read-back tells it from the one retired by its created_time."""
@@ -732,8 +746,7 @@ def test_a_lost_answer_is_never_resent_onto_a_secret_re_created_at_the_path(
             then=lambda: recreate(bao, path, theirs, metadata_version=1),
         )
         run = retire(
-            ansible,
-            bao,
+            modules,
             {"url": proxy.url, **approle_auth},
             path=path,
             mode=mode,
@@ -749,7 +762,7 @@ def test_a_lost_answer_is_never_resent_onto_a_secret_re_created_at_the_path(
 
 
 def test_a_purge_guard_whose_answer_is_lost_is_not_resent_onto_a_secret_re_created_at_the_path(
-    bao, ansible, approle_auth
+    bao, modules, approle_auth
 ):
     """The guard write (cas_required) lands, its answer is lost, and before the read-back the path is purged and
     another team's secret created there at the metadata version the guard was checked against: the guard is
@@ -770,8 +783,7 @@ def test_a_purge_guard_whose_answer_is_lost_is_not_resent_onto_a_secret_re_creat
             then=lambda: recreate(bao, path, [theirs], metadata_version=checked_against),
         )
         run = retire(
-            ansible,
-            bao,
+            modules,
             {"url": proxy.url, **approle_auth},
             path=path,
             mode="purge",
@@ -789,7 +801,7 @@ def test_a_purge_guard_whose_answer_is_lost_is_not_resent_onto_a_secret_re_creat
 
 
 def test_a_secret_re_created_between_the_purge_guard_and_its_second_read_is_neither_purged_nor_released(
-    bao, ansible, approle_auth
+    bao, modules, approle_auth
 ):
     """Right after the guard write, the path is purged and another team's secret created there with the guarded
     version and metadata version: the purge's second read tells it apart by its created_time, and neither
@@ -803,8 +815,7 @@ def test_a_secret_re_created_between_the_purge_guard_and_its_second_read_is_neit
     with FaultProxy(bao.addr, bao.ca_cert) as proxy:
         proxy.add_rule("POST", watched, times=1, then=lambda: recreate(bao, path, [theirs], metadata_version=guarded))
         run = retire(
-            ansible,
-            bao,
+            modules,
             {"url": proxy.url, **approle_auth},
             path=path,
             mode="purge",
@@ -823,7 +834,7 @@ def test_a_secret_re_created_between_the_purge_guard_and_its_second_read_is_neit
 
 
 def test_a_purge_guard_that_may_have_landed_before_another_writer_names_the_cas_required_it_may_leave(
-    bao, ansible, approle_auth
+    bao, modules, approle_auth
 ):
     """The guard write lands, its answer is lost, and another team tags the secret before the read-back: the
     purge stops ("changed by another writer", nothing destroyed) and says that cas_required may still be set,
@@ -835,7 +846,7 @@ def test_a_purge_guard_that_may_have_landed_before_another_writer_names_the_cas_
 
     with FaultProxy(bao.addr, bao.ca_cert) as proxy:
         proxy.add_rule("POST", watched, drop=True, after_forward=True, times=1, then=lambda: tag(bao, path, held))
-        run = retire(ansible, bao, {"url": proxy.url, **approle_auth}, path=path, mode="purge", keys=keys)
+        run = retire(modules, {"url": proxy.url, **approle_auth}, path=path, mode="purge", keys=keys)
 
     assert run.failed
     assert "changed by another writer" in run.msg and "nothing destroyed" in run.msg, run.msg
