@@ -364,14 +364,14 @@ def test_unknown_namespace_fails_with_namespace_hint(bao, modules, vault_conn, a
 # -- transport failures ------------------------------------------------------------
 
 
-def test_closed_port_fails_as_unreachable_naming_the_url(modules):
+def test_closed_port_fails_as_connection_refused_naming_the_url(modules):
     url = _closed_port_url()
 
     run = modules.run_module(MODULE, {"url": url, "retries": 1, "validate_certs": True, "auth_method": "none"})
 
     assert run.failed
     assert url in run.msg
-    assert "unreachable" in run.msg
+    assert "connection refused" in run.msg
     # A connection refused before any answer is transient: retried once.
     assert "2 attempts" in run.msg
 
