@@ -301,7 +301,7 @@ def test_server_gone_mid_batch_fails_naming_the_url_and_keeps_what_was_written(s
 
     assert result["failed"] is True
     assert shared.dying_proxy.url in result["msg"]
-    assert "unreachable" in result["msg"]
+    assert "connection refused by" in result["msg"]
     # The 5th write's answer never came: the module cannot know whether it was applied.
     assert "may or may not have been applied" in result["msg"]
     assert shared.path("gone-5") in result["msg"]
@@ -333,12 +333,12 @@ def test_server_gone_during_a_rollback_says_the_outcome_is_unknown(shared: Share
     assert set(shared.bao.kv_versions("secret", path)) == {"1", "2"}
 
 
-def test_stopped_server_fails_as_unreachable_naming_the_url(shared: SharedRun) -> None:
+def test_stopped_server_fails_as_connection_refused_naming_the_url(shared: SharedRun) -> None:
     result = shared.results["server stopped"]
 
     assert result["failed"] is True
     assert shared.stopped_addr in result["msg"]
-    assert "unreachable" in result["msg"]
+    assert "connection refused by" in result["msg"]
 
 
 def test_black_hole_fails_within_timeout_times_attempts_naming_the_url(shared: SharedRun) -> None:
