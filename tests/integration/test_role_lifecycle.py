@@ -182,13 +182,7 @@ def runs_under_test(given: dict[str, dict[str, t.Any]], proxied: dict) -> dict[s
     g = given
 
     def prune_of(name: str, **role_vars: t.Any) -> dict[str, t.Any]:
-        case = g[name]
-        return {
-            "cert_distribution_owner": case["owner"],
-            "cert_distribution_prune": True,
-            "cert_distribution_prune_prefix": case["prefix"],
-            **role_vars,
-        }
+        return prune_vars(g[name], **role_vars)
 
     absent = {"cert_distribution_state": "absent"}
     calls = {
@@ -262,6 +256,16 @@ def runs_under_test(given: dict[str, dict[str, t.Any]], proxied: dict) -> dict[s
     return calls
 
 
+def prune_vars(case: dict[str, t.Any], **role_vars: t.Any) -> dict[str, t.Any]:
+    """A prune by the case's owner under the case's prefix."""
+    return {
+        "cert_distribution_owner": case["owner"],
+        "cert_distribution_prune": True,
+        "cert_distribution_prune_prefix": case["prefix"],
+        **role_vars,
+    }
+
+
 def rollback_vars(case: dict[str, t.Any], team: str) -> dict[str, t.Any]:
     return {
         "cert_distribution_state": "rollback",
@@ -281,11 +285,7 @@ def two_teams_prune(case: dict[str, t.Any]) -> dict[str, t.Any]:
 
 def ignored_prune(case: dict[str, t.Any], refusal: str) -> RoleCall:
     """A refused prune in a role included with errors ignored."""
-    prune = {
-        "cert_distribution_owner": case["owner"],
-        "cert_distribution_prune": True,
-        "cert_distribution_prune_prefix": case["prefix"],
-    }
+    prune = prune_vars(case)
     ignored = {"ignore_errors": True}
     if refusal == "empty list":
         case["expected"] = "would retire every managed secret"
@@ -318,7 +318,7 @@ def lifecycle(ansible, bao, vault_conn, tmp_path_factory) -> Lifecycle:
 
     check_mark = bao.audit_mark()
     checks = {
-        "prune": RoleCall(runs_under_test(g, {})["prune"].role_vars),
+        "prune": RoleCall(prune_vars(g["prune"], cert_distribution_certs=g["prune"]["items"][:1])),
         "two teams check": RoleCall(two_teams_prune(g["two teams check"])),
     }
     found.checked, _run = run_role_cases(ansible, bao, vault_conn, workdir, checks, check=True)
