@@ -9,19 +9,17 @@ from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from leaks import assert_no_leak
 from pki import make_chain, make_leaf
 from prometheus_client.parser import text_string_to_metric_families
+from push_runs import approle
 from role_runs import html_report
 
 REPO = Path(__file__).resolve().parents[2]
 MARK = "certautopilot.vault"
 PLAYBOOK = REPO / "playbooks" / "expiry_report.yml"
-
-
-def approle(bao) -> dict[str, str]:
-    return {"auth_method": "approle", "role_id": bao.role_ids["certs"], "secret_id": bao.new_approle_secret_id("certs")}
 
 
 def store(bao, path: str, certificate: str, key: str) -> None:
@@ -105,7 +103,7 @@ def test_the_metrics_file_matches_the_server_and_is_written_before_the_job_fails
     assert set(not_after) == {f"{prefix}/{name}" for name in expected_status}
     for name, status_name in expected_status.items():
         path = f"{prefix}/{name}"
-        stored = x509.load_pem_x509_certificate(current_data(bao, path)["certificate"].encode())
+        stored = x509.load_pem_x509_certificate(bao.kv_data(path)["certificate"].encode())
         sample = not_after[path]
         assert sample.value == stored.not_valid_after_utc.timestamp()
         assert sample.labels == {
@@ -132,18 +130,21 @@ def test_the_metrics_file_matches_the_server_and_is_written_before_the_job_fails
     assert_no_leak([run.output, text], login["secret_id"], *keys.values(), five_days.key_pem)
 
 
-def current_data(bao, path: str) -> dict:
-    status, body = bao.api("GET", f"secret/data/{path}")
-    assert status == 200, body
-    return body["data"]["data"]
+@pytest.fixture(scope="module")
+def never_failing_report(bao, ansible, vault_conn, tmp_path_factory):
+    """The playbook with fail_on never over a seeded prefix, its HTML summary written: the prefix, the keys stored
+    there, the login, the page and the run."""
+    prefix, keys = seeded(bao)
+    login = {**vault_conn, **approle(bao)}
+    page = tmp_path_factory.mktemp("html") / "expiry.html"
+    return prefix, keys, login, page, html_report(ansible, login, prefix, page)
 
 
-def test_only_expired_certificates_fail_the_job_with_fail_on_expired(bao, ansible, vault_conn, tmp_path):
-    prefix, _keys = seeded(bao)
+def test_only_expired_certificates_fail_the_job_with_fail_on_expired(bao, ansible, vault_conn, never_failing_report):
+    prefix, _keys, _login, _page, never = never_failing_report
     base = {"cert_distribution_vault": {**vault_conn, **approle(bao)}, "expiry_report_prefix": prefix}
 
     expired_only = ansible.run_playbook(PLAYBOOK, extra_vars={**base, "expiry_report_fail_on": "expired"})
-    never = ansible.run_playbook(PLAYBOOK, extra_vars={**base, "expiry_report_fail_on": "never"})
 
     assert expired_only.rc != 0 and f"1 certificate(s) expired: {prefix}/team/old" in expired_only.output
     assert never.rc == 0, never.output
@@ -187,12 +188,8 @@ def test_the_role_sets_the_report_fact_even_when_fail_on_fails_it(bao, ansible, 
     assert not any("private_key" in entry or "BEGIN" in str(entry) for entry in recorded["report"]["certificates"])
 
 
-def test_the_html_summary_has_a_row_per_secret_and_its_counts(bao, ansible, vault_conn, tmp_path):
-    prefix, keys = seeded(bao)
-    login = {**vault_conn, **approle(bao)}
-    page = tmp_path / "expiry.html"
-
-    run = html_report(ansible, login, prefix, page)
+def test_the_html_summary_has_a_row_per_secret_and_its_counts(never_failing_report):
+    prefix, keys, login, page, run = never_failing_report
 
     assert run.rc == 0, run.output
     rows = html_rows(page.read_text())

@@ -13,15 +13,11 @@ from pathlib import Path
 
 import pki
 from ansible.parsing.yaml.loader import AnsibleLoader
-from leaks import assert_no_leak
+from push_runs import approle
 
 COLLECTION_ROOT = Path(__file__).resolve().parents[2]
 PUSH_PLAYBOOK = COLLECTION_ROOT / "playbooks" / "push.yml"
 ROLLBACK_PLAYBOOK = COLLECTION_ROOT / "playbooks" / "rollback.yml"
-
-
-def approle(bao) -> dict[str, str]:
-    return {"auth_method": "approle", "role_id": bao.role_ids["certs"], "secret_id": bao.new_approle_secret_id("certs")}
 
 
 def kv_writes(bao, mark: int) -> list[str]:
@@ -83,7 +79,6 @@ def test_push_refuses_a_path_with_template_syntax_and_rollback_of_its_results_ru
     assert not results.exists()
     assert kv_writes(bao, mark) == []
     assert bao.kv_versions("secret", base) == {}
-    assert_no_leak([push.output], auth["secret_id"])
 
 
 def test_every_string_of_the_results_file_stays_data_when_rollback_reads_it(bao, ansible, vault_conn, tmp_path):
@@ -128,10 +123,16 @@ def test_the_results_file_of_a_real_push_rolls_it_back(bao, ansible, vault_conn,
     item = {"certificate_file": str(certs / "cert.pem"), "private_key_file": str(certs / "key.pem"), "path": path}
     results = tmp_path / "pushed.json"  # the name the docs used before: the content is YAML either way
     common = {"cert_distribution_vault": {**vault_conn, **approle(bao)}, "cert_distribution_certs": [item]}
-    for cn in ("trust-first.example.com", "trust-second.example.com"):
-        pki.write_leaf(certs, cn)
-        push = ansible.run_playbook(PUSH_PLAYBOOK, extra_vars={**common, "push_results_file": str(results)})
-        assert push.rc == 0, push.output
+    # The certificate the push renews, as any earlier writer left it: version 1.
+    earlier = pki.make_chain("trust-first.example.com").leaf
+    status, body = bao.api("POST", f"secret/data/{path}", {"data": {"certificate": earlier.cert_pem}})
+    assert status == 200, body
+    renewed = pki.write_leaf(certs, "trust-second.example.com")
+    # The key reaches the run in a file: the harness scans for it as given here.
+    push = ansible.run_playbook(
+        PUSH_PLAYBOOK, extra_vars={**common, "push_results_file": str(results)}, secrets=[renewed.key_pem]
+    )
+    assert push.rc == 0, push.output
     assert read_results_file(results) == {
         "cert_distribution_rollback_results": [{"path": path, "version": 2, "previous_version": 1, "changed": True}]
     }
@@ -144,10 +145,4 @@ def test_the_results_file_of_a_real_push_rolls_it_back(bao, ansible, vault_conn,
 
     assert rollback.rc == 0, rollback.output
     assert bao.kv_versions("secret", path).keys() == {"1", "2", "3"}
-    assert data_of(bao, path) == data_of(bao, path, version=1)
-
-
-def data_of(bao, path: str, version: int | None = None) -> dict:
-    status, body = bao.api("GET", f"secret/data/{path}" + (f"?version={version}" if version else ""))
-    assert status == 200, body
-    return body["data"]["data"]
+    assert bao.kv_data(path) == bao.kv_data(path, version=1) is not None

@@ -18,9 +18,12 @@ from pathlib import Path
 
 import pki
 import pytest
+import yaml
 from ansible.parsing.vault import VaultLib, VaultSecret
 from leaks import assert_no_leak
 from pki import Chain, make_chain
+from push_runs import approle
+from role_runs import RoleCall, run_role_cases
 
 ROLE = "certautopilot.vault.cert_distribution"
 VAULT_PASSWORD = "integration-vault-password"
@@ -28,16 +31,6 @@ PLAIN = "certs/{{ tpl_prefix }}/{{ cn }}"
 # What the cases that Ansible does not trust as a template (!unsafe, a survey answer) may use: the
 # certificate's own variables; PREFIX is replaced by the test's literal prefix.
 OWN_ONLY = "certs/PREFIX/{{ cn }}"
-
-
-def approle(bao, role: str = "certs") -> dict[str, str]:
-    return {"auth_method": "approle", "role_id": bao.role_ids[role], "secret_id": bao.new_approle_secret_id(role)}
-
-
-def data_of(bao, path: str) -> dict | None:
-    status, body = bao.api("GET", f"secret/data/{path}")
-    assert status in (200, 404), body
-    return ((body or {}).get("data") or {}).get("data")
 
 
 def yaml_text(value: t.Any) -> str:
@@ -136,29 +129,67 @@ def write_case(directory: Path, case: Case) -> Path:
     return playbook
 
 
-@pytest.mark.parametrize("where", list(cases()))
-def test_the_path_template_works_as_written(bao, ansible, vault_conn, tmp_path, where):
-    case = cases()[where]
-    prefix = f"tpl-{uuid.uuid4().hex[:8]}"
-    chain = make_chain(f"{prefix}.example.com")
-    case = case._replace(
-        playbook=case.playbook.replace("PREFIX", prefix),
-        files={name: text.replace("PREFIX", prefix) for name, text in case.files.items()},
-    )
-    playbook = write_case(tmp_path / "play", case)
-    role_vars = {
-        "tpl_prefix": prefix,
-        "cert_distribution_vault": {**vault_conn, **approle(bao)},
-        "cert_distribution_certs": [{"certificate": chain.leaf.cert_pem, "private_key": chain.leaf.key_pem}],
-    }
+# Where Ansible takes the template from once for a whole run: each of these cases has a run of its own. The
+# others are plays of one playbook, each with its own prefix (a play variable, or the literal PREFIX).
+RUN_WIDE = ("group_vars, plain", "extra vars key=value, plain", "AWX survey (extra vars file, !unsafe)")
 
-    run = ansible.run_playbook(
-        playbook, extra_vars=role_vars, extra_vars_args=case.extra_vars_args, cwd=playbook.parent
-    )
+
+def as_play(where: str, case: Case, prefix: str) -> str:
+    """The case's play as YAML text to join with others', named for the case, its prefix a play variable."""
+    if case.playbook.lstrip().startswith("["):
+        plays = json.loads(case.playbook)
+        plays[0]["vars"] = {**plays[0].get("vars", {}), "tpl_prefix": prefix}
+        text = yaml.safe_dump(plays, sort_keys=False, width=1000)
+    else:  # written by hand for its tag; its template names no tpl_prefix
+        text = case.playbook.replace("PREFIX", prefix)
+    assert text.startswith("- name: Deliver\n"), text
+    return f"- name: {json.dumps('Deliver, ' + where)}\n" + text[len("- name: Deliver\n") :]
+
+
+@pytest.fixture(scope="module")
+def delivered_by_template(bao, ansible, vault_conn, tmp_path_factory) -> dict[str, tuple[str, Chain, t.Any]]:
+    """Each case: the path its template should give, the certificate delivered there, and its run."""
+    workdir = tmp_path_factory.mktemp("templates")
+    run_prefix = f"tpl-{uuid.uuid4().hex[:8]}"
+    cn = f"{run_prefix}.example.com"
+    chain = make_chain(cn)
+    certs = [{"certificate": chain.leaf.cert_pem, "private_key": chain.leaf.key_pem}]
+    delivered = {}
+
+    def run(directory: Path, case: Case, **more_vars: str):
+        playbook = write_case(directory, case)
+        role_vars = {
+            **more_vars,
+            "cert_distribution_vault": {**vault_conn, **approle(bao)},
+            "cert_distribution_certs": certs,
+        }
+        return ansible.run_playbook(
+            playbook, extra_vars=role_vars, extra_vars_args=case.extra_vars_args, cwd=playbook.parent
+        )
+
+    for index, where in enumerate(RUN_WIDE):
+        prefix = f"{run_prefix}-{index}"
+        case = cases()[where]
+        case = case._replace(
+            playbook=case.playbook.replace("PREFIX", prefix),
+            files={name: text.replace("PREFIX", prefix) for name, text in case.files.items()},
+        )
+        delivered[where] = (f"certs/{prefix}/{cn}", chain, run(workdir / f"wide-{index}", case, tpl_prefix=prefix))
+    in_plays = {where: f"{run_prefix}-p{index}" for index, where in enumerate(cases()) if where not in RUN_WIDE}
+    playbook = "".join(as_play(where, cases()[where], prefix) for where, prefix in in_plays.items())
+    # No tpl_prefix among the extra variables: it would win over each play's.
+    joined = run(workdir / "plays", Case(playbook))
+    delivered.update({where: (f"certs/{prefix}/{cn}", chain, joined) for where, prefix in in_plays.items()})
+    return delivered
+
+
+@pytest.mark.parametrize("where", list(cases()))
+def test_the_path_template_works_as_written(bao, delivered_by_template, where):
+    path, chain, run = delivered_by_template[where]
 
     assert run.rc == 0, run.output
-    stored = data_of(bao, f"certs/{prefix}/{prefix}.example.com")
-    assert stored is not None, f"nothing at certs/{prefix}/{prefix}.example.com:\n{run.output}"
+    stored = bao.kv_data(path)
+    assert stored is not None, f"nothing at {path}:\n{run.output}"
     assert stored["certificate"] == chain.leaf.cert_pem
 
 
@@ -222,7 +253,6 @@ def test_a_survey_answer_cannot_run_code_or_read_variables_through_the_template(
         assert any(refusal in run.output for refusal in refusals), run.output
         assert not marker.exists(), "the survey answer ran a command on the controller"
         assert bao.audit_requests(mark) == [], f"{what}: nothing may reach the server"
-        assert_no_leak([run.output], login["secret_id"], chain.leaf.key_pem)
 
 
 def test_the_role_still_checks_its_parameters_before_anything_is_sent(bao, ansible, vault_conn, tmp_path):
@@ -248,7 +278,6 @@ def test_the_role_still_checks_its_parameters_before_anything_is_sent(bao, ansib
         assert "Validation of arguments failed" in run.output and refusal in run.output, f"{option}: {run.output}"
         assert "is undefined" not in run.output, run.output
         assert bao.audit_requests(mark) == [], f"{option}: nothing may reach the server"
-        assert_no_leak([run.output], login["secret_id"], chain.leaf.key_pem)
 
 
 # -- private keys in Ansible Vault-encrypted files ----------------------------------------------
@@ -287,15 +316,14 @@ def test_a_vault_encrypted_key_file_is_decrypted_on_the_controller_and_never_sho
         diff=True,
         verbosity=3,
         env={"ANSIBLE_VAULT_PASSWORD_FILE": str(password_file)},
+        # The keys reach the run in encrypted files: the harness scans for them as given here.
+        secrets=[chain.leaf.key_pem for chain in chains],
     )
 
     assert run.rc == 0, run.output
     for name, chain in zip(names, chains):
-        stored = data_of(bao, f"certs/{prefix}/{name}")
+        stored = bao.kv_data(f"certs/{prefix}/{name}")
         assert stored is not None and stored["private_key"] == chain.leaf.key_pem
-    assert_no_leak(
-        [run.output, *(task.result for task in run.tasks)], *(c.leaf.key_pem for c in chains), auth["secret_id"]
-    )
 
 
 # -- the controller's trust boundary: certificate names, file options, display settings ----------------------
@@ -325,26 +353,25 @@ def test_a_certificate_name_cannot_add_a_path_segment(bao, ansible, vault_conn, 
                 "private_key_file": str(tmp_path / f"c{index}" / "key.pem"),
             }
         )
-    playbook = write_case(tmp_path / "play", Case(yaml_text(role_play())))
     mark = bao.audit_mark()
-
-    for template in (f"certs/{prefix}/{form}" for form in templates):
-        run = ansible.run_playbook(
-            playbook,
-            extra_vars={
-                "cert_distribution_vault": {**vault_conn, **approle(bao)},
-                "cert_distribution_certs": certs,
-                "cert_distribution_path_template": template,
-            },
+    # Named by index: a task name is a template too.
+    calls = {
+        f"template {index}": RoleCall(
+            {"cert_distribution_certs": certs, "cert_distribution_path_template": f"certs/{prefix}/{form}"}
         )
+        for index, form in enumerate(templates)
+    }
 
-        assert run.rc != 0, run.output
-        assert "cert_distribution_certs[2]: the certificate's cn would add a path segment" in run.output, run.output
+    cases, _run = run_role_cases(ansible, bao, vault_conn, tmp_path, calls)
+
+    for case in cases.values():
+        assert case.failed, case.output
+        assert "cert_distribution_certs[2]: the certificate's cn would add a path segment" in case.output, case.output
     writes = [e for e in bao.audit_requests(mark, path_prefix="secret/") if e["request"]["operation"] != "read"]
     assert writes == []
     assert bao.kv_versions("secret", victim).keys() == {"1"}
-    assert data_of(bao, victim) == {"certificate": "team-b's"}
-    assert data_of(bao, f"certs/{prefix}/ok.example.com") is None
+    assert bao.kv_data(victim) == {"certificate": "team-b's"}
+    assert bao.kv_data(f"certs/{prefix}/ok.example.com") is None
 
 
 def test_a_file_option_gives_only_what_it_names_and_shows_nothing_of_another_file(bao, ansible, vault_conn, tmp_path):
@@ -353,16 +380,11 @@ def test_a_file_option_gives_only_what_it_names_and_shows_nothing_of_another_fil
     app_conf = tmp_path / "app.conf"
     app_conf.write_text(f"db_password={prefix}-hunter2\n")
     item = {"certificate_file": str(tmp_path / "c" / "cert.pem"), "private_key_file": str(tmp_path / "c" / "key.pem")}
-    playbook = write_case(tmp_path / "play", Case(yaml_text(role_play())))
-    auth = approle(bao)
-    common = {
-        "cert_distribution_vault": {**vault_conn, **auth},
-        "cert_distribution_path_template": f"certs/{prefix}/{{{{ cn }}}}",
-    }
+    template = {"cert_distribution_path_template": f"certs/{prefix}/{{{{ cn }}}}"}
     mark = bao.audit_mark()
 
     # What each refusal says: the option and the item, and neither the path nor the file's text.
-    cases = {
+    refusals = {
         "chain_file": (
             {**item, "chain_file": str(app_conf), "path": f"certs/{prefix}/chain"},
             "chain_file: the file is not a PEM certificate file",
@@ -376,17 +398,21 @@ def test_a_file_option_gives_only_what_it_names_and_shows_nothing_of_another_fil
             "certificates[1].private_key_file: the file does not hold exactly one PEM private key",
         ),
     }
-    for option, (bad, refusal) in cases.items():
-        run = ansible.run_playbook(
-            playbook, extra_vars={**common, "cert_distribution_certs": [item, bad]}, verbosity=3, diff=True
-        )
+    calls = {
+        option: RoleCall({**template, "cert_distribution_certs": [item, bad]}) for option, (bad, _) in refusals.items()
+    }
+    # The key reaches the run in a file: the harness scans for it as given here.
+    cases, run = run_role_cases(
+        ansible, bao, vault_conn, tmp_path, calls, verbosity=3, diff=True, secrets=[leaf.key_pem]
+    )
 
-        assert run.rc != 0, f"{option}: {run.output}"
-        assert refusal in run.output, f"{option}: {run.output}"
-        assert option == "private_key_file" or "cert_distribution_certs[1]" in run.output, run.output
-        results = json.dumps([task.result for task in run.tasks], default=str)
-        assert f"{prefix}-hunter2" not in run.output + results, option
-        assert_no_leak([run.output, *(task.result for task in run.tasks)], leaf.key_pem, auth["secret_id"])
+    for option, (_bad, refusal) in refusals.items():
+        case = cases[option]
+        assert case.failed, f"{option}: {case.output}"
+        assert refusal in case.output, f"{option}: {case.output}"
+        assert option == "private_key_file" or "cert_distribution_certs[1]" in case.output, case.output
+    results = json.dumps([task.result for task in run.tasks], default=str)
+    assert f"{prefix}-hunter2" not in run.output + results
     assert [e for e in bao.audit_requests(mark, path_prefix="secret/") if e["request"]["operation"] != "read"] == []
 
 
@@ -397,10 +423,7 @@ def test_files_root_confines_every_file_option_of_the_list(bao, ansible, vault_c
     theirs = pki.write_leaf(outside, f"{prefix}-theirs.example.com")
     (root / "theirs-key.pem").symlink_to(outside / "key.pem")
     mine = {"certificate_file": "mine/cert.pem", "private_key_file": "mine/key.pem", "chain_file": "mine/chain.pem"}
-    playbook = write_case(tmp_path / "play", Case(yaml_text(role_play())))
-    auth = approle(bao)
     common = {
-        "cert_distribution_vault": {**vault_conn, **auth},
         "cert_distribution_path_template": f"certs/{prefix}/{{{{ cn }}}}",
         "cert_distribution_files_root": str(root),
         # The key is not the certificate's: only files_root keeps this survey answer from storing it.
@@ -414,18 +437,21 @@ def test_files_root_confines_every_file_option_of_the_list(bao, ansible, vault_c
         "absolute": {**mine, "private_key_file": str(outside / "key.pem")},
         "certificate": {**mine, "certificate_file": "../outside/cert.pem"},
     }
-    for escape, bad in escapes.items():
-        run = ansible.run_playbook(playbook, extra_vars={**common, "cert_distribution_certs": [mine, bad]}, verbosity=3)
+    calls = {escape: RoleCall({**common, "cert_distribution_certs": [mine, bad]}) for escape, bad in escapes.items()}
+    # Their key reaches the run only in a file: the harness scans for it as given here.
+    cases, run = run_role_cases(ansible, bao, vault_conn, tmp_path, calls, verbosity=3, secrets=[theirs.key_pem])
 
-        assert run.rc != 0, f"{escape}: {run.output}"
-        assert "the file lies outside files_root" in run.output, f"{escape}: {run.output}"
-        assert "outside/" not in run.output and "theirs-key" not in run.output, f"{escape}: {run.output}"
-        assert_no_leak([run.output, *(task.result for task in run.tasks)], theirs.key_pem, auth["secret_id"])
+    for escape, case in cases.items():
+        assert case.failed, f"{escape}: {case.output}"
+        assert "the file lies outside files_root" in case.output, f"{escape}: {case.output}"
+    assert "outside/" not in run.output and "theirs-key" not in run.output, run.output
     assert [e for e in bao.audit_requests(mark, path_prefix="secret/") if e["request"]["operation"] != "read"] == []
 
-    run = ansible.run_playbook(playbook, extra_vars={**common, "cert_distribution_certs": [mine]})
-    assert run.rc == 0, run.output
-    stored = data_of(bao, f"certs/{prefix}/{prefix}.example.com")
+    delivered, run = run_role_cases(
+        ansible, bao, vault_conn, tmp_path, {"mine": RoleCall({**common, "cert_distribution_certs": [mine]})}
+    )
+    assert not delivered["mine"].failed, run.output
+    stored = bao.kv_data(f"certs/{prefix}/{prefix}.example.com")
     assert stored is not None and stored["private_key"] == (root / "mine" / "key.pem").read_text()
 
 
@@ -465,31 +491,28 @@ def test_display_args_to_stdout_shows_no_key_and_no_secret_id_in_job_events(bao,
     stranger = make_chain(f"{prefix}-other.example.com")
     auth = approle(bao)
     item = {"certificate": chain.leaf.cert_pem, "private_key": chain.leaf.key_pem, "chain": chain.chain_pem}
-    # The second run's second item has another certificate's key: the push refuses it, and says why.
+    # The refused list's second item has another certificate's key: the push refuses it, and says why.
     mismatched = {**item, "certificate": stranger.leaf.cert_pem, "path": f"certs/{prefix}/mismatch"}
     common = {
         "cert_distribution_vault": {**vault_conn, **auth},
         "cert_distribution_path_template": f"certs/{prefix}/{{{{ cn }}}}",
     }
     env = {"ANSIBLE_DISPLAY_ARGS_TO_STDOUT": "True"}
+    # One job: the first play delivers, the second is refused (and fails the job).
+    plays = [
+        play(vars={"cert_distribution_certs": "{{ delivered_certs }}"}, roles=[ROLE]),
+        play(name="Refuse", vars={"cert_distribution_certs": "{{ refused_certs }}"}, roles=[ROLE]),
+    ]
+    lists = {"delivered_certs": [item], "refused_certs": [item, mismatched]}
 
-    rc, delivered = run_as_awx_job(
-        ansible, tmp_path / "ok", yaml_text(role_play()), {**common, "cert_distribution_certs": [item]}, env
-    )
-    failed_rc, refused = run_as_awx_job(
-        ansible,
-        tmp_path / "refused",
-        yaml_text(role_play()),
-        {**common, "cert_distribution_certs": [item, mismatched]},
-        env,
-    )
+    rc, texts = run_as_awx_job(ansible, tmp_path / "job", yaml_text(plays), {**common, **lists}, env)
 
-    assert rc == 0, delivered[0]
-    assert data_of(bao, f"certs/{prefix}/{prefix}.example.com")["private_key"] == chain.leaf.key_pem
-    assert failed_rc != 0, refused[0]
-    assert "private key does not match the certificate" in refused[0], refused[0]
-    assert data_of(bao, f"certs/{prefix}/mismatch") is None
-    assert_no_leak(delivered + refused, chain.leaf.key_pem, auth["secret_id"])
+    assert f"1 of 1 certificate secret(s) changed: certs/{prefix}/{prefix}.example.com" in texts[0], texts[0]
+    assert bao.kv_data(f"certs/{prefix}/{prefix}.example.com")["private_key"] == chain.leaf.key_pem
+    assert rc != 0, texts[0]
+    assert "private key does not match the certificate" in texts[0], texts[0]
+    assert bao.kv_data(f"certs/{prefix}/mismatch") is None
+    assert_no_leak(texts, chain.leaf.key_pem, auth["secret_id"])
 
 
 def test_display_args_to_stdout_shows_no_secret_id_in_any_state_of_the_role(bao, ansible, vault_conn, tmp_path):
@@ -531,6 +554,6 @@ def test_display_args_to_stdout_shows_no_secret_id_in_any_state_of_the_role(bao,
 
     assert rc == 0, texts[0][-2000:]
     # Each state ran: the stale secret was pruned, the rollback wrote version 3, absent soft-deleted it.
-    assert data_of(bao, f"{prefix}/stale") is None and data_of(bao, path) is None
+    assert bao.kv_data(f"{prefix}/stale") is None and bao.kv_data(path) is None
     assert max(int(number) for number in bao.kv_versions("secret", path)) == 3
     assert_no_leak(texts, auth["secret_id"], first.leaf.key_pem, renewed.leaf.key_pem, stale.leaf.key_pem)

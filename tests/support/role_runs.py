@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import typing as t
 import uuid
 from pathlib import Path
 
@@ -89,3 +91,126 @@ def html_report(ansible, login: dict, prefix: str, page: Path):
     """Run the playbook for its HTML summary of ``prefix`` only (it never fails the job)."""
     extra_vars = {"cert_distribution_vault": login, "expiry_report_prefix": prefix, "expiry_report_fail_on": "never"}
     return ansible.run_playbook(REPORT_PLAYBOOK, extra_vars={**extra_vars, "expiry_report_html_file": str(page)})
+
+
+# -- many role runs in one ansible-playbook run -------------------------------------------------------------------
+
+ROLE = "certautopilot.vault.cert_distribution"
+# What one role run leaves behind as facts: reset before each case, so a case never reads the one before.
+_ROLE_FACTS = ("cert_distribution_results", "cert_distribution_pruned", "cert_distribution_report")
+
+
+@dataclasses.dataclass
+class RoleCall:
+    """One include of the role: its variables, include_role's ``apply``, and the hosts of its own play if any
+    (name -> host vars, each a local connection; else localhost)."""
+
+    role_vars: dict[str, t.Any]
+    apply: dict[str, t.Any] | None = None
+    hosts: dict[str, dict[str, t.Any]] | None = None
+
+
+@dataclasses.dataclass
+class RoleCase:
+    """What one case's include of the role left: its facts, the message of the failure its block rescued
+    (None when it did not fail), and the console output of the case alone."""
+
+    results: t.Any
+    pruned: t.Any
+    error: str | None
+    output: str
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+def _case_tasks(name: str, call: RoleCall) -> list[dict[str, t.Any]]:
+    """The case's include of the role in a block: a refusal is rescued (and recorded), so the next case runs.
+
+    Only a failure that is not ignored reaches the rescue, as only such a failure would end a play of its own.
+    """
+    include = {"name": ROLE, **({"apply": call.apply} if call.apply else {})}
+    facts = ", ".join(f"'{fact[len('cert_distribution_') :]}': {fact}" for fact in _ROLE_FACTS)
+    return [
+        {
+            "name": f"Case {name}",
+            "block": [
+                {
+                    "name": f"Case {name}: start",
+                    "ansible.builtin.set_fact": {**dict.fromkeys(_ROLE_FACTS), "__case_error": None},
+                },
+                {"name": f"Case {name}: role", "ansible.builtin.include_role": include, "vars": call.role_vars},
+            ],
+            "rescue": [
+                {
+                    "name": f"Case {name}: refused",
+                    "ansible.builtin.set_fact": {"__case_error": "{{ ansible_failed_result.msg | default('failed') }}"},
+                }
+            ],
+            "always": [
+                {
+                    "name": f"Case {name}: record",
+                    "ansible.builtin.set_fact": {"__case_record": f"{{{{ {{{facts}, 'error': __case_error}} }}}}"},
+                    "check_mode": False,
+                }
+            ],
+        }
+    ]
+
+
+def run_role_cases(
+    ansible,
+    bao,
+    vault_conn: dict,
+    workdir: Path,
+    cases: dict[str, RoleCall],
+    *,
+    check: bool = False,
+    diff: bool = False,
+    verbosity: int = 0,
+    secrets: t.Sequence[str] = (),
+):
+    """Run every case's include of the role in one ansible-playbook run (the cases in order, one play for those on
+    localhost, one play each for those with hosts); each case by name, and the run (the harness scans it).
+
+    A case's name is in its tasks' names, which Ansible renders: plain text. The login is a play variable, so a
+    case may give its own ``cert_distribution_vault`` (a whole login) among its role variables.
+    ``secrets``: more values the run must never show (a key read from a file, say).
+    """
+    login = {"cert_distribution_vault": {**vault_conn, **approle(bao)}}
+    play = {"connection": "local", "gather_facts": False, "vars": login}
+    local = [task for name, call in cases.items() if not call.hosts for task in _case_tasks(name, call)]
+    plays = [{"name": "Cases on localhost", "hosts": "localhost", **play, "tasks": local}] if local else []
+    inventory: dict[str, dict] = {}
+    for name, call in cases.items():
+        if call.hosts:
+            plays.append({"name": f"Cases on {name}'s hosts", "hosts": sorted(call.hosts), **play})
+            plays[-1]["tasks"] = _case_tasks(name, call)
+            plays[-1].pop("connection")
+            inventory.update(call.hosts)
+    playbook = workdir / f"cases-{uuid.uuid4().hex}.yml"
+    playbook.write_text(json.dumps(plays))
+    env, keys = None, list(secrets)
+    if inventory:
+        python = {"ansible_connection": "local", "ansible_python_interpreter": ansible.python}
+        hosts_file = workdir / f"hosts-{uuid.uuid4().hex}.json"
+        hosts_file.write_text(json.dumps({"all": {"hosts": {name: {**python, **v} for name, v in inventory.items()}}}))
+        env = {"ANSIBLE_INVENTORY": str(hosts_file)}
+        # The inventory's certificates are no part of the playbook the harness reads its secrets from.
+        keys += [item["private_key"] for v in inventory.values() for item in v.get("host_certs", [])]
+    run = ansible.run_playbook(playbook, check=check, diff=diff, verbosity=verbosity, env=env, secrets=keys)
+    return _cases_of(run, cases), run
+
+
+def _cases_of(run, cases: dict[str, RoleCall]) -> dict[str, RoleCase]:
+    starts = {name: run.output.find(f"TASK [Case {name}: start]") for name in cases}
+    found: dict[str, RoleCase] = {}
+    for name in cases:
+        records = [task for task in run.tasks if task.task == f"Case {name}: record"]
+        assert records, f"case {name} did not run:\n{run.output}"
+        facts = records[0].result["ansible_facts"]["__case_record"]
+        later = [start for start in starts.values() if start > starts[name]]
+        output = run.output[starts[name] : min(later, default=len(run.output))]
+        found[name] = RoleCase(facts["results"], facts["pruned"], facts["error"], output)
+    return found
