@@ -20,7 +20,7 @@ import pytest
 from fault_proxy import FaultProxy
 from pki import make_chain
 from push_runs import approle
-from role_runs import RoleCall, RoleCase, certs_for, current_deleted, metadata, new_owner, run_role_cases
+from role_runs import RoleCall, RoleCase, certs_for, current_deleted, metadata, new_owner, run_role, run_role_cases
 
 TAG = {"managed_by": "certautopilot.vault"}
 OWNER_KEY = "certautopilot_owner"
