@@ -1,8 +1,10 @@
 """Concurrent runs against one real server: check-and-set keeps every write, and only one.
 
-Each test starts six `ansible-playbook` processes at once. Starting a process
-costs far more (about 1.5 s) than the read-to-write window of a push on
-loopback (a millisecond), so left alone the runs would hardly overlap. A
+Each test starts six module processes at once (tests/support/module_process.py:
+the module as Ansible runs it on a host, without a playbook; racing runs cannot
+share this process). Starting a process costs far more (about 0.3 s) than the
+read-to-write window of a push on loopback (a millisecond), so left alone the
+runs would hardly overlap. A
 starting gate in front of the server holds every process's first connection
 until all six have connected, then lets them through together, and delays
 every answer by RTT seconds, as a server a few network hops away would: the
@@ -148,11 +150,11 @@ def gate(bao) -> t.Iterator[StartingGate]:
         starting_gate.close()
 
 
-def run_together(ansible, gate: StartingGate, calls: list[tuple[str, dict]]) -> list:
-    """Run the (module, args) calls as parallel ansible-playbook processes released by `gate`."""
+def run_together(module_process, gate: StartingGate, calls: list[tuple[str, dict]]) -> list:
+    """Run the (module, args) calls as parallel module processes released by `gate`."""
     assert len(calls) == PARALLEL
     with concurrent.futures.ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-        futures = [pool.submit(ansible.run_module, module, args) for module, args in calls]
+        futures = [pool.submit(module_process.run, module, args) for module, args in calls]
         # A process that dies before it connects must not hold the others forever.
         if not gate.opened.wait(GATE_TIMEOUT):
             gate.open()
@@ -188,14 +190,14 @@ def read_version_data(bao, path: str, version: int) -> dict:
     return body["data"]["data"]
 
 
-def test_identical_pushes_to_new_paths_write_each_once(bao, ansible, vault_conn, approle_auth, gate):
+def test_identical_pushes_to_new_paths_write_each_once(bao, module_process, vault_conn, approle_auth, gate):
     paths = [new_path("same") for _index in range(4)]
     chains = {path: pki.make_chain(path.rsplit("/", 1)[1] + ".example.com") for path in paths}
     batch = [certificate_item(path, chains[path]) for path in paths]
     args = {**vault_conn, **approle_auth, "url": gate.url, "certificates": batch, "owner": "racers"}
     mark = bao.audit_mark()
 
-    runs = run_together(ansible, gate, [("vault_cert_push", args)] * PARALLEL)
+    runs = run_together(module_process, gate, [("vault_cert_push", args)] * PARALLEL)
 
     for run in runs:
         assert not run.failed, run.msg or run.output[-2000:]
@@ -217,7 +219,7 @@ def test_identical_pushes_to_new_paths_write_each_once(bao, ansible, vault_conn,
     assert attempts > len(paths), f"only {attempts} writes for {len(paths)} paths: the runs never raced"
 
 
-def test_different_certificates_to_one_path_each_own_a_version(bao, ansible, vault_conn, approle_auth, gate):
+def test_different_certificates_to_one_path_each_own_a_version(bao, module_process, vault_conn, approle_auth, gate):
     path = new_path("many")
     chains = [pki.make_chain(f"racer{index}.example.com") for index in range(PARALLEL)]
     calls = [
@@ -226,7 +228,7 @@ def test_different_certificates_to_one_path_each_own_a_version(bao, ansible, vau
     ]
     mark = bao.audit_mark()
 
-    runs = run_together(ansible, gate, calls)
+    runs = run_together(module_process, gate, calls)
 
     succeeded = {index: run.result for index, run in enumerate(runs) if not run.failed}
     for run in runs:
@@ -244,7 +246,7 @@ def test_different_certificates_to_one_path_each_own_a_version(bao, ansible, vau
     assert write_attempts(bao, mark, path) > len(succeeded), "no write was refused: the runs never raced"
 
 
-def test_rollback_racing_pushes_never_overwrites_a_push_unseen(bao, ansible, vault_conn, approle_auth, gate):
+def test_rollback_racing_pushes_never_overwrites_a_push_unseen(bao, module_process, vault_conn, approle_auth, gate):
     path = new_path("rollback")
     original, renewed = pki.make_chain("rollback-v1.example.com"), pki.make_chain("rollback-v2.example.com")
     for chain in (original, renewed):
@@ -267,7 +269,7 @@ def test_rollback_racing_pushes_never_overwrites_a_push_unseen(bao, ansible, vau
     guards = [{"current_version": 2}, {"current_version": 2}, {}]
     calls += [("vault_cert_rollback", {**connection, "path": path, "version": 1, **guard}) for guard in guards]
 
-    runs = run_together(ansible, gate, calls)
+    runs = run_together(module_process, gate, calls)
 
     pushes = [(chain, run.result["results"][1] if not run.failed else None, run) for chain, run in zip(pushed, runs)]
     rollbacks = [(guard, run.result if not run.failed else None, run) for guard, run in zip(guards, runs[3:])]
