@@ -37,6 +37,13 @@ late; reads sent to it answer from its stale replica in the meantime.
     cluster = RaftCluster.start(tmp_path, lagging=True)
     cluster.set_lag(2.0)
     cluster.lagging.addr                     # the API address of the lagging standby
+
+One cluster serves a whole pytest session (tests/integration/conftest.py:
+`raft_cluster`, started with `lagging=True`, no lag until set). After each
+test `cluster.heal()` restarts the nodes it killed, takes the lag away and
+waits until autopilot counts every node a healthy voter; a test that needs
+the lagging node as a standby calls `cluster.make_standby(cluster.lagging)`
+(a step-down cannot move raft's leadership: the node is killed and rejoins).
 """
 
 from __future__ import annotations
