@@ -5,11 +5,12 @@ tests/support/ansible_runner.py; this file only wires them into pytest.
 
 Under pytest-xdist (`make integration` runs two workers) a session is a worker: each worker starts its
 own OpenBao server (and, when a test asks, its own raft cluster), so tests never share a server across
-workers. The work units handed to the workers are chosen here (`pytest_xdist_make_scheduler`): each file is
-one unit, so a module-scoped fixture is set up once, as in a run without workers (test_write_outcomes.py's
-starts every selected scenario of the session); the files whose proof depends on timing (elections,
-replication lag, races, slow or lost answers) are one unit together, so they run on one worker, one at a
-time, never two of them competing for the CPU, and share that worker's cluster.
+workers. With `--dist loadgroup` the work units handed to the workers are chosen here
+(`pytest_xdist_make_scheduler`): each file is one unit, so a module-scoped fixture is set up once, as in a
+run without workers (test_write_outcomes.py's starts every selected scenario of the session); the files
+whose proof depends on timing (elections, replication lag, races, slow or lost answers) are one unit
+together, so they run on one worker, one at a time, never two of them competing for the CPU, and share that
+worker's cluster.
 
 pytest-xdist's own `xdist_group` mark cannot do this here: its worker renames each test (`nodeid@group`)
 through an attribute pytest 9 no longer reads, so every test would be scheduled on its own.
@@ -59,8 +60,11 @@ def work_unit(nodeid: str) -> str:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: t.Any) -> t.Any:
-    """With `-n N` (`--dist load`, the default, or `loadgroup`): whole work units to each worker, biggest first."""
-    if config.getvalue("dist") not in ("load", "loadgroup"):
+    """With `--dist loadgroup` (make integration): whole work units to each worker, biggest first.
+
+    Other modes stay pytest-xdist's (the matrix's smoke, `-n 2` alone, spreads its independent tests one by one).
+    """
+    if config.getvalue("dist") != "loadgroup":
         return None
     from xdist.scheduler import LoadScopeScheduling  # noqa: PLC0415 - only under pytest-xdist
 
