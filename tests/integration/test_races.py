@@ -4,8 +4,7 @@ Each test starts six module processes at once (tests/support/module_process.py:
 the module as Ansible runs it on a host, without a playbook; racing runs cannot
 share this process). Starting a process costs far more (about 0.3 s) than the
 read-to-write window of a push on loopback (a millisecond), so left alone the
-runs would hardly overlap. A
-starting gate in front of the server holds every process's first connection
+runs would hardly overlap. A starting gate in front of the server holds every process's first connection
 until all six have connected, then lets them through together, and delays
 every answer by RTT seconds, as a server a few network hops away would: the
 runs then move in step, each one's read-to-write window is as wide as a
@@ -184,12 +183,6 @@ def write_attempts(bao, since: int, path: str) -> int:
     )
 
 
-def read_version_data(bao, path: str, version: int) -> dict:
-    status, body = bao.api("GET", f"{MOUNT}/data/{path}?version={version}")
-    assert status == 200, body
-    return body["data"]["data"]
-
-
 def test_identical_pushes_to_new_paths_write_each_once(bao, module_process, vault_conn, approle_auth, gate):
     paths = [new_path("same") for _index in range(4)]
     chains = {path: pki.make_chain(path.rsplit("/", 1)[1] + ".example.com") for path in paths}
@@ -213,7 +206,7 @@ def test_identical_pushes_to_new_paths_write_each_once(bao, module_process, vaul
         custom = bao.api("GET", f"{MOUNT}/metadata/{path}")[1]["data"]["custom_metadata"]
         assert custom == {"managed_by": "certautopilot.vault", "certautopilot_owner": "racers"}
         assert set(bao.kv_versions(MOUNT, path)) == {"1"}
-        assert read_version_data(bao, path, 1)["certificate"] == chains[path].leaf.cert_pem
+        assert bao.kv_data(path, version=1)["certificate"] == chains[path].leaf.cert_pem
     # The runs really collided: some writes were refused by check-and-set.
     attempts = sum(write_attempts(bao, mark, path) for path in paths)
     assert attempts > len(paths), f"only {attempts} writes for {len(paths)} paths: the runs never raced"
@@ -237,12 +230,12 @@ def test_different_certificates_to_one_path_each_own_a_version(bao, module_proce
     assert succeeded, [run.msg for run in runs]
     versions = [result["version"] for result in succeeded.values()]
     assert len(set(versions)) == len(versions), f"two runs claim one version: {versions}"
-    assert sorted(int(number) for number in bao.kv_versions(MOUNT, path)) == list(range(1, len(succeeded) + 1))
+    assert bao.kv_version_numbers(path) == list(range(1, len(succeeded) + 1))
     for index, result in succeeded.items():
         # No write is lost: each version holds the certificate of the run that claims it.
         assert result["changed"] is True
         assert result["previous_version"] == (result["version"] - 1 or None)
-        assert read_version_data(bao, path, result["version"])["certificate"] == chains[index].leaf.cert_pem
+        assert bao.kv_data(path, version=result["version"])["certificate"] == chains[index].leaf.cert_pem
     assert write_attempts(bao, mark, path) > len(succeeded), "no write was refused: the runs never raced"
 
 
@@ -276,7 +269,7 @@ def test_rollback_racing_pushes_never_overwrites_a_push_unseen(bao, module_proce
     writers = [result for _label, result, _run in pushes + rollbacks if result and result["changed"]]
     versions = sorted(result["version"] for result in writers)
     assert len(set(versions)) == len(versions), f"two runs claim one version: {versions}"
-    assert sorted(int(number) for number in bao.kv_versions(MOUNT, path)) == list(range(1, 3 + len(writers)))
+    assert bao.kv_version_numbers(path) == list(range(1, 3 + len(writers)))
     for result in writers:
         # Each writer decided against the version it replaced: nobody wrote in between.
         assert result["previous_version"] == result["version"] - 1, result
@@ -285,13 +278,13 @@ def test_rollback_racing_pushes_never_overwrites_a_push_unseen(bao, module_proce
             assert "check-and-set conflict" in run.msg and path in run.msg, run.msg
             continue
         assert result["changed"]
-        assert read_version_data(bao, path, result["version"])["certificate"] == chain.leaf.cert_pem
+        assert bao.kv_data(path, version=result["version"])["certificate"] == chain.leaf.cert_pem
     for guard, result, run in rollbacks:
         if run.failed:
             assert path in run.msg and "nothing written" in run.msg, run.msg
             continue
         assert result["restored_version"] == 1
-        assert read_version_data(bao, path, result["version"]) == {"certificate": original.leaf.cert_pem}
+        assert bao.kv_data(path, version=result["version"]) == {"certificate": original.leaf.cert_pem}
         if not result["changed"]:
             # Came after another rollback had restored version 1 already: nothing to write.
             assert result["version"] == result["previous_version"]
