@@ -4,17 +4,24 @@ The server code lives in tests/support/bao.py and the runner in
 tests/support/ansible_runner.py; this file only wires them into pytest.
 
 Under pytest-xdist (`make integration` runs two workers) a session is a worker: each worker starts its
-own OpenBao server, so tests never share a server across workers. Every file runs on one worker
-(its xdist_group is its file name, `--dist loadgroup`), so a module-scoped fixture is set up once, as in
-a run without workers (test_write_outcomes.py's starts every selected scenario of the session). The files
-whose proof depends on timing (elections, replication lag, races, slow or lost answers) share one group,
-so they run on one worker, one at a time, never two of them competing for the CPU.
+own OpenBao server (and, when a test asks, its own raft cluster), so tests never share a server across
+workers. With `--dist loadgroup` the work units handed to the workers are chosen here
+(`pytest_xdist_make_scheduler`): each file is one unit, so a module-scoped fixture is set up once, as in a
+run without workers (test_write_outcomes.py's starts every selected scenario of the session); the files
+whose proof depends on timing (elections, replication lag, races, slow or lost answers) are one unit
+together, so they run on one worker, one at a time, never two of them competing for the CPU, and share that
+worker's cluster.
+
+pytest-xdist's own `xdist_group` mark cannot do this here: its worker renames each test (`nodeid@group`)
+through an attribute pytest 9 no longer reads, so every test would be scheduled on its own.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import typing as t
+import uuid
 from pathlib import Path
 
 import pytest
@@ -25,6 +32,7 @@ if str(SUPPORT_DIR) not in sys.path:
 
 from ansible_runner import AnsibleRunner  # noqa: E402
 from bao import ProvisionedBao  # noqa: E402
+from cluster import RaftCluster  # noqa: E402
 from module_call import ModuleCall  # noqa: E402
 from module_process import ModuleProcess  # noqa: E402
 
@@ -44,18 +52,27 @@ TIMING_SENSITIVE_FILES = frozenset(
 TIMING_GROUP = "timing"
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # pytest-xdist registers the mark too; this keeps a run without it (the matrix) free of warnings.
-    config.addinivalue_line("markers", "xdist_group(name): run on the worker that runs the group")
+def work_unit(nodeid: str) -> str:
+    """The unit of work a test belongs to under pytest-xdist: its file, or TIMING_GROUP for a timing-sensitive one."""
+    path = nodeid.split("::", 1)[0]
+    return TIMING_GROUP if Path(path).name in TIMING_SENSITIVE_FILES else path
 
 
-# First: pytest-xdist's worker reads the mark in its own collection hook, to keep a group on one worker.
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Each file into an xdist_group of its own, the timing-sensitive ones into one (a no-op without pytest-xdist)."""
-    for item in items:
-        name = item.path.name
-        item.add_marker(pytest.mark.xdist_group(TIMING_GROUP if name in TIMING_SENSITIVE_FILES else name))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: t.Any) -> t.Any:
+    """With `--dist loadgroup` (make integration): whole work units to each worker, biggest first.
+
+    Other modes stay pytest-xdist's (the matrix's smoke, `-n 2` alone, spreads its independent tests one by one).
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling  # noqa: PLC0415 - only under pytest-xdist
+
+    class ByWorkUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return ByWorkUnit(config, log)
 
 
 @pytest.fixture(scope="session")
@@ -104,3 +121,33 @@ def ansible(tmp_path_factory: pytest.TempPathFactory, bao: ProvisionedBao) -> An
 def module_process(tmp_path_factory: pytest.TempPathFactory, bao: ProvisionedBao) -> ModuleProcess:
     """Runs one module as its own process, without a playbook, capturing its syslog lines."""
     return ModuleProcess(tmp_path_factory.mktemp("module-process"), audit=bao)
+
+
+@pytest.fixture(scope="session")
+def raft_cluster(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[RaftCluster]:
+    """A 3-node raft cluster (tests/support/cluster.py) for the whole session, started by the first test that asks.
+
+    OpenBao's default raft timing (what users run, and what the default retries must outlast), with a lag relay
+    on the last node (no lag until a test sets one). Tests use it through ``cluster``.
+    """
+    raft = RaftCluster.start(tmp_path_factory.mktemp("raft"), lagging=True)
+    try:
+        yield raft
+    finally:
+        raft.stop()
+
+
+@pytest.fixture
+def cluster(raft_cluster: RaftCluster) -> t.Iterator[RaftCluster]:
+    """The session's cluster, healthy when the test starts and healed when it ends (nodes killed by the test
+    restarted, lag removed, the lagging node a standby), so that the next test finds it as this one did."""
+    raft_cluster.heal()
+    yield raft_cluster
+    raft_cluster.heal()
+
+
+@pytest.fixture
+def cluster_prefix(request: pytest.FixtureRequest) -> str:
+    """A secret path prefix of the test's own: the cluster, like the server, outlives every test."""
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower().removeprefix("test_"))[:40].strip("-")
+    return f"certs/{slug}-{uuid.uuid4().hex[:8]}"

@@ -13,8 +13,10 @@ file reach the modules as VAULT_AUTH_* / VAULT_JWT_FILE like everything else).
 does (Jinja sandbox; only non-empty inputs are defined; booleans default to
 false), and the job runs with the `ansible-runner run` command, as AWX's task
 does inside its execution environment, against the real OpenBao server: once
-per auth method the credential type offers, with push.yml, then health.yml and
-rollback.yml, which must log in with the credential's method too.
+per auth method the credential type offers, a workflow of push.yml (renewing
+a certificate pushed before), health.yml and rollback.yml (undoing the
+renewal), which must all log in with the credential's method. Each launch
+takes seconds, so every job that runs carries as many proofs as it can.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ansible.parsing.yaml.loader import AnsibleLoader
 from jinja2 import StrictUndefined, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from leaks import assert_no_leak
+from vault_args import approle_args
 
 REPO = Path(__file__).resolve().parents[2]
 CREDENTIAL_TYPE = REPO / "docs" / "awx" / "credential_type.yml"
@@ -302,6 +305,15 @@ def _assert_job_succeeded(run: dict[str, t.Any]) -> None:
     assert run["rc"] == 0 and run["status"] == "successful", run["stdout"]
 
 
+def _cert_texts(directory: Path) -> dict[str, str]:
+    """What pki.write_leaf wrote to ``directory``, as vault_cert_push's certificate, private_key and chain."""
+    return {
+        "certificate": (directory / "cert.pem").read_text(),
+        "private_key": (directory / "key.pem").read_text(),
+        "chain": (directory / "chain.pem").read_text(),
+    }
+
+
 def _cert_files(directory: Path) -> dict[str, str]:
     """The files pki.write_leaf wrote to ``directory``, as an item of cert_distribution_certs."""
     return {
@@ -312,30 +324,30 @@ def _cert_files(directory: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _first_push(bao, job: AwxJob, path: str) -> t.Iterator[tuple[int, dict[str, t.Any]]]:
-    """Run the job's push.yml onto ``path``, which holds no secret before, and assert that it succeeded.
-
-    Yields (the audit mark taken before the run, the run); the secret is deleted when the block ends.
-    """
+def _fresh_path(bao, path: str) -> t.Iterator[None]:
+    """``path`` holds no secret when the block starts, and is deleted when it ends."""
     status, body = bao.api("DELETE", f"secret/metadata/{path}")
     assert status in (204, 404), body
-    mark = bao.audit_mark()
     try:
-        run = job.run()
-        _assert_job_succeeded(run)
-        yield mark, run
+        yield
     finally:
         bao.api("DELETE", f"secret/metadata/{path}")
 
 
 @pytest.mark.parametrize("method", ["approle", "jwt", "cert", "token"])
-def test_push_playbook_runs_as_an_awx_job_with_the_credential_type(bao, ansible, tmp_path, method):
+def test_push_playbook_runs_as_an_awx_job_with_the_credential_type(bao, ansible, modules, tmp_path, method):
+    """A workflow per auth method: push.yml renews a certificate, health.yml checks, rollback.yml undoes the renewal.
+
+    Each job logs in with the credential's method. The certificate renewed was pushed before, in-process: a push
+    job that creates a secret is test_cert_distribution_vault_of_the_job_template_wins_over_the_credential's.
+    """
     cn = f"awx-{method}.example.com"
     path = f"certs/{cn}"
     pki.write_leaf(tmp_path / "certs", cn)
+    renewed = pki.write_leaf(tmp_path / "renewed", cn)
     job_extra_vars = {
         # What the job template (or its survey) sets; the connection and login come from the credential.
-        "cert_distribution_certs": [_cert_files(tmp_path / "certs")],
+        "cert_distribution_certs": [_cert_files(tmp_path / "renewed")],
         "push_results_file": str(tmp_path / "push-results.json"),
     }
     inputs = _credential_inputs(bao, method)
@@ -347,21 +359,31 @@ def test_push_playbook_runs_as_an_awx_job_with_the_credential_type(bao, ansible,
         assert Path(job.credential_env["VAULT_JWT_FILE"]).read_text() == inputs["jwt"]
     else:
         assert job.credential_env["VAULT_JWT_FILE"] == ""
-    with _first_push(bao, job, path) as (mark, run):
+    with _fresh_path(bao, path):
+        original = modules.run_module(
+            "vault_cert_push",
+            {**approle_args(bao), "path": path, **_cert_texts(tmp_path / "certs")},
+        )
+        assert not original.failed and original.result["version"] == 1, original.msg
+
+        # The renewal, pushed by the job template with the credential.
+        mark = bao.audit_mark()
+        run = job.run()
+        _assert_job_succeeded(run)
         # The role's health check is the push's own capability check, in its one login.
         assert len(bao.audit_requests(mark, path_prefix="sys/capabilities-self")) == 1
         pushed = _task_result(run["events"], "Push all certificates with one login")
         assert [item["path"] for item in pushed["results"]] == [path]
-        assert pushed["results"][0]["version"] == 1
-        # The server holds the certificate, logged in with the credential's method.
+        assert pushed["results"][0]["version"] == 2
+        # The server holds the renewal, logged in with the credential's method.
         status, body = bao.api("GET", f"secret/data/{path}")
         assert status == 200, body
-        assert body["data"]["data"]["certificate"] == (tmp_path / "certs" / "cert.pem").read_text()
-        assert body["data"]["metadata"]["version"] == 1
+        assert body["data"]["data"]["certificate"] == renewed.cert_pem
+        assert body["data"]["metadata"]["version"] == 2
         _assert_logged_in_with(bao, mark, method, inputs)
         # What a workflow's rollback job receives, and the results file, record the version.
         recorded = _artifact_data(run["events"])["cert_distribution_rollback_results"]
-        assert recorded == [{"path": path, "version": 1, "previous_version": None, "changed": True}]
+        assert recorded == [{"path": path, "version": 2, "previous_version": 1, "changed": True}]
         results_file = AnsibleLoader((tmp_path / "push-results.json").read_text()).get_single_data()
         assert results_file["cert_distribution_rollback_results"] == recorded
         runs = [run]
@@ -378,18 +400,8 @@ def test_push_playbook_runs_as_an_awx_job_with_the_credential_type(bao, ansible,
         _assert_logged_in_with(bao, mark, method, inputs)
         runs.append(run)
 
-        # A renewal, pushed by the same job template, then undone by rollback.yml as the next workflow node: it
-        # receives what the push published, and its health check and the rollback log in with the method too.
-        pki.write_leaf(tmp_path / "renewed", cn)
-        job.set_extra_vars({"cert_distribution_certs": [_cert_files(tmp_path / "renewed")]})
-        mark = bao.audit_mark()
-        run = job.run()
-        _assert_job_succeeded(run)
-        _assert_logged_in_with(bao, mark, method, inputs)
-        recorded = _artifact_data(run["events"])["cert_distribution_rollback_results"]
-        assert recorded == [{"path": path, "version": 2, "previous_version": 1, "changed": True}]
-        runs.append(run)
-
+        # rollback.yml as the next workflow node: it receives what the push published, and its health check and
+        # the rollback log in with the method too.
         job.set_extra_vars({"cert_distribution_rollback_results": recorded})
         mark = bao.audit_mark()
         run = job.run("playbooks/rollback.yml")
@@ -405,17 +417,24 @@ def test_push_playbook_runs_as_an_awx_job_with_the_credential_type(bao, ansible,
         _assert_logged_in_with(bao, mark, method, inputs)
         runs.append(run)
 
+        # The jobs' output is not a harness run: the credential's secrets and both keys reach it through files.
         texts = [text for run in runs for text in (run["stdout"], *run["events"])]
-        assert_no_leak(texts, *job.secrets, (tmp_path / "certs" / "key.pem").read_text())
+        keys = [(tmp_path / folder / "key.pem").read_text() for folder in ("certs", "renewed")]
+        assert_no_leak(texts, *job.secrets, *keys)
 
 
 def test_cert_distribution_vault_of_the_job_template_wins_over_the_credential(bao, ansible, tmp_path):
-    """Task option > environment: the role's health check and push both log in as cert_distribution_vault says."""
+    """Task option > environment: the role's health check and push both log in as cert_distribution_vault says.
+
+    The push creates the secret: what the workflow's next job receives, and the results file, record version 1
+    with no previous version.
+    """
     cn = "awx-precedence.example.com"
     path = f"certs/{cn}"
     pki.write_leaf(tmp_path / "certs", cn)
     job_extra_vars = {
         "cert_distribution_certs": [_cert_files(tmp_path / "certs")],
+        "push_results_file": str(tmp_path / "push-results.json"),
         # The job template overrides the credential's JWT login (VAULT_AUTH_METHOD=jwt) with AppRole.
         "cert_distribution_vault": {
             "auth_method": "approle",
@@ -425,12 +444,26 @@ def test_cert_distribution_vault_of_the_job_template_wins_over_the_credential(ba
     }
     inputs = _credential_inputs(bao, "jwt")
     job = AwxJob(tmp_path, ansible, inputs, job_extra_vars)
-    with _first_push(bao, job, path) as (mark, run):
+    with _fresh_path(bao, path):
+        mark = bao.audit_mark()
+        run = job.run()
+        _assert_job_succeeded(run)
         # One AppRole login (the health check is the push's own), no JWT login.
         assert len(bao.audit_requests(mark, path_prefix=LOGIN_PATHS["approle"])) == 1
         _assert_logged_in_with(bao, mark, "approle", {})
+        status, body = bao.api("GET", f"secret/data/{path}")
+        assert status == 200, body
+        assert body["data"]["data"]["certificate"] == (tmp_path / "certs" / "cert.pem").read_text()
+        assert body["data"]["metadata"]["version"] == 1
+        recorded = _artifact_data(run["events"])["cert_distribution_rollback_results"]
+        assert recorded == [{"path": path, "version": 1, "previous_version": None, "changed": True}]
+        results_file = AnsibleLoader((tmp_path / "push-results.json").read_text()).get_single_data()
+        assert results_file["cert_distribution_rollback_results"] == recorded
         assert_no_leak(
-            [run["stdout"], *run["events"]], *job.secrets, job_extra_vars["cert_distribution_vault"]["secret_id"]
+            [run["stdout"], *run["events"]],
+            *job.secrets,
+            job_extra_vars["cert_distribution_vault"]["secret_id"],
+            (tmp_path / "certs" / "key.pem").read_text(),
         )
 
 

@@ -1,5 +1,8 @@
 """Batches with concurrency against a real OpenBao: order, one login, the request budget, the failure report,
 the pool-wide backoff and check-and-set under foreign writers.
+
+The module runs in-process (the `modules` fixture): its pool's threads are its own, no other module runs
+meanwhile, and the harness scans every run for its keys, its secret_id and the tokens it used.
 """
 
 from __future__ import annotations
@@ -11,11 +14,9 @@ from collections import Counter
 
 import pytest
 from fault_proxy import FaultProxy
-from leaks import assert_no_leak
 from pki import make_ca, make_leaf
+from push_runs import push
 from vault_args import approle_args
-
-FQCN = "certautopilot.vault.vault_cert_push"
 
 
 def batch_items(prefix: str, count: int) -> list[dict]:
@@ -25,17 +26,6 @@ def batch_items(prefix: str, count: int) -> list[dict]:
         leaf = make_leaf(ca, f"c{index:03d}.example.com")
         items.append({"path": f"{prefix}/{index:03d}", "certificate": leaf.cert_pem, "private_key": leaf.key_pem})
     return items
-
-
-def versions(bao, path: str) -> list[int]:
-    return sorted(int(number) for number in bao.kv_versions("secret", path))
-
-
-def data_of(bao, path: str, version: int | None = None) -> dict | None:
-    query = f"?version={version}" if version else ""
-    status, body = bao.api("GET", f"secret/data/{path}{query}")
-    assert status in (200, 404), body
-    return ((body or {}).get("data") or {}).get("data")
 
 
 def kinds(entries: list[dict]) -> Counter:
@@ -51,22 +41,13 @@ def kinds(entries: list[dict]) -> Counter:
     return counts
 
 
-def push(ansible, bao, args: dict):
-    mark = bao.audit_mark()
-    run = ansible.run_module("vault_cert_push", args)
-    run.requests = bao.audit_requests(mark)
-    keys = [item["private_key"] for item in args["certificates"]]
-    assert_no_leak([run.output, run.result], args.get("secret_id"), *keys)
-    return run
-
-
-def test_a_concurrent_batch_logs_in_once_keeps_input_order_and_stays_within_the_request_budget(ansible, bao):
+def test_a_concurrent_batch_logs_in_once_keeps_input_order_and_stays_within_the_request_budget(modules, bao):
     prefix = f"certs/conc-{uuid.uuid4().hex[:8]}"
     items = batch_items(prefix, 20)
     paths = [item["path"] for item in items]
 
-    first = push(ansible, bao, {**approle_args(bao), "certificates": items, "concurrency": 4})
-    second = push(ansible, bao, {**approle_args(bao), "certificates": items, "concurrency": 4})
+    first = push(modules, {**approle_args(bao), "certificates": items, "concurrency": 4})
+    second = push(modules, {**approle_args(bao), "certificates": items, "concurrency": 4})
 
     assert not first.failed and not second.failed, (first.msg, second.msg)
     assert [result["path"] for result in first.result["results"]] == paths
@@ -77,19 +58,19 @@ def test_a_concurrent_batch_logs_in_once_keeps_input_order_and_stays_within_the_
     # Without an owner no mark is written: a new secret costs one read and one write; an unchanged one a read.
     assert len(first.requests) <= 2 * len(items) + 4
     assert len(second.requests) <= len(items) + 4
-    assert all(versions(bao, path) == [1] for path in paths)
+    assert all(bao.kv_version_numbers(path) == [1] for path in paths)
     ports = {entry["request"].get("remote_port") for entry in first.requests if "/data/" in entry["request"]["path"]}
     assert 1 < len(ports) <= 4, f"connections used by the data requests: {ports}"
 
 
-def test_a_refused_item_stops_the_pool_and_the_report_matches_the_server(ansible, bao):
+def test_a_refused_item_stops_the_pool_and_the_report_matches_the_server(modules, bao):
     """Item 10 is outside what the login may write: the report says what the server holds, item by item."""
     prefix = f"certs/conc-{uuid.uuid4().hex[:8]}"
     items = batch_items(prefix, 30)
     items[10]["path"] = f"forbidden-{uuid.uuid4().hex[:8]}/x"
     paths = [item["path"] for item in items]
 
-    run = push(ansible, bao, {**approle_args(bao), "certificates": items, "concurrency": 4})
+    run = push(modules, {**approle_args(bao), "certificates": items, "concurrency": 4})
 
     assert run.failed
     report = run.result
@@ -102,24 +83,24 @@ def test_a_refused_item_stops_the_pool_and_the_report_matches_the_server(ansible
     assert paths[10] in report["not_written"]
     assert sorted(done + report["not_written"]) == sorted(paths), "every item is done or not written"
     for path in done:
-        assert versions(bao, path) == [1], path
+        assert bao.kv_version_numbers(path) == [1], path
     for path in report["not_written"]:
-        assert versions(bao, path) == [], path
+        assert bao.kv_version_numbers(path) == [], path
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"], ids=["read", "write"])
-def test_429_holds_back_the_whole_pool_not_only_the_request_that_got_it(ansible, bao, method):
+def test_429_holds_back_the_whole_pool_not_only_the_request_that_got_it(modules, bao, method):
     prefix = f"certs/conc-{uuid.uuid4().hex[:8]}"
     items = batch_items(prefix, 16)
     with FaultProxy(bao.addr, bao.ca_cert) as proxy:
         proxy.add_rule(method, rf"^secret/data/{prefix}/004$", status=429, times=1)
         args = {**approle_args(bao), "url": proxy.url, "certificates": items, "concurrency": 4}
 
-        run = push(ansible, bao, args)
+        run = push(modules, args)
         hits = proxy.hits()
 
     assert not run.failed, run.msg
-    assert all(versions(bao, item["path"]) == [1] for item in items)
+    assert all(bao.kv_version_numbers(item["path"]) == [1] for item in items)
     limited = next(hit for hit in hits if hit.status == 429)
     # The first wait is 0.5 s +/- 20 %: nothing new may leave the pool in most of it. (A hit is recorded when
     # answered; requests already on their way may be answered late on a loaded machine, hence the margin.)
@@ -128,17 +109,17 @@ def test_429_holds_back_the_whole_pool_not_only_the_request_that_got_it(ansible,
 
 
 @pytest.mark.parametrize("concurrency", [0, -3])
-def test_a_concurrency_below_one_is_refused_before_any_request(ansible, bao, concurrency):
+def test_a_concurrency_below_one_is_refused_before_any_request(modules, bao, concurrency):
     items = batch_items(f"certs/conc-{uuid.uuid4().hex[:8]}", 2)
     args = {**approle_args(bao), "certificates": items, "concurrency": concurrency}
 
-    run = push(ansible, bao, args)
+    run = push(modules, args)
 
     assert run.failed and "concurrency must be at least 1" in run.msg, run.msg
     assert run.requests == []
 
 
-def test_check_and_set_keeps_every_foreign_write_while_a_concurrent_batch_runs(ansible, bao):
+def test_check_and_set_keeps_every_foreign_write_while_a_concurrent_batch_runs(modules, bao):
     prefix = f"certs/conc-{uuid.uuid4().hex[:8]}"
     items = batch_items(prefix, 24)
     stop = threading.Event()
@@ -156,7 +137,7 @@ def test_check_and_set_keeps_every_foreign_write_while_a_concurrent_batch_runs(a
     writer = threading.Thread(target=foreign_writer)
     writer.start()
     try:
-        run = push(ansible, bao, {**approle_args(bao), "certificates": items, "concurrency": 8})
+        run = push(modules, {**approle_args(bao), "certificates": items, "concurrency": 8})
     finally:
         stop.set()
         writer.join()
@@ -164,9 +145,9 @@ def test_check_and_set_keeps_every_foreign_write_while_a_concurrent_batch_runs(a
     assert not run.failed, run.msg
     for item, result in zip(items, run.result["results"]):
         path = item["path"]
-        ours = data_of(bao, path, result["version"])
+        ours = bao.kv_data(path, version=result["version"])
         assert ours["certificate"] == item["certificate"], path
-        written = versions(bao, path)
+        written = bao.kv_version_numbers(path)
         assert written == list(range(1, len(written) + 1)), f"{path}: a version went missing"
         if path in foreign and foreign[path] < result["version"]:
             # Our write came after the foreign one: check-and-set made us read it, and keep its field.
@@ -179,21 +160,21 @@ LOST_ANSWERS = {"500": {"status": 500}, "502": {"status": 502}, "504": {"status"
 
 
 @pytest.mark.parametrize("fault", list(LOST_ANSWERS))
-def test_a_lost_answer_in_a_pool_is_resolved_by_reading_back_and_written_once(ansible, bao, fault):
+def test_a_lost_answer_in_a_pool_is_resolved_by_reading_back_and_written_once(modules, bao, fault):
     prefix = f"certs/conc-{uuid.uuid4().hex[:8]}"
     items = batch_items(prefix, 8)
     with FaultProxy(bao.addr, bao.ca_cert) as proxy:
         proxy.add_rule("POST", rf"^secret/data/{prefix}/003$", after_forward=True, times=1, **LOST_ANSWERS[fault])
 
-        run = push(ansible, bao, {**approle_args(bao), "url": proxy.url, "certificates": items, "concurrency": 4})
+        run = push(modules, {**approle_args(bao), "url": proxy.url, "certificates": items, "concurrency": 4})
 
     assert not run.failed, run.msg
     assert [result["created"] for result in run.result["results"]] == [True] * 8
-    assert all(versions(bao, item["path"]) == [1] for item in items)
+    assert all(bao.kv_version_numbers(item["path"]) == [1] for item in items)
 
 
 @pytest.mark.parametrize("fault", list(LOST_ANSWERS))
-def test_an_unresolvable_write_in_a_pool_is_reported_as_unknown_and_the_report_matches_the_server(ansible, bao, fault):
+def test_an_unresolvable_write_in_a_pool_is_reported_as_unknown_and_the_report_matches_the_server(modules, bao, fault):
     prefix = f"certs/conc-{uuid.uuid4().hex[:8]}"
     items = batch_items(prefix, 8)
     paths = [item["path"] for item in items]
@@ -202,8 +183,7 @@ def test_an_unresolvable_write_in_a_pool_is_reported_as_unknown_and_the_report_m
         proxy.add_rule("GET", rf"^secret/data/{prefix}/003$", skip=1, drop=True, times=100)
 
         run = push(
-            ansible,
-            bao,
+            modules,
             {**approle_args(bao), "url": proxy.url, "certificates": items, "concurrency": 4, "retries": 1},
         )
 
@@ -213,14 +193,14 @@ def test_an_unresolvable_write_in_a_pool_is_reported_as_unknown_and_the_report_m
     assert report["outcome_unknown"] == [paths[3]]
     done = [result["path"] for result in report["results"]]
     assert sorted(done + report["not_written"] + report["outcome_unknown"]) == sorted(paths)
-    assert all(versions(bao, path) == [1] for path in done)
-    assert all(versions(bao, path) == [] for path in report["not_written"])
+    assert all(bao.kv_version_numbers(path) == [1] for path in done)
+    assert all(bao.kv_version_numbers(path) == [] for path in report["not_written"])
 
-    rerun = push(ansible, bao, {**approle_args(bao), "certificates": items, "concurrency": 4})
+    rerun = push(modules, {**approle_args(bao), "certificates": items, "concurrency": 4})
 
     assert not rerun.failed, rerun.msg
     changed = {result["path"]: result["changed_fields"] for result in rerun.result["results"]}
     # The unknown write had landed: the rerun finds its data and has nothing left to write.
     assert changed[paths[3]] == [], "the unknown write had landed: the rerun finds it"
     assert all("certificate" in changed[path] for path in report["not_written"])
-    assert all(versions(bao, path) == [1] for path in paths)
+    assert all(bao.kv_version_numbers(path) == [1] for path in paths)

@@ -8,7 +8,9 @@ reads from its stale replica, and even the token a login just created is
 unknown there (on main the first push fails with "mount 'secret' not found, or
 the token may not use it").
 
-One cluster for the whole module; each case is a single batched playbook.
+The cluster is the session's (tests/integration/conftest.py), given lag for each test here and healed after
+it. Module runs go in-process, except the token lifecycle, which hands the consistency_index from task to task
+the way a playbook does.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import runpy
 import time
 import typing as t
 import uuid
+from pathlib import Path
 
 import pki
 import pytest
@@ -31,24 +34,22 @@ CERT_EXPIRY_SOURCE = "ansible_collections/certautopilot/vault/extensions/eda/plu
 MOUNT = "secret"
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[RaftCluster]:
-    raft = RaftCluster.start(tmp_path_factory.mktemp("raft-lagging"), lagging=True)
-    try:
-        raft.set_lag(LAG)
-        yield raft
-    finally:
-        raft.stop()
+@pytest.fixture
+def lagging(cluster: RaftCluster) -> RaftCluster:
+    """The session's cluster with its last node a standby LAG seconds behind (`cluster` heals it afterwards)."""
+    cluster.make_standby(cluster.lagging)
+    cluster.set_lag(LAG)
+    return cluster
 
 
 @pytest.fixture(scope="module")
-def credentials(cluster: RaftCluster) -> dict[str, str]:
+def credentials(raft_cluster: RaftCluster) -> dict[str, str]:
     """An AppRole secret_id and a `certs` token, made at the active node and replicated to the lagging one."""
-    secret_id = cluster.new_approle_secret_id()
-    active = cluster.active().server
+    secret_id = raft_cluster.new_approle_secret_id()
+    active = raft_cluster.active().server
     status, body = active.api("POST", "auth/token/create", {"policies": ["certs"], "ttl": "30m"})
     assert status == 200, body
-    _wait_until_replicated(cluster)
+    _wait_until_replicated(raft_cluster)
     return {"secret_id": secret_id, "token": body["auth"]["client_token"]}
 
 
@@ -81,8 +82,9 @@ def _connection(cluster: RaftCluster, credentials: dict[str, str], auth: str, ur
     return {**connection, "auth_method": "approle", "role_id": cluster.role_id, "secret_id": credentials["secret_id"]}
 
 
-def test_the_lagging_standby_serves_stale_reads(cluster: RaftCluster) -> None:
+def test_the_lagging_standby_serves_stale_reads(lagging: RaftCluster) -> None:
     """Nothing below passes vacuously: a write at the active node is not readable at once on the lagging node."""
+    cluster = lagging
     path = f"{MOUNT}/data/stale-proof/{uuid.uuid4().hex}"
     write = _api(cluster.active().addr, cluster, "POST", path, json={"data": {"v": "1"}})
     assert write.status_code == 200, write.text
@@ -103,65 +105,66 @@ def test_the_lagging_standby_serves_stale_reads(cluster: RaftCluster) -> None:
     assert forwarded.json()["data"]["data"] == {"v": "1"}
 
 
-def _lifecycle_tasks(path: str, *, pass_index: bool) -> list[dict[str, t.Any]]:
+# A lifecycle step: its name, the module, its own arguments, and the options it takes from an earlier step's
+# result (option -> (step, field)).
+Step = tuple[str, str, dict[str, t.Any], dict[str, tuple[str, str]]]
+
+
+def _lifecycle_steps(path: str) -> list[Step]:
     """push -> push (unchanged) -> info -> push (new) -> rollback guarded by it -> retire guarded by that.
 
     All with an owner: retire takes out only a marked secret, and the mark is read through the lagging node too.
     """
     first, second = _leaf("first"), _leaf("second")
-
-    def index_from(previous: str) -> dict[str, str]:
-        return {"consistency_index": f"{{{{ {previous}.consistency_index }}}}"} if pass_index else {}
-
+    secret = {"path": path, "owner": OWNER}
     return [
-        {
-            "name": "push",
-            "certautopilot.vault.vault_cert_push": {"path": path, "owner": OWNER, **first},
-            "register": "push1",
-        },
-        {
-            "name": "push unchanged",
-            "certautopilot.vault.vault_cert_push": {"path": path, "owner": OWNER, **first, **index_from("push1")},
-            "register": "push2",
-        },
-        {
-            "name": "info",
-            "certautopilot.vault.vault_cert_info": {"paths": [path], "owner": OWNER, **index_from("push2")},
-            "register": "info",
-        },
-        {
-            "name": "push new",
-            "certautopilot.vault.vault_cert_push": {"path": path, "owner": OWNER, **second, **index_from("info")},
-            "register": "push3",
-        },
-        {
-            "name": "rollback",
-            "certautopilot.vault.vault_cert_rollback": {
-                "path": path,
-                "owner": OWNER,
-                "current_version": "{{ push3.version }}",
-                **index_from("push3"),
-            },
-            "register": "rollback",
-        },
-        {
-            "name": "retire",
-            "certautopilot.vault.vault_cert_retire": {
-                "path": path,
-                "owner": OWNER,
-                "current_version": "{{ rollback.version }}",
-                **index_from("rollback"),
-            },
-            "register": "retire",
-        },
+        ("push", "vault_cert_push", {**secret, **first}, {}),
+        ("push unchanged", "vault_cert_push", {**secret, **first}, {}),
+        ("info", "vault_cert_info", {"paths": [path], "owner": OWNER}, {}),
+        ("push new", "vault_cert_push", {**secret, **second}, {}),
+        ("rollback", "vault_cert_rollback", secret, {"current_version": ("push new", "version")}),
+        ("retire", "vault_cert_retire", secret, {"current_version": ("rollback", "version")}),
     ]
 
 
-def _run_tasks(ansible: t.Any, tmp_path: t.Any, defaults: dict, tasks: list[dict]) -> dict[str, dict]:
+def _with_index_passed(steps: list[Step]) -> list[Step]:
+    """Each step after the first given the consistency_index the step before it returned."""
+    return [
+        (name, module, args, {**taken, "consistency_index": (steps[index - 1][0], "consistency_index")})
+        if index
+        else (name, module, args, taken)
+        for index, (name, module, args, taken) in enumerate(steps)
+    ]
+
+
+def _run_steps_in_process(modules: t.Any, connection: dict[str, t.Any], steps: list[Step]) -> dict[str, dict]:
+    results: dict[str, dict] = {}
+    for name, module, args, taken in steps:
+        given = {option: results[step][field] for option, (step, field) in taken.items()}
+        run = modules.run_module(module, {**connection, **args, **given})
+        assert not run.failed, f"{name}: {run.msg}"
+        results[name] = run.result
+    return results
+
+
+def _run_steps_as_playbook(ansible: t.Any, tmp_path: Path, connection: dict[str, t.Any], steps: list[Step]) -> dict:
+    """The steps as the tasks of one play: what a step takes from an earlier one is templated from its register."""
+    registers = {name: f"step_{index}" for index, (name, _module, _args, _taken) in enumerate(steps)}
+    tasks = [
+        {
+            "name": name,
+            f"certautopilot.vault.{module}": {
+                **args,
+                **{option: f"{{{{ {registers[step]}.{field} }}}}" for option, (step, field) in taken.items()},
+            },
+            "register": registers[name],
+        }
+        for name, module, args, taken in steps
+    ]
     play = {
         "hosts": "localhost",
         "gather_facts": False,
-        "module_defaults": {"group/certautopilot.vault.vault": defaults},
+        "module_defaults": {"group/certautopilot.vault.vault": connection},
         "tasks": tasks,
     }
     playbook = tmp_path / "consistency.yml"
@@ -174,16 +177,21 @@ def _run_tasks(ansible: t.Any, tmp_path: t.Any, defaults: dict, tasks: list[dict
 
 @pytest.mark.parametrize("auth", ["approle", "token"])
 def test_runs_through_the_lagging_standby_see_the_writes_before_them(
-    cluster: RaftCluster, credentials: dict[str, str], ansible: t.Any, tmp_path: t.Any, auth: str
+    lagging: RaftCluster, credentials: dict[str, str], modules: t.Any, ansible: t.Any, tmp_path: Path, auth: str
 ) -> None:
-    """AppRole runs see everything before their login; token runs what the consistency_index given covers."""
+    """AppRole runs see everything before their login; token runs what the consistency_index given covers.
+
+    A token run is handed the index as a playbook hands it: templated from the register of the task before, which
+    the controller must pass on as the string it is (ansible-playbook, module_defaults for the connection). An
+    AppRole run is handed nothing, so its runs go in-process.
+    """
+    cluster = lagging
     path = f"certs/consistency/{auth}-{uuid.uuid4().hex[:8]}"
-    results = _run_tasks(
-        ansible,
-        tmp_path,
-        _connection(cluster, credentials, auth),
-        _lifecycle_tasks(path, pass_index=auth == "token"),
-    )
+    connection = _connection(cluster, credentials, auth)
+    if auth == "token":
+        results = _run_steps_as_playbook(ansible, tmp_path, connection, _with_index_passed(_lifecycle_steps(path)))
+    else:
+        results = _run_steps_in_process(modules, connection, _lifecycle_steps(path))
     assert results["push"]["changed"] and results["push"]["version"] == 1
     assert results["push"]["consistency_index"]
     assert not results["push unchanged"]["changed"], results["push unchanged"]
@@ -197,50 +205,39 @@ def test_runs_through_the_lagging_standby_see_the_writes_before_them(
 
 
 def test_a_push_right_after_a_write_at_the_active_node_rewrites_it(
-    cluster: RaftCluster, credentials: dict[str, str], ansible: t.Any, tmp_path: t.Any
+    lagging: RaftCluster, credentials: dict[str, str], modules: t.Any
 ) -> None:
     """Someone else's write reaches the active node between two AppRole pushes: the second push must see it."""
+    cluster = lagging
     path = f"certs/consistency/foreign-{uuid.uuid4().hex[:8]}"
-    leaf = _leaf("foreign")
-    foreign_write = {
-        "name": "foreign write",
-        "ansible.builtin.uri": {
-            "url": f"{cluster.active().addr}/v1/{MOUNT}/data/{path}",
-            "method": "POST",
-            "headers": {"X-Vault-Token": cluster.root_token},
-            "body_format": "json",
-            "body": {"data": {"someone": "else"}},
-            "ca_path": cluster.ca_cert,
-        },
-    }
-    results = _run_tasks(
-        ansible,
-        tmp_path,
-        _connection(cluster, credentials, "approle"),
-        [
-            {"name": "push", "certautopilot.vault.vault_cert_push": {"path": path, **leaf}, "register": "push1"},
-            foreign_write,
-            {"name": "push again", "certautopilot.vault.vault_cert_push": {"path": path, **leaf}},
-        ],
-    )
-    assert results["push again"]["changed"], results["push again"]
-    assert results["push again"]["version"] == 3
+    arguments = {**_connection(cluster, credentials, "approle"), "path": path, **_leaf("foreign")}
+
+    first = modules.run_module("vault_cert_push", arguments)
+    foreign = _api(cluster.active().addr, cluster, "POST", f"{MOUNT}/data/{path}", json={"data": {"someone": "else"}})
+    again = modules.run_module("vault_cert_push", arguments)
+
+    assert not first.failed and first.result["version"] == 1, first.msg
+    assert foreign.status_code == 200, foreign.text
+    assert not again.failed, again.msg
+    assert again.changed, again.result
+    assert again.result["version"] == 3
 
 
 def test_request_budgets_hold_through_the_lagging_standby(
-    cluster: RaftCluster, credentials: dict[str, str], ansible: t.Any
+    lagging: RaftCluster, credentials: dict[str, str], modules: t.Any
 ) -> None:
     """Headers only: a new batch costs at most 3N+4 requests, an unchanged one N+4, as on a single node."""
+    cluster = lagging
     count = 10
     prefix = f"certs/consistency/budget-{uuid.uuid4().hex[:8]}"
     batch = [{"path": f"{prefix}/{index}", **_leaf(f"budget{index}")} for index in range(count)]
     with FaultProxy(cluster.lagging.addr, cluster.ca_cert) as proxy:
         arguments = {**_connection(cluster, credentials, "approle", url=proxy.url), "certificates": batch}
-        new = ansible.run_module("vault_cert_push", arguments)
+        new = modules.run_module("vault_cert_push", arguments)
         assert not new.failed, new.result.get("msg")
         assert all(result["changed"] for result in new.result["results"])
         new_requests = len(proxy.hits())
-        unchanged = ansible.run_module("vault_cert_push", arguments)
+        unchanged = modules.run_module("vault_cert_push", arguments)
         assert not unchanged.failed, unchanged.result.get("msg")
         assert not unchanged.changed
         unchanged_requests = len(proxy.hits()) - new_requests
@@ -249,16 +246,17 @@ def test_request_budgets_hold_through_the_lagging_standby(
 
 
 def test_a_write_whose_answer_is_lost_after_apply_is_reported_written(
-    cluster: RaftCluster, credentials: dict[str, str], ansible: t.Any
+    lagging: RaftCluster, credentials: dict[str, str], modules: t.Any
 ) -> None:
     """The read-back that settles a lost answer must not trust the lagging node's replica."""
+    cluster = lagging
     path = f"certs/consistency/lost-{uuid.uuid4().hex[:8]}"
     with FaultProxy(cluster.lagging.addr, cluster.ca_cert) as proxy:
         # Held until the lagging node has caught up with the run's login and reads, so that the read-back
         # is not forwarded merely because the node is behind the login.
         proxy.add_rule("POST", f"^{MOUNT}/data/{path}$", drop=True, after_forward=True, delay=LAG + 1)
         arguments = {**_connection(cluster, credentials, "approle", url=proxy.url), "path": path, **_leaf("lost")}
-        run = ansible.run_module("vault_cert_push", arguments)
+        run = modules.run_module("vault_cert_push", arguments)
         writes = proxy.hits("POST", f"^{MOUNT}/data/{path}$")
     assert not run.failed, run.result.get("msg")
     assert run.changed and run.result["version"] == 1, run.result
@@ -267,9 +265,10 @@ def test_a_write_whose_answer_is_lost_after_apply_is_reported_written(
 
 
 def test_the_event_source_never_reads_older_data_than_its_previous_poll(
-    cluster: RaftCluster, credentials: dict[str, str], ansible
+    lagging: RaftCluster, credentials: dict[str, str], ansible
 ) -> None:
     """A token watch (no login write to order it) polled once at the active node, then at the lagging standby."""
+    cluster = lagging
     watch_module = runpy.run_path(str(ansible.collections_path / CERT_EXPIRY_SOURCE))["_watch"]
     path = f"certs/watch/{uuid.uuid4().hex}"
     data = f"{MOUNT}/data/{path}"

@@ -3,7 +3,7 @@
 The agent block is taken from the page as written; only what names the reader's environment is
 replaced (server address and CA, credential files, the files rendered, the secret), the render
 interval becomes 1s and the reload command appends a line to a marker file. Each test pushes a
-certificate with vault_cert_push (ansible-playbook, AppRole role certs), starts `bao agent` as a
+certificate with vault_cert_push (in-process, AppRole role certs), starts `bao agent` as a
 local process that logs in with the read-only AppRole role `readonly`, and checks the files the
 agent writes against the pushed PEMs, the key file's mode and the reloads. The agent is stopped
 by the fixture whatever happens, and its log is scanned for the private keys and the secret_id.
@@ -26,6 +26,7 @@ import pytest
 from bao import find_bao_binary, hermetic_environ, stop_process
 from leaks import assert_no_leak, find_leaks
 from pki import Issued, make_ca, make_intermediate, make_leaf
+from push_runs import single
 
 REPO = Path(__file__).resolve().parents[2]
 CONSUMERS_PAGE = REPO / "docs" / "consumers.md"
@@ -197,17 +198,9 @@ def payload(leaf: Issued, intermediate: Issued) -> dict[str, str]:
     }
 
 
-def push(ansible, connection: dict[str, str], path: str, leaf: Issued, intermediate: Issued) -> None:
-    """vault_cert_push of `leaf` with its chain to `path`; its output must hold neither key nor secret_id."""
-    args = {
-        **connection,
-        "path": path,
-        "certificate": leaf.cert_pem,
-        "private_key": leaf.key_pem,
-        "chain": intermediate.cert_pem,
-    }
-    run = ansible.run_module("vault_cert_push", args)
-    assert_no_leak([run.output, run.result], leaf.key_pem, connection["secret_id"])
+def push(modules, connection: dict[str, str], path: str, leaf: Issued, intermediate: Issued) -> None:
+    """vault_cert_push of `leaf` with its chain to `path` (the harness scans it for the key and the secret_id)."""
+    run = modules.run_module("vault_cert_push", {**connection, **single(path, leaf, intermediate)})
     assert not run.failed, run.msg
     assert run.changed
 
@@ -232,9 +225,9 @@ def connection(vault_conn: dict[str, str], approle_auth: dict[str, str]) -> dict
     return {**vault_conn, **approle_auth}
 
 
-def test_agent_renders_the_pushed_certificate_and_reloads_once(bao, ansible, connection, cert_path, start_agent):
+def test_agent_renders_the_pushed_certificate_and_reloads_once(bao, modules, connection, cert_path, start_agent):
     leaf, intermediate = issue("consumers.example.com")
-    push(ansible, connection, cert_path, leaf, intermediate)
+    push(modules, connection, cert_path, leaf, intermediate)
     assert current_version(bao, cert_path) == 1
 
     agent = start_agent(cert_path)
@@ -257,9 +250,9 @@ def test_agent_renders_the_pushed_certificate_and_reloads_once(bao, ansible, con
     assert_no_leak([agent.log()], *secrets)
 
 
-def test_agent_renders_a_renewal_and_reloads_again(bao, ansible, connection, cert_path, start_agent):
+def test_agent_renders_a_renewal_and_reloads_again(bao, modules, connection, cert_path, start_agent):
     leaf, intermediate = issue("renewed.example.com")
-    push(ansible, connection, cert_path, leaf, intermediate)
+    push(modules, connection, cert_path, leaf, intermediate)
     agent = start_agent(cert_path)
     secrets = [leaf.key_pem, agent.secret_id]
     agent.wait_for(
@@ -271,7 +264,7 @@ def test_agent_renders_a_renewal_and_reloads_again(bao, ansible, connection, cer
 
     renewal, renewal_intermediate = issue("renewed.example.com")
     secrets.append(renewal.key_pem)
-    push(ansible, connection, cert_path, renewal, renewal_intermediate)
+    push(modules, connection, cert_path, renewal, renewal_intermediate)
     assert current_version(bao, cert_path) == 2
     expected = payload(renewal, renewal_intermediate)
     delay = agent.wait_for(

@@ -1,9 +1,10 @@
 """Concurrent runs against one real server: check-and-set keeps every write, and only one.
 
-Each test starts six `ansible-playbook` processes at once. Starting a process
-costs far more (about 1.5 s) than the read-to-write window of a push on
-loopback (a millisecond), so left alone the runs would hardly overlap. A
-starting gate in front of the server holds every process's first connection
+Each test starts six module processes at once (tests/support/module_process.py:
+the module as Ansible runs it on a host, without a playbook; racing runs cannot
+share this process). Starting a process costs far more (about 0.3 s) than the
+read-to-write window of a push on loopback (a millisecond), so left alone the
+runs would hardly overlap. A starting gate in front of the server holds every process's first connection
 until all six have connected, then lets them through together, and delays
 every answer by RTT seconds, as a server a few network hops away would: the
 runs then move in step, each one's read-to-write window is as wide as a
@@ -148,11 +149,11 @@ def gate(bao) -> t.Iterator[StartingGate]:
         starting_gate.close()
 
 
-def run_together(ansible, gate: StartingGate, calls: list[tuple[str, dict]]) -> list:
-    """Run the (module, args) calls as parallel ansible-playbook processes released by `gate`."""
+def run_together(module_process, gate: StartingGate, calls: list[tuple[str, dict]]) -> list:
+    """Run the (module, args) calls as parallel module processes released by `gate`."""
     assert len(calls) == PARALLEL
     with concurrent.futures.ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-        futures = [pool.submit(ansible.run_module, module, args) for module, args in calls]
+        futures = [pool.submit(module_process.run, module, args) for module, args in calls]
         # A process that dies before it connects must not hold the others forever.
         if not gate.opened.wait(GATE_TIMEOUT):
             gate.open()
@@ -182,20 +183,14 @@ def write_attempts(bao, since: int, path: str) -> int:
     )
 
 
-def read_version_data(bao, path: str, version: int) -> dict:
-    status, body = bao.api("GET", f"{MOUNT}/data/{path}?version={version}")
-    assert status == 200, body
-    return body["data"]["data"]
-
-
-def test_identical_pushes_to_new_paths_write_each_once(bao, ansible, vault_conn, approle_auth, gate):
+def test_identical_pushes_to_new_paths_write_each_once(bao, module_process, vault_conn, approle_auth, gate):
     paths = [new_path("same") for _index in range(4)]
     chains = {path: pki.make_chain(path.rsplit("/", 1)[1] + ".example.com") for path in paths}
     batch = [certificate_item(path, chains[path]) for path in paths]
     args = {**vault_conn, **approle_auth, "url": gate.url, "certificates": batch, "owner": "racers"}
     mark = bao.audit_mark()
 
-    runs = run_together(ansible, gate, [("vault_cert_push", args)] * PARALLEL)
+    runs = run_together(module_process, gate, [("vault_cert_push", args)] * PARALLEL)
 
     for run in runs:
         assert not run.failed, run.msg or run.output[-2000:]
@@ -211,13 +206,13 @@ def test_identical_pushes_to_new_paths_write_each_once(bao, ansible, vault_conn,
         custom = bao.api("GET", f"{MOUNT}/metadata/{path}")[1]["data"]["custom_metadata"]
         assert custom == {"managed_by": "certautopilot.vault", "certautopilot_owner": "racers"}
         assert set(bao.kv_versions(MOUNT, path)) == {"1"}
-        assert read_version_data(bao, path, 1)["certificate"] == chains[path].leaf.cert_pem
+        assert bao.kv_data(path, version=1)["certificate"] == chains[path].leaf.cert_pem
     # The runs really collided: some writes were refused by check-and-set.
     attempts = sum(write_attempts(bao, mark, path) for path in paths)
     assert attempts > len(paths), f"only {attempts} writes for {len(paths)} paths: the runs never raced"
 
 
-def test_different_certificates_to_one_path_each_own_a_version(bao, ansible, vault_conn, approle_auth, gate):
+def test_different_certificates_to_one_path_each_own_a_version(bao, module_process, vault_conn, approle_auth, gate):
     path = new_path("many")
     chains = [pki.make_chain(f"racer{index}.example.com") for index in range(PARALLEL)]
     calls = [
@@ -226,7 +221,7 @@ def test_different_certificates_to_one_path_each_own_a_version(bao, ansible, vau
     ]
     mark = bao.audit_mark()
 
-    runs = run_together(ansible, gate, calls)
+    runs = run_together(module_process, gate, calls)
 
     succeeded = {index: run.result for index, run in enumerate(runs) if not run.failed}
     for run in runs:
@@ -235,16 +230,16 @@ def test_different_certificates_to_one_path_each_own_a_version(bao, ansible, vau
     assert succeeded, [run.msg for run in runs]
     versions = [result["version"] for result in succeeded.values()]
     assert len(set(versions)) == len(versions), f"two runs claim one version: {versions}"
-    assert sorted(int(number) for number in bao.kv_versions(MOUNT, path)) == list(range(1, len(succeeded) + 1))
+    assert bao.kv_version_numbers(path) == list(range(1, len(succeeded) + 1))
     for index, result in succeeded.items():
         # No write is lost: each version holds the certificate of the run that claims it.
         assert result["changed"] is True
         assert result["previous_version"] == (result["version"] - 1 or None)
-        assert read_version_data(bao, path, result["version"])["certificate"] == chains[index].leaf.cert_pem
+        assert bao.kv_data(path, version=result["version"])["certificate"] == chains[index].leaf.cert_pem
     assert write_attempts(bao, mark, path) > len(succeeded), "no write was refused: the runs never raced"
 
 
-def test_rollback_racing_pushes_never_overwrites_a_push_unseen(bao, ansible, vault_conn, approle_auth, gate):
+def test_rollback_racing_pushes_never_overwrites_a_push_unseen(bao, module_process, vault_conn, approle_auth, gate):
     path = new_path("rollback")
     original, renewed = pki.make_chain("rollback-v1.example.com"), pki.make_chain("rollback-v2.example.com")
     for chain in (original, renewed):
@@ -267,14 +262,14 @@ def test_rollback_racing_pushes_never_overwrites_a_push_unseen(bao, ansible, vau
     guards = [{"current_version": 2}, {"current_version": 2}, {}]
     calls += [("vault_cert_rollback", {**connection, "path": path, "version": 1, **guard}) for guard in guards]
 
-    runs = run_together(ansible, gate, calls)
+    runs = run_together(module_process, gate, calls)
 
     pushes = [(chain, run.result["results"][1] if not run.failed else None, run) for chain, run in zip(pushed, runs)]
     rollbacks = [(guard, run.result if not run.failed else None, run) for guard, run in zip(guards, runs[3:])]
     writers = [result for _label, result, _run in pushes + rollbacks if result and result["changed"]]
     versions = sorted(result["version"] for result in writers)
     assert len(set(versions)) == len(versions), f"two runs claim one version: {versions}"
-    assert sorted(int(number) for number in bao.kv_versions(MOUNT, path)) == list(range(1, 3 + len(writers)))
+    assert bao.kv_version_numbers(path) == list(range(1, 3 + len(writers)))
     for result in writers:
         # Each writer decided against the version it replaced: nobody wrote in between.
         assert result["previous_version"] == result["version"] - 1, result
@@ -283,13 +278,13 @@ def test_rollback_racing_pushes_never_overwrites_a_push_unseen(bao, ansible, vau
             assert "check-and-set conflict" in run.msg and path in run.msg, run.msg
             continue
         assert result["changed"]
-        assert read_version_data(bao, path, result["version"])["certificate"] == chain.leaf.cert_pem
+        assert bao.kv_data(path, version=result["version"])["certificate"] == chain.leaf.cert_pem
     for guard, result, run in rollbacks:
         if run.failed:
             assert path in run.msg and "nothing written" in run.msg, run.msg
             continue
         assert result["restored_version"] == 1
-        assert read_version_data(bao, path, result["version"]) == {"certificate": original.leaf.cert_pem}
+        assert bao.kv_data(path, version=result["version"]) == {"certificate": original.leaf.cert_pem}
         if not result["changed"]:
             # Came after another rollback had restored version 1 already: nothing to write.
             assert result["version"] == result["previous_version"]

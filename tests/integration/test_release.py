@@ -8,10 +8,16 @@ ansible-doc renders the module (doc fragments and all), the push playbook
 shipped in the tarball delivers a certificate to the real server (role,
 lookup, filter, modules and module_utils), and the execution environment
 sample resolves the collection's Python requirements from it.
+
+The tarball is built once and installed once for the module: the install is the
+one the execution environment sample's galaxy stage runs (`ansible-galaxy
+collection install -r requirements.yml` in the build context, which names the
+tarball), so one install proves the sample and serves every test after it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -109,12 +115,41 @@ def tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def installed(tarball: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty collections path with only the tarball installed into it."""
+def ee_context(tarball: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """docs/execution-environment.yml's build context, written by `ansible-builder create` (no container runtime).
+
+    The sample takes the tarball from ../build, relative to itself: both are laid out that way here.
+    """
+    root = tmp_path_factory.mktemp("ee-sample")
+    (root / "docs").mkdir()
+    shutil.copy(REPO / "docs" / "execution-environment.yml", root / "docs")
+    (root / "build").mkdir()
+    shutil.copy(tarball, root / "build")
+    context = root / "context"
+    _builder_create(root / "docs" / "execution-environment.yml", context, env=_hermetic_env())
+    return context
+
+
+@pytest.fixture(scope="module")
+def installed(ee_context: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty collections path with only the tarball installed into it, as the sample's galaxy stage does it.
+
+    The image's galaxy stage runs `ansible-galaxy collection install -r requirements.yml` in the context's
+    _build directory, whose requirements name the tarball the context holds.
+    """
     collections = tmp_path_factory.mktemp("installed") / "collections"
     _run_ok(
-        [str(BIN_DIR / "ansible-galaxy"), "collection", "install", str(tarball), "-p", str(collections)],
-        env=_hermetic_env(ANSIBLE_HOME=str(collections.parent / "ansible-home")),
+        [
+            str(BIN_DIR / "ansible-galaxy"),
+            "collection",
+            "install",
+            "-r",
+            "requirements.yml",
+            "--collections-path",
+            str(collections),
+        ],
+        cwd=ee_context / "_build",
+        env=_hermetic_env(ANSIBLE_GALAXY_DISABLE_GPG_VERIFY="1", ANSIBLE_HOME=str(collections.parent / "ansible-home")),
         timeout=300,
     )
     return collections
@@ -236,43 +271,23 @@ def test_push_playbook_from_the_installed_tarball_delivers_a_certificate(install
 
 
 def test_execution_environment_sample_installs_the_tarball_and_its_python_requirements(
-    tarball: Path, tmp_path: Path
+    ee_context: Path, installed: Path
 ) -> None:
     """docs/execution-environment.yml, through ansible-builder, up to what its container build would run.
 
-    `ansible-builder create` writes the build context; the image's galaxy stage runs `ansible-galaxy
-    collection install -r requirements.yml` in the context's _build directory, and its builder stage runs the
-    introspection that collects the collections' Python requirements. Both run here without a container.
+    `ansible-builder create` writes the build context (``ee_context``); the image's galaxy stage runs
+    `ansible-galaxy collection install -r requirements.yml` in the context's _build directory (``installed``),
+    and its builder stage runs the introspection that collects the collections' Python requirements. Both run
+    here without a container.
     """
-    (tmp_path / "docs").mkdir()
-    shutil.copy(REPO / "docs" / "execution-environment.yml", tmp_path / "docs")
-    (tmp_path / "build").mkdir()
-    shutil.copy(tarball, tmp_path / "build")
-    context = tmp_path / "context"
-    env = _hermetic_env()
-    _builder_create(tmp_path / "docs" / "execution-environment.yml", context, env=env)
-    assert (context / "_build" / "collections" / TARBALL_NAME).is_file(), "the sample does not ship this version"
-    assert "ansible-galaxy collection install" in (context / "Containerfile").read_text()
-
-    collections = tmp_path / "ee-collections"
-    _run_ok(
-        [
-            str(BIN_DIR / "ansible-galaxy"),
-            "collection",
-            "install",
-            "-r",
-            "requirements.yml",
-            "--collections-path",
-            str(collections),
-        ],
-        cwd=context / "_build",
-        env={**env, "ANSIBLE_GALAXY_DISABLE_GPG_VERIFY": "1", "ANSIBLE_HOME": str(tmp_path / "ansible-home")},
-        timeout=300,
-    )
+    assert (ee_context / "_build" / "collections" / TARBALL_NAME).is_file(), "the sample does not ship this version"
+    assert "ansible-galaxy collection install" in (ee_context / "Containerfile").read_text()
+    manifest = json.loads((installed / "ansible_collections" / "certautopilot" / "vault" / "MANIFEST.json").read_text())
+    assert manifest["collection_info"]["version"] == GALAXY["version"]
 
     introspected = _run_ok(
-        [sys.executable, str(context / "_build" / "scripts" / "introspect.py"), "introspect", str(collections)],
-        env=env,
+        [sys.executable, str(ee_context / "_build" / "scripts" / "introspect.py"), "introspect", str(installed)],
+        env=_hermetic_env(),
         timeout=120,
     )
     python_requirements = yaml.safe_load(introspected.stdout.split("---", 1)[1])["python"]

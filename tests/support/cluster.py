@@ -37,6 +37,13 @@ late; reads sent to it answer from its stale replica in the meantime.
     cluster = RaftCluster.start(tmp_path, lagging=True)
     cluster.set_lag(2.0)
     cluster.lagging.addr                     # the API address of the lagging standby
+
+One cluster serves a whole pytest session (tests/integration/conftest.py:
+`raft_cluster`, started with `lagging=True`, no lag until set). After each
+test `cluster.heal()` restarts the nodes it killed, takes the lag away and
+waits until autopilot counts every node a healthy voter; a test that needs
+the lagging node as a standby calls `cluster.make_standby(cluster.lagging)`
+(a step-down cannot move raft's leadership: the node is killed and rejoins).
 """
 
 from __future__ import annotations
@@ -61,6 +68,8 @@ SIZE = 3
 STABILIZATION_TIME = "2s"
 FORM_TIMEOUT = 60.0
 ELECTION_TIMEOUT = 60.0
+# Restarted nodes rejoining, autopilot's stabilisation, and an election if the quorum was lost.
+HEAL_TIMEOUT = 120.0
 
 HEALTH_ACTIVE = 200
 HEALTH_STANDBY = 429
@@ -353,6 +362,56 @@ class RaftCluster:
         self._ok((status, body), "secret-id for AppRole role certs")
         return body["data"]["secret_id"]
 
+    def autopilot_state(self) -> dict[str, t.Any]:
+        """sys/storage/raft/autopilot/state, asked of the active node: `healthy`, `voters`, `servers` by node id."""
+        status, body = self.active().server.api("GET", "sys/storage/raft/autopilot/state", timeout=5)
+        self._ok((status, body), "autopilot state")
+        return body["data"]
+
+    def healthy(self) -> bool:
+        """Every node running, unsealed and answering; autopilot counts each a healthy voter."""
+        if any(node.health() not in (HEALTH_ACTIVE, HEALTH_STANDBY) for node in self.nodes):
+            return False
+        try:
+            state = self.autopilot_state()
+        except (BaoError, OSError, KeyError, TypeError):
+            return False
+        servers = state.get("servers") or {}
+        return (
+            bool(state.get("healthy"))
+            and len(state.get("voters") or []) == len(self.nodes)
+            and all(servers.get(node.name, {}).get("healthy") for node in self.nodes)
+        )
+
+    def heal(self, *, timeout: float = HEAL_TIMEOUT) -> None:
+        """Back to a cluster a test can start from: every node up and healthy, no lag.
+
+        A test that kills nodes or adds lag leaves the cluster this way for the next one (one cluster serves a
+        whole pytest session). Restarted nodes rejoin from their own raft data; nothing written is undone.
+        """
+        if self.relay is not None:
+            self.relay.delay = 0.0
+        for node in self.nodes:
+            if not node.alive:
+                self.restart(node)
+        deadline = time.monotonic() + timeout
+        while not self.healthy():
+            if time.monotonic() > deadline:
+                raise BaoError(f"the cluster did not heal within {timeout:.0f}s: {self.describe()}")
+            time.sleep(0.25)
+
+    def make_standby(self, node: ClusterNode) -> None:
+        """If `node` is the active node, make another one active (an election) and bring `node` back as a standby.
+
+        With raft the active node is the raft leader, which a step-down leaves in place: the node is killed, the
+        others elect a leader among themselves, and the node rejoins as a follower.
+        """
+        if node.health() != HEALTH_ACTIVE:
+            return
+        self.kill(node)
+        self.wait_for_new_active(node)
+        self.heal()
+
     def set_lag(self, seconds: float) -> None:
         """From now on the lagging node receives what the active node replicates `seconds` late."""
         if self.relay is None:
@@ -363,9 +422,13 @@ class RaftCluster:
         return ", ".join(f"{node.name}={node.health()}" for node in self.nodes)
 
     def stop(self) -> None:
-        """Stop every node that is still running (SIGTERM, then SIGKILL after 10 s)."""
+        """Kill every node that is still running: nothing of the cluster outlives it.
+
+        Not SIGTERM one by one: the last node waits for peers that are gone, about 10 s, before it exits.
+        """
         for node in self.nodes:
             if node.server is not None:
+                self.kill(node)
                 node.server.stop()
         if self.relay is not None:
             self.relay.stop()
