@@ -27,7 +27,7 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._errors import
 
 # KV v2 keeps 10 versions when max_versions is 0 (unset).
 DEFAULT_MAX_VERSIONS = 10
-# The ownership mark a push with an owner records in the secret's custom_metadata (SPEC, Round 3): the report
+# The ownership mark a push with an owner records in the secret's custom_metadata: the report
 # (vault_cert_info) shows it, and the retirement (vault_cert_retire) refuses a secret without it. Anyone who may
 # write the secret's custom_metadata can write or remove it too: it says who manages a secret, it proves nothing.
 MANAGED_BY_KEY = "managed_by"
