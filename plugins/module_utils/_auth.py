@@ -185,13 +185,18 @@ AUTH_METHODS: dict[str, type[AuthMethod]] = {
 LOGIN_METHODS = ("approle", "jwt", "cert", "token")
 
 
+# Credentials of a login other than the token's. Given beside a token, they leave the choice to auth_method: a
+# VAULT_TOKEN in the host's environment (an operator's, a CI job's) never stands in for the login a task asked for.
+OTHER_LOGIN_CREDENTIALS = ("role_id", "secret_id", "jwt", "jwt_file")
+
+
 def implied_auth_method(params: t.Mapping[str, t.Any]) -> str:
     """The method when neither auth_method nor VAULT_AUTH_METHOD names one.
 
-    A token given (``token`` or VAULT_TOKEN) with no AppRole credential means token auth, as for the
-    bao and vault CLIs; anything else means AppRole.
+    A token given (``token`` or VAULT_TOKEN) with no credential of another login means token auth, as for
+    the bao and vault CLIs; anything else means AppRole.
     """
-    if params.get("token") and not (params.get("role_id") or params.get("secret_id")):
+    if params.get("token") and not any(params.get(name) for name in OTHER_LOGIN_CREDENTIALS):
         return TokenAuth.NAME
     return AppRoleAuth.NAME
 

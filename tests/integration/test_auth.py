@@ -200,7 +200,8 @@ def test_token_auth_uses_the_given_token_and_never_revokes_it(bao, ansible, vaul
 
     _assert_passed_with_push_capabilities(run)
     assert _capability_check_token(bao, mark) == token
-    assert [entry["request"]["path"] for entry in _requests(bao, mark, "auth/")] == []
+    # No login and no revocation: the one auth/ request is the check that the server knows the token.
+    assert [entry["request"]["path"] for entry in _requests(bao, mark, "auth/")] == ["auth/token/lookup-self"]
     assert _token_status(bao, token) == 200
     assert_no_leak([run.output, run.result], token)
 
@@ -568,3 +569,35 @@ def test_a_login_that_lacks_its_credentials_names_auth_method_as_the_way_to_anot
     assert "auth_method approle needs secret_id" in run.msg, run.msg
     assert "auth_method (or VAULT_AUTH_METHOD) chooses another login: jwt, cert, token" in run.msg
     assert run.requests == []
+
+
+@pytest.mark.parametrize("source", ["jwt", "jwt_file"])
+def test_a_jwt_given_without_auth_method_never_logs_in_with_the_environments_token(
+    modules, bao, vault_conn, tmp_path, source
+):
+    # A task that asks for a JWT login and forgot auth_method must not run as whatever token the module's host
+    # has in VAULT_TOKEN (an operator's, a CI job's): another identity than the one the task names.
+    status, body = bao.api("POST", "auth/token/create", {"policies": ["certs"]})
+    assert status == 200, body
+    environment_token = body["auth"]["client_token"]
+    jwt = bao.sign_jwt(sub=f"implied-{source}")
+    if source == "jwt":
+        credentials = {"jwt": jwt}
+    else:
+        (tmp_path / "jwt").write_text(jwt)
+        credentials = {"jwt_file": str(tmp_path / "jwt")}
+    leaf = pki.make_chain("implied-jwt.example.com").leaf
+    path = f"certs/implied-{source}-{uuid.uuid4().hex[:8]}"
+    push = {**vault_conn, "role": "certs", **credentials, "path": path}
+
+    run = modules.run_module(
+        "vault_cert_push",
+        {**push, "certificate": leaf.cert_pem, "private_key": leaf.key_pem},
+        env={"VAULT_TOKEN": environment_token},
+        secrets=[jwt],
+    )
+
+    assert run.failed
+    assert "auth_method approle needs role_id, secret_id" in run.msg, run.msg
+    assert run.requests == []
+    assert bao.kv_versions("secret", path) == {}
