@@ -366,9 +366,21 @@ class _KeySafeModule(AnsibleModule):
         # So is any refused url, whole: what made it refused (a query, a fragment, a pasted token) may be a secret.
         if _client.url_is_refused(self.params.get("url")):
             self.no_log_values.add(self.params["url"])
-        result = {"invocation": {"module_args": self.params}, **result}
+        result = {"invocation": {"module_args": self._known_options_shown()}, **result}
         keys = {value for value in self.no_log_values if PEM_KEY_MARK in value}
         return mask_private_keys(result, keys, secrets=frozenset(self.no_log_values))
+
+    def _known_options_shown(self) -> dict:
+        """The arguments for ``invocation``, an unknown option's value replaced: only its right name makes an
+        option no_log, so a misspelt secret_id or pkcs12_password would be echoed as it is. Its name stays, as
+        the argument error names it."""
+        known = set(self.argument_spec)
+        for spec in self.argument_spec.values():
+            known.update(spec.get("aliases") or ())
+        return {
+            name: value if name in known or name.startswith("_ansible_") else NO_LOG_PLACEHOLDER
+            for name, value in self.params.items()
+        }
 
 
 def _format(exc: BaseException | None) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -1215,6 +1216,25 @@ def test_a_misspelt_option_is_named_as_unknown_before_what_it_left_missing(modul
 
     assert run.failed
     assert run.msg.startswith("Unsupported parameters: certficate."), run.msg
+
+
+def test_a_misspelt_secret_option_is_named_but_its_value_never_shown(modules, bao, connect, cert_path):
+    # Only its right name makes an option no_log: under a typo its value is an unknown option's, which Ansible
+    # echoes in the failed task's invocation (-vvv, registered results, AWX job events).
+    leaf = make_chain("secret-typo.example.com").leaf
+    secret_id = bao.new_approle_secret_id("certs")
+    password = f"p12-{uuid.uuid4().hex}"
+    typos = {"secret_idd": secret_id, "pkcs12_pasword": password, "tokn": {"nested": password}}
+
+    run = modules.run_module(
+        MODULE, {**connect, **single(cert_path, leaf), **typos}, verbosity=3, secrets=[secret_id, password]
+    )
+
+    assert run.failed
+    assert "pkcs12_pasword, secret_idd, tokn" in run.msg, run.msg
+    assert run.result["invocation"]["module_args"]["secret_idd"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+    assert run.requests == []
+    assert bao.kv_version_numbers(cert_path) == []
 
 
 @pytest.mark.parametrize(
