@@ -185,8 +185,9 @@ AUTH_METHODS: dict[str, type[AuthMethod]] = {
 LOGIN_METHODS = ("approle", "jwt", "cert", "token")
 
 
-# Credentials of a login other than the token's. Given beside a token, they leave the choice to auth_method: a
-# VAULT_TOKEN in the host's environment (an operator's, a CI job's) never stands in for the login a task asked for.
+# Credentials of a login other than the token's. Given beside a token - even empty, as a survey field left blank or
+# an unset variable renders them - they leave the choice to auth_method: a VAULT_TOKEN in the host's environment
+# (an operator's, a CI job's) never stands in for the login a task asked for.
 OTHER_LOGIN_CREDENTIALS = ("role_id", "secret_id", "jwt", "jwt_file")
 
 
@@ -196,7 +197,7 @@ def implied_auth_method(params: t.Mapping[str, t.Any]) -> str:
     A token given (``token`` or VAULT_TOKEN) with no credential of another login means token auth, as for
     the bao and vault CLIs; anything else means AppRole.
     """
-    if params.get("token") and not any(params.get(name) for name in OTHER_LOGIN_CREDENTIALS):
+    if params.get("token") and all(params.get(name) is None for name in OTHER_LOGIN_CREDENTIALS):
         return TokenAuth.NAME
     return AppRoleAuth.NAME
 

@@ -571,28 +571,29 @@ def test_a_login_that_lacks_its_credentials_names_auth_method_as_the_way_to_anot
     assert run.requests == []
 
 
-@pytest.mark.parametrize("source", ["jwt", "jwt_file"])
-def test_a_jwt_given_without_auth_method_never_logs_in_with_the_environments_token(
+@pytest.mark.parametrize("source", ["jwt", "jwt_file", "empty approle"])
+def test_another_logins_credentials_without_auth_method_never_let_the_environments_token_log_in(
     modules, bao, vault_conn, tmp_path, source
 ):
-    # A task that asks for a JWT login and forgot auth_method must not run as whatever token the module's host
-    # has in VAULT_TOKEN (an operator's, a CI job's): another identity than the one the task names.
+    # A task that asks for a JWT login and forgot auth_method, or whose AppRole variables rendered empty (an unset
+    # survey field), must not run as whatever token the module's host has in VAULT_TOKEN (an operator's, a CI
+    # job's): another identity than the one the task names.
     status, body = bao.api("POST", "auth/token/create", {"policies": ["certs"]})
     assert status == 200, body
     environment_token = body["auth"]["client_token"]
-    jwt = bao.sign_jwt(sub=f"implied-{source}")
-    if source == "jwt":
-        credentials = {"jwt": jwt}
-    else:
-        (tmp_path / "jwt").write_text(jwt)
-        credentials = {"jwt_file": str(tmp_path / "jwt")}
-    leaf = pki.make_chain("implied-jwt.example.com").leaf
-    path = f"certs/implied-{source}-{uuid.uuid4().hex[:8]}"
-    push = {**vault_conn, "role": "certs", **credentials, "path": path}
+    jwt = bao.sign_jwt(sub="implied")
+    (tmp_path / "jwt").write_text(jwt)
+    credentials = {
+        "jwt": {"jwt": jwt, "role": "certs"},
+        "jwt_file": {"jwt_file": str(tmp_path / "jwt"), "role": "certs"},
+        "empty approle": {"role_id": "", "secret_id": ""},
+    }[source]
+    leaf = pki.make_chain("implied-login.example.com").leaf
+    path = f"certs/implied-{uuid.uuid4().hex[:8]}"
 
     run = modules.run_module(
         "vault_cert_push",
-        {**push, "certificate": leaf.cert_pem, "private_key": leaf.key_pem},
+        {**vault_conn, **credentials, "path": path, "certificate": leaf.cert_pem, "private_key": leaf.key_pem},
         env={"VAULT_TOKEN": environment_token},
         secrets=[jwt],
     )
