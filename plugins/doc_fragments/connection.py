@@ -131,6 +131,7 @@ options:
   auth_namespace:
     description:
       - Namespace to log in to. Defaults to O(namespace). Falls back to E(VAULT_AUTH_NAMESPACE).
+      - Not used by O(auth_method=token), which has no login - its token is checked and used in O(namespace).
     type: str
   role_id:
     description:

@@ -121,7 +121,9 @@ class TokenAuth(AuthMethod):
 
     def login(self, client: VaultClient) -> None:
         client.set_token(self.params["token"])
-        check_token_known(client, namespace=self.namespace)
+        # In the namespace the token is used in (the run's namespace): auth_namespace is where a login goes, and a
+        # token has none - VAULT_AUTH_NAMESPACE set for other tasks' logins must not fail the run or see the token.
+        check_token_known(client)
 
 
 # How Vault and OpenBao answer a token they do not know: a bare "permission denied", before any policy is
@@ -129,13 +131,13 @@ class TokenAuth(AuthMethod):
 _UNKNOWN_TOKEN_ERRORS = (["permission denied"], ["invalid token"])
 
 
-def check_token_known(client: VaultClient, *, namespace: str | None) -> None:
+def check_token_known(client: VaultClient) -> None:
     """Refuse a token the server does not know (wrong, expired, revoked) before anything else blames a mount.
 
     ``auth/token/lookup-self`` is allowed to every token by the default policy; a token without it (created
     with no_default_policy) is known all the same, and goes on.
     """
-    reply = client.request("GET", "auth/token/lookup-self", accept=(403,), namespace=namespace)
+    reply = client.request("GET", "auth/token/lookup-self", accept=(403,))
     if reply.status == 403 and reply.body.get("errors") in _UNKNOWN_TOKEN_ERRORS:
         raise VaultCertError(
             "token not accepted: the server does not know it (auth/token/lookup-self refused it: it is wrong, "

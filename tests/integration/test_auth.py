@@ -602,3 +602,27 @@ def test_another_logins_credentials_without_auth_method_never_let_the_environmen
     assert "auth_method approle needs role_id, secret_id" in run.msg, run.msg
     assert run.requests == []
     assert bao.kv_versions("secret", path) == {}
+
+
+def test_a_token_is_checked_in_the_namespace_it_is_used_in_never_in_auth_namespace(modules, bao, vault_conn):
+    # auth_namespace is where a login goes; a token has none. VAULT_AUTH_NAMESPACE set on the host for the AppRole
+    # logins of other tasks must neither fail a token run that writes elsewhere nor receive the token.
+    token = bao.login(
+        "approle",
+        {"role_id": bao.ns_role_id, "secret_id": bao.new_approle_secret_id("certs", namespace=bao.namespace)},
+        namespace=bao.namespace,
+    )
+    leaf = pki.make_chain("token-namespace.example.com").leaf
+    path = f"certs/token-namespace-{uuid.uuid4().hex[:8]}"
+    push = {**vault_conn, "token": token, "namespace": bao.namespace, "path": path}
+
+    run = modules.run_module(
+        "vault_cert_push",
+        {**push, "certificate": leaf.cert_pem, "private_key": leaf.key_pem},
+        env={"VAULT_AUTH_NAMESPACE": "approle-logins"},
+    )
+
+    assert not run.failed, run.msg
+    assert run.requests[0]["request"]["path"] == "auth/token/lookup-self"
+    assert {entry["request"]["namespace"]["path"] for entry in run.requests} == {f"{bao.namespace}/"}
+    assert bao.kv_version_numbers(path, namespace=bao.namespace) == [1]
