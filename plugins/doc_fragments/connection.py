@@ -131,6 +131,7 @@ options:
   auth_namespace:
     description:
       - Namespace to log in to. Defaults to O(namespace). Falls back to E(VAULT_AUTH_NAMESPACE).
+      - Not used by O(auth_method=token), which has no login - its token is checked and used in O(namespace).
     type: str
   role_id:
     description:
@@ -160,7 +161,8 @@ options:
   token:
     description:
       - A Vault token for O(auth_method=token). Never logged, never revoked by the module.
-      - Falls back to E(VAULT_TOKEN). Given without O(role_id) and O(secret_id), it makes token auth the default.
+      - Falls back to E(VAULT_TOKEN). Given without O(role_id), O(secret_id), O(jwt) and O(jwt_file), it makes token
+        auth the default.
       - Checked first (C(auth/token/lookup-self), one request, with the run's consistency index). A token the server
         does not know - wrong, expired, revoked - fails the run as C(token not accepted) before anything else.
     type: str
@@ -181,7 +183,9 @@ options:
     description:
       - How to log in.
       - Falls back to E(VAULT_AUTH_METHOD). Without either, V(token) when a token is given (O(token) or
-        E(VAULT_TOKEN)) and neither O(role_id) nor O(secret_id) is, else V(approle).
+        E(VAULT_TOKEN)) and no credential of another login (O(role_id), O(secret_id), O(jwt), O(jwt_file)) is given,
+        even empty, else V(approle) - a E(VAULT_TOKEN) in the environment never stands in for the login a task asked
+        for.
     type: str
     choices: [approle, jwt, cert, token]
   mount:

@@ -121,7 +121,9 @@ class TokenAuth(AuthMethod):
 
     def login(self, client: VaultClient) -> None:
         client.set_token(self.params["token"])
-        check_token_known(client, namespace=self.namespace)
+        # In the namespace the token is used in (the run's namespace): auth_namespace is where a login goes, and a
+        # token has none - VAULT_AUTH_NAMESPACE set for other tasks' logins must not fail the run or see the token.
+        check_token_known(client)
 
 
 # How Vault and OpenBao answer a token they do not know: a bare "permission denied", before any policy is
@@ -129,13 +131,13 @@ class TokenAuth(AuthMethod):
 _UNKNOWN_TOKEN_ERRORS = (["permission denied"], ["invalid token"])
 
 
-def check_token_known(client: VaultClient, *, namespace: str | None) -> None:
+def check_token_known(client: VaultClient) -> None:
     """Refuse a token the server does not know (wrong, expired, revoked) before anything else blames a mount.
 
     ``auth/token/lookup-self`` is allowed to every token by the default policy; a token without it (created
     with no_default_policy) is known all the same, and goes on.
     """
-    reply = client.request("GET", "auth/token/lookup-self", accept=(403,), namespace=namespace)
+    reply = client.request("GET", "auth/token/lookup-self", accept=(403,))
     if reply.status == 403 and reply.body.get("errors") in _UNKNOWN_TOKEN_ERRORS:
         raise VaultCertError(
             "token not accepted: the server does not know it (auth/token/lookup-self refused it: it is wrong, "
@@ -185,13 +187,19 @@ AUTH_METHODS: dict[str, type[AuthMethod]] = {
 LOGIN_METHODS = ("approle", "jwt", "cert", "token")
 
 
+# Credentials of a login other than the token's. Given beside a token - even empty, as a survey field left blank or
+# an unset variable renders them - they leave the choice to auth_method: a VAULT_TOKEN in the host's environment
+# (an operator's, a CI job's) never stands in for the login a task asked for.
+OTHER_LOGIN_CREDENTIALS = ("role_id", "secret_id", "jwt", "jwt_file")
+
+
 def implied_auth_method(params: t.Mapping[str, t.Any]) -> str:
     """The method when neither auth_method nor VAULT_AUTH_METHOD names one.
 
-    A token given (``token`` or VAULT_TOKEN) with no AppRole credential means token auth, as for the
-    bao and vault CLIs; anything else means AppRole.
+    A token given (``token`` or VAULT_TOKEN) with no credential of another login means token auth, as for
+    the bao and vault CLIs; anything else means AppRole.
     """
-    if params.get("token") and not (params.get("role_id") or params.get("secret_id")):
+    if params.get("token") and all(params.get(name) is None for name in OTHER_LOGIN_CREDENTIALS):
         return TokenAuth.NAME
     return AppRoleAuth.NAME
 

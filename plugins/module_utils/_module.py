@@ -366,9 +366,34 @@ class _KeySafeModule(AnsibleModule):
         # So is any refused url, whole: what made it refused (a query, a fragment, a pasted token) may be a secret.
         if _client.url_is_refused(self.params.get("url")):
             self.no_log_values.add(self.params["url"])
-        result = {"invocation": {"module_args": self.params}, **result}
+        result = {"invocation": {"module_args": self._known_options_shown()}, **result}
         keys = {value for value in self.no_log_values if PEM_KEY_MARK in value}
         return mask_private_keys(result, keys, secrets=frozenset(self.no_log_values))
+
+    def _known_options_shown(self) -> dict:
+        """The arguments for ``invocation``, an unknown option's value replaced (see _known_only)."""
+        return _known_only(self.params, self.argument_spec)
+
+
+def _known_only(options: t.Mapping[str, t.Any], spec: t.Mapping[str, t.Any]) -> dict:
+    """``options`` with the value of every option ``spec`` does not know replaced, in batch items too: only its
+    right name makes an option no_log, so a misspelt secret_id or pkcs12_password would be echoed as it is. The
+    name stays, as the argument error names it."""
+    known = {name: option for name, option in spec.items()}
+    for option in spec.values():
+        known.update(dict.fromkeys(option.get("aliases") or (), option))
+    shown = {}
+    for name, value in options.items():
+        option = known.get(name)
+        if option is None and not name.startswith("_ansible_"):
+            shown[name] = NO_LOG_PLACEHOLDER
+        elif option and option.get("options") and isinstance(value, list):
+            shown[name] = [_known_only(item, option["options"]) if isinstance(item, dict) else item for item in value]
+        elif option and option.get("options") and isinstance(value, dict):
+            shown[name] = _known_only(value, option["options"])
+        else:
+            shown[name] = value
+    return shown
 
 
 def _format(exc: BaseException | None) -> str | None:

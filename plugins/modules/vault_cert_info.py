@@ -39,7 +39,9 @@ options:
     description:
       - How to log in, as for the writers.
       - Falls back to E(VAULT_AUTH_METHOD). Without either, V(token) when a token is given (O(token) or
-        E(VAULT_TOKEN)) and neither O(role_id) nor O(secret_id) is, else V(approle).
+        E(VAULT_TOKEN)) and no credential of another login (O(role_id), O(secret_id), O(jwt), O(jwt_file)) is given,
+        even empty, else V(approle) - a E(VAULT_TOKEN) in the environment never stands in for the login a task asked
+        for.
     type: str
     choices: [approle, jwt, cert, token]
   mount:

@@ -614,3 +614,60 @@ def test_a_login_that_lacks_its_credentials_names_auth_method_as_the_way_to_anot
     assert "auth_method approle needs secret_id" in run.msg, run.msg
     assert "auth_method (or VAULT_AUTH_METHOD) chooses another login: jwt, cert, token" in run.msg
     assert run.requests == []
+
+
+@pytest.mark.parametrize("source", ["jwt", "jwt_file", "empty approle"])
+def test_another_logins_credentials_without_auth_method_never_let_the_environments_token_log_in(
+    modules, bao, vault_conn, tmp_path, source
+):
+    # A task that asks for a JWT login and forgot auth_method, or whose AppRole variables rendered empty (an unset
+    # survey field), must not run as whatever token the module's host has in VAULT_TOKEN (an operator's, a CI
+    # job's): another identity than the one the task names.
+    status, body = bao.api("POST", "auth/token/create", {"policies": ["certs"]})
+    assert status == 200, body
+    environment_token = body["auth"]["client_token"]
+    jwt = bao.sign_jwt(sub="implied")
+    (tmp_path / "jwt").write_text(jwt)
+    credentials = {
+        "jwt": {"jwt": jwt, "role": "certs"},
+        "jwt_file": {"jwt_file": str(tmp_path / "jwt"), "role": "certs"},
+        "empty approle": {"role_id": "", "secret_id": ""},
+    }[source]
+    leaf = pki.make_chain("implied-login.example.com").leaf
+    path = f"certs/implied-{uuid.uuid4().hex[:8]}"
+
+    run = modules.run_module(
+        "vault_cert_push",
+        {**vault_conn, **credentials, "path": path, "certificate": leaf.cert_pem, "private_key": leaf.key_pem},
+        env={"VAULT_TOKEN": environment_token},
+        secrets=[jwt],
+    )
+
+    assert run.failed
+    assert "auth_method approle needs role_id, secret_id" in run.msg, run.msg
+    assert run.requests == []
+    assert bao.kv_versions("secret", path) == {}
+
+
+def test_a_token_is_checked_in_the_namespace_it_is_used_in_never_in_auth_namespace(modules, bao, vault_conn):
+    # auth_namespace is where a login goes; a token has none. VAULT_AUTH_NAMESPACE set on the host for the AppRole
+    # logins of other tasks must neither fail a token run that writes elsewhere nor receive the token.
+    token = bao.login(
+        "approle",
+        {"role_id": bao.ns_role_id, "secret_id": bao.new_approle_secret_id("certs", namespace=bao.namespace)},
+        namespace=bao.namespace,
+    )
+    leaf = pki.make_chain("token-namespace.example.com").leaf
+    path = f"certs/token-namespace-{uuid.uuid4().hex[:8]}"
+    push = {**vault_conn, "token": token, "namespace": bao.namespace, "path": path}
+
+    run = modules.run_module(
+        "vault_cert_push",
+        {**push, "certificate": leaf.cert_pem, "private_key": leaf.key_pem},
+        env={"VAULT_AUTH_NAMESPACE": "approle-logins"},
+    )
+
+    assert not run.failed, run.msg
+    assert run.requests[0]["request"]["path"] == "auth/token/lookup-self"
+    assert {entry["request"]["namespace"]["path"] for entry in run.requests} == {f"{bao.namespace}/"}
+    assert bao.kv_version_numbers(path, namespace=bao.namespace) == [1]

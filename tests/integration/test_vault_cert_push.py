@@ -16,6 +16,7 @@ import json
 import re
 import threading
 import typing as t
+import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -1374,6 +1375,30 @@ def test_a_misspelt_option_is_named_as_unknown_before_what_it_left_missing(modul
 
     assert run.failed
     assert run.msg.startswith("Unsupported parameters: certficate."), run.msg
+
+
+@pytest.mark.parametrize("form", ["single", "batch item"])
+def test_a_misspelt_secret_option_is_named_but_its_value_never_shown(modules, bao, connect, cert_path, form):
+    # Only its right name makes an option no_log: under a typo its value is an unknown option's, which Ansible
+    # echoes in the failed task's invocation (-vvv, registered results, AWX job events).
+    leaf = make_chain("secret-typo.example.com").leaf
+    secret_id = bao.new_approle_secret_id("certs")
+    password = f"p12-{uuid.uuid4().hex}"
+    typos = {"secret_idd": secret_id, "pkcs12_pasword": password, "tokn": {"nested": password}}
+    if form == "single":
+        args = {**connect, **single(cert_path, leaf), **typos}
+    else:
+        args = {**connect, "certificates": [{**single(cert_path, leaf), **typos}]}
+
+    run = modules.run_module(MODULE, args, verbosity=3, secrets=[secret_id, password])
+
+    assert run.failed
+    assert all(name in run.msg for name in typos), run.msg
+    shown = run.result["invocation"]["module_args"]
+    shown = shown if form == "single" else shown["certificates"][0]
+    assert shown["secret_idd"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+    assert run.requests == []
+    assert bao.kv_version_numbers(cert_path) == []
 
 
 @pytest.mark.parametrize(
