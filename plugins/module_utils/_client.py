@@ -852,7 +852,11 @@ class VaultClient:
         hint = "Set ca_cert (or VAULT_CACERT) to the CA that signed the server's certificate"
         if "wrong version number" in reason.lower():
             # The answer to our TLS hello was not TLS: the server speaks plain HTTP on that port.
-            hint = "The server answers in plain HTTP, not TLS: use http:// in url (ca_cert does not help)"
+            hint = (
+                "The server answers in plain HTTP, not TLS: if it is a dev server on loopback, use http:// in url "
+                "(ca_cert does not help); anywhere else, find out why the address does not speak TLS before "
+                "sending credentials to it"
+            )
         elif "mismatch" in reason.lower():
             # A trusted certificate for another name: no ca_cert fixes that, the url does.
             hint = (
