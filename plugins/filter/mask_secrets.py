@@ -43,7 +43,7 @@ _value:
 
 import typing as t
 
-from ansible_collections.certautopilot.vault.plugins.module_utils._module import mask_secrets as _masked
+from ansible_collections.certautopilot.vault.plugins.module_utils._redaction import mask_secrets as _masked
 
 
 def mask_secrets(value: t.Any, secrets: t.Any = ()) -> t.Any:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import yaml
 
 from ansible_collections.certautopilot.vault.plugins.filter import mask_secrets as plugin
-from ansible_collections.certautopilot.vault.plugins.module_utils._module import MASK
+from ansible_collections.certautopilot.vault.plugins.module_utils._redaction import MASK
 
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJtYXNrIn0.c2lnbmF0dXJlc2lnbmF0dXJl"
 SECRET_ID = "9f1c7a52-3b8e-4d41-a0f6-6c2e5d8b7a19"

@@ -16,12 +16,11 @@ from ansible.module_utils.testing import patch_module_args
 from refusals import body_lines
 
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
-from ansible_collections.certautopilot.vault.plugins.module_utils._module import (
+from ansible_collections.certautopilot.vault.plugins.module_utils._module import VaultModule, target_argument_spec
+from ansible_collections.certautopilot.vault.plugins.module_utils._redaction import (
     MASK,
     NO_LOG_PLACEHOLDER,
-    VaultModule,
     mask_private_keys,
-    target_argument_spec,
 )
 
 PUSH_LIKE_SPEC = {**target_argument_spec(), "certificate": {"type": "str"}}
