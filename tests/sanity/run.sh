@@ -4,7 +4,11 @@
 # - ansible-test only accepts a collection that is a real directory at
 #   .../ansible_collections/certautopilot/vault (a symlink is refused), so the
 #   working tree's files (tracked plus untracked-not-ignored, so a dirty tree
-#   is tested as it is) are copied into a temporary tree and tested there.
+#   is tested as it is) are copied into build/sanity/<venv>/ and tested there.
+#   The copy is refreshed, not rebuilt: every file is replaced, but its
+#   tests/output/ stays, and with it the virtualenv ansible-test sets up for
+#   itself there (tests/output/.tmp/delegation), which it would otherwise
+#   create and bootstrap pip into on every run. `rm -rf build/sanity` starts over.
 # - --venv: each sanity test gets its own virtualenv with its pinned
 #   requirements (from the package index), and .venv stays as it is.
 # - ansible-test bootstraps pip in those virtualenvs with get-pip.py from
@@ -15,7 +19,7 @@
 # - No sanity test is skipped and there is no tests/sanity/ignore-*.txt.
 #
 # Usage: tests/sanity/run.sh [extra ansible-test sanity arguments]
-# Environment: VENV (default: <repo>/.venv), KEEP_SANITY_TREE=1 keeps the copy.
+# Environment: VENV (default: <repo>/.venv).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -57,14 +61,14 @@ EOF
 fi
 
 # -- a real copy of the collection -------------------------------------------
-tree=$(mktemp -d "${TMPDIR:-/tmp}/certautopilot-sanity.XXXXXX")
-if [ "${KEEP_SANITY_TREE:-0}" = 1 ]; then
-    echo "sanity tree kept at $tree"
-else
-    trap 'rm -rf "$tree"' EXIT
-fi
-collection=$tree/ansible_collections/$namespace/$name
+# One copy per venv, so the sanity of two cores may run at once.
+collection=$repo/build/sanity/$(basename "$venv")/ansible_collections/$namespace/$name
 mkdir -p "$collection"
+# Everything of the last copy goes but its git directory and ansible-test's tests/output.
+find "$collection" -mindepth 1 -maxdepth 1 ! -name .git ! -name tests -exec rm -rf {} +
+if [ -d "$collection/tests" ]; then
+    find "$collection/tests" -mindepth 1 -maxdepth 1 ! -name output -exec rm -rf {} +
+fi
 (
     cd "$repo"
     # Tracked files deleted in the working tree are left out, as they would be
@@ -79,7 +83,8 @@ mkdir -p "$collection"
         tar --extract --file=- --directory="$collection"
 )
 # ansible-test lists a collection's files with git when it is a repository;
-# index the copy so that list is exactly the copied files.
+# index the copy so that list is exactly the copied files (a file deleted since
+# the last copy leaves the index too; tests/output is in the copied .gitignore).
 git -C "$collection" init --quiet
 git -C "$collection" add --all
 
