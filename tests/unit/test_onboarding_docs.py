@@ -50,5 +50,8 @@ def test_galaxy_version_is_the_newest_release_in_the_changelog():
     newest = max(releases, key=lambda version: tuple(int(part) for part in version.split(".")))
 
     assert galaxy["version"] == newest
+    tarball = f"certautopilot-vault-{newest}.tar.gz"
+    assert tarball in (REPO / "docs" / "execution-environment.yml").read_text(encoding="utf-8")
+    assert tarball in (REPO / "docs" / "guide.md").read_text(encoding="utf-8")
     # CHANGELOG.md escapes the dots of its headings.
     assert "## v" + newest.replace(".", "\\.") in (REPO / "CHANGELOG.md").read_text(encoding="utf-8")
