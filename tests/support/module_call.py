@@ -31,7 +31,10 @@ import typing as t
 from pathlib import Path
 from unittest import mock
 
-from ansible.module_utils import _internal as ansible_internal
+try:
+    from ansible.module_utils import _internal as ansible_internal
+except ImportError:  # ansible-core 2.17 and 2.18 send a module's warnings to its answer whatever else is loaded
+    ansible_internal = None
 from ansible.module_utils import basic
 from ansible.module_utils.common import warnings as ansible_warnings
 from ansible_runner import (
@@ -137,7 +140,8 @@ class ModuleCall:
             scope.enter_context(patch_module_args({**args, **internal}))
             # Importing any controller code (a test's AnsibleLoader, say) marks the process a controller, and a
             # module's warnings would then go to a Display instead of its answer: here it is the module's process.
-            scope.enter_context(mock.patch.object(ansible_internal, "is_controller", False))
+            if ansible_internal is not None:
+                scope.enter_context(mock.patch.object(ansible_internal, "is_controller", False))
             scope.enter_context(_environment(env))
             scope.enter_context(_syslog_into(syslog_lines))
             scope.enter_context(contextlib.redirect_stdout(stdout))
