@@ -30,11 +30,8 @@ SUPPORT_DIR = Path(__file__).resolve().parents[1] / "support"
 if str(SUPPORT_DIR) not in sys.path:
     sys.path.insert(0, str(SUPPORT_DIR))
 
-from ansible_runner import AnsibleRunner  # noqa: E402
-from bao import ProvisionedBao  # noqa: E402
 from cluster import RaftCluster  # noqa: E402
-from module_call import ModuleCall  # noqa: E402
-from module_process import ModuleProcess  # noqa: E402
+from harness_fixtures import ansible, approle_auth, bao, module_process, modules, vault_conn  # noqa: E402, F401
 
 # Files whose tests measure or race against time: a 3-node raft cluster and its elections, lagging standbys,
 # concurrent writers, deadlines and delayed answers. One worker runs all of them, one at a time. (The write-outcome
@@ -72,54 +69,6 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: t.Any) -> t.Any:
             return work_unit(nodeid)
 
     return ByWorkUnit(config, log)
-
-
-@pytest.fixture(scope="session")
-def bao(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[ProvisionedBao]:
-    """A running OpenBao dev server (TLS, file audit device) with the operator setup applied."""
-    server = ProvisionedBao.start_dev(tmp_path_factory.mktemp("bao"))
-    try:
-        server.provision()
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="session")
-def vault_conn(bao: ProvisionedBao) -> dict[str, str]:
-    """Connection options for the collection's modules."""
-    return {"url": bao.addr, "ca_cert": bao.ca_cert}
-
-
-@pytest.fixture
-def approle_auth(bao: ProvisionedBao) -> dict[str, str]:
-    """AppRole auth options for role certs, with a fresh secret_id."""
-    return {
-        "auth_method": "approle",
-        "role_id": bao.role_ids["certs"],
-        "secret_id": bao.new_approle_secret_id("certs"),
-    }
-
-
-# Every runner scans each run for the secrets it was given and the tokens the server's audit log shows it used.
-
-
-@pytest.fixture(scope="session")
-def modules(tmp_path_factory: pytest.TempPathFactory, bao: ProvisionedBao) -> ModuleCall:
-    """Runs a module's main() in this process against the server: decisions, refusals, masking, outcomes."""
-    return ModuleCall(tmp_path_factory.mktemp("module-call"), audit=bao)
-
-
-@pytest.fixture(scope="session")
-def ansible(tmp_path_factory: pytest.TempPathFactory, bao: ProvisionedBao) -> AnsibleRunner:
-    """Runs playbooks with ansible-playbook on localhost: what only the controller does (actions, roles, display)."""
-    return AnsibleRunner(tmp_path_factory.mktemp("ansible"), audit=bao)
-
-
-@pytest.fixture(scope="session")
-def module_process(tmp_path_factory: pytest.TempPathFactory, bao: ProvisionedBao) -> ModuleProcess:
-    """Runs one module as its own process, without a playbook, capturing its syslog lines."""
-    return ModuleProcess(tmp_path_factory.mktemp("module-process"), audit=bao)
 
 
 @pytest.fixture(scope="session")

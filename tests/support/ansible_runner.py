@@ -29,7 +29,7 @@ RESULTS_FILE_ENV = "CERTAUTOPILOT_TEST_RESULTS"
 
 # Inherited variables that could point a run at another Vault or another
 # Ansible configuration; a test passes what it wants in `env`.
-_STRIPPED_ENV_PREFIXES = ("VAULT_", "BAO_", "ANSIBLE_")
+STRIPPED_ENV_PREFIXES = ("VAULT_", "BAO_", "ANSIBLE_")
 
 RUN_TIMEOUT = 300
 
@@ -90,6 +90,20 @@ class ModuleRun:
     @property
     def msg(self) -> str:
         return str(self.result.get("msg", ""))
+
+
+@dataclasses.dataclass
+class ModuleStreamsRun(ModuleRun):
+    """A ModuleRun without ansible-playbook (in-process or a module process): the module's own streams and syslog."""
+
+    stdout: str = ""
+    stderr: str = ""
+    syslog: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def texts(self) -> list[str]:
+        """Everything the run produced, for leak scans."""
+        return [self.stdout, self.stderr, *self.syslog]
 
 
 def _playbook_data(playbook_path: str | os.PathLike[str]) -> t.Any:
@@ -154,7 +168,7 @@ class AnsibleRunner:
 
     def environment(self, env: t.Mapping[str, str] | None = None) -> dict[str, str]:
         """The environment of a run: inherited minus VAULT_*/BAO_*/ANSIBLE_*, our settings, then `env`."""
-        base = {key: value for key, value in os.environ.items() if not key.startswith(_STRIPPED_ENV_PREFIXES)}
+        base = {key: value for key, value in os.environ.items() if not key.startswith(STRIPPED_ENV_PREFIXES)}
         base.update(
             {
                 "ANSIBLE_CONFIG": str(self.config),

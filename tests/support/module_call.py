@@ -19,7 +19,6 @@ are the process's.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib
 import io
 import json
@@ -40,7 +39,8 @@ from ansible.module_utils.common import warnings as ansible_warnings
 from ansible_runner import (
     COLLECTION_NAME,
     COLLECTION_NAMESPACE,
-    ModuleRun,
+    STRIPPED_ENV_PREFIXES,
+    ModuleStreamsRun,
     env_secrets,
     last_json_answer,
     link_collection,
@@ -58,27 +58,14 @@ except ImportError:  # ansible-core 2.17 and 2.18 have no public way: the argume
             yield
 
 
-# Inherited variables that could point a module at another Vault; a test passes what it wants in `env`.
-_STRIPPED_ENV_PREFIXES = ("VAULT_", "BAO_", "ANSIBLE_")
-
-
 class AuditLog(t.Protocol):
     def audit_mark(self, *, settle: bool = True) -> int: ...
 
     def audit_requests(self, since: int, *, settle: bool = True) -> list[dict[str, t.Any]]: ...
 
 
-@dataclasses.dataclass
-class ModuleCallRun(ModuleRun):
-    """A ModuleRun (failed, changed, msg) with the module's streams, syslog lines and the server's audit entries."""
-
-    stdout: str = ""
-    stderr: str = ""
-    syslog: list[str] = dataclasses.field(default_factory=list)
-
-    @property
-    def texts(self) -> list[str]:
-        return [self.stdout, self.stderr, *self.syslog]
+# What a run answers (kept under this name for the tests that annotate with it).
+ModuleCallRun = ModuleStreamsRun
 
 
 class ModuleCall:
@@ -186,7 +173,7 @@ def _forget_warnings() -> None:
 def _environment(env: t.Mapping[str, str]) -> t.Iterator[None]:
     saved = dict(os.environ)
     try:
-        for key in [key for key in os.environ if key.startswith(_STRIPPED_ENV_PREFIXES)]:
+        for key in [key for key in os.environ if key.startswith(STRIPPED_ENV_PREFIXES)]:
             del os.environ[key]
         os.environ.update(env)
         yield

@@ -14,7 +14,6 @@ test can scan the log lines too.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -27,7 +26,8 @@ from ansible_runner import (
     COLLECTION_NAME,
     COLLECTION_NAMESPACE,
     COLLECTION_ROOT,
-    ModuleRun,
+    STRIPPED_ENV_PREFIXES,
+    ModuleStreamsRun,
     env_secrets,
     last_json_answer,
 )
@@ -36,21 +36,10 @@ from leaks import assert_no_leak, secrets_in, tokens_in
 SYSLOG_STANDIN = Path(__file__).resolve().parent / "syslog_standin"
 SYSLOG_FILE_ENV = "CERTAUTOPILOT_SYSLOG_FILE"
 RUN_TIMEOUT = 300
-_STRIPPED_ENV_PREFIXES = ("VAULT_", "BAO_", "ANSIBLE_")
 
 
-@dataclasses.dataclass
-class ModuleProcessRun(ModuleRun):
-    """A ModuleRun (failed, changed, msg) with the process's own streams and syslog lines."""
-
-    stdout: str = ""
-    stderr: str = ""
-    syslog: list[str] = dataclasses.field(default_factory=list)
-
-    @property
-    def texts(self) -> list[str]:
-        """Everything the run produced, for leak scans."""
-        return [self.stdout, self.stderr, *self.syslog]
+# What a run answers (kept under this name for the tests that annotate with it).
+ModuleProcessRun = ModuleStreamsRun
 
 
 class ModuleProcess:
@@ -91,7 +80,7 @@ class ModuleProcess:
             args_file.touch(mode=0o600)
             args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {**args, **internal}}))
             syslog_file = Path(scratch) / "syslog"
-            run_env = {k: v for k, v in os.environ.items() if not k.startswith(_STRIPPED_ENV_PREFIXES)}
+            run_env = {k: v for k, v in os.environ.items() if not k.startswith(STRIPPED_ENV_PREFIXES)}
             run_env.update(
                 {
                     "PYTHONPATH": os.pathsep.join([str(SYSLOG_STANDIN), str(self.collections_path)]),
