@@ -172,7 +172,7 @@ def _known_only(options: t.Mapping[str, t.Any], spec: t.Mapping[str, t.Any]) -> 
     """``options`` with the value of every option ``spec`` does not know replaced, in batch items too: only its
     right name makes an option no_log, so a misspelt secret_id or pkcs12_password would be echoed as it is. The
     name stays, as the argument error names it."""
-    known = {name: option for name, option in spec.items()}
+    known = dict(spec)
     for option in spec.values():
         known.update(dict.fromkeys(option.get("aliases") or (), option))
     shown = {}

@@ -31,7 +31,7 @@ if str(SUPPORT_DIR) not in sys.path:
     sys.path.insert(0, str(SUPPORT_DIR))
 
 from cluster import RaftCluster  # noqa: E402
-from harness_fixtures import ansible, approle_auth, bao, module_process, modules, vault_conn  # noqa: E402, F401
+from harness_fixtures import ansible, approle_auth, bao, module_process, modules, vault_conn  # noqa: E402, F401  # pylint: disable=unused-import
 
 # Files whose tests measure or race against time: a 3-node raft cluster and its elections, lagging standbys,
 # concurrent writers, deadlines and delayed answers. One worker runs all of them, one at a time. (The write-outcome

@@ -145,4 +145,5 @@ def test_the_results_file_of_a_real_push_rolls_it_back(bao, ansible, vault_conn,
 
     assert rollback.rc == 0, rollback.output
     assert bao.kv_versions("secret", path).keys() == {"1", "2", "3"}
-    assert bao.kv_data(path) == bao.kv_data(path, version=1) is not None
+    assert bao.kv_data(path, version=1) is not None
+    assert bao.kv_data(path) == bao.kv_data(path, version=1)

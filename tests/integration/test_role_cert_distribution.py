@@ -399,7 +399,8 @@ def test_a_file_option_gives_only_what_it_names_and_shows_nothing_of_another_fil
         ),
     }
     calls = {
-        option: RoleCall({**template, "cert_distribution_certs": [item, bad]}) for option, (bad, _) in refusals.items()
+        option: RoleCall({**template, "cert_distribution_certs": [item, bad]})
+        for option, (bad, _message) in refusals.items()
     }
     # The key reaches the run in a file: the harness scans for it as given here.
     cases, run = run_role_cases(

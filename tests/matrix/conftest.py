@@ -14,4 +14,4 @@ if str(SUPPORT_DIR) not in sys.path:
     sys.path.insert(0, str(SUPPORT_DIR))
 
 # The smoke uses the server, the playbook runner and the in-process runner of tests/support.
-from harness_fixtures import ansible, bao, modules  # noqa: E402, F401
+from harness_fixtures import ansible, bao, modules  # noqa: E402, F401  # pylint: disable=unused-import
