@@ -32,7 +32,7 @@ from unittest import mock
 
 try:
     from ansible.module_utils import _internal as ansible_internal
-except ImportError:  # ansible-core 2.17 and 2.18 send a module's warnings to its answer whatever else is loaded
+except ImportError:  # ansible-core 2.17 has no such package
     ansible_internal = None
 from ansible.module_utils import basic
 from ansible.module_utils.common import warnings as ansible_warnings
@@ -56,6 +56,11 @@ except ImportError:  # ansible-core 2.17 and 2.18 have no public way: the argume
         encoded = json.dumps({"ANSIBLE_MODULE_ARGS": args or {}}).encode()
         with mock.patch.object(basic, "_ANSIBLE_ARGS", encoded):
             yield
+
+
+# From 2.19 a process that imported controller code counts as the controller, and a module run in it would send its
+# warnings to a Display instead of its answer; 2.17 and 2.18 always answer them.
+CONTROLLER_FLAG = "is_controller"
 
 
 class AuditLog(t.Protocol):
@@ -127,8 +132,8 @@ class ModuleCall:
             scope.enter_context(patch_module_args({**args, **internal}))
             # Importing any controller code (a test's AnsibleLoader, say) marks the process a controller, and a
             # module's warnings would then go to a Display instead of its answer: here it is the module's process.
-            if ansible_internal is not None:
-                scope.enter_context(mock.patch.object(ansible_internal, "is_controller", False))
+            if hasattr(ansible_internal, CONTROLLER_FLAG):
+                scope.enter_context(mock.patch.object(ansible_internal, CONTROLLER_FLAG, False))
             scope.enter_context(_environment(env))
             scope.enter_context(_syslog_into(syslog_lines))
             scope.enter_context(contextlib.redirect_stdout(stdout))
