@@ -64,8 +64,13 @@ def _temp_pem_files():
 
 
 @pytest.fixture(params=["memfd", "private_directory"])
-def inline_pem_store(request, monkeypatch):
-    """Where inline PEM text goes: Linux's anonymous memory files, or the private directory used elsewhere."""
+def inline_pem_store(request, monkeypatch, tmp_path):
+    """Where inline PEM text goes: Linux's anonymous memory files, or the private directory used elsewhere.
+
+    The temporary directory is this test's own: other suites running beside it (the matrix runs two cores at
+    once, integration pushes files) create certautopilot- entries in the shared one.
+    """
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     if request.param == "memfd" and not hasattr(os, "memfd_create"):
         pytest.skip("no memfd_create on this system")
     if request.param == "private_directory":
