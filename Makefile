@@ -298,7 +298,7 @@ demo: $(RUNTIME_STAMP) collection-link
 # bench/run.py imports the integration tests' server and certificates from tests/support.
 # Then the distance run (issue 13): the same cases and an 8-thread floor through
 # bench/relay.py, which adds RTT_MS of round trip (bench only, never in tests);
-# RTT_MS=0 skips it. PEER_N: the peer's batch there (its time is extrapolated to N).
+# RTT_MS=0 skips it. PEER_N: the peer's batch, in both runs (its time is extrapolated to N).
 .PHONY: bench bench-venv
 BENCH_VENV := $(CURDIR)/build/bench-venv
 BENCH_STAMP := $(BENCH_VENV)/.requirements-installed
