@@ -1,6 +1,6 @@
 # Copyright: CertAutoPilot contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""X.509 and PEM: parsing, bundle validation, certificate summaries. Private to the collection.
+"""X.509 and PEM: parsing, bundle validation, summaries of certificates and PEM blocks. Private to the collection.
 
 What a certificate becomes in a secret (fields, payloads, paths, reading back) is _layouts.py's job.
 """

@@ -39,6 +39,7 @@ TRAEFIK = "traefik"
 HAPROXY = "haproxy"
 PKCS12 = "pkcs12"
 
+# The logical fields of a certificate secret: what changed_fields names, and what layout default renames.
 FIELD_NAMES = ("certificate", "private_key", "chain", "fullchain")
 # What a JSON key of a certificate secret may look like (tls.crt, ssl_certificate, cert.pem, ...).
 _JSON_KEY = re.compile(r"[A-Za-z0-9._-]{1,128}")

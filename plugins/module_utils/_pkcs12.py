@@ -3,7 +3,7 @@
 """PKCS#12 bundles: written as keytool writes them, and a stored one opened at a bounded cost.
 
 Private to the collection. Layout pkcs12 (_layouts.py) writes a bundle with serialize() and compares
-the one it finds in the secret by what it holds (content()), since the same bundle encrypts to other
+the one it finds in the secret by what it holds (contents_of()), since the same bundle encrypts to other
 bytes each run.
 """
 
