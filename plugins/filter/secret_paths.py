@@ -65,7 +65,7 @@ def secret_paths(paths: t.Any, layout: str = _layouts.DEFAULT, include_private_k
     return [
         secret
         for path in paths
-        for secret in _layouts.secret_paths(layout, path, include_private_key=bool(include_private_key))
+        for secret in _layouts.of(layout).secret_paths(path, include_private_key=bool(include_private_key))
     ]
 
 

@@ -1,14 +1,12 @@
 # Copyright: CertAutoPilot contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PEM parsing, bundle validation, KV payloads and summaries for diffs and returns. Private to the collection."""
+"""X.509 and PEM: parsing, bundle validation, summaries of certificates and PEM blocks. Private to the collection.
+
+What a certificate becomes in a secret (fields, payloads, paths, reading back) is _layouts.py's job.
+"""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import re
-import secrets
 import typing as t
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -45,11 +43,6 @@ else:
 
 if t.TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
-
-FIELD_NAMES = ("certificate", "private_key", "chain", "fullchain")
-# What a JSON key of a certificate secret may look like (tls.crt, ssl_certificate, cert.pem, ...).
-_JSON_KEY = re.compile(r"[A-Za-z0-9._-]{1,128}")
-DEFAULT_FIELDS = {name: name for name in FIELD_NAMES}
 
 # `openssl ecparam -genkey` writes this block in front of the key; it carries no secret.
 _IGNORED_KEY_FILE_LABELS = frozenset({"EC PARAMETERS"})
@@ -334,7 +327,7 @@ def _fingerprint(certificate: x509.Certificate) -> str:
     return certificate.fingerprint(hashes.SHA256()).hex()
 
 
-def _check_key_matches(bundle: CertificateBundle) -> None:
+def check_key_matches(bundle: CertificateBundle) -> None:
     if bundle.private_key is None:
         return
     certificate_key = _certificate_public_key_der(bundle.certificate, name="certificate")
@@ -402,78 +395,9 @@ def validate_bundle(bundle: CertificateBundle, *, now: datetime | None = None) -
 
     ``now`` defaults to the current time; a naive datetime is taken as UTC.
     """
-    _check_key_matches(bundle)
+    check_key_matches(bundle)
     _check_chain(bundle.certificate, bundle.chain)
     _check_validity(bundle.certificate, now)
-
-
-def resolve_fields(fields: dict[str, str | None] | None) -> dict[str, str | None]:
-    """Merge a user's field mapping over DEFAULT_FIELDS; a field mapped to None or "" is not written."""
-    resolved: dict[str, str | None] = dict(DEFAULT_FIELDS)
-    if fields is None:
-        return resolved
-    if not isinstance(fields, dict):
-        raise VaultCertError(f"fields must be a dictionary of field names to JSON keys, not {type(fields).__name__}")
-    unknown = sorted(str(name) for name in fields if name not in DEFAULT_FIELDS)
-    if unknown:
-        # A name that is no plain key is not shown: it may be anything pasted there, a key included.
-        shown = [repr(name) if _JSON_KEY.fullmatch(name) else "(a name that is no plain key)" for name in unknown]
-        raise VaultCertError(f"fields: unknown field name(s) {', '.join(shown)}; known: {', '.join(FIELD_NAMES)}")
-    for name, key in fields.items():
-        if key is not None and not isinstance(key, str):
-            raise VaultCertError(f"fields: {name} must map to a JSON key (a string) or null")
-        if key and not _JSON_KEY.fullmatch(key):
-            # Not shown: a value pasted here by mistake may be anything, a key included.
-            raise VaultCertError(
-                f"fields: {name} must map to a JSON key of at most 128 letters, digits and . _ - characters"
-            )
-        resolved[name] = key or None
-    owners: dict[str, str] = {}
-    for name in FIELD_NAMES:
-        key = resolved[name]
-        if key is None:
-            continue
-        if key in owners:
-            raise VaultCertError(f"fields: {owners[key]} and {name} both map to the JSON key '{key}'")
-        owners[key] = name
-    if not owners:
-        raise VaultCertError("fields: every field is mapped to null; nothing would be written")
-    return resolved
-
-
-def build_payload(
-    bundle: CertificateBundle,
-    *,
-    fields: dict[str, str | None],
-    include_private_key: bool,
-) -> dict[str, str]:
-    """Return the secret's managed keys and values.
-
-    The private key is left out unless ``include_private_key``, the chain when it is empty, and
-    every field mapped to None.
-    """
-    resolved = resolve_fields(fields)
-    payload: dict[str, str] = {}
-    certificate_key = resolved["certificate"]
-    if certificate_key is not None:
-        payload[certificate_key] = bundle.certificate_pem
-    private_key_key = resolved["private_key"]
-    if include_private_key and private_key_key is not None:
-        if bundle.private_key_pem is None:
-            raise VaultCertError("private key is required unless include_private_key is false")
-        payload[private_key_key] = bundle.private_key_pem
-    chain_key = resolved["chain"]
-    if chain_key is not None and bundle.chain:
-        payload[chain_key] = bundle.chain_pem
-    fullchain_key = resolved["fullchain"]
-    if fullchain_key is not None:
-        payload[fullchain_key] = bundle.fullchain_pem
-    return payload
-
-
-def managed_keys(fields: dict[str, str | None] | None) -> frozenset[str]:
-    """The JSON keys a push owns: each is either in the payload or removed from the secret."""
-    return frozenset(key for key in resolve_fields(fields).values() if key is not None)
 
 
 def _format_serial(serial: int) -> str:
@@ -590,7 +514,7 @@ def summarise_value(text: str) -> str:
     return "".join(parts)
 
 
-def _summarise_pem_only(text: str) -> str | None:
+def summarise_pem_only(text: str) -> str | None:
     """Summaries of the PEM blocks of ``text``, or None when it holds anything else but whitespace."""
     blocks = _pem.scan(text) if "-----" in text else []
     position = 0
@@ -601,53 +525,3 @@ def _summarise_pem_only(text: str) -> str | None:
     if not blocks or text[position:].strip():
         return None
     return "\n".join(_summarise_block(text, block) for block in blocks)
-
-
-# What base64 of "-----BEGIN" starts with: the one value a layout encodes (traefik) is told apart cheaply.
-_BASE64_PEM_START = "LS0tLS1CRUdJTi"
-
-
-def _base64_pem(text: str) -> str:
-    """``text``, or the PEM text it is the base64 of (layout traefik stores PEM so), for a summary."""
-    if not text.startswith(_BASE64_PEM_START):
-        return text
-    try:
-        return base64.b64decode(text, validate=True).decode("ascii")
-    except (ValueError, UnicodeDecodeError):
-        return text
-
-
-# Keys the hashes of one run: a short value (a PIN) hashed alone could be found by trying every value.
-_RUN_HASH_KEY = secrets.token_bytes(32)
-
-
-def _opaque(value: t.Any) -> str:
-    """A value shown only by its size and a keyed hash: equal within one run's diff, never reversible.
-
-    It may be anything, a password included.
-    """
-    text = value if isinstance(value, str) else repr(value)
-    digest = hmac.new(_RUN_HASH_KEY, text.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
-    return f"<value: {len(text)} characters, keyed hash {digest}>"
-
-
-def summarise_secret(data: t.Mapping[str, t.Any], *, fields: t.Mapping[str, str | None] = DEFAULT_FIELDS) -> dict:
-    """A secret's data as a diff may show it: no PEM body, key or unmanaged value in clear.
-
-    The managed certificate fields are shown as summaries of their PEM blocks when they hold
-    nothing else; the private key field only by the SHA-256 of its public key. Every other
-    value, and a managed field holding anything but PEM, is shown by its length and a short
-    hash, since it may hold a secret.
-    """
-    key_field = fields.get("private_key")
-    certificate_fields = {key for name, key in fields.items() if key and name != "private_key"}
-    summary = {}
-    for key, value in data.items():
-        shown = _summarise_pem_only(_base64_pem(value)) if isinstance(value, str) else None
-        if key == key_field:
-            summary[key] = shown if shown and shown.startswith("<private key") else "<private key: not PEM>"
-        elif key in certificate_fields and shown is not None:
-            summary[key] = shown
-        else:
-            summary[key] = _opaque(value)
-    return summary

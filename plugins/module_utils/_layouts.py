@@ -13,26 +13,24 @@ Private to the collection. A layout names a consumer's way of reading a certific
 - ``haproxy``: ``pem``, the fullchain followed by the key, one file for HAProxy's ``crt``.
 - ``pkcs12``: ``pkcs12``, a base64 PKCS#12 bundle (key, certificate, chain) encrypted with a password.
 
-Each layout also has the "fields" map that decide() and the diff use: the logical name (what
-``changed_fields`` reports) of each JSON key it writes.
+Each is one ``Layout`` object, found by name with ``of()``: its fields (the logical name - what
+``changed_fields`` reports - of each JSON key it writes, and the options that go with it), the secret
+paths of a certificate, the payloads it builds from a parsed bundle, and how it reads a stored secret
+back (what decide() compares). Callers ask the object and never test a layout's name.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
+import hmac
+import re
+import secrets
 import typing as t
 
-from ansible_collections.certautopilot.vault.plugins.module_utils import _certs
+from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _pkcs12
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
-
-try:
-    from cryptography.hazmat.primitives import hashes, padding, serialization
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-    from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
-    from cryptography.hazmat.primitives.serialization import pkcs12
-except ImportError:  # _certs reports the missing library, before anything here runs
-    pass
 
 DEFAULT = "default"
 ACME_SH = "acme_sh"
@@ -40,7 +38,47 @@ FABIO = "fabio"
 TRAEFIK = "traefik"
 HAPROXY = "haproxy"
 PKCS12 = "pkcs12"
-LAYOUTS = (DEFAULT, ACME_SH, FABIO, TRAEFIK, HAPROXY, PKCS12)
+
+# The logical fields of a certificate secret: what changed_fields names, and what layout default renames.
+FIELD_NAMES = ("certificate", "private_key", "chain", "fullchain")
+# What a JSON key of a certificate secret may look like (tls.crt, ssl_certificate, cert.pem, ...).
+_JSON_KEY = re.compile(r"[A-Za-z0-9._-]{1,128}")
+DEFAULT_FIELDS = {name: name for name in FIELD_NAMES}
+
+
+def resolve_fields(fields: dict[str, str | None] | None) -> dict[str, str | None]:
+    """Merge a user's field mapping over DEFAULT_FIELDS; a field mapped to None or "" is not written."""
+    resolved: dict[str, str | None] = dict(DEFAULT_FIELDS)
+    if fields is None:
+        return resolved
+    if not isinstance(fields, dict):
+        raise VaultCertError(f"fields must be a dictionary of field names to JSON keys, not {type(fields).__name__}")
+    unknown = sorted(str(name) for name in fields if name not in DEFAULT_FIELDS)
+    if unknown:
+        # A name that is no plain key is not shown: it may be anything pasted there, a key included.
+        shown = [repr(name) if _JSON_KEY.fullmatch(name) else "(a name that is no plain key)" for name in unknown]
+        raise VaultCertError(f"fields: unknown field name(s) {', '.join(shown)}; known: {', '.join(FIELD_NAMES)}")
+    for name, key in fields.items():
+        if key is not None and not isinstance(key, str):
+            raise VaultCertError(f"fields: {name} must map to a JSON key (a string) or null")
+        if key and not _JSON_KEY.fullmatch(key):
+            # Not shown: a value pasted here by mistake may be anything, a key included.
+            raise VaultCertError(
+                f"fields: {name} must map to a JSON key of at most 128 letters, digits and . _ - characters"
+            )
+        resolved[name] = key or None
+    owners: dict[str, str] = {}
+    for name in FIELD_NAMES:
+        key = resolved[name]
+        if key is None:
+            continue
+        if key in owners:
+            raise VaultCertError(f"fields: {owners[key]} and {name} both map to the JSON key '{key}'")
+        owners[key] = name
+    if not owners:
+        raise VaultCertError("fields: every field is mapped to null; nothing would be written")
+    return resolved
+
 
 # acme.sh's deploy/vault.sh (KV v2 mode): one secret per file below the path, each {"value": <file text>}.
 # Its CA file (the intermediates) went to chain.pem before acme.sh 3.0.6 (December 2022) and to ca.pem since.
@@ -53,126 +91,266 @@ ACME_SH_SECRETS = (
 )
 _ACME_SH_FIELD_OF = dict(ACME_SH_SECRETS)
 
-# Logical name -> JSON key of the single-secret layouts other than default.
-_LAYOUT_FIELDS: dict[str, dict[str, str]] = {
-    # acme_sh's own map is per secret (fields_of_secret); this one serves its diff, where every value is PEM.
-    ACME_SH: {ACME_SH_VALUE_KEY: ACME_SH_VALUE_KEY},
-    FABIO: {"fullchain": "cert", "private_key": "key"},
-    TRAEFIK: {"fullchain": "cert", "private_key": "key"},
-    HAPROXY: {"pem": "pem"},
-    PKCS12: {"pkcs12": "pkcs12"},
-}
-
-# Layouts whose secret holds the key inseparably from the certificate: no cert-only delivery.
-_KEY_REQUIRED = {HAPROXY: "pem", PKCS12: "pkcs12"}
-
-# PKCS#12 as JDK keytool has written it since 8u301/11.0.12: PBES2 (PBKDF2-SHA256, AES-256-CBC) for key and
-# certificates, HMAC-SHA256 integrity, 10000 iterations. OpenSSL 1.1.1/3 and Java 8u301+ read it; the legacy
-# 3DES/RC2 form is not written.
-PKCS12_KDF_ROUNDS = 10000
+Fields = t.Dict[str, t.Optional[str]]
 
 
-def layout_fields(
-    layout: str,
-    fields: dict[str, str | None] | None,
-    *,
-    include_private_key: bool,
-    pkcs12_password: t.Any,
-) -> dict[str, str | None]:
-    """Check the options that go with ``layout``; return the run's fields map (logical name -> JSON key).
+class RunOptions(t.Protocol):
+    """What a layout reads of a push's options (_push.PushOptions)."""
 
-    Raised before any request: ``fields`` with a layout other than default, ``pkcs12_password``
-    missing for pkcs12 or given to another layout, cert-only delivery where the key is part of the value.
-    """
-    if layout not in LAYOUTS:
-        raise VaultCertError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
-    if pkcs12_password is not None and not isinstance(pkcs12_password, str):
-        # Not echoed: it is the password.
-        raise VaultCertError(
-            f"pkcs12_password must be a string, got a {type(pkcs12_password).__name__} (quote it in YAML)"
-        )
-    if layout == PKCS12 and not pkcs12_password:
-        raise VaultCertError("layout pkcs12 needs pkcs12_password, the password that encrypts the PKCS#12 bundle")
-    if layout != PKCS12 and pkcs12_password:
-        raise VaultCertError(f"pkcs12_password is only used by layout pkcs12; layout is {layout}")
-    if layout in _KEY_REQUIRED and not include_private_key:
-        raise VaultCertError(
-            f"include_private_key=false cannot be used with layout {layout}: its {_KEY_REQUIRED[layout]} "
-            "value holds the private key with the certificate; for a cert-only delivery use layout default or fabio"
-        )
-    if layout == DEFAULT:
-        return _certs.resolve_fields(fields)
-    if fields is not None and _certs.resolve_fields(fields) != _certs.DEFAULT_FIELDS:
-        keys = ", ".join(sorted(set(_LAYOUT_FIELDS[layout].values())))
-        raise VaultCertError(
-            f"fields renames the keys of layout default only; layout {layout} writes its own keys ({keys}): "
-            "leave fields out, or use layout default"
-        )
-    return dict(_LAYOUT_FIELDS[layout])
+    fields: Fields
+    include_private_key: bool
+    pkcs12_password: str | None
 
 
-def managed_keys(layout: str, fields: dict[str, str | None] | None) -> frozenset[str]:
-    """The JSON keys a push of ``layout`` owns: each is either written or removed (keep_other_fields)."""
-    if layout == DEFAULT:
-        return _certs.managed_keys(fields)
-    return frozenset(key for key in (fields or {}).values() if key)
+Item = t.TypeVar("Item")
+Options = t.TypeVar("Options", bound=RunOptions)
 
 
-def several_secrets(layout: str) -> bool:
-    """Whether one certificate becomes several secrets (its results are then always a list)."""
-    return layout == ACME_SH
+class Layout:
+    """One consumer's way of reading a certificate from KV v2; each layout below says what differs."""
 
+    name: t.ClassVar[str]
+    # Logical name -> JSON key of what the layout writes (default's are the run's fields).
+    keys: t.ClassVar[dict[str, str]] = {}
+    # The JSON key whose value holds the private key inseparably from the certificate: no cert-only delivery.
+    key_inseparable_in: t.ClassVar[str | None] = None
+    # Whether one certificate becomes several secrets (its results are then always a list).
+    several_secrets: t.ClassVar[bool] = False
 
-def secret_paths(layout: str, path: str, *, include_private_key: bool = True) -> list[str]:
-    """The secret path(s) one certificate at ``path`` is written to."""
-    if layout != ACME_SH:
+    def fields(self, fields: Fields | None, *, include_private_key: bool, pkcs12_password: t.Any) -> Fields:
+        """Check the options that go with the layout; return the run's fields map (logical name -> JSON key).
+
+        Raised before any request: ``fields`` with a layout other than default, ``pkcs12_password``
+        missing for pkcs12 or given to another layout, cert-only delivery where the key is part of the value.
+        """
+        if pkcs12_password is not None and not isinstance(pkcs12_password, str):
+            # Not echoed: it is the password.
+            raise VaultCertError(
+                f"pkcs12_password must be a string, got a {type(pkcs12_password).__name__} (quote it in YAML)"
+            )
+        self._check_password(pkcs12_password)
+        if self.key_inseparable_in and not include_private_key:
+            raise VaultCertError(
+                f"include_private_key=false cannot be used with layout {self.name}: its {self.key_inseparable_in} "
+                "value holds the private key with the certificate; for a cert-only delivery use layout default or fabio"
+            )
+        return self._fields(fields)
+
+    def _check_password(self, password: str | None) -> None:
+        if password:
+            raise VaultCertError(f"pkcs12_password is only used by layout pkcs12; layout is {self.name}")
+
+    def _fields(self, fields: Fields | None) -> Fields:
+        if fields is not None and resolve_fields(fields) != DEFAULT_FIELDS:
+            keys = ", ".join(sorted(set(self.keys.values())))
+            raise VaultCertError(
+                f"fields renames the keys of layout default only; layout {self.name} writes its own keys ({keys}): "
+                "leave fields out, or use layout default"
+            )
+        return dict(self.keys)
+
+    def managed_keys(self, fields: Fields | None) -> frozenset[str]:
+        """The JSON keys a push of this layout owns: each is either written or removed (keep_other_fields)."""
+        return frozenset(key for key in (fields or {}).values() if key)
+
+    def secret_paths(self, path: str, *, include_private_key: bool = True) -> list[str]:
+        """The secret path(s) one certificate at ``path`` is written to."""
         return [path]
-    return [f"{path}/{name}" for name, field in ACME_SH_SECRETS if include_private_key or field != "private_key"]
+
+    def build_secrets(
+        self, bundle: _certs.CertificateBundle, path: str, options: RunOptions
+    ) -> list[tuple[str, dict[str, str]]]:
+        """The secret(s) of one certificate: (path, managed keys and values) in write order."""
+        return [(path, self.payload(bundle, options))]
+
+    def payload(self, bundle: _certs.CertificateBundle, options: RunOptions) -> dict[str, str]:
+        """The managed keys and values of a layout of one secret."""
+        raise NotImplementedError
+
+    def for_decision(
+        self, item: Item, current_data: t.Mapping[str, t.Any] | None, options: Options
+    ) -> tuple[Item, Options]:
+        """What _push.decide() compares for one secret: the item and the run's options, seen through the layout."""
+        return item, options
+
+    def path_warnings(self, paths: t.Sequence[str]) -> list[str]:
+        """What a run should say about paths its layout's consumer will not find."""
+        return []
 
 
-def fields_of_secret(layout: str, path: str, fields: dict[str, str | None]) -> dict[str, str | None]:
-    """The fields map of one secret of a layout: acme_sh's secrets each hold one logical field."""
-    if layout != ACME_SH:
-        return fields
-    return {_ACME_SH_FIELD_OF[path.rpartition("/")[2]]: ACME_SH_VALUE_KEY}
+class Default(Layout):
+    """One secret with the certificate, the key, the chain and the fullchain, under the keys ``fields`` names."""
+
+    name = DEFAULT
+
+    def _fields(self, fields: Fields | None) -> Fields:
+        return resolve_fields(fields)
+
+    def managed_keys(self, fields: Fields | None) -> frozenset[str]:
+        return frozenset(key for key in resolve_fields(fields).values() if key is not None)
+
+    def payload(self, bundle: _certs.CertificateBundle, options: RunOptions) -> dict[str, str]:
+        """The private key is left out unless ``include_private_key``, the chain when it is empty, and
+        every field mapped to None."""
+        resolved = resolve_fields(options.fields)
+        payload: dict[str, str] = {}
+        certificate_key = resolved["certificate"]
+        if certificate_key is not None:
+            payload[certificate_key] = bundle.certificate_pem
+        private_key_key = resolved["private_key"]
+        if options.include_private_key and private_key_key is not None:
+            payload[private_key_key] = _private_key_pem(bundle)
+        chain_key = resolved["chain"]
+        if chain_key is not None and bundle.chain:
+            payload[chain_key] = bundle.chain_pem
+        fullchain_key = resolved["fullchain"]
+        if fullchain_key is not None:
+            payload[fullchain_key] = bundle.fullchain_pem
+        return payload
 
 
-def build_secrets(
-    bundle: _certs.CertificateBundle,
-    *,
-    path: str,
-    layout: str,
-    fields: dict[str, str | None],
-    include_private_key: bool,
-    pkcs12_password: str | None = None,
-) -> list[tuple[str, dict[str, str]]]:
-    """The secret(s) of one certificate: (path, managed keys and values) in write order."""
-    if layout == DEFAULT:
-        return [(path, _certs.build_payload(bundle, fields=fields, include_private_key=include_private_key))]
-    if layout == ACME_SH:
+class AcmeSh(Layout):
+    """A secret per file below the path, each ``{value: <PEM>}``: what acme.sh's Vault deploy hook writes."""
+
+    name = ACME_SH
+    # The run's map serves the diff, where every value is PEM; each secret's own is fields_of_secret().
+    keys = {ACME_SH_VALUE_KEY: ACME_SH_VALUE_KEY}
+    several_secrets = True
+
+    def secret_paths(self, path: str, *, include_private_key: bool = True) -> list[str]:
+        return [f"{path}/{name}" for name, field in ACME_SH_SECRETS if include_private_key or field != "private_key"]
+
+    def build_secrets(
+        self, bundle: _certs.CertificateBundle, path: str, options: RunOptions
+    ) -> list[tuple[str, dict[str, str]]]:
         values = {
             "certificate": bundle.certificate_pem,
-            "private_key": _private_key_pem(bundle) if include_private_key else "",
+            "private_key": _private_key_pem(bundle) if options.include_private_key else "",
             # acme.sh writes its CA file as it is; without intermediates that is empty text.
             "chain": bundle.chain_pem,
             "fullchain": bundle.fullchain_pem,
         }
         return [
             (secret, {ACME_SH_VALUE_KEY: values[_ACME_SH_FIELD_OF[secret.rpartition("/")[2]]]})
-            for secret in secret_paths(layout, path, include_private_key=include_private_key)
+            for secret in self.secret_paths(path, include_private_key=options.include_private_key)
         ]
-    if layout in (FABIO, TRAEFIK):
-        # Both hand cert and key to Go's tls.X509KeyPair, which takes the intermediates after the leaf.
+
+    @staticmethod
+    def fields_of_secret(path: str) -> Fields:
+        """The fields map of one of its secrets: each holds one logical field."""
+        return {_ACME_SH_FIELD_OF[path.rpartition("/")[2]]: ACME_SH_VALUE_KEY}
+
+    def for_decision(
+        self, item: Item, current_data: t.Mapping[str, t.Any] | None, options: Options
+    ) -> tuple[Item, Options]:
+        # Compared as the one logical field the secret holds: its changed_fields name that field.
+        return item, dataclasses.replace(options, fields=self.fields_of_secret(item.path))
+
+
+class Fabio(Layout):
+    """``cert`` (the fullchain) and ``key``: what fabio's ``vault`` certificate store reads."""
+
+    name = FABIO
+    keys = {"fullchain": "cert", "private_key": "key"}
+
+    def payload(self, bundle: _certs.CertificateBundle, options: RunOptions) -> dict[str, str]:
+        # fabio and Traefik hand cert and key to Go's tls.X509KeyPair, which takes the intermediates after the leaf.
         payload = {"cert": bundle.fullchain_pem}
-        if include_private_key:
+        if options.include_private_key:
             payload["key"] = _private_key_pem(bundle)
-        if layout == TRAEFIK:
-            payload = {key: _base64(value.encode("ascii")) for key, value in payload.items()}
-        return [(path, payload)]
-    if layout == HAPROXY:
+        return payload
+
+
+class Traefik(Fabio):
+    """fabio's ``cert`` and ``key``, base64-encoded: what Traefik Enterprise's Vault provider reads."""
+
+    name = TRAEFIK
+
+    def payload(self, bundle: _certs.CertificateBundle, options: RunOptions) -> dict[str, str]:
+        return {key: _base64(value.encode("ascii")) for key, value in super().payload(bundle, options).items()}
+
+    def path_warnings(self, paths: t.Sequence[str]) -> list[str]:
+        nested = [path for path in paths if "/" in path]
+        if not nested:
+            return []
+        more = f" (and {len(nested) - 1} more)" if len(nested) > 1 else ""
+        return [
+            f"layout traefik: Traefik Enterprise's Vault provider reads only secrets at the root of its KV mount; "
+            f"{nested[0]}{more} is not at the root, so Traefik will not find it"
+        ]
+
+
+class Haproxy(Layout):
+    """``pem``, the fullchain followed by the key: one file for HAProxy's ``crt``."""
+
+    name = HAPROXY
+    keys = {"pem": "pem"}
+    key_inseparable_in = "pem"
+
+    def payload(self, bundle: _certs.CertificateBundle, options: RunOptions) -> dict[str, str]:
         # crt: the leaf first, its intermediates in order, then the key.
-        return [(path, {"pem": bundle.fullchain_pem + _private_key_pem(bundle)})]
-    return [(path, {"pkcs12": _base64(_pkcs12_bundle(bundle, pkcs12_password))})]
+        return {"pem": bundle.fullchain_pem + _private_key_pem(bundle)}
+
+
+class Pkcs12(Layout):
+    """``pkcs12``, a base64 PKCS#12 bundle of key, certificate and chain, encrypted with ``pkcs12_password``."""
+
+    name = PKCS12
+    keys = {"pkcs12": "pkcs12"}
+    key_inseparable_in = "pkcs12"
+
+    def _check_password(self, password: str | None) -> None:
+        if not password:
+            raise VaultCertError("layout pkcs12 needs pkcs12_password, the password that encrypts the PKCS#12 bundle")
+
+    def payload(self, bundle: _certs.CertificateBundle, options: RunOptions) -> dict[str, str]:
+        return {"pkcs12": _base64(_pkcs12.serialize(bundle, options.pkcs12_password))}
+
+    def for_decision(
+        self, item: Item, current_data: t.Mapping[str, t.Any] | None, options: Options
+    ) -> tuple[Item, Options]:
+        # A bundle that holds what the current one holds is the current one.
+        payload = self.equivalent_payload(item.payload, current_data, options.pkcs12_password)
+        if payload is not item.payload:
+            item = dataclasses.replace(item, payload=payload)
+        return item, options
+
+    def equivalent_payload(
+        self, desired: dict[str, str], current_data: t.Mapping[str, t.Any] | None, password: str | None
+    ) -> dict[str, str]:
+        """``desired`` with each value that means the same as the current one replaced by the current one.
+
+        A PKCS#12 bundle is salted: the same key, certificate and chain encrypt to other bytes each run.
+        When the current bundle opens with ``password`` and holds the same key, certificate and chain
+        (in that order), the current value is kept, so an unchanged certificate writes no new version.
+        A bundle that does not open (another password, not PKCS#12), or is not protected the way this
+        collection writes bundles (no MAC, a plain key bag, a legacy PBE algorithm), or would cost more
+        than _pkcs12.MAX_KDF_ITERATIONS iterations of MAC and key derivations to open, differs and is
+        replaced - the cost is read before any of it is spent.
+        """
+        if not current_data or not password:
+            return desired
+        current = current_data.get(PKCS12)
+        wanted = desired.get(PKCS12)
+        if current is None or wanted is None or current == wanted:
+            return desired
+        current_content = _pkcs12.contents_of(current, password)
+        if current_content is None or current_content != _pkcs12.contents_of(wanted, password):
+            return desired
+        return {**desired, PKCS12: current}
+
+
+_BY_NAME: dict[str, Layout] = {
+    layout.name: layout for layout in (Default(), AcmeSh(), Fabio(), Traefik(), Haproxy(), Pkcs12())
+}
+LAYOUTS = tuple(_BY_NAME)
+
+
+def of(name: str) -> Layout:
+    """The layout called ``name``."""
+    if name not in LAYOUTS:
+        raise VaultCertError(f"layout must be one of {', '.join(LAYOUTS)}, not {name!r}")
+    return _BY_NAME[name]
 
 
 def _private_key_pem(bundle: _certs.CertificateBundle) -> str:
@@ -186,303 +364,54 @@ def _base64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _pkcs12_encryption(password: str) -> serialization.KeySerializationEncryption:
-    return (
-        serialization.PrivateFormat.PKCS12.encryption_builder()
-        .kdf_rounds(PKCS12_KDF_ROUNDS)
-        .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
-        .hmac_hash(hashes.SHA256())
-        .build(password.encode("utf-8"))
-    )
+# --- reading a stored secret back for a diff -------------------------------------------------------
 
 
-def _pkcs12_bundle(bundle: _certs.CertificateBundle, password: str | None) -> bytes:
-    if not password:
-        raise VaultCertError("layout pkcs12 needs pkcs12_password, the password that encrypts the PKCS#12 bundle")
-    if bundle.private_key is None:
-        raise VaultCertError("private key is required for layout pkcs12")
-    # A PKCS#12 bundle pairs the key with the certificate, even when validate is false.
-    _certs._check_key_matches(bundle)
+# What base64 of "-----BEGIN" starts with: the one value a layout encodes (traefik) is told apart cheaply.
+_BASE64_PEM_START = "LS0tLS1CRUdJTi"
+
+
+def _base64_pem(text: str) -> str:
+    """``text``, or the PEM text it is the base64 of (layout traefik stores PEM so), for a summary."""
+    if not text.startswith(_BASE64_PEM_START):
+        return text
     try:
-        return pkcs12.serialize_key_and_certificates(
-            None, bundle.private_key, bundle.certificate, list(bundle.chain) or None, _pkcs12_encryption(password)
-        )
-    except (TypeError, ValueError):
-        # cryptography's text is not shown: it never names the password, but it is not the user's language either.
-        raise VaultCertError(
-            f"private key of type {type(bundle.private_key).__name__.lstrip('_')} cannot be put into a PKCS#12 bundle"
-        ) from None
+        return base64.b64decode(text, validate=True).decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        return text
 
 
-# What opening a bundle found in the secret may cost: the iterations of its MAC and of every key derivation
-# (PBKDF2) of its encrypted parts, together. keytool writes 3 x 10000, OpenSSL 3 x 2048; the limit costs well
-# under a second. Every count is read from the DER before any of them is run (the library runs them all again).
-PKCS12_MAX_KDF_ITERATIONS = 500_000
-
-# Object identifiers (DER contents) of the PKCS#12 shapes that are opened; anything else is not what this
-# collection writes, and such a bundle is replaced without being opened.
-_OID_DATA = bytes.fromhex("2a864886f70d010701")
-_OID_ENCRYPTED_DATA = bytes.fromhex("2a864886f70d010706")
-_OID_SHROUDED_KEY_BAG = bytes.fromhex("2a864886f70d010c0a0102")
-_OID_CERT_BAG = bytes.fromhex("2a864886f70d010c0a0103")
-_OID_PBES2 = bytes.fromhex("2a864886f70d01050d")
-_OID_PBKDF2 = bytes.fromhex("2a864886f70d01050c")
-# PBKDF2's pseudo-random functions (hmacWithSHA1 is the default when none is named) and PBES2's ciphers.
-_PBKDF2_HASHES = {
-    bytes.fromhex("2a864886f70d0207"): "SHA1",
-    bytes.fromhex("2a864886f70d0208"): "SHA224",
-    bytes.fromhex("2a864886f70d0209"): "SHA256",
-    bytes.fromhex("2a864886f70d020a"): "SHA384",
-    bytes.fromhex("2a864886f70d020b"): "SHA512",
-}
-_AES_CBC_KEY_SIZES = {
-    bytes.fromhex("608648016503040102"): 16,
-    bytes.fromhex("608648016503040116"): 24,
-    bytes.fromhex("60864801650304012a"): 32,
-}
-# The MAC's digest: a plain hash, whose key the MacData iteration count derives (not PBMAC1, which hides its
-# own PBKDF2 count in its parameters).
-_MAC_DIGESTS = frozenset(
-    bytes.fromhex(oid)
-    for oid in ("2b0e03021a", "608648016503040204", "608648016503040201", "608648016503040202", "608648016503040203")
-)
+# Keys the hashes of one run: a short value (a PIN) hashed alone could be found by trying every value.
+_RUN_HASH_KEY = secrets.token_bytes(32)
 
 
-def _der_items(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
-    """(tag, content start, content end) of each DER element between ``start`` and ``end``."""
-    items = []
-    while start < end:
-        if start + 2 > end:
-            raise ValueError("truncated DER")
-        tag, length, start = data[start], data[start + 1], start + 2
-        if length & 0x80:
-            count = length & 0x7F
-            if not 0 < count <= 4 or start + count > end:
-                raise ValueError("bad DER length")
-            length, start = int.from_bytes(data[start : start + count], "big"), start + count
-        if start + length > end:
-            raise ValueError("truncated DER")
-        items.append((tag, start, start + length))
-        start += length
-    return items
+def _opaque(value: t.Any) -> str:
+    """A value shown only by its size and a keyed hash: equal within one run's diff, never reversible.
+
+    It may be anything, a password included.
+    """
+    text = value if isinstance(value, str) else repr(value)
+    digest = hmac.new(_RUN_HASH_KEY, text.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
+    return f"<value: {len(text)} characters, keyed hash {digest}>"
 
 
-def _children(data: bytes, element: tuple[int, int, int], tags: t.Sequence[int], optional: int = 0) -> list:
-    """The elements inside ``element``, which must have ``tags`` in that order (the last ``optional`` may lack)."""
-    items = _der_items(data, element[1], element[2])
-    if not len(tags) - optional <= len(items) <= len(tags) or any(
-        item[0] != tag for item, tag in zip(items, tags, strict=False)
-    ):
-        raise ValueError("not the PKCS#12 shape this collection writes")
-    return items
+def summarise_secret(data: t.Mapping[str, t.Any], *, fields: t.Mapping[str, str | None] = DEFAULT_FIELDS) -> dict:
+    """A secret's data as a diff may show it: no PEM body, key or unmanaged value in clear.
 
-
-def _only(data: bytes, start: int, end: int, tag: int) -> tuple[int, int, int]:
-    return _children(data, (tag, start, end), (tag,))[0]
-
-
-def _content(data: bytes, element: tuple[int, int, int]) -> bytes:
-    return data[element[1] : element[2]]
-
-
-def _count(data: bytes, element: tuple[int, int, int]) -> int:
-    return int.from_bytes(_content(data, element), "big", signed=True)
-
-
-class _Cost:
-    """Iterations spent on a bundle so far; raises before a count would go over PKCS12_MAX_KDF_ITERATIONS."""
-
-    def __init__(self) -> None:
-        self.iterations = 0
-
-    def spend(self, iterations: int) -> None:
-        if iterations < 1 or self.iterations + iterations > PKCS12_MAX_KDF_ITERATIONS:
-            raise ValueError("too costly to open")
-        self.iterations += iterations
-
-
-@dataclasses.dataclass(frozen=True)
-class _Pbes2:
-    salt: bytes
-    iterations: int
-    hash_name: str
-    key_size: int
-    iv: bytes
-
-
-def _pbes2(data: bytes, algorithm: tuple[int, int, int]) -> _Pbes2:
-    """The parameters of a PBES2 AlgorithmIdentifier (PBKDF2 and AES-CBC only); nothing is derived."""
-    oid, parameters = _children(data, algorithm, (0x06, 0x30))
-    kdf, scheme = _children(data, parameters, (0x30, 0x30))
-    kdf_oid, kdf_parameters = _children(data, kdf, (0x06, 0x30))
-    items = _der_items(data, kdf_parameters[1], kdf_parameters[2])
-    if len(items) < 2 or items[0][0] != 0x04 or items[1][0] != 0x02:
-        raise ValueError("not PBKDF2 parameters")
-    rest = [item for item in items[2:] if item[0] != 0x02]  # an optional keyLength, then an optional prf
-    hash_name = "SHA1"
-    if rest:
-        prf = _children(data, rest[0], (0x06, 0x05), optional=1)
-        hash_name = _PBKDF2_HASHES[_content(data, prf[0])]
-    cipher_oid, iv = _children(data, scheme, (0x06, 0x04))
-    if _content(data, oid) != _OID_PBES2 or _content(data, kdf_oid) != _OID_PBKDF2:
-        raise ValueError("not PBES2 with PBKDF2")
-    return _Pbes2(
-        salt=_content(data, items[0]),
-        iterations=_count(data, items[1]),
-        hash_name=hash_name,
-        key_size=_AES_CBC_KEY_SIZES[_content(data, cipher_oid)],
-        iv=_content(data, iv),
-    )
-
-
-def _pbes2_decrypt(scheme: _Pbes2, password: bytes, ciphertext: bytes) -> bytes:
-    kdf = PBKDF2HMAC(
-        algorithm=getattr(hashes, scheme.hash_name)(),
-        length=scheme.key_size,
-        salt=scheme.salt,
-        iterations=scheme.iterations,
-    )
-    decryptor = Cipher(algorithms.AES(kdf.derive(password)), modes.CBC(scheme.iv)).decryptor()
-    unpadder = padding.PKCS7(128).unpadder()
-    return unpadder.update(decryptor.update(ciphertext) + decryptor.finalize()) + unpadder.finalize()
-
-
-def _check_safe_contents(data: bytes, cost: _Cost) -> None:
-    """Certificate bags and shrouded key bags only; each key bag's KDF iterations counted (not run)."""
-    for bag in _der_items(data, *_only(data, 0, len(data), 0x30)[1:]):
-        if bag[0] != 0x30:
-            raise ValueError("not a SafeBag")
-        bag_id, value, *_attributes = _children(data, bag, (0x06, 0xA0, 0x31), optional=1)
-        kind = _content(data, bag_id)
-        if kind == _OID_SHROUDED_KEY_BAG:
-            encrypted_key = _only(data, value[1], value[2], 0x30)
-            algorithm, _key = _children(data, encrypted_key, (0x30, 0x04))
-            cost.spend(_pbes2(data, algorithm).iterations)
-        elif kind != _OID_CERT_BAG:
-            # A plain keyBag (readable without the password), a nested SafeContents, a secret bag.
-            raise ValueError("not a bag this collection writes")
-
-
-def _check_authenticated_safe(data: bytes, password: bytes, cost: _Cost) -> None:
-    for info in _der_items(data, *_only(data, 0, len(data), 0x30)[1:]):
-        if info[0] != 0x30:
-            raise ValueError("not a ContentInfo")
-        content_type, explicit = _children(data, info, (0x06, 0xA0))
-        kind = _content(data, content_type)
-        if kind == _OID_DATA:
-            _check_safe_contents(_content(data, _only(data, explicit[1], explicit[2], 0x04)), cost)
-        elif kind == _OID_ENCRYPTED_DATA:
-            encrypted_data = _only(data, explicit[1], explicit[2], 0x30)
-            _version, info_of_content = _children(data, encrypted_data, (0x02, 0x30))
-            _type, algorithm, ciphertext = _children(data, info_of_content, (0x06, 0x30, 0x80))
-            scheme = _pbes2(data, algorithm)
-            cost.spend(scheme.iterations)
-            # Decrypted here, under the bound, to count the key bags it may hide before the library opens them.
-            _check_safe_contents(_pbes2_decrypt(scheme, password, _content(data, ciphertext)), cost)
+    The managed certificate fields are shown as summaries of their PEM blocks when they hold
+    nothing else; the private key field only by the SHA-256 of its public key. Every other
+    value, and a managed field holding anything but PEM, is shown by its length and a short
+    hash, since it may hold a secret.
+    """
+    key_field = fields.get("private_key")
+    certificate_fields = {key for name, key in fields.items() if key and name != "private_key"}
+    summary = {}
+    for key, value in data.items():
+        shown = _certs.summarise_pem_only(_base64_pem(value)) if isinstance(value, str) else None
+        if key == key_field:
+            summary[key] = shown if shown and shown.startswith("<private key") else "<private key: not PEM>"
+        elif key in certificate_fields and shown is not None:
+            summary[key] = shown
         else:
-            raise ValueError("not a content type this collection writes")
-
-
-def _pkcs12_protected(data: bytes, password: str) -> bool:
-    """Whether a PKCS#12 bundle is protected as this collection writes them, at a bounded cost to open:
-    a MAC by a plain hash, the key in a shrouded (encrypted) bag, PBES2 (PBKDF2, AES-CBC) encryption only,
-    and at most PKCS12_MAX_KDF_ITERATIONS iterations of MAC and key derivations together. Every count is read
-    before any key derivation runs; the one run here (to see inside encrypted certificate bags) is counted."""
-    try:
-        pfx = _only(data, 0, len(data), 0x30)
-        _version, auth_safe, mac_data = _children(data, pfx, (0x02, 0x30, 0x30))
-        digest_info, _salt, *iterations = _children(data, mac_data, (0x30, 0x04, 0x02), optional=1)
-        digest_algorithm, _digest = _children(data, digest_info, (0x30, 0x04))
-        if _content(data, _children(data, digest_algorithm, (0x06, 0x05), optional=1)[0]) not in _MAC_DIGESTS:
-            return False
-        cost = _Cost()
-        cost.spend(_count(data, iterations[0]) if iterations else 1)
-        content_type, explicit = _children(data, auth_safe, (0x06, 0xA0))
-        if _content(data, content_type) != _OID_DATA:
-            return False
-        authenticated_safe = _content(data, _only(data, explicit[1], explicit[2], 0x04))
-        _check_authenticated_safe(authenticated_safe, password.encode("utf-8"), cost)
-    except (ValueError, KeyError):
-        return False
-    return True
-
-
-def _pkcs12_content(value: t.Any, password: str) -> tuple[bytes, bytes, tuple[bytes, ...]] | None:
-    """Key (PKCS#8 DER), certificate and chain (DER) of a base64 PKCS#12 value; None when it does not open,
-    or is not protected as this collection writes bundles (see _pkcs12_protected)."""
-    if not isinstance(value, str):
-        return None
-    try:
-        data = base64.b64decode(value, validate=True)
-        if not _pkcs12_protected(data, password):
-            return None
-        key, certificate, chain = pkcs12.load_key_and_certificates(data, password.encode("utf-8"))
-    except Exception:  # noqa: BLE001 - anyone who may write the secret chose these bytes: whatever fails, it differs
-        return None
-    if key is None or certificate is None:
-        return None
-    der = serialization.Encoding.DER
-    return (
-        key.private_bytes(der, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
-        certificate.public_bytes(der),
-        tuple(issuer.public_bytes(der) for issuer in chain),
-    )
-
-
-def equivalent_payload(
-    layout: str, desired: dict[str, str], current_data: t.Mapping[str, t.Any] | None, password: str | None
-) -> dict[str, str]:
-    """``desired`` with each value that means the same as the current one replaced by the current one.
-
-    A PKCS#12 bundle is salted: the same key, certificate and chain encrypt to other bytes each run.
-    When the current bundle opens with ``password`` and holds the same key, certificate and chain
-    (in that order), the current value is kept, so an unchanged certificate writes no new version.
-    A bundle that does not open (another password, not PKCS#12), or is not protected the way this
-    collection writes bundles (no MAC, a plain key bag, a legacy PBE algorithm), or would cost more
-    than PKCS12_MAX_KDF_ITERATIONS iterations of MAC and key derivations to open, differs and is
-    replaced - the cost is read before any of it is spent. Other layouts compare bytes.
-    """
-    if layout != PKCS12 or not current_data or not password:
-        return desired
-    current = current_data.get(PKCS12)
-    wanted = desired.get(PKCS12)
-    if current is None or wanted is None or current == wanted:
-        return desired
-    current_content = _pkcs12_content(current, password)
-    if current_content is None or current_content != _pkcs12_content(wanted, password):
-        return desired
-    return {**desired, PKCS12: current}
-
-
-Item = t.TypeVar("Item")
-Options = t.TypeVar("Options")
-
-
-def for_decision(item: Item, current_data: t.Mapping[str, t.Any] | None, options: Options) -> tuple[Item, Options]:
-    """What _push.decide() compares for one secret: the item and the run's options, seen through the layout.
-
-    An acme_sh secret is compared as the one logical field it holds (its ``changed_fields``
-    name that field); a pkcs12 bundle that holds what the current one holds is the current one.
-    """
-    layout = options.layout
-    if layout == ACME_SH:
-        options = dataclasses.replace(options, fields=fields_of_secret(layout, item.path, options.fields))
-    elif layout == PKCS12:
-        payload = equivalent_payload(layout, item.payload, current_data, options.pkcs12_password)
-        if payload is not item.payload:
-            item = dataclasses.replace(item, payload=payload)
-    return item, options
-
-
-def path_warnings(layout: str, paths: t.Sequence[str]) -> list[str]:
-    """What a run should say about paths its layout's consumer will not find."""
-    if layout != TRAEFIK:
-        return []
-    nested = [path for path in paths if "/" in path]
-    if not nested:
-        return []
-    more = f" (and {len(nested) - 1} more)" if len(nested) > 1 else ""
-    return [
-        f"layout traefik: Traefik Enterprise's Vault provider reads only secrets at the root of its KV mount; "
-        f"{nested[0]}{more} is not at the root, so Traefik will not find it"
-    ]
+            summary[key] = _opaque(value)
+    return summary

@@ -62,9 +62,13 @@ class PushOptions:
     adopt: bool = True
 
     @cached_property
+    def secret_layout(self) -> _layouts.Layout:
+        return _layouts.of(self.layout)
+
+    @cached_property
     def managed_keys(self) -> frozenset[str]:
         """The JSON keys a push owns, worked out once per run, not per certificate."""
-        return _layouts.managed_keys(self.layout, self.fields)
+        return self.secret_layout.managed_keys(self.fields)
 
 
 @dataclass(frozen=True)
@@ -154,7 +158,7 @@ def prepare_items(raw_items: t.Sequence[t.Mapping[str, t.Any]], options: PushOpt
         )
     _batch.refuse_repeated_paths((raw["path"] for raw in raw_items), option="certificates")
     items = [item for raw in raw_items for item in _prepare_item(raw, raw["path"], options)]
-    if _layouts.several_secrets(options.layout):
+    if options.secret_layout.several_secrets:
         # Each certificate is several secrets below its path: every one of them must be a path of its own.
         for item in items:
             _kv2.validate_path(item.path)
@@ -178,14 +182,7 @@ def _prepare_item(raw: t.Mapping[str, t.Any], path: str, options: PushOptions) -
     except VaultCertError as exc:
         raise VaultCertError(f"{path}: {exc}") from None
     try:
-        secrets = _layouts.build_secrets(
-            bundle,
-            path=path,
-            layout=options.layout,
-            fields=options.fields,
-            include_private_key=options.include_private_key,
-            pkcs12_password=options.pkcs12_password,
-        )
+        secrets = options.secret_layout.build_secrets(bundle, path, options)
     except VaultCertError as exc:
         raise VaultCertError(f"{path}: {exc}") from None
     summary = _certs.summarise_certificate(bundle.certificate)
@@ -195,7 +192,7 @@ def _prepare_item(raw: t.Mapping[str, t.Any], path: str, options: PushOptions) -
 def decide(item: PushItem, state: SecretState, options: PushOptions) -> Decision:
     """What the new version's data and the secret's metadata should be, and which fields that changes."""
     current = state.current
-    item, options = _layouts.for_decision(item, current.data if current else None, options)
+    item, options = options.secret_layout.for_decision(item, current.data if current else None, options)
     current_data = (current.data if current else None) or {}
     managed = options.managed_keys
     desired = dict(item.payload)
@@ -418,8 +415,8 @@ def _result(
         result["diff"] = {
             "before_header": _kv2.data_path(options.mount, item.path),
             "after_header": _kv2.data_path(options.mount, item.path),
-            "before": _certs.summarise_secret(before, fields=options.fields),
-            "after": _certs.summarise_secret(decision.desired, fields=options.fields),
+            "before": _layouts.summarise_secret(before, fields=options.fields),
+            "after": _layouts.summarise_secret(decision.desired, fields=options.fields),
         }
     return result
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import typing as t
 from dataclasses import dataclass
 
-from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _certs, _health, _kv2
+from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _certs, _health, _kv2, _layouts
 from ansible_collections.certautopilot.vault.plugins.module_utils._client import (
     VaultClient,
 )
@@ -161,8 +161,8 @@ def rollback(client: VaultClient, request: RollbackRequest) -> dict:
         "diff": {
             "before_header": f"{location} (version {current})",
             "after_header": f"{location} (data of version {target})",
-            "before": _certs.summarise_secret(before),
-            "after": _certs.summarise_secret(target_data.data),
+            "before": _layouts.summarise_secret(before),
+            "after": _layouts.summarise_secret(target_data.data),
         },
     }
 

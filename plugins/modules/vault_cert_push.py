@@ -570,8 +570,7 @@ def push(vault: WriterModule) -> dict:
     params = vault.params
     options = _push.PushOptions(
         mount=params["mount"],
-        fields=_layouts.layout_fields(
-            params["layout"],
+        fields=_layouts.of(params["layout"]).fields(
             params["fields"],
             include_private_key=params["include_private_key"],
             pkcs12_password=params["pkcs12_password"],
@@ -596,8 +595,8 @@ def push(vault: WriterModule) -> dict:
     )
     items = _push.prepare_items(_keys.attach_keys(vault.items, params["key_bundle"]), options)
     # A certificate of several secrets (acme_sh) returns one result per secret: a list, as a batch does.
-    vault.batch = vault.batch or _layouts.several_secrets(options.layout)
-    for warning in _layouts.path_warnings(options.layout, [item.path for item in items]):
+    vault.batch = vault.batch or options.secret_layout.several_secrets
+    for warning in options.secret_layout.path_warnings([item.path for item in items]):
         vault.module.warn(warning)
 
     def write(client: VaultClient) -> list[dict]:

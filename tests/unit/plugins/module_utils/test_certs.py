@@ -1,6 +1,6 @@
 # Copyright: CertAutoPilot contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The certificate layer: parsing, validation, payloads, summaries."""
+"""The certificate layer: parsing, validation, summaries."""
 
 from __future__ import annotations
 
@@ -19,19 +19,14 @@ from refusals import assert_holds_no_pem, expect_error
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _certs as _certs_module
 from ansible_collections.certautopilot.vault.plugins.module_utils._certs import (
-    DEFAULT_FIELDS,
-    FIELD_NAMES,
     HAS_CRYPTOGRAPHY,
     SUMMARY_KEYS,
     CertificateBundle,
-    build_payload,
     certificate_info,
     load_bundle,
-    managed_keys,
     parse_certificate,
     parse_chain,
     parse_private_key,
-    resolve_fields,
     summarise_certificate,
     summarise_value,
     validate_bundle,
@@ -65,11 +60,8 @@ def test_crlf_and_missing_trailing_newline_store_the_same_bytes(ec_chain):
         private_key="\n  " + leaf.key_pem.replace("\n", "\r\n").rstrip() + "  \n\n",
         chain=[intermediate.cert_pem.rstrip("\n")],
     )
-    fields = resolve_fields(None)
-    assert build_payload(plain, fields=fields, include_private_key=True) == build_payload(
-        mangled, fields=fields, include_private_key=True
-    )
-    assert mangled.private_key_pem == leaf.key_pem
+    assert (mangled.certificate_pem, mangled.chain_pem) == (plain.certificate_pem, plain.chain_pem)
+    assert mangled.private_key_pem == plain.private_key_pem == leaf.key_pem
 
 
 # --- parse_certificate -----------------------------------------------------------------------
@@ -458,132 +450,6 @@ def test_bundle_pem_properties_are_canonical(ec_chain):
     assert load_bundle(certificate=ec_chain.leaf.cert_pem).chain_pem == ""
 
 
-# --- fields ----------------------------------------------------------------------------------
-
-
-def test_field_names_and_defaults():
-    assert FIELD_NAMES == ("certificate", "private_key", "chain", "fullchain")
-    assert DEFAULT_FIELDS == {
-        "certificate": "certificate",
-        "private_key": "private_key",
-        "chain": "chain",
-        "fullchain": "fullchain",
-    }
-
-
-def test_resolve_fields_without_mapping_gives_a_copy_of_the_defaults():
-    resolved = resolve_fields(None)
-    assert resolved == DEFAULT_FIELDS
-    resolved["chain"] = "changed"
-    assert DEFAULT_FIELDS["chain"] == "chain"
-
-
-def test_resolve_fields_merges_over_the_defaults():
-    assert resolve_fields({"certificate": "tls.crt", "private_key": "tls.key"}) == {
-        "certificate": "tls.crt",
-        "private_key": "tls.key",
-        "chain": "chain",
-        "fullchain": "fullchain",
-    }
-
-
-@pytest.mark.parametrize("unset", [None, ""])
-def test_resolve_fields_maps_null_or_empty_to_not_written(unset):
-    assert resolve_fields({"fullchain": unset})["fullchain"] is None
-
-
-def test_resolve_fields_refuses_unknown_names():
-    expect_error(
-        ("unknown", "'cert'", "'key'", "certificate, private_key, chain, fullchain"),
-        resolve_fields,
-        {"cert": "a", "key": "b"},
-    )
-
-
-def test_resolve_fields_refuses_two_fields_on_one_json_key():
-    expect_error(("certificate", "fullchain", "'pem'"), resolve_fields, {"certificate": "pem", "fullchain": "pem"})
-
-
-def test_resolve_fields_refuses_a_field_moved_onto_a_default_key():
-    expect_error(("certificate", "chain", "'chain'"), resolve_fields, {"certificate": "chain"})
-
-
-def test_resolve_fields_refuses_non_string_keys():
-    expect_error(("fields", "chain"), resolve_fields, {"chain": 3})
-
-
-def test_resolve_fields_refuses_a_mapping_that_writes_nothing():
-    expect_error(("nothing would be written",), resolve_fields, dict.fromkeys(FIELD_NAMES))
-
-
-def test_resolve_fields_refuses_a_non_dict():
-    expect_error(("fields",), resolve_fields, ["certificate"])
-
-
-# --- build_payload and managed_keys ----------------------------------------------------------
-
-
-@pytest.fixture
-def full_bundle(ec_chain) -> CertificateBundle:
-    return load_bundle(
-        certificate=ec_chain.leaf.cert_pem, private_key=ec_chain.leaf.key_pem, chain=ec_chain.intermediate.cert_pem
-    )
-
-
-def test_payload_holds_all_four_fields_by_default(ec_chain, full_bundle):
-    payload = build_payload(full_bundle, fields=resolve_fields(None), include_private_key=True)
-    assert payload == {
-        "certificate": ec_chain.leaf.cert_pem,
-        "private_key": ec_chain.leaf.key_pem,
-        "chain": ec_chain.intermediate.cert_pem,
-        "fullchain": ec_chain.leaf.cert_pem + ec_chain.intermediate.cert_pem,
-    }
-
-
-def test_payload_leaves_out_private_key_when_not_included(full_bundle):
-    payload = build_payload(full_bundle, fields=resolve_fields(None), include_private_key=False)
-    assert set(payload) == {"certificate", "chain", "fullchain"}
-
-
-def test_payload_leaves_out_chain_when_empty(ec_chain):
-    bundle = load_bundle(certificate=ec_chain.leaf.cert_pem, private_key=ec_chain.leaf.key_pem)
-    payload = build_payload(bundle, fields=resolve_fields(None), include_private_key=True)
-    assert set(payload) == {"certificate", "private_key", "fullchain"}
-    assert payload["fullchain"] == payload["certificate"]
-
-
-def test_payload_uses_mapped_keys_and_leaves_out_unmapped_fields(full_bundle):
-    fields = resolve_fields({"certificate": "tls.crt", "private_key": "tls.key", "fullchain": None})
-    payload = build_payload(full_bundle, fields=fields, include_private_key=True)
-    assert set(payload) == {"tls.crt", "tls.key", "chain"}
-
-
-def test_payload_can_leave_out_the_certificate_field(full_bundle):
-    payload = build_payload(full_bundle, fields={"certificate": None}, include_private_key=False)
-    assert set(payload) == {"chain", "fullchain"}
-
-
-def test_payload_requires_a_key_when_it_is_included(ec_chain):
-    bundle = load_bundle(certificate=ec_chain.leaf.cert_pem)
-    expect_error(
-        ("private key", "include_private_key"), build_payload, bundle, fields=DEFAULT_FIELDS, include_private_key=True
-    )
-    assert "private_key" not in build_payload(bundle, fields=DEFAULT_FIELDS, include_private_key=False)
-
-
-def test_payload_without_key_field_needs_no_key(ec_chain):
-    bundle = load_bundle(certificate=ec_chain.leaf.cert_pem)
-    assert build_payload(bundle, fields={"private_key": None}, include_private_key=True) == {
-        "certificate": ec_chain.leaf.cert_pem,
-        "fullchain": ec_chain.leaf.cert_pem,
-    }
-
-
-def test_managed_keys_are_the_mapped_json_keys_even_when_absent_from_the_payload():
-    assert managed_keys(None) == frozenset(FIELD_NAMES)
-    assert managed_keys({"certificate": "tls.crt", "chain": ""}) == frozenset({"tls.crt", "private_key", "fullchain"})
-
-
 # --- summarise_certificate -------------------------------------------------------------------
 
 
@@ -677,6 +543,13 @@ def test_summarise_value_marks_a_certificate_with_malformed_extension_unreadable
 def test_certificate_info_summarises_pem_text(ec_chain):
     assert certificate_info(ec_chain.leaf.cert_pem) == summarise_certificate(ec_chain.leaf.cert)
     expect_error(("certificate", "PEM"), certificate_info, "junk")
+
+
+@pytest.fixture
+def full_bundle(ec_chain) -> CertificateBundle:
+    return load_bundle(
+        certificate=ec_chain.leaf.cert_pem, private_key=ec_chain.leaf.key_pem, chain=ec_chain.intermediate.cert_pem
+    )
 
 
 # --- summarise_value -------------------------------------------------------------------------
@@ -778,8 +651,8 @@ def test_summarise_value_keeps_text_around_blocks_and_every_block_of_a_fullchain
 
 
 def test_summarise_value_never_leaks_any_payload_value(full_bundle):
-    payload = build_payload(full_bundle, fields=DEFAULT_FIELDS, include_private_key=True)
-    for value in payload.values():
+    bundle = full_bundle
+    for value in (bundle.certificate_pem, bundle.private_key_pem, bundle.chain_pem, bundle.fullchain_pem):
         assert_holds_no_pem(summarise_value(value), value)
 
 
@@ -791,62 +664,6 @@ def test_summarise_value_returns_non_pem_text_unchanged(value):
 @pytest.mark.parametrize("value", [None, 3, ["x"]])
 def test_summarise_value_returns_non_strings_unchanged(value):
     assert summarise_value(value) == value
-
-
-# -- diffs of a whole secret -------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        "db_password=hunter2-unmanaged",
-        "-----BEGIN-----\nhunter2-unmanaged\n-----END-----",
-        "-----BEGIN FOO-----\nhunter2-unmanaged\n-----END FOO-----",
-        "hunter2-unmanaged\n-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
-    ],
-    ids=["plain", "empty-label", "unknown-label", "text-around-pem"],
-)
-def test_secret_summary_never_shows_an_unmanaged_value(value):
-    summary = _certs_module.summarise_secret({"notes": value})
-    assert "hunter2" not in summary["notes"]
-    assert summary["notes"].startswith(f"<value: {len(value)} characters, keyed hash ")
-
-
-def test_secret_summary_hides_text_around_pem_in_a_managed_field(ec_chain):
-    summary = _certs_module.summarise_secret({"certificate": "hunter2-text\n" + ec_chain.leaf.cert_pem})
-    assert "hunter2" not in summary["certificate"]
-    assert summary["certificate"].startswith("<value: ")
-
-
-def test_secret_summary_shows_managed_pem_fields_by_their_summaries(ec_chain):
-    summary = _certs_module.summarise_secret(
-        {"certificate": ec_chain.leaf.cert_pem, "private_key": ec_chain.leaf.key_pem, "chain": ec_chain.chain_pem}
-    )
-    assert summary["certificate"].startswith("<certificate CN=www.example.com, serial=")
-    assert summary["private_key"].startswith("<private key: sha256 ")
-    assert summary["chain"].startswith("<certificate CN=")
-    assert "PRIVATE KEY" not in str(summary)
-
-
-def test_secret_summary_of_a_key_field_that_is_not_a_key():
-    assert _certs_module.summarise_secret({"private_key": "hunter2"}) == {"private_key": "<private key: not PEM>"}
-
-
-@pytest.mark.parametrize("key", ["tls crt", "-----BEGIN PRIVATE KEY-----\nMIIB", "a" * 129, "cert\n"])
-def test_resolve_fields_refuses_what_is_no_plain_json_key_without_showing_it(key):
-    with pytest.raises(VaultCertError, match="fields: certificate must map to a JSON key") as error:
-        _certs_module.resolve_fields({"certificate": key})
-    assert key not in str(error.value)
-
-
-def test_an_unmanaged_value_is_hashed_with_a_key_of_the_run_so_a_short_one_cannot_be_tried_out():
-    import hashlib
-
-    first = _certs_module.summarise_secret({"pin": "123456"})["pin"]
-    again = _certs_module.summarise_secret({"pin": "123456"})["pin"]
-    assert first == again, "equal values look equal within one run's diff"
-    assert hashlib.sha256(b"123456").hexdigest()[:16] not in first
-    assert _certs_module.summarise_secret({"pin": "123457"})["pin"] != first
 
 
 def test_a_chain_repeated_across_a_batch_is_parsed_and_written_out_once(ec_chain):

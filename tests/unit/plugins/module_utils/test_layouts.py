@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from cryptography.hazmat.primitives.serialization import pkcs12
 from refusals import expect_error
 
-from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _layouts, _push
+from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _layouts, _pkcs12, _push
+from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
 from ansible_collections.certautopilot.vault.plugins.module_utils._kv2 import SecretVersion
 
 PASSWORD = "correct horse battery staple"
@@ -42,8 +43,7 @@ def _options(layout: str, **overrides) -> _push.PushOptions:
         "pkcs12_password": PASSWORD if layout == _layouts.PKCS12 else None,
     }
     settings.update(overrides)
-    fields = _layouts.layout_fields(
-        layout,
+    fields = _layouts.of(layout).fields(
         settings.pop("fields", None),
         include_private_key=settings["include_private_key"],
         pkcs12_password=settings["pkcs12_password"],
@@ -148,17 +148,18 @@ def test_traefik_writes_base64_of_the_fullchain_and_the_key_on_one_line(ec_chain
 
 def test_traefik_diff_summarises_the_base64_pem_and_shows_no_key(ec_chain):
     (item,) = _items(ec_chain, "traefik")
-    summary = _certs.summarise_secret(item.payload, fields=_options("traefik").fields)
+    summary = _layouts.summarise_secret(item.payload, fields=_options("traefik").fields)
     assert summary["cert"].startswith("<certificate CN=www.example.com") and summary["cert"].count("\n") == 1
     assert summary["key"].startswith("<private key: sha256 ")
     assert ec_chain.leaf.key_pem not in repr(summary) and item.payload["key"] not in repr(summary)
 
 
 def test_traefik_warns_about_a_path_below_the_root():
-    assert _layouts.path_warnings("traefik", ["www.example.com"]) == []
-    (warning,) = _layouts.path_warnings("traefik", ["certs/a", "certs/b"])
+    traefik = _layouts.of("traefik")
+    assert traefik.path_warnings(["www.example.com"]) == []
+    (warning,) = traefik.path_warnings(["certs/a", "certs/b"])
     assert "certs/a (and 1 more)" in warning and "root" in warning
-    assert _layouts.path_warnings("fabio", ["certs/a"]) == []
+    assert _layouts.of("fabio").path_warnings(["certs/a"]) == []
 
 
 def test_haproxy_pem_is_the_leaf_then_the_chain_then_the_key(ec_chain):
@@ -246,9 +247,11 @@ def test_pkcs12_current_value_that_does_not_open_is_a_change(ec_chain, current):
     assert _decide_pkcs12(item, current).data_changed
 
 
-def test_equivalent_payload_leaves_other_layouts_to_byte_comparison():
-    desired = {"pem": "x"}
-    assert _layouts.equivalent_payload("haproxy", desired, {"pem": "y"}, None) is desired
+def test_other_layouts_leave_the_comparison_to_bytes(ec_chain):
+    (item,) = _items(ec_chain, "haproxy")
+    options = _options("haproxy")
+    seen_item, seen_options = _layouts.of("haproxy").for_decision(item, {"pem": "y"}, options)
+    assert seen_item is item and seen_options is options
 
 
 def test_pkcs12_password_is_kept_out_of_the_options_repr():
@@ -259,9 +262,7 @@ def test_pkcs12_password_is_kept_out_of_the_options_repr():
 
 
 def _layout_fields(layout, fields=None, *, include_private_key=True, pkcs12_password=None):
-    return _layouts.layout_fields(
-        layout, fields, include_private_key=include_private_key, pkcs12_password=pkcs12_password
-    )
+    return _layouts.of(layout).fields(fields, include_private_key=include_private_key, pkcs12_password=pkcs12_password)
 
 
 def test_pkcs12_without_password_is_refused():
@@ -286,7 +287,7 @@ def test_fields_renaming_a_key_with_another_layout_is_refused(layout):
         pkcs12_password=password,
     )
     # fields that rename nothing are the default: accepted.
-    assert _layout_fields(layout, dict(_certs.DEFAULT_FIELDS), pkcs12_password=password)
+    assert _layout_fields(layout, dict(_layouts.DEFAULT_FIELDS), pkcs12_password=password)
 
 
 @pytest.mark.parametrize("layout", ["haproxy", "pkcs12"])
@@ -317,10 +318,205 @@ def test_acme_sh_two_certificates_at_one_path_are_refused(ec_chain):
 
 
 def test_managed_keys_are_the_layouts_own():
-    assert _layouts.managed_keys("fabio", _layout_fields("fabio")) == {"cert", "key"}
-    assert _layouts.managed_keys("pkcs12", _layout_fields("pkcs12", pkcs12_password=PASSWORD)) == {"pkcs12"}
-    assert _layouts.managed_keys("acme_sh", _layout_fields("acme_sh")) == {"value"}
-    assert _layouts.managed_keys("default", None) == set(_certs.FIELD_NAMES)
+    assert _layouts.of("fabio").managed_keys(_layout_fields("fabio")) == {"cert", "key"}
+    assert _layouts.of("pkcs12").managed_keys(_layout_fields("pkcs12", pkcs12_password=PASSWORD)) == {"pkcs12"}
+    assert _layouts.of("acme_sh").managed_keys(_layout_fields("acme_sh")) == {"value"}
+    assert _layouts.of("default").managed_keys(None) == set(_layouts.FIELD_NAMES)
+
+
+# --- fields ----------------------------------------------------------------------------------
+
+
+def test_field_names_and_defaults():
+    assert _layouts.FIELD_NAMES == ("certificate", "private_key", "chain", "fullchain")
+    assert _layouts.DEFAULT_FIELDS == {
+        "certificate": "certificate",
+        "private_key": "private_key",
+        "chain": "chain",
+        "fullchain": "fullchain",
+    }
+
+
+def test_resolve_fields_without_mapping_gives_a_copy_of_the_defaults():
+    resolved = _layouts.resolve_fields(None)
+    assert resolved == _layouts.DEFAULT_FIELDS
+    resolved["chain"] = "changed"
+    assert _layouts.DEFAULT_FIELDS["chain"] == "chain"
+
+
+def test_resolve_fields_merges_over_the_defaults():
+    assert _layouts.resolve_fields({"certificate": "tls.crt", "private_key": "tls.key"}) == {
+        "certificate": "tls.crt",
+        "private_key": "tls.key",
+        "chain": "chain",
+        "fullchain": "fullchain",
+    }
+
+
+@pytest.mark.parametrize("unset", [None, ""])
+def test_resolve_fields_maps_null_or_empty_to_not_written(unset):
+    assert _layouts.resolve_fields({"fullchain": unset})["fullchain"] is None
+
+
+def test_resolve_fields_refuses_unknown_names():
+    expect_error(
+        ("unknown", "'cert'", "'key'", "certificate, private_key, chain, fullchain"),
+        _layouts.resolve_fields,
+        {"cert": "a", "key": "b"},
+    )
+
+
+def test_resolve_fields_refuses_two_fields_on_one_json_key():
+    expect_error(
+        ("certificate", "fullchain", "'pem'"), _layouts.resolve_fields, {"certificate": "pem", "fullchain": "pem"}
+    )
+
+
+def test_resolve_fields_refuses_a_field_moved_onto_a_default_key():
+    expect_error(("certificate", "chain", "'chain'"), _layouts.resolve_fields, {"certificate": "chain"})
+
+
+def test_resolve_fields_refuses_non_string_keys():
+    expect_error(("fields", "chain"), _layouts.resolve_fields, {"chain": 3})
+
+
+def test_resolve_fields_refuses_a_mapping_that_writes_nothing():
+    expect_error(("nothing would be written",), _layouts.resolve_fields, dict.fromkeys(_layouts.FIELD_NAMES))
+
+
+def test_resolve_fields_refuses_a_non_dict():
+    expect_error(("fields",), _layouts.resolve_fields, ["certificate"])
+
+
+# --- _default_payload and managed_keys ----------------------------------------------------------
+
+
+@pytest.fixture
+def full_bundle(ec_chain) -> _certs.CertificateBundle:
+    return _certs.load_bundle(
+        certificate=ec_chain.leaf.cert_pem, private_key=ec_chain.leaf.key_pem, chain=ec_chain.intermediate.cert_pem
+    )
+
+
+def _default_payload(bundle: _certs.CertificateBundle, *, fields, include_private_key: bool) -> dict[str, str]:
+    options = _push.PushOptions(mount="secret", fields=fields, include_private_key=include_private_key)
+    return _layouts.of("default").payload(bundle, options)
+
+
+def test_payload_holds_all_four_fields_by_default(ec_chain, full_bundle):
+    payload = _default_payload(full_bundle, fields=_layouts.resolve_fields(None), include_private_key=True)
+    assert payload == {
+        "certificate": ec_chain.leaf.cert_pem,
+        "private_key": ec_chain.leaf.key_pem,
+        "chain": ec_chain.intermediate.cert_pem,
+        "fullchain": ec_chain.leaf.cert_pem + ec_chain.intermediate.cert_pem,
+    }
+
+
+def test_payload_leaves_out_private_key_when_not_included(full_bundle):
+    payload = _default_payload(full_bundle, fields=_layouts.resolve_fields(None), include_private_key=False)
+    assert set(payload) == {"certificate", "chain", "fullchain"}
+
+
+def test_payload_leaves_out_chain_when_empty(ec_chain):
+    bundle = _certs.load_bundle(certificate=ec_chain.leaf.cert_pem, private_key=ec_chain.leaf.key_pem)
+    payload = _default_payload(bundle, fields=_layouts.resolve_fields(None), include_private_key=True)
+    assert set(payload) == {"certificate", "private_key", "fullchain"}
+    assert payload["fullchain"] == payload["certificate"]
+
+
+def test_payload_uses_mapped_keys_and_leaves_out_unmapped_fields(full_bundle):
+    fields = _layouts.resolve_fields({"certificate": "tls.crt", "private_key": "tls.key", "fullchain": None})
+    payload = _default_payload(full_bundle, fields=fields, include_private_key=True)
+    assert set(payload) == {"tls.crt", "tls.key", "chain"}
+
+
+def test_payload_can_leave_out_the_certificate_field(full_bundle):
+    payload = _default_payload(full_bundle, fields={"certificate": None}, include_private_key=False)
+    assert set(payload) == {"chain", "fullchain"}
+
+
+def test_payload_requires_a_key_when_it_is_included(ec_chain):
+    bundle = _certs.load_bundle(certificate=ec_chain.leaf.cert_pem)
+    expect_error(
+        ("private key", "include_private_key"),
+        _default_payload,
+        bundle,
+        fields=_layouts.DEFAULT_FIELDS,
+        include_private_key=True,
+    )
+    assert "private_key" not in _default_payload(bundle, fields=_layouts.DEFAULT_FIELDS, include_private_key=False)
+
+
+def test_payload_without_key_field_needs_no_key(ec_chain):
+    bundle = _certs.load_bundle(certificate=ec_chain.leaf.cert_pem)
+    assert _default_payload(bundle, fields={"private_key": None}, include_private_key=True) == {
+        "certificate": ec_chain.leaf.cert_pem,
+        "fullchain": ec_chain.leaf.cert_pem,
+    }
+
+
+def test_managed_keys_are_the_mapped_json_keys_even_when_absent_from_the_payload():
+    assert _layouts.of("default").managed_keys(None) == frozenset(_layouts.FIELD_NAMES)
+    assert _layouts.of("default").managed_keys({"certificate": "tls.crt", "chain": ""}) == frozenset(
+        {"tls.crt", "private_key", "fullchain"}
+    )
+
+
+# -- diffs of a whole secret -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "db_password=hunter2-unmanaged",
+        "-----BEGIN-----\nhunter2-unmanaged\n-----END-----",
+        "-----BEGIN FOO-----\nhunter2-unmanaged\n-----END FOO-----",
+        "hunter2-unmanaged\n-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
+    ],
+    ids=["plain", "empty-label", "unknown-label", "text-around-pem"],
+)
+def test_secret_summary_never_shows_an_unmanaged_value(value):
+    summary = _layouts.summarise_secret({"notes": value})
+    assert "hunter2" not in summary["notes"]
+    assert summary["notes"].startswith(f"<value: {len(value)} characters, keyed hash ")
+
+
+def test_secret_summary_hides_text_around_pem_in_a_managed_field(ec_chain):
+    summary = _layouts.summarise_secret({"certificate": "hunter2-text\n" + ec_chain.leaf.cert_pem})
+    assert "hunter2" not in summary["certificate"]
+    assert summary["certificate"].startswith("<value: ")
+
+
+def test_secret_summary_shows_managed_pem_fields_by_their_summaries(ec_chain):
+    summary = _layouts.summarise_secret(
+        {"certificate": ec_chain.leaf.cert_pem, "private_key": ec_chain.leaf.key_pem, "chain": ec_chain.chain_pem}
+    )
+    assert summary["certificate"].startswith("<certificate CN=www.example.com, serial=")
+    assert summary["private_key"].startswith("<private key: sha256 ")
+    assert summary["chain"].startswith("<certificate CN=")
+    assert "PRIVATE KEY" not in str(summary)
+
+
+def test_secret_summary_of_a_key_field_that_is_not_a_key():
+    assert _layouts.summarise_secret({"private_key": "hunter2"}) == {"private_key": "<private key: not PEM>"}
+
+
+@pytest.mark.parametrize("key", ["tls crt", "-----BEGIN PRIVATE KEY-----\nMIIB", "a" * 129, "cert\n"])
+def test_resolve_fields_refuses_what_is_no_plain_json_key_without_showing_it(key):
+    with pytest.raises(VaultCertError, match="fields: certificate must map to a JSON key") as error:
+        _layouts.resolve_fields({"certificate": key})
+    assert key not in str(error.value)
+
+
+def test_an_unmanaged_value_is_hashed_with_a_key_of_the_run_so_a_short_one_cannot_be_tried_out():
+    import hashlib
+
+    first = _layouts.summarise_secret({"pin": "123456"})["pin"]
+    again = _layouts.summarise_secret({"pin": "123456"})["pin"]
+    assert first == again, "equal values look equal within one run's diff"
+    assert hashlib.sha256(b"123456").hexdigest()[:16] not in first
+    assert _layouts.summarise_secret({"pin": "123457"})["pin"] != first
 
 
 # --- pkcs12: what opening a current bundle may cost --------------------------------------------
@@ -385,8 +581,8 @@ def _opened(monkeypatch) -> list[str]:
 
         return call
 
-    monkeypatch.setattr(_layouts, "PBKDF2HMAC", refused("PBKDF2"), raising=False)
-    monkeypatch.setattr(_layouts.pkcs12, "load_key_and_certificates", refused("load_key_and_certificates"))
+    monkeypatch.setattr(_pkcs12, "PBKDF2HMAC", refused("PBKDF2"), raising=False)
+    monkeypatch.setattr(_pkcs12.pkcs12, "load_key_and_certificates", refused("load_key_and_certificates"))
     return ran
 
 
@@ -407,21 +603,21 @@ def test_pkcs12_bundle_with_costly_bag_encryption_is_a_change_without_running_it
     (item,) = _items(ec_chain, "pkcs12")
     ran = _opened(monkeypatch)
 
-    assert _layouts.equivalent_payload("pkcs12", item.payload, {"pkcs12": planted}, PASSWORD) == item.payload
+    assert _layouts.of("pkcs12").equivalent_payload(item.payload, {"pkcs12": planted}, PASSWORD) == item.payload
     assert ran == []
 
 
 def test_pkcs12_key_bag_hidden_in_encrypted_content_counts_towards_the_cost(monkeypatch):
     derived = []
-    real = _layouts.PBKDF2HMAC
+    real = _pkcs12.PBKDF2HMAC
 
     def counted(**settings):
         derived.append(settings["iterations"])
         return real(**settings)
 
-    monkeypatch.setattr(_layouts, "PBKDF2HMAC", counted)
-    assert _layouts._pkcs12_protected(_bundle_hiding_a_key_bag(1000), PASSWORD)
-    assert not _layouts._pkcs12_protected(_bundle_hiding_a_key_bag(_layouts.PKCS12_MAX_KDF_ITERATIONS), PASSWORD)
+    monkeypatch.setattr(_pkcs12, "PBKDF2HMAC", counted)
+    assert _pkcs12.protected(_bundle_hiding_a_key_bag(1000), PASSWORD)
+    assert not _pkcs12.protected(_bundle_hiding_a_key_bag(_pkcs12.MAX_KDF_ITERATIONS), PASSWORD)
     # Only the encrypted content's own 2048 iterations ran, once per bundle; never the key bag's.
     assert derived == [2048, 2048]
 
@@ -429,7 +625,7 @@ def test_pkcs12_key_bag_hidden_in_encrypted_content_counts_towards_the_cost(monk
 def test_a_bundle_within_the_cost_bound_is_still_compared_by_content(ec_chain):
     (first,) = _items(ec_chain, "pkcs12")
     data = base64.b64decode(first.payload["pkcs12"])
-    assert _layouts._pkcs12_protected(data, PASSWORD)
+    assert _pkcs12.protected(data, PASSWORD)
 
 
 # --- pkcs12: what a bundle planted in the secret can make the comparison do ----------------------
@@ -495,7 +691,7 @@ def test_a_bundle_with_a_huge_mac_iteration_count_is_compared_in_bounded_time(ec
         from ansible_collections.certautopilot.vault.plugins.module_utils import _layouts
         args = json.load(sys.stdin)
         desired, current = {"pkcs12": args["desired"]}, {"pkcs12": args["planted"]}
-        kept = _layouts.equivalent_payload("pkcs12", desired, current, args["pw"])
+        kept = _layouts.of("pkcs12").equivalent_payload(desired, current, args["pw"])
         print(kept["pkcs12"] == args["planted"])
         """
     )
@@ -526,9 +722,9 @@ def test_a_bundle_without_mac_or_encryption_is_not_equivalent_to_the_encrypted_o
         None, ec_chain.leaf.key, ec_chain.leaf.cert, [ec_chain.intermediate.cert], serialization.NoEncryption()
     )
     # cryptography's NoEncryption still adds a MAC under the empty password: that one does not open with ours.
-    assert _layouts.equivalent_payload(
-        "pkcs12", {"pkcs12": desired}, {"pkcs12": base64.b64encode(plain).decode()}, PASSWORD
+    assert _layouts.of("pkcs12").equivalent_payload(
+        {"pkcs12": desired}, {"pkcs12": base64.b64encode(plain).decode()}, PASSWORD
     ) == {"pkcs12": desired}
     planted = _plain_pkcs12(ec_chain)
-    kept = _layouts.equivalent_payload("pkcs12", {"pkcs12": desired}, {"pkcs12": planted}, PASSWORD)
+    kept = _layouts.of("pkcs12").equivalent_payload({"pkcs12": desired}, {"pkcs12": planted}, PASSWORD)
     assert kept == {"pkcs12": desired}, "a bundle that opens without the password was taken for the encrypted one"

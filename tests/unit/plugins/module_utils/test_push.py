@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.certautopilot.vault.plugins.module_utils import _certs, _kv2, _push
+from ansible_collections.certautopilot.vault.plugins.module_utils import _kv2, _layouts, _push
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
 from ansible_collections.certautopilot.vault.plugins.module_utils._kv2 import SecretMetadata, SecretVersion
 from ansible_collections.certautopilot.vault.plugins.module_utils._version_policy import VersionPolicy
@@ -22,7 +22,7 @@ def _item():
 
 
 def _options(**overrides):
-    settings = {"mount": "secret", "fields": dict(_certs.DEFAULT_FIELDS)}
+    settings = {"mount": "secret", "fields": dict(_layouts.DEFAULT_FIELDS)}
     settings.update(overrides)
     return _push.PushOptions(**settings)
 
