@@ -77,6 +77,13 @@ ROLE_VARS = {
 }
 
 
+RETIRED_VARS = {
+    **ROLE_VARS,
+    "cert_distribution_path_template": PREFIX + "/retired/{{ cn }}",
+    "cert_distribution_owner": f"remote-{uuid.uuid4().hex[:8]}",
+}
+
+
 @dataclasses.dataclass
 class Found:
     hosts: dict[str, HostFiles]
@@ -97,7 +104,8 @@ def per_host(run, case: str, key: str) -> dict[str, t.Any]:
 @pytest.fixture(scope="module")
 def found(ansible, bao, vault_conn, tmp_path_factory) -> Found:
     workdir = tmp_path_factory.mktemp("remote-files")
-    hosts = {name: host_files(workdir, name) for name in ("web1", "web2", "out1", "out2", "gone", "mixed", "rel")}
+    names = ("web1", "web2", "out1", "out2", "gone", "mixed", "rel", "old")
+    hosts = {name: host_files(workdir, name) for name in names}
     web1, web2 = hosts["web1"], hosts["web2"]
     outside = hosts["out2"].root / "archive" / "privkey1.pem"
     # A link below out1's root to another host's key: it resolves outside the root.
@@ -124,11 +132,20 @@ def found(ansible, bao, vault_conn, tmp_path_factory) -> Found:
                 **one("out2", [files_of(hosts["out2"], private_key_file="../out1/archive/privkey1.pem")]),
             },
         ),
-        "missing chain file": RoleCall(ROLE_VARS, hosts=one("gone", [files_of(hosts["gone"], chain_file="live/no.pem")])),
+        "missing chain file": RoleCall(
+            ROLE_VARS, hosts=one("gone", [files_of(hosts["gone"], chain_file="live/no.pem")])
+        ),
         "key in the certificate file": RoleCall(
             ROLE_VARS, hosts=one("mixed", [files_of(hosts["mixed"], certificate_file="archive/combined.pem")])
         ),
         "relative path without a root": RoleCall(ROLE_VARS, hosts=one("rel", [files_of(hosts["rel"])], rooted=False)),
+        # Retiring renders the paths from the certificate files alone: the key file, gone by then, is not read.
+        "deliver to retire": RoleCall(RETIRED_VARS, hosts=one("old", [files_of(hosts["old"])])),
+        "retire": RoleCall(
+            {**RETIRED_VARS, "cert_distribution_state": "absent"},
+            # Another inventory name for the same host directory: a play's host vars are the inventory's.
+            hosts={"old-again": host_vars(hosts["old"], [files_of(hosts["old"], private_key_file="live/gone.pem")])},
+        ),
     }
     keys = [host.key_pem for host in hosts.values()]
     _cases, run = run_role_cases(ansible, bao, vault_conn, workdir, cases, verbosity=3, secrets=keys)
@@ -190,6 +207,14 @@ def test_a_relative_path_needs_a_root_on_the_host(found, bao):
     error = found.errors["relative path without a root"]["rel"]
     assert "cert_distribution_certs[0].certificate_file: a relative path on the managed host needs" in error
     assert metadata(bao, found.hosts["rel"].path()) is None
+
+
+def test_absent_reads_only_the_certificate_files_on_the_host(found, bao):
+    path = f"{PREFIX}/retired/old.example.com"
+    assert found.errors["deliver to retire"]["old"] is None
+    assert found.errors["retire"]["old-again"] is None
+    assert bao.kv_version_numbers(path) == [1]
+    assert current_deleted(bao, path)
 
 
 def test_the_verbose_run_shows_no_key_read_on_a_host(found):
