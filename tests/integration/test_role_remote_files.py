@@ -90,6 +90,7 @@ class Found:
     errors: dict[str, dict[str, str | None]]  # case -> host -> the refusal (None: not refused)
     results: dict[str, dict[str, t.Any]]  # case -> host -> cert_distribution_results
     output: str
+    read_on: set[str]  # the hosts a slurp ran on
 
 
 def per_host(run, case: str, key: str) -> dict[str, t.Any]:
@@ -154,10 +155,13 @@ def found(ansible, bao, vault_conn, tmp_path_factory) -> Found:
         errors={case: per_host(run, case, "error") for case in cases},
         results={case: per_host(run, case, "results") for case in cases},
         output=run.output,
+        read_on={task.host for task in run.tasks if task.action == "ansible.builtin.slurp"},
     )
 
 
 def test_each_host_delivers_its_own_files_read_on_it(found, bao):
+    # A local connection shares the controller's files: what tells is that each host ran the reads itself.
+    assert {"web1", "web2"} <= found.read_on
     for name in ("web1", "web2"):
         host = found.hosts[name]
         assert found.errors["deliver"][name] is None
