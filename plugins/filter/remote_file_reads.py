@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: remote_file_reads
 short_description: The files a certificate list names, as the managed host is to read them
-version_added: 0.2.0
+version_added: 0.3.0
 author:
   - CertAutoPilot team
 description:

@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: remote_file_refusals
 short_description: Judge the files a managed host found by the controller's rules for file options
-version_added: 0.2.0
+version_added: 0.3.0
 author:
   - CertAutoPilot team
 description:

@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: with_remote_files
 short_description: Put the text of files read on a managed host into a certificate list as the inline options
-version_added: 0.2.0
+version_added: 0.3.0
 author:
   - CertAutoPilot team
 description:
