@@ -292,20 +292,26 @@ def run_fleet(
     verbosity: int = 0,
 ):
     """Run every play, in order, in one ansible-playbook run; per play, what each host that reached its end holds
-    (play name -> host -> FleetHost), and the run. A host must be in one play only (a failed host is out of the rest
-    of the run). The inventory's keys are passed to the harness's leak scan."""
+    (play name -> host -> FleetHost), and the run. A host in several plays has the same host vars in each (and a host
+    that fails is out of the rest of the run). The inventory's keys are passed to the harness's leak scan."""
     login = {**vault_conn, **approle(bao)}
     playbook = workdir / f"fleet-{uuid.uuid4().hex}.yml"
     playbook.write_text(json.dumps([_fleet_play(name, play, login) for name, play in plays.items()]))
     local = {"ansible_connection": "local", "ansible_python_interpreter": ansible.python}
-    hosts = {name: {**local, **v} for play in plays.values() for name, v in play.hosts.items()}
-    assert len(hosts) == sum(len(play.hosts) for play in plays.values()), "a host is in two plays"
+    hosts: dict[str, dict] = {}
+    for play in plays.values():
+        for name, host_vars in play.hosts.items():
+            assert hosts.get(name, host_vars) == host_vars, f"{name} has other host vars in another play"
+            hosts[name] = host_vars
     inventory = workdir / f"fleet-hosts-{uuid.uuid4().hex}.json"
-    inventory.write_text(json.dumps({"all": {"hosts": hosts}}))
+    inventory.write_text(json.dumps({"all": {"hosts": {name: {**local, **v} for name, v in hosts.items()}}}))
+    # Every certificate list of the inventory (cert_distribution_certs, or one a play names instead).
     keys = [
         item["private_key"]
         for v in hosts.values()
-        for item in v.get("cert_distribution_certs", [])
+        for value in v.values()
+        if isinstance(value, list)
+        for item in value
         if isinstance(item, dict) and item.get("private_key")
     ]
     run = ansible.run_playbook(
