@@ -102,7 +102,10 @@ STRAY = "stray"
 def cases(ansible, bao, vault_conn, tmp_path_factory):
     """Plays in one run, each over its own hosts and prefix, at -vvv (the harness scans it for the keys)."""
     tag = uuid.uuid4().hex[:8]
-    prefixes = {name: f"certs/fleet-{name}-{tag}" for name in ("clash", "failed", "serial", "states", "pruneserial")}
+    prefixes = {
+        name: f"certs/fleet-{name}-{tag}"
+        for name in ("clash", "disagree", "broken", "failed", "serial", "states", "pruneserial")
+    }
     owner = new_owner("fleet")
     # A secret of the owner under the states' prefix that no host delivers: the fleet prune retires it.
     stray = f"{prefixes['states']}/{STRAY}"
@@ -118,8 +121,15 @@ def cases(ansible, bao, vault_conn, tmp_path_factory):
     down = sorted(failed)[2]
     states = fleet_hosts(prefixes["states"], 2, name="state")
     state = per_host(prefixes["states"], cert_distribution_owner=owner)
+    # One host gives another layout than the rest: the one run cannot give both.
+    disagree = fleet_hosts(prefixes["disagree"], 2, name="odd")
+    disagree[max(disagree)]["cert_distribution_layout"] = "haproxy"
+    # One host's certificate is no PEM: that host fails building its part, the other is delivered.
+    broken = fleet_hosts(prefixes["broken"], 2, name="bad")
+    broken[max(broken)]["cert_distribution_certs"][0]["certificate"] = "not a certificate"
     plays = {
         "clash": FleetPlay(clash, per_host(prefixes["clash"])),
+        "disagree": FleetPlay(disagree, per_host(prefixes["disagree"])),
         "serial": FleetPlay(fleet_hosts(prefixes["serial"], 4, name="slice"), per_host(prefixes["serial"]), serial=2),
         "pruneserial": FleetPlay(
             fleet_hosts(prefixes["pruneserial"], 2, name="pslice"),
@@ -143,7 +153,8 @@ def cases(ansible, bao, vault_conn, tmp_path_factory):
             {**state, "cert_distribution_prune": True, "cert_distribution_prune_prefix": prefixes["states"]},
         ),
         "absent": FleetPlay(states, {**state, "cert_distribution_state": "absent"}),
-        # Last: the host that fails is out of the rest of the run.
+        # Last: the hosts that fail are out of the rest of the run.
+        "broken": FleetPlay(broken, per_host(prefixes["broken"])),
         "failed": FleetPlay(
             failed,
             per_host(prefixes["failed"]),
@@ -157,7 +168,14 @@ def cases(ansible, bao, vault_conn, tmp_path_factory):
         ),
     }
     found, run = run_fleet(ansible, bao, vault_conn, tmp_path_factory.mktemp("fleet-cases"), plays, verbosity=3)
-    hosts = {"clash": clash, "failed": failed, "states": states, "serial": plays["serial"].hosts}
+    hosts = {
+        "clash": clash,
+        "disagree": disagree,
+        "broken": broken,
+        "failed": failed,
+        "states": states,
+        "serial": plays["serial"].hosts,
+    }
     return {"prefixes": prefixes, "hosts": hosts, "down": down, "shared": shared, "found": found, "run": run}
 
 
@@ -172,11 +190,11 @@ def tokens_under(run, prefix: str) -> set[str]:
 
 def test_each_module_run_logs_in_once_and_checks_the_mount_once(cases):
     run = cases["run"]
-    # failed 1, serial 2 (one per slice), states: push, renew, rollback, report, absent 1 each, prune 3 (the push,
-    # the listing, the retirement); the refusals none.
-    assert len(requests_to(run, LOGIN)) == 11
+    # failed 1, broken 1, serial 2 (one per slice), states: push, renew, rollback, report, absent 1 each, prune 3
+    # (the push, the listing, the retirement); the refusals none.
+    assert len(requests_to(run, LOGIN)) == 12
     tokens = {entry["request"]["client_token"] for entry in run.requests if entry["request"].get("client_token")}
-    assert len(tokens) == 11
+    assert len(tokens) == 12
     checks = [entry["request"]["client_token"] for entry in requests_to(run, MOUNT_CHECK)]
     assert sorted(checks) == sorted(tokens)
 
@@ -245,3 +263,25 @@ def test_every_state_runs_once_for_the_play_and_hands_back_each_hosts_own(cases,
         assert found["prune"][host].pruned == [f"{prefix}/{STRAY}"]
         assert [(r["path"], r["changed"]) for r in found["absent"][host].results] == [(path, True)]
         assert bao.kv_version_numbers(path) == [1, 2, 3]
+
+
+def test_hosts_that_disagree_on_a_shared_setting_are_refused(cases, bao):
+    found, prefix = cases["found"]["disagree"], cases["prefixes"]["disagree"]
+    assert set(found) == set(cases["hosts"]["disagree"])
+    assert all(record.error for record in found.values())
+    assert "every host must give the same cert_distribution_layout" in found[min(found)].error
+    assert tokens_under(cases["run"], prefix) == set()
+    assert all(metadata(bao, own_path(prefix, host)) is None for host in found)
+
+
+def test_a_host_whose_certificates_do_not_read_fails_alone(cases, bao):
+    prefix, found = cases["prefixes"]["broken"], cases["found"]["broken"]
+    good, bad = sorted(cases["hosts"]["broken"])
+    # The play rescues the failure: the host stays in the play, but has no part in the run.
+    assert f"{bad}: " in found[bad].error and "cert_distribution_certs[0]" in found[bad].error
+    assert found[good].error is None
+    assert [(r["path"], r["changed"]) for r in found[good].results] == [(own_path(prefix, good), True)]
+    assert metadata(bao, own_path(prefix, bad)) is None
+    output = cases["run"].output
+    assert "not a certificate" not in output
+    assert f"WARNING: {bad} failed or were unreachable earlier in the play" in output
