@@ -214,3 +214,111 @@ def _cases_of(run, cases: dict[str, RoleCall]) -> dict[str, RoleCase]:
         output = run.output[starts[name] : min(later, default=len(run.output))]
         found[name] = RoleCase(facts["results"], facts["pruned"], facts["error"], output)
     return found
+
+
+# -- fleet mode: plays over many hosts, each with its own certificates --------------------------------------------
+
+
+@dataclasses.dataclass
+class FleetPlay:
+    """One play over ``hosts`` (name -> host vars, each a local connection) that runs the role once in fleet mode.
+
+    ``before``: tasks that run on every host before the role (a host that fails one is left out of the run).
+    ``serial``: the play's serial. A refusal is rescued (recorded per host), so the next play runs.
+    """
+
+    hosts: dict[str, dict[str, t.Any]]
+    role_vars: dict[str, t.Any] = dataclasses.field(default_factory=dict)
+    before: list[dict[str, t.Any]] = dataclasses.field(default_factory=list)
+    serial: int | None = None
+
+
+@dataclasses.dataclass
+class FleetHost:
+    """What the role left on one host of a fleet play: its facts, and the message of a refusal (None if none)."""
+
+    results: t.Any
+    pruned: t.Any
+    report: t.Any
+    error: str | None
+
+
+def _fleet_play(name: str, play: FleetPlay, login: dict[str, t.Any]) -> dict[str, t.Any]:
+    facts = ", ".join(f"'{fact[len('cert_distribution_') :]}': {fact}" for fact in _ROLE_FACTS)
+    role = {"name": ROLE}
+    return {
+        "name": f"Fleet {name}",
+        "hosts": sorted(play.hosts),
+        "gather_facts": False,
+        **({"serial": play.serial} if play.serial else {}),
+        "vars": {"cert_distribution_vault": login, "cert_distribution_fleet": True},
+        "tasks": [
+            *play.before,
+            {
+                "name": f"Fleet {name}",
+                "block": [
+                    {
+                        "name": f"Fleet {name}: start",
+                        "ansible.builtin.set_fact": {**dict.fromkeys(_ROLE_FACTS), "__case_error": None},
+                    },
+                    {"name": f"Fleet {name}: role", "ansible.builtin.include_role": role, "vars": play.role_vars},
+                ],
+                "rescue": [
+                    {
+                        "name": f"Fleet {name}: refused",
+                        "ansible.builtin.set_fact": {
+                            "__case_error": "{{ ansible_failed_result.msg | default('failed') }}"
+                        },
+                    }
+                ],
+            },
+            {
+                "name": f"Fleet {name}: record",
+                "ansible.builtin.set_fact": {"__case_record": f"{{{{ {{{facts}, 'error': __case_error}} }}}}"},
+                "check_mode": False,
+            },
+        ],
+    }
+
+
+def run_fleet(
+    ansible,
+    bao,
+    vault_conn: dict,
+    workdir: Path,
+    plays: dict[str, FleetPlay],
+    *,
+    check: bool = False,
+    verbosity: int = 0,
+):
+    """Run every play, in order, in one ansible-playbook run; per play, what each host that reached its end holds
+    (play name -> host -> FleetHost), and the run. A host in several plays has the same host vars in each (and a host
+    that fails is out of the rest of the run). The inventory's keys are passed to the harness's leak scan."""
+    login = {**vault_conn, **approle(bao)}
+    playbook = workdir / f"fleet-{uuid.uuid4().hex}.yml"
+    playbook.write_text(json.dumps([_fleet_play(name, play, login) for name, play in plays.items()]))
+    local = {"ansible_connection": "local", "ansible_python_interpreter": ansible.python}
+    hosts: dict[str, dict] = {}
+    for play in plays.values():
+        for name, host_vars in play.hosts.items():
+            assert hosts.get(name, host_vars) == host_vars, f"{name} has other host vars in another play"
+            hosts[name] = host_vars
+    inventory = workdir / f"fleet-hosts-{uuid.uuid4().hex}.json"
+    inventory.write_text(json.dumps({"all": {"hosts": {name: {**local, **v} for name, v in hosts.items()}}}))
+    # Every certificate list of the inventory (cert_distribution_certs, or one a play names instead).
+    keys = [
+        item["private_key"]
+        for v in hosts.values()
+        for value in v.values()
+        if isinstance(value, list)
+        for item in value
+        if isinstance(item, dict) and item.get("private_key")
+    ]
+    run = ansible.run_playbook(
+        playbook, check=check, verbosity=verbosity, env={"ANSIBLE_INVENTORY": str(inventory)}, secrets=keys
+    )
+    found: dict[str, dict[str, FleetHost]] = {}
+    for name in plays:
+        records = [task for task in run.tasks if task.task == f"Fleet {name}: record"]
+        found[name] = {task.host: FleetHost(**task.result["ansible_facts"]["__case_record"]) for task in records}
+    return found, run
