@@ -685,7 +685,8 @@ def fleet_table(bench: Bench) -> str:
         )
         goals.append(["per host / fleet", run, f"{ratio(per_host, fleet):.1f}", "", ""])
     goal_table = table(["ratio of wall s", "run", "measured", "goal", "met"], goals, right_from=2)
-    return f"{table(header, rows, right_from=2)}\n\n{goal_table}"
+    load = f"Load average (1 min) at the start of these runs: {load_range(bench.of_fleet())}."
+    return f"{table(header, rows, right_from=2)}\n\n{goal_table}\n\n{load}"
 
 
 # -- the report --------------------------------------------------------------------
@@ -769,7 +770,6 @@ def render_report(bench: Bench, wall: float) -> str:
         distance_load=load_range(bench.at_distance()),
         fleet_hosts=bench.fleet_hosts,
         fleet=fleet_table(bench),
-        fleet_load=load_range(bench.of_fleet()),
     )
 
 
