@@ -299,12 +299,17 @@ demo: $(RUNTIME_STAMP) collection-link
 # Then the distance run (issue 13): the same cases and an 8-thread floor through
 # bench/relay.py, which adds RTT_MS of round trip (bench only, never in tests);
 # RTT_MS=0 skips it. PEER_N: the peer's batch, in both runs (its time is extrapolated to N).
+# The fleet case (issue 27): FLEET_HOSTS local hosts, one certificate each, the role per host against fleet mode
+# and against one batch. CASES=fleet (comma-separated, of floor,module,role,peer,fleet) runs only those cases;
+# the page is rewritten only by a run at N=1000 with floor, module, role and peer.
 .PHONY: bench bench-venv
 BENCH_VENV := $(CURDIR)/build/bench-venv
 BENCH_STAMP := $(BENCH_VENV)/.requirements-installed
 N ?= 1000
 RTT_MS ?= 10
 PEER_N ?= $(N)
+FLEET_HOSTS ?= 100
+CASES ?=
 
 bench-venv: $(BENCH_STAMP)
 
@@ -315,4 +320,4 @@ $(BENCH_STAMP): bench/requirements.txt
 
 bench: venv bench-venv collection-link
 	PYTHONPATH=$(CURDIR)/tests/support $(BIN)/python bench/run.py --n $(N) --rtt-ms $(RTT_MS) --peer-n $(PEER_N) \
-		--bench-python $(BENCH_VENV)/bin/python
+		--fleet-hosts $(FLEET_HOSTS) $(if $(CASES),--cases $(CASES)) --bench-python $(BENCH_VENV)/bin/python
