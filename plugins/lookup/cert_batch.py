@@ -103,6 +103,34 @@ options:
         the secret paths alone.
     type: bool
     default: true
+  hosts:
+    description:
+      - Build one batch per host, each from B(that host's own variables) (for the role's fleet mode, where one
+        C(run_once) task gathers the certificates of every host of the run). Give the list with O(items_from),
+        not as terms.
+      - Returns one entry per host, in this order - C(host), C(batch) (the items, as without O(hosts)), C(paths)
+        (their secret paths) and C(rendered) (the variables O(values_from) names, those the host has) - or, when
+        that host's list does not read or render, C(host) and C(error) (the message, which names the item and
+        option, never a value), so that the caller can fail that host alone.
+      - "A host's variables are the task's own (play, role, C(include_role) and extra vars, as the host the task
+        runs for sees them) with the host's own variables in place of that host's: its inventory host and group
+        vars, facts and C(set_fact) values, read unrendered with C(hostvars.raw_get), the only public way to a
+        host's variables (ansible-core 2.17 to 2.21), so O(template_from) keeps each host's trust rules. A
+        variable the task's host gives both in its own vars and from a role or C(include_role) var of the same
+        name is taken as the task gives it; one only other hosts give in their own vars is theirs."
+    type: list
+    elements: str
+  items_from:
+    description:
+      - With O(hosts), the B(name) of the variable that holds each host's certificate list, rendered with that
+        host's variables. Without it each host's batch is empty (only O(values_from) is rendered).
+    type: str
+  values_from:
+    description:
+      - With O(hosts), names of more variables to render with each host's variables, returned in C(rendered).
+    type: list
+    elements: str
+    default: []
 notes:
   - The metadata is computed with the same code as the P(certautopilot.vault.cert_info#filter) filter and the
     RV(certautopilot.vault.vault_cert_push#module:certificate) return value, so a path rendered here matches
@@ -188,7 +216,7 @@ import re
 import typing as t
 from collections import ChainMap
 
-from ansible.errors import AnsibleLookupError
+from ansible.errors import AnsibleError, AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 
 from ansible_collections.certautopilot.vault.plugins.module_utils._certs import (
@@ -473,6 +501,30 @@ def _as_data(layer: t.Mapping[str, t.Any]) -> t.Mapping[str, t.Any]:
     return wrap_var(dict(layer))
 
 
+def same_value(one: t.Any, other: t.Any) -> bool:
+    try:
+        return one is other or bool(one == other)
+    except Exception:  # values that do not compare are not the same
+        return False
+
+
+def host_variables(
+    variables: t.Mapping[str, t.Any], task_host_own: t.Mapping[str, t.Any], own: t.Mapping[str, t.Any]
+) -> dict[str, t.Any]:
+    """The task's variables as another host sees them: that host's own variables in place of the task host's.
+
+    ``task_host_own`` and ``own`` are the two hosts' own variables (hostvars.raw_get: inventory, facts, set_fact,
+    unrendered). A variable the task's host has of its own with the value the task sees comes from that host's
+    level: the other host's own value (or none) replaces it. One the task sees with another value is set above
+    the hosts (a role or include_role var): every host gets it. One only the other host has is its own.
+    A plain dict: Ansible's templar takes no other mapping than a dict or a ChainMap.
+    """
+    host_level = {key for key, value in task_host_own.items() if key in variables and same_value(variables[key], value)}
+    view = {key: variables[key] for key in variables if key not in host_level}
+    view.update((key, value) for key, value in own.items() if key not in task_host_own or key in host_level)
+    return view
+
+
 class LookupModule(LookupBase):
     def run(self, terms: list[t.Any], variables: t.Mapping[str, t.Any] | None = None, **kwargs: t.Any) -> list[dict]:
         if not HAS_CRYPTOGRAPHY:
@@ -480,7 +532,48 @@ class LookupModule(LookupBase):
                 f"cert_batch needs the Python library {CRYPTOGRAPHY_REQUIREMENT} on the controller"
             )
         self.set_options(var_options=variables, direct=kwargs)
-        self._variables = variables if variables is not None else {}
+        variables = variables if variables is not None else {}
+        hosts = self.get_option("hosts")
+        if hosts is None:
+            return self._batch(terms, variables)
+        return self._host_batches(terms, variables, hosts)
+
+    def _host_batches(
+        self, terms: list[t.Any], variables: t.Mapping[str, t.Any], hosts: list[str]
+    ) -> list[dict[str, t.Any]]:
+        """One entry per host: its batch built from its own variables, or the error that stopped it."""
+        items_from = self.get_option("items_from")
+        if terms:
+            raise AnsibleLookupError("cert_batch: with hosts, name the variable of each host's list in items_from")
+        hostvars = variables.get("hostvars")
+        if not hasattr(hostvars, "raw_get"):
+            raise AnsibleLookupError("cert_batch: hosts needs the hostvars of a play")
+        task_host_own = hostvars.raw_get(variables["inventory_hostname"])
+        entries = []
+        for host in hosts:
+            view = host_variables(variables, task_host_own, hostvars.raw_get(host))
+            entry: dict[str, t.Any] = {"host": host}
+            try:
+                entry["rendered"] = {
+                    name: self._rendered(view, name) for name in self.get_option("values_from") if name in view
+                }
+                if items_from and items_from not in view:
+                    raise AnsibleLookupError(
+                        f"cert_batch: items_from names {shown(items_from)}, which is not a variable"
+                    )
+                entry["batch"] = self._batch([self._rendered(view, items_from)], view) if items_from else []
+            except AnsibleError as exc:
+                entries.append({"host": host, "error": getattr(exc, "message", None) or str(exc)})
+                continue
+            entry["paths"] = [item["path"] for item in entry["batch"]]
+            entries.append(entry)
+        return entries
+
+    def _rendered(self, view: t.Mapping[str, t.Any], name: str) -> t.Any:
+        return self._templar.copy_with_new_env(available_variables=view).template(view[name])
+
+    def _batch(self, terms: list[t.Any], variables: t.Mapping[str, t.Any]) -> list[dict]:
+        self._variables = variables
         self._texts: dict[str, str] = {}  # a chain file shared by many certificates is read once
         source = self.get_option("template_from")
         if source:

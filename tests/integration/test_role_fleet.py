@@ -93,6 +93,19 @@ def test_twenty_hosts_rerun_changes_nothing(twenty):
         assert [(r["path"], r["changed"], r["version"]) for r in record.results] == [(own_path(prefix, host), False, 1)]
 
 
+def test_fleet_mode_runs_one_task_per_host(twenty):
+    # Ansible forks a worker and computes a host's variables for each host and task, even a skipped one: a fleet
+    # costs its per-host tasks times its hosts. Every task of the role but one runs once for the whole run.
+    _, hosts, (_, run), _ = twenty
+    hosts_of: dict[str, set[str]] = {}
+    for result in run.tasks:
+        if not result.task.startswith("Fleet "):
+            hosts_of.setdefault(result.task, set()).add(result.host)
+    per_host = sorted(task for task, seen in hosts_of.items() if len(seen) > 1)
+    assert len(per_host) <= 1, per_host
+    assert all(len(hosts_of[task]) == len(hosts) for task in per_host)
+
+
 # -- refusals, failed hosts, serial and every state: one ansible-playbook run --------------------------------------
 
 STRAY = "stray"

@@ -759,6 +759,22 @@ def test_a_key_given_as_template_from_is_not_in_the_error(lookup, ec_chain):
     assert_holds_no_pem(message, ec_chain.leaf.key_pem)
 
 
+# -- hosts: each host's variables -----------------------------------------------
+
+
+def test_a_host_sees_its_own_variables_in_place_of_the_task_hosts():
+    task_host_own = {"inventory_hostname": "web01", "certs": ["a"], "only_first": 1, "layout": "default"}
+    # The task's variables for web01: its own, a role var above them (layout), a play var (prefix).
+    variables = {**task_host_own, "layout": "haproxy", "prefix": "certs", "role_default": "x"}
+    own = {"inventory_hostname": "web02", "certs": ["b"], "layout": "fabio", "role_default": "mine"}
+    view = cert_batch.host_variables(variables, task_host_own, own)
+    assert view["inventory_hostname"] == "web02" and view["certs"] == ["b"]
+    assert "only_first" not in view  # the first host's own, not this one's
+    assert view["layout"] == "haproxy"  # set above the hosts: every host gets it
+    assert view["prefix"] == "certs"
+    assert view["role_default"] == "mine"  # only this host has it of its own
+
+
 # -- documentation -------------------------------------------------------------
 
 
@@ -772,6 +788,9 @@ def test_documentation_examples_and_return_are_valid_yaml():
         "include_private_key",
         "files_root",
         "items_name",
+        "hosts",
+        "items_from",
+        "values_from",
     }
     assert set(yaml.safe_load(cert_batch.RETURN)["_raw"]["contains"]) == {
         "path",
