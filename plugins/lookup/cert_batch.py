@@ -108,10 +108,11 @@ options:
       - Build one batch per host, each from B(that host's own variables) (for the role's fleet mode, where one
         C(run_once) task gathers the certificates of every host of the run). Give the list with O(items_from),
         not as terms.
-      - Returns one entry per host, in this order - C(host), C(batch) (the items, as without O(hosts)), C(paths)
-        (their secret paths) and C(rendered) (the variables O(values_from) names, those the host has) - or, when
-        that host's list does not read or render, C(host) and C(error) (the message, which names the item and
-        option, never a value), so that the caller can fail that host alone.
+      - Returns one entry per host, in this order - C(host), C(own_variables) (the names of the host's own
+        variables), C(batch) (the items, as without O(hosts)), C(paths) (their secret paths) and C(rendered) (the
+        variables O(values_from) names, those the host has) - or, when that host's list does not read or render,
+        no C(batch) and C(paths) but C(error) (the message, which names the item and option, never a value), so
+        that the caller can fail that host alone.
       - "A host's variables are the task's own (play, role, C(include_role) and extra vars, as the host the task
         runs for sees them) with the host's own variables in place of that host's: its inventory host and group
         vars, facts and C(set_fact) values, read unrendered with C(hostvars.raw_get), the only public way to a
@@ -551,8 +552,10 @@ class LookupModule(LookupBase):
         task_host_own = hostvars.raw_get(variables["inventory_hostname"])
         entries = []
         for host in hosts:
-            view = host_variables(variables, task_host_own, hostvars.raw_get(host))
-            entry: dict[str, t.Any] = {"host": host}
+            own = hostvars.raw_get(host)
+            view = host_variables(variables, task_host_own, own)
+            # The names alone, for checks such as a misspelt variable: one read of the host's variables does all.
+            entry: dict[str, t.Any] = {"host": host, "own_variables": sorted(own)}
             try:
                 entry["rendered"] = {
                     name: self._rendered(view, name) for name in self.get_option("values_from") if name in view
@@ -563,7 +566,8 @@ class LookupModule(LookupBase):
                     )
                 entry["batch"] = self._batch([self._rendered(view, items_from)], view) if items_from else []
             except AnsibleError as exc:
-                entries.append({"host": host, "error": getattr(exc, "message", None) or str(exc)})
+                entry.pop("batch", None)
+                entries.append({**entry, "error": getattr(exc, "message", None) or str(exc)})
                 continue
             entry["paths"] = [item["path"] for item in entry["batch"]]
             entries.append(entry)
