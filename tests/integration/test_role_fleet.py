@@ -117,7 +117,7 @@ def cases(ansible, bao, vault_conn, tmp_path_factory):
     tag = uuid.uuid4().hex[:8]
     prefixes = {
         name: f"certs/fleet-{name}-{tag}"
-        for name in ("clash", "disagree", "broken", "failed", "serial", "states", "pruneserial")
+        for name in ("clash", "disagree", "broken", "failed", "serial", "states", "pruneserial", "invalid")
     }
     owner = new_owner("fleet")
     # A secret of the owner under the states' prefix that no host delivers: the fleet prune retires it.
@@ -133,6 +133,11 @@ def cases(ansible, bao, vault_conn, tmp_path_factory):
     failed = fleet_hosts(prefixes["failed"], 3, name="down")
     down = sorted(failed)[2]
     states = fleet_hosts(prefixes["states"], 2, name="state")
+    # A misspelt variable in one host's own vars: the warning names that host.
+    states[max(states)]["cert_distribution_cert"] = []
+    # One host gives a value the role's arguments refuse: the run is refused, naming the host and the variable.
+    invalid = fleet_hosts(prefixes["invalid"], 2, name="inv")
+    invalid[max(invalid)]["cert_distribution_retire_mode"] = "shred"
     state = per_host(prefixes["states"], cert_distribution_owner=owner)
     # One host gives another layout than the rest: the one run cannot give both.
     disagree = fleet_hosts(prefixes["disagree"], 2, name="odd")
@@ -143,6 +148,7 @@ def cases(ansible, bao, vault_conn, tmp_path_factory):
     plays = {
         "clash": FleetPlay(clash, per_host(prefixes["clash"])),
         "disagree": FleetPlay(disagree, per_host(prefixes["disagree"])),
+        "invalid": FleetPlay(invalid, per_host(prefixes["invalid"])),
         "serial": FleetPlay(fleet_hosts(prefixes["serial"], 4, name="slice"), per_host(prefixes["serial"]), serial=2),
         "pruneserial": FleetPlay(
             fleet_hosts(prefixes["pruneserial"], 2, name="pslice"),
@@ -184,6 +190,7 @@ def cases(ansible, bao, vault_conn, tmp_path_factory):
     hosts = {
         "clash": clash,
         "disagree": disagree,
+        "invalid": invalid,
         "broken": broken,
         "failed": failed,
         "states": states,
@@ -298,3 +305,21 @@ def test_a_host_whose_certificates_do_not_read_fails_alone(cases, bao):
     output = cases["run"].output
     assert "not a certificate" not in output
     assert f"WARNING: {bad} failed or were unreachable earlier in the play" in output
+
+
+def test_a_host_whose_arguments_are_refused_is_named_and_nothing_is_written(cases, bao):
+    found, prefix = cases["found"]["invalid"], cases["prefixes"]["invalid"]
+    hosts = sorted(cases["hosts"]["invalid"])
+    assert sorted(found) == hosts and all(record.error for record in found.values())
+    message = found[min(found)].error
+    assert message.startswith("Validation of arguments failed:")
+    assert f"{max(hosts)}" in message and "cert_distribution_retire_mode" in message
+    assert min(hosts) not in message
+    assert tokens_under(cases["run"], prefix) == set()
+    assert all(metadata(bao, own_path(prefix, host)) is None for host in hosts)
+
+
+def test_a_misspelt_variable_of_one_host_is_named_with_its_host(cases):
+    host = max(cases["hosts"]["states"])
+    assert f"WARNING: {host}: cert_distribution_cert: not a variable of the role" in cases["run"].output
+    assert f"WARNING: {min(cases['hosts']['states'])}: cert_distribution_cert" not in cases["run"].output
