@@ -16,7 +16,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.parameters import remove_values
 from ansible.module_utils.errors import UnsupportedError
 
-from ansible_collections.certautopilot.vault.plugins.module_utils import _client, _pem
+from ansible_collections.certautopilot.vault.plugins.module_utils import _client, _keys, _pem
 
 NO_LOG_PLACEHOLDER = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
 MASK = "********"
@@ -143,7 +143,13 @@ class KeySafeModule(AnsibleModule):
     def _learn_secrets(self) -> None:
         # Ansible collects no_log values while validating; an argument error can stop it before it got to them (a
         # batch item that is not a dictionary), so the declared ones are added.
-        self.no_log_values.update(_declared_secrets(self.argument_spec, self.params))
+        declared = _declared_secrets(self.argument_spec, self.params)
+        self.no_log_values.update(declared.values())
+        # A no_log key's lines too, so that a copy of it re-wrapped elsewhere (a field name, say) is masked. Not the
+        # bundle's: a batch's every key line would be masked in every string of the answer, and each key sits in
+        # the bundle whole, where Ansible masks it.
+        declared.pop(_keys.BUNDLE_OPTION, None)
+        self.no_log_values.update(pasted_key_secrets(list(declared.values())))
         self.no_log_values.update(url_secrets(self.params.get("url")))
         self.no_log_values.update(pasted_key_secrets(_without_declared_secrets(self.params, self.argument_spec)))
 
@@ -166,13 +172,13 @@ class KeySafeModule(AnsibleModule):
         return {"invocation": {"module_args": _known_only(self.params, self.argument_spec)}, **result}
 
 
-def _declared_secrets(argument_spec: t.Mapping[str, t.Any], params: t.Mapping[str, t.Any]) -> list[str]:
-    """The string values of the top-level options declared no_log."""
-    return [
-        params[name]
+def _declared_secrets(argument_spec: t.Mapping[str, t.Any], params: t.Mapping[str, t.Any]) -> dict[str, str]:
+    """The string values of the top-level options declared no_log, by option."""
+    return {
+        name: params[name]
         for name, spec in argument_spec.items()
         if spec.get("no_log") and isinstance(params.get(name), str) and params[name]
-    ]
+    }
 
 
 def _without_declared_secrets(options: t.Any, spec: t.Mapping[str, t.Any]) -> t.Any:
