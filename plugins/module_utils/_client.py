@@ -248,6 +248,9 @@ def _refused(exc: Exception) -> bool:
 
 
 def _server_errors(status: int, decoded: dict) -> str:
+    # Vault's error list is shown as it is: its handlers name what they refused (a capability, a cas version, a
+    # metadata limit, a login's role) and never echo a request body's values, which for a KV write hold a private
+    # key; should one ever be echoed whole, it is a no_log value the module's answer masks.
     errors = decoded.get("errors") or []
     if not isinstance(errors, list):
         errors = [errors]
