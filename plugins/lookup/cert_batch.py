@@ -198,7 +198,6 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._certs import 
 )
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
 from ansible_collections.certautopilot.vault.plugins.module_utils._keys import kind_of
-from ansible_collections.certautopilot.vault.plugins.module_utils._pem import shown
 from ansible_collections.certautopilot.vault.plugins.plugin_utils._files import CERTIFICATES, confined, read_option_file
 
 try:
@@ -273,15 +272,10 @@ def flatten_terms(terms: t.Iterable[t.Any]) -> list[t.Mapping[str, t.Any]]:
 
 
 def describe_item(index: int, item: t.Mapping[str, t.Any], items_name: str | None = None) -> str:
-    """How errors name an item: its position, and the file or path that identifies it to a reader.
-
-    A path or file name that holds template syntax is not shown: the message would carry it on.
-    """
+    """How errors name an item: by its position, never by a value it holds (its path is not validated yet)."""
     if items_name:
         return f"{items_name}[{index}]"
-    hint = item.get("path") or item.get("certificate_file")
-    shows = isinstance(hint, str) and hint and not has_template_syntax(hint)
-    return f"certificate {index + 1}" + (f" ({shown(hint)})" if shows else "")
+    return f"certificate {index + 1}"
 
 
 def has_template_syntax(text: str) -> bool:
@@ -451,9 +445,8 @@ def segments_added(path: str, render: t.Callable[[t.Mapping[str, t.Any]], str], 
 
 def checked_path(rendered: t.Any, name: str) -> str:
     if not isinstance(rendered, str) or not rendered.strip():
-        raise AnsibleLookupError(
-            f"cert_batch: the path template rendered {shown(repr(rendered))} for {name}; a non-empty string is needed"
-        )
+        what = "blank text" if isinstance(rendered, str) else f"a {kind_of(rendered)}"
+        raise AnsibleLookupError(f"cert_batch: the path template rendered {what} for {name}; a path is needed")
     if any(mark in rendered for mark in TEMPLATE_MARKS):
         # A variable whose value is a template (a survey answer) is inserted as text, never rendered again.
         raise AnsibleLookupError(
@@ -485,7 +478,7 @@ class LookupModule(LookupBase):
         source = self.get_option("template_from")
         if source:
             if source not in self._variables:
-                raise AnsibleLookupError(f"cert_batch: template_from names {shown(source)}, which is not a variable")
+                raise AnsibleLookupError("cert_batch: template_from names no variable in scope")
             # As written: a lookup's variables are not rendered yet, and keep the trust Ansible gave them.
             self._renderer = path_template(self._variables[source], self._templar, self._variables)
         else:
@@ -550,9 +543,9 @@ class LookupModule(LookupBase):
                 raise AnsibleLookupError(f"cert_batch: {exc}") from None
         found = self.find_file_in_search_path(self._variables, "files", path, ignore_missing=True)
         if not found:
-            raise AnsibleLookupError(f"cert_batch: {what} {shown(path)} of {name} not found on the controller")
+            raise AnsibleLookupError(f"cert_batch: {what} of {name} not found on the controller")
         if not os.path.isfile(found):
-            raise AnsibleLookupError(f"cert_batch: {what} {shown(found)} of {name} is not a file")
+            raise AnsibleLookupError(f"cert_batch: {what} of {name} is not a file")
         return found
 
     def _read(self, path: t.Any, what: str, name: str) -> str:

@@ -349,7 +349,7 @@ LAYOUTS = tuple(_BY_NAME)
 def of(name: str) -> Layout:
     """The layout called ``name``."""
     if name not in LAYOUTS:
-        raise VaultCertError(f"layout must be one of {', '.join(LAYOUTS)}, not {name!r}")
+        raise VaultCertError(f"layout must be one of {', '.join(LAYOUTS)}")
     return _BY_NAME[name]
 
 

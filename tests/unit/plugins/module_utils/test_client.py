@@ -144,8 +144,9 @@ def test_client_key_that_does_not_match_is_refused_and_leaves_no_file(ec_chain, 
 
 
 def test_missing_client_cert_file_is_refused_naming_the_option(tmp_path):
-    with pytest.raises(VaultCertError, match="client_cert .*missing.pem.* is neither a readable file"):
+    with pytest.raises(VaultCertError, match="^client_cert is neither a readable file") as error:
         _client.VaultClient(_client.ConnectionSettings.from_params(_params(client_cert=str(tmp_path / "missing.pem"))))
+    assert "missing.pem" not in str(error.value)
 
 
 def test_client_key_without_client_cert_is_refused():
@@ -274,7 +275,7 @@ def test_redirects_are_followed_only_to_https_or_the_same_origin(origin, target,
 
 @pytest.mark.parametrize("value", ["team a", "team\na", "team\ta", "team\x00a"])
 def test_namespace_that_cannot_be_a_header_value_is_refused(value):
-    with pytest.raises(VaultCertError, match="invalid namespace .*line break"):
+    with pytest.raises(VaultCertError, match="^invalid namespace: .*line break"):
         _client.ConnectionSettings.from_params(_params(namespace=value))
 
 

@@ -303,7 +303,8 @@ def test_cert_only_delivery_is_refused_where_the_key_is_part_of_the_value(layout
 
 
 def test_unknown_layout_is_refused_naming_the_choices():
-    expect_error(("layout must be one of", "acme_sh", "'nginx'"), _layout_fields, "nginx")
+    message = expect_error(("layout must be one of", "acme_sh"), _layout_fields, "nginx")
+    assert "nginx" not in message
 
 
 def test_acme_sh_path_too_long_for_the_secrets_below_it_is_refused_up_front(ec_chain):
