@@ -137,6 +137,7 @@ class KeySafeModule(AnsibleModule):
 
     def fail_json(self, msg: str, **kwargs: t.Any) -> t.NoReturn:
         self._learn_secrets()
+        self._learn_refused_values()
         result = self._with_invocation({"msg": self._unknown_options_first(msg), **kwargs})
         super().fail_json(**with_names_masked(result, self.no_log_values))
 
@@ -166,10 +167,40 @@ class KeySafeModule(AnsibleModule):
             return msg
         return f"Unsupported parameters: {unknown[0].msg} (and then: {msg})"
 
+    def _learn_refused_values(self) -> None:
+        """An argument error's refused values join the masking: Ansible's validator quotes them ("got: ...", "The
+        value '...' is not a valid boolean", "... cannot be converted to an int"), and whatever was pasted there,
+        a token included, is the user's. Only an argument error's answer: the run stops there, before its log line."""
+        validation = getattr(self, "validation_result", None)
+        if validation is not None and validation.errors.errors:
+            self.no_log_values.update(_refused_values(self.params, self.argument_spec))
+
     def _with_invocation(self, result: dict) -> dict:
         """``result`` with the arguments for ``invocation``, an unknown option's value replaced (see _known_only);
         Ansible masks the no_log values in it as in the rest of the answer."""
         return {"invocation": {"module_args": _known_only(self.params, self.argument_spec)}, **result}
+
+
+# The types whose validator converts a string: one still a string after validation was refused.
+_CONVERTED_TYPES = frozenset({"bool", "int", "float", "bytes", "bits"})
+
+
+def _refused_values(options: t.Any, spec: t.Mapping[str, t.Any]) -> set[str]:
+    """The string values validation refused, in batch items too: a converted type left a string, or no choice."""
+    if isinstance(options, list):
+        return set().union(*(_refused_values(item, spec) for item in options))
+    if not isinstance(options, t.Mapping):
+        return set()
+    refused: set[str] = set()
+    for name, option in spec.items():
+        value = options.get(name)
+        if isinstance(value, str) and value:
+            choices = option.get("choices")
+            if option.get("type") in _CONVERTED_TYPES or (choices is not None and value not in choices):
+                refused.add(value)
+        elif option.get("options"):
+            refused |= _refused_values(value, option["options"])
+    return refused
 
 
 def _declared_secrets(argument_spec: t.Mapping[str, t.Any], params: t.Mapping[str, t.Any]) -> dict[str, str]:

@@ -152,7 +152,37 @@ def test_key_wrapped_as_bare_base64_lines_in_a_field_name_is_never_shown(modules
 
     run = modules.run_module(PUSH, args)
 
-    assert run.failed and "unknown field name(s) (a name that is no plain key)" in run.msg, run.msg
+    assert run.failed and "unknown field name(s) at place 1 of 1" in run.msg, run.msg
+
+
+@pytest.mark.parametrize("option", ["auth_method", "layout", "timeout", "revoke_token"])
+def test_a_secret_pasted_into_a_typed_or_choice_option_is_not_quoted_by_the_argument_error(
+    modules, bao, vault_conn, option
+):
+    """Ansible's validator quotes the value it refuses ("got: ...", "is not a valid boolean", "cannot be converted
+    to an int"): another credential pasted there (a survey answer in the wrong field) is masked in the answer."""
+    pasted = bao.new_approle_secret_id("certs")
+    chain = make_chain("pasted-typed.example.com")
+    args = {**vault_conn, **approle(bao), **single(unique_path("pasted-typed"), chain.leaf, chain.intermediate)}
+
+    run = modules.run_module(PUSH, {**args, option: pasted}, secrets=[pasted])
+
+    assert run.failed and option in run.msg, run.msg
+    assert run.requests == []
+
+
+def test_a_token_pasted_as_a_field_name_is_named_by_place_not_quoted(modules, bao, vault_conn):
+    """Not a secret the module knows (its echo in invocation is the user's own option): the message names the
+    place of the name, never the name."""
+    pasted = token_with_policy(bao, "redaction-field-name", {"secret/*": ["read"]})
+    chain = make_chain("pasted-field-name.example.com")
+    args = {**vault_conn, **approle(bao), **single(unique_path("pasted-field"), chain.leaf, chain.intermediate)}
+
+    run = modules.run_module(PUSH, {**args, "fields": {"certificate": "tls.crt", pasted: "x"}})
+
+    assert run.failed and "fields: unknown field name(s) at place 2 of 2" in run.msg, run.msg
+    assert pasted not in run.msg and pasted not in "".join(run.result.get("warnings", [])), run.msg
+    assert kv_writes(run.requests) == []
 
 
 @pytest.mark.parametrize("item", ["not-a-dictionary", 5, None], ids=["string", "number", "null"])

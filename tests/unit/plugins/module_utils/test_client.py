@@ -352,3 +352,16 @@ def test_finished_deadlines_neither_cut_nor_pile_up():
         assert reader.recv(1) == b"x"
     assert not deadline.cut
     assert len(_client._WATCHDOG._pending) <= 1
+
+
+def test_an_error_answer_loses_every_value_of_the_request_it_answers_in_any_of_its_forms():
+    line = "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg"
+    key = f"-----BEGIN PRIVATE KEY-----\n{line}\nAbCd\n-----END PRIVATE KEY-----\n"
+    sent = {"options": {"cas": 3}, "data": {"private_key": key, "owner": "team-a"}}
+    decoded = {"errors": [f"echo: {key}", f"escaped: {_client.json.dumps(key)}", f"line: {line};"]}
+
+    errors = _client._without_sent_values(decoded, sent)["errors"]
+
+    assert errors == ["echo: ********", 'escaped: "********"', "line: ********;"]
+    # A short value (an owner) may be a word of the server's own text: left alone.
+    assert _client._without_sent_values({"errors": ["team-a denied"]}, sent) == {"errors": ["team-a denied"]}

@@ -180,3 +180,15 @@ def test_mask_secrets_masks_key_blocks_and_given_secrets_names_included(ec_chain
 def test_mask_secrets_gives_clean_input_back_as_it_was():
     clean = ["the arg spec validation passed", {"n": 3}]
     assert mask_secrets(clean) is clean
+
+
+def test_an_argument_error_masks_the_values_it_refused_and_no_valid_one(capsys):
+    pasted = "pasted-credential-0123456789"
+    args = {"url": URL, "auth_method": "token", "validate_certs": "yes", "timeout": pasted, "retries": "2"}
+
+    with patch_module_args(args):
+        answer = _answer(capsys, lambda: VaultModule(argument_spec=BATCH_LIKE_SPEC))
+
+    assert "timeout" in answer["msg"] and pasted not in json.dumps(answer), answer
+    shown = answer["invocation"]["module_args"]
+    assert (shown["auth_method"], shown["validate_certs"], shown["retries"]) == ("token", True, 2)
