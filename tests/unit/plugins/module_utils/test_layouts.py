@@ -359,12 +359,14 @@ def test_resolve_fields_maps_null_or_empty_to_not_written(unset):
     assert _layouts.resolve_fields({"fullchain": unset})["fullchain"] is None
 
 
-def test_resolve_fields_refuses_unknown_names():
-    expect_error(
-        ("unknown", "'cert'", "'key'", "certificate, private_key, chain, fullchain"),
-        _layouts.resolve_fields,
-        {"cert": "a", "key": "b"},
+def test_resolve_fields_refuses_unknown_names_by_place_never_quoted():
+    with pytest.raises(VaultCertError) as refused:
+        _layouts.resolve_fields({"certificate": "a", "hvs.pasted-token": "b", "key": "c"})
+
+    assert "unknown field name(s) at place 2, 3 of 3; known: certificate, private_key, chain, fullchain" in str(
+        refused.value
     )
+    assert "hvs.pasted-token" not in str(refused.value) and "key" not in str(refused.value).split("; known")[0]
 
 
 def test_resolve_fields_refuses_two_fields_on_one_json_key():
