@@ -27,7 +27,7 @@ def fleet_hosts(prefix: str, count: int, *, name: str = "web") -> dict[str, dict
     hosts = {}
     for number in range(1, count + 1):
         host = f"{name}{number:02d}-{prefix.rsplit('/', 1)[-1]}"
-        first, second = (make_chain(f"{host}.example.com").leaf for _ in range(2))
+        first, second = (make_chain(f"{host}.example.com").leaf for _copy in range(2))
         hosts[host] = {
             "cert_distribution_certs": [{"certificate": first.cert_pem, "private_key": first.key_pem}],
             "renewed": [{"certificate": second.cert_pem, "private_key": second.key_pem}],
@@ -70,7 +70,7 @@ def twenty(ansible, bao, vault_conn, tmp_path_factory):
 
 
 def test_twenty_hosts_push_with_one_login_and_one_mount_check(twenty):
-    prefix, hosts, (found, run), _ = twenty
+    prefix, hosts, (found, run), _rerun = twenty
     assert not run.failed, run.output
     assert len(requests_to(run, LOGIN)) == 1
     assert len(requests_to(run, MOUNT_CHECK)) == 1
@@ -84,7 +84,7 @@ def test_twenty_hosts_push_with_one_login_and_one_mount_check(twenty):
 
 
 def test_twenty_hosts_rerun_changes_nothing(twenty):
-    prefix, hosts, _, (found, run) = twenty
+    prefix, hosts, _first, (found, run) = twenty
     assert not run.failed, run.output
     assert len(requests_to(run, LOGIN)) == 1
     assert kv_writes(run) == []
