@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 from pki import make_chain
+from push_runs import approle
 from role_runs import FleetPlay, metadata, new_owner, run_fleet
 
 LOGIN = "auth/approle/login"
@@ -96,6 +97,14 @@ def test_twenty_hosts_rerun_changes_nothing(twenty):
 # -- refusals, failed hosts, serial and every state: one ansible-playbook run --------------------------------------
 
 STRAY = "stray"
+# Options the one module run takes from the first host of the run, set on that host alone.
+FIRST_HOST_OPTIONS = {
+    "cert_distribution_custom_metadata": True,
+    "cert_distribution_validate": False,
+    "cert_distribution_adopt": False,
+    "cert_distribution_keep_other_fields": False,
+    "cert_distribution_health_check": False,
+}
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +113,18 @@ def cases(ansible, bao, vault_conn, tmp_path_factory):
     tag = uuid.uuid4().hex[:8]
     prefixes = {
         name: f"certs/fleet-{name}-{tag}"
-        for name in ("clash", "disagree", "broken", "failed", "serial", "states", "pruneserial")
+        for name in (
+            "clash",
+            "disagree",
+            "broken",
+            "failed",
+            "serial",
+            "states",
+            "pruneserial",
+            "logins",
+            "options",
+            "serialclash",
+        )
     }
     owner = new_owner("fleet")
     # A secret of the owner under the states' prefix that no host delivers: the fleet prune retires it.
@@ -127,8 +147,23 @@ def cases(ansible, bao, vault_conn, tmp_path_factory):
     # One host's certificate is no PEM: that host fails building its part, the other is delivered.
     broken = fleet_hosts(prefixes["broken"], 2, name="bad")
     broken[max(broken)]["cert_distribution_certs"][0]["certificate"] = "not a certificate"
+    # Each host logs in with its own login: the one run would carry every host's keys with the first host's.
+    logins = fleet_hosts(prefixes["logins"], 2, name="login")
+    for host_vars in logins.values():
+        host_vars["own_vault"] = {**vault_conn, **approle(bao)}
+    # The first host of the run (whose options the one module run takes) gives options of its own.
+    options = fleet_hosts(prefixes["options"], 2, name="opt")
+    options[min(options)].update(FIRST_HOST_OPTIONS)
+    # Two hosts in two serial slices on one secret path: the second slice's run cannot see the first's parts.
+    serialclash = fleet_hosts(prefixes["serialclash"], 2, name="sclash")
+    serial_shared = f"{prefixes['serialclash']}/shared"
+    for host_vars in serialclash.values():
+        host_vars["cert_distribution_certs"][0]["path"] = serial_shared
     plays = {
         "clash": FleetPlay(clash, per_host(prefixes["clash"])),
+        "logins": FleetPlay(logins, per_host(prefixes["logins"], cert_distribution_vault="{{ own_vault }}")),
+        "options": FleetPlay(options, per_host(prefixes["options"])),
+        "serialclash": FleetPlay(serialclash, per_host(prefixes["serialclash"]), serial=1),
         "disagree": FleetPlay(disagree, per_host(prefixes["disagree"])),
         "serial": FleetPlay(fleet_hosts(prefixes["serial"], 4, name="slice"), per_host(prefixes["serial"]), serial=2),
         "pruneserial": FleetPlay(
@@ -175,8 +210,19 @@ def cases(ansible, bao, vault_conn, tmp_path_factory):
         "failed": failed,
         "states": states,
         "serial": plays["serial"].hosts,
+        "logins": logins,
+        "options": options,
+        "serialclash": serialclash,
     }
-    return {"prefixes": prefixes, "hosts": hosts, "down": down, "shared": shared, "found": found, "run": run}
+    return {
+        "prefixes": prefixes,
+        "hosts": hosts,
+        "down": down,
+        "shared": shared,
+        "serial_shared": serial_shared,
+        "found": found,
+        "run": run,
+    }
 
 
 def tokens_under(run, prefix: str) -> set[str]:
@@ -191,10 +237,11 @@ def tokens_under(run, prefix: str) -> set[str]:
 def test_each_module_run_logs_in_once_and_checks_the_mount_once(cases):
     run = cases["run"]
     # failed 1, broken 1, serial 2 (one per slice), states: push, renew, rollback, report, absent 1 each, prune 3
-    # (the push, the listing, the retirement); the refusals none.
-    assert len(requests_to(run, LOGIN)) == 12
+    # (the push, the listing, the retirement), serialclash 1 (its first slice; the second is refused); the refusals
+    # none.
+    assert len(requests_to(run, LOGIN)) == 13
     tokens = {entry["request"]["client_token"] for entry in run.requests if entry["request"].get("client_token")}
-    assert len(tokens) == 12
+    assert len(tokens) == 13
     checks = [entry["request"]["client_token"] for entry in requests_to(run, MOUNT_CHECK)]
     assert sorted(checks) == sorted(tokens)
 
@@ -285,3 +332,38 @@ def test_a_host_whose_certificates_do_not_read_fails_alone(cases, bao):
     output = cases["run"].output
     assert "not a certificate" not in output
     assert f"WARNING: {bad} failed or were unreachable earlier in the play" in output
+
+
+def test_hosts_that_log_in_differently_are_refused_and_nothing_is_written(cases, bao):
+    # The one module run logs in with the first host's cert_distribution_vault: the other host's key would go with
+    # a login (a server, a namespace, a role) it was never given.
+    found, prefix = cases["found"]["logins"], cases["prefixes"]["logins"]
+    assert set(found) == set(cases["hosts"]["logins"])
+    assert all(record.error for record in found.values()), found
+    assert "every host must give the same" in found[min(found)].error
+    assert "cert_distribution_vault" in found[min(found)].error
+    assert tokens_under(cases["run"], prefix) == set()
+    assert all(metadata(bao, own_path(prefix, host)) is None for host in found)
+
+
+def test_options_the_first_host_gives_alone_are_refused_not_applied_to_every_host(cases, bao):
+    found, prefix = cases["found"]["options"], cases["prefixes"]["options"]
+    hosts = sorted(cases["hosts"]["options"])
+    assert all(record.error for record in found.values()), found
+    message = found[hosts[0]].error
+    assert "every host must give the same" in message
+    for name in FIRST_HOST_OPTIONS:
+        assert name in message, (name, message)
+    # Not the first host's options (its custom_metadata, its validate) on the second host's secret.
+    assert metadata(bao, own_path(prefix, hosts[1])) is None
+    assert tokens_under(cases["run"], prefix) == set()
+
+
+def test_two_hosts_on_one_path_in_two_serial_slices_are_refused(cases, bao):
+    # One run per slice: the second slice's run must still see the path the first slice's host delivered.
+    found, shared = cases["found"]["serialclash"], cases["serial_shared"]
+    first, second = sorted(cases["hosts"]["serialclash"])
+    assert found[first].error is None
+    assert [(r["path"], r["changed"]) for r in found[first].results] == [(shared, True)]
+    assert found[second].error and f"{shared} is the secret path of {first} and {second}" in found[second].error
+    assert bao.kv_version_numbers(shared) == [1]
