@@ -1,19 +1,22 @@
 # Copyright: CertAutoPilot contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The mask_secrets filter: text (or data) with private keys, tokens, JWTs and given secrets masked."""
+"""The mask_secrets filter: text (or data) with PEM private keys and given secrets masked."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: mask_secrets
-short_description: Mask private keys, Vault tokens, JWTs and given secrets in text before it is shown
+short_description: Mask PEM private keys and given secrets in text before it is shown
 version_added: 0.2.0
 author:
   - CertAutoPilot team
 description:
-  - Returns the input with every PEM private key block (truncated ones included), every private key pasted as bare
-    base64 or hex DER, every Vault/OpenBao token and JWT, and every one of O(secrets) replaced by C(********).
-  - Strings inside lists and dictionaries are masked too, dictionary keys included.
+  - Returns the input with every PEM private key block (truncated ones included, found by its BEGIN and END lines;
+    each of its base64 lines too, however the lines are joined) and every one of O(secrets) replaced by
+    C(********), with Ansible's own masking of C(no_log) values.
+  - It guesses nothing - a token, a JWT or a key without its PEM lines is masked only when given in O(secrets).
+  - Strings inside lists and dictionaries are masked too; a string that is a secret as a whole becomes
+    C(VALUE_SPECIFIED_IN_NO_LOG_PARAMETER).
   - For text that no C(no_log) covers before it is printed - an error message that quotes a refused value, say.
     The P(certautopilot.vault.cert_distribution#role) role shows its argument validation errors through it.
   - Runs on the controller; it makes no request to Vault.

@@ -71,7 +71,6 @@ from ansible.utils.display import Display
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _kv2
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
-from ansible_collections.certautopilot.vault.plugins.module_utils._pem import shown
 
 display = Display()
 
@@ -114,8 +113,9 @@ def is_valid_path(path: t.Any) -> bool:
 
 
 def skipped_warning(paths: t.Sequence[str]) -> str:
-    # repr shows whitespace and control characters as escapes; shown() keeps out anything that could be a secret.
-    named = ", ".join(shown(repr(path)) for path in paths)
+    # Names from the server's listing, not a value of the task: what `bao kv list` shows anyone who may list them,
+    # and the only way to find them. repr shows whitespace and control characters as escapes.
+    named = ", ".join(repr(path) for path in paths)
     return (
         f"prune left out {len(paths)} secret(s) marked with this owner whose name is not a valid secret path "
         f"(whitespace, a control character, or an empty, '.' or '..' segment): {named}. Retire them by hand."

@@ -126,6 +126,13 @@ options:
       - With O(hosts), the B(name) of the variable that holds each host's certificate list, rendered with that
         host's variables. Without it each host's batch is empty (only O(values_from) is rendered).
     type: str
+  fallbacks:
+    description:
+      - With O(hosts), values for variables that the task's host has in its own vars and another host does not -
+        a role's defaults, which sit below the hosts' own vars and which Ansible gives a lookup no public way to
+        read apart. Without one, such a variable is not defined for that host.
+    type: dict
+    default: {}
   values_from:
     description:
       - With O(hosts), names of more variables to render with each host's variables, returned in C(rendered).
@@ -227,7 +234,6 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._certs import 
 )
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
 from ansible_collections.certautopilot.vault.plugins.module_utils._keys import kind_of
-from ansible_collections.certautopilot.vault.plugins.module_utils._pem import shown
 from ansible_collections.certautopilot.vault.plugins.plugin_utils._files import CERTIFICATES, confined, read_option_file
 
 try:
@@ -302,15 +308,10 @@ def flatten_terms(terms: t.Iterable[t.Any]) -> list[t.Mapping[str, t.Any]]:
 
 
 def describe_item(index: int, item: t.Mapping[str, t.Any], items_name: str | None = None) -> str:
-    """How errors name an item: its position, and the file or path that identifies it to a reader.
-
-    A path or file name that holds template syntax is not shown: the message would carry it on.
-    """
+    """How errors name an item: by its position, never by a value it holds (its path is not validated yet)."""
     if items_name:
         return f"{items_name}[{index}]"
-    hint = item.get("path") or item.get("certificate_file")
-    shows = isinstance(hint, str) and hint and not has_template_syntax(hint)
-    return f"certificate {index + 1}" + (f" ({shown(hint)})" if shows else "")
+    return f"certificate {index + 1}"
 
 
 def has_template_syntax(text: str) -> bool:
@@ -480,9 +481,8 @@ def segments_added(path: str, render: t.Callable[[t.Mapping[str, t.Any]], str], 
 
 def checked_path(rendered: t.Any, name: str) -> str:
     if not isinstance(rendered, str) or not rendered.strip():
-        raise AnsibleLookupError(
-            f"cert_batch: the path template rendered {shown(repr(rendered))} for {name}; a non-empty string is needed"
-        )
+        what = "blank text" if isinstance(rendered, str) else f"a {kind_of(rendered)}"
+        raise AnsibleLookupError(f"cert_batch: the path template rendered {what} for {name}; a path is needed")
     if any(mark in rendered for mark in TEMPLATE_MARKS):
         # A variable whose value is a template (a survey answer) is inserted as text, never rendered again.
         raise AnsibleLookupError(
@@ -510,19 +510,25 @@ def same_value(one: t.Any, other: t.Any) -> bool:
 
 
 def host_variables(
-    variables: t.Mapping[str, t.Any], task_host_own: t.Mapping[str, t.Any], own: t.Mapping[str, t.Any]
+    variables: t.Mapping[str, t.Any],
+    task_host_own: t.Mapping[str, t.Any],
+    own: t.Mapping[str, t.Any],
+    fallbacks: t.Mapping[str, t.Any] | None = None,
 ) -> dict[str, t.Any]:
     """The task's variables as another host sees them: that host's own variables in place of the task host's.
 
     ``task_host_own`` and ``own`` are the two hosts' own variables (hostvars.raw_get: inventory, facts, set_fact,
     unrendered). A variable the task's host has of its own with the value the task sees comes from that host's
-    level: the other host's own value (or none) replaces it. One the task sees with another value is set above
-    the hosts (a role or include_role var): every host gets it. One only the other host has is its own.
+    level: the other host's own value replaces it, or its value in ``fallbacks`` (a role's defaults, below the
+    hosts' level, which Ansible gives no public way to read apart), or none. One the task sees with another value
+    is set above the hosts (a role or include_role var): every host gets it. One only the other host has is its own.
     A plain dict: Ansible's templar takes no other mapping than a dict or a ChainMap.
     """
     host_level = {key for key, value in task_host_own.items() if key in variables and same_value(variables[key], value)}
     view = {key: variables[key] for key in variables if key not in host_level}
     view.update((key, value) for key, value in own.items() if key not in task_host_own or key in host_level)
+    fallbacks = fallbacks or {}
+    view.update((key, fallbacks[key]) for key in host_level - set(own) if key in fallbacks)
     return view
 
 
@@ -553,7 +559,7 @@ class LookupModule(LookupBase):
         entries = []
         for host in hosts:
             own = hostvars.raw_get(host)
-            view = host_variables(variables, task_host_own, own)
+            view = host_variables(variables, task_host_own, own, self.get_option("fallbacks"))
             # The names alone, for checks such as a misspelt variable: one read of the host's variables does all.
             entry: dict[str, t.Any] = {"host": host, "own_variables": sorted(own)}
             try:
@@ -561,9 +567,7 @@ class LookupModule(LookupBase):
                     name: self._rendered(view, name) for name in self.get_option("values_from") if name in view
                 }
                 if items_from and items_from not in view:
-                    raise AnsibleLookupError(
-                        f"cert_batch: items_from names {shown(items_from)}, which is not a variable"
-                    )
+                    raise AnsibleLookupError("cert_batch: items_from names no variable of this host")
                 entry["batch"] = self._batch([self._rendered(view, items_from)], view) if items_from else []
             except AnsibleError as exc:
                 entry.pop("batch", None)
@@ -582,7 +586,7 @@ class LookupModule(LookupBase):
         source = self.get_option("template_from")
         if source:
             if source not in self._variables:
-                raise AnsibleLookupError(f"cert_batch: template_from names {shown(source)}, which is not a variable")
+                raise AnsibleLookupError("cert_batch: template_from names no variable in scope")
             # As written: a lookup's variables are not rendered yet, and keep the trust Ansible gave them.
             self._renderer = path_template(self._variables[source], self._templar, self._variables)
         else:
@@ -647,9 +651,9 @@ class LookupModule(LookupBase):
                 raise AnsibleLookupError(f"cert_batch: {exc}") from None
         found = self.find_file_in_search_path(self._variables, "files", path, ignore_missing=True)
         if not found:
-            raise AnsibleLookupError(f"cert_batch: {what} {shown(path)} of {name} not found on the controller")
+            raise AnsibleLookupError(f"cert_batch: {what} of {name} not found on the controller")
         if not os.path.isfile(found):
-            raise AnsibleLookupError(f"cert_batch: {what} {shown(found)} of {name} is not a file")
+            raise AnsibleLookupError(f"cert_batch: {what} of {name} is not a file")
         return found
 
     def _read(self, path: t.Any, what: str, name: str) -> str:

@@ -83,9 +83,8 @@ class JwtAuth(AuthMethod):
         client.remember_secret(jwt)
         if not _looks_like_jwt(jwt):
             # Whatever the file holds (a key, say) is not sent to the server; nor shown.
-            source = (
-                "jwt" if self.params.get("jwt") else f"jwt_file {self.params.get('jwt_file') or DEFAULT_JWT_FILE!r}"
-            )
+            jwt_file = self.params.get("jwt_file") or DEFAULT_JWT_FILE
+            source = "jwt" if self.params.get("jwt") else _named_jwt_file(jwt_file)
             raise VaultCertError(
                 f"auth_method jwt: {source} does not hold a JWT (three base64url parts joined by dots)"
             )
@@ -153,6 +152,11 @@ class NoAuth(AuthMethod):
         """Unauthenticated: only endpoints like sys/health answer."""
 
 
+def _named_jwt_file(jwt_file: str) -> str:
+    """The file for a message: the option's name; the path only when it is the default, never a user's value."""
+    return f"jwt_file {DEFAULT_JWT_FILE!r} (the default)" if jwt_file == DEFAULT_JWT_FILE else "jwt_file"
+
+
 def _jwt_from_file(jwt_file: str) -> str:
     """The text of ``jwt_file``, stripped. A file over JWT_FILE_MAX_BYTES or not UTF-8 is refused naming the
     file, never quoting what it holds (a key, say)."""
@@ -160,17 +164,17 @@ def _jwt_from_file(jwt_file: str) -> str:
         with open(jwt_file, "rb") as handle:
             content = handle.read(JWT_FILE_MAX_BYTES + 1)
     except OSError as exc:
-        raise VaultCertError(f"auth_method jwt: cannot read jwt_file {jwt_file!r}: {exc.strerror}") from None
+        raise VaultCertError(f"auth_method jwt: cannot read {_named_jwt_file(jwt_file)}: {exc.strerror}") from None
     if len(content) > JWT_FILE_MAX_BYTES:
         raise VaultCertError(
-            f"auth_method jwt: jwt_file {jwt_file!r} does not hold a JWT: it is larger than "
+            f"auth_method jwt: {_named_jwt_file(jwt_file)} does not hold a JWT: it is larger than "
             f"{JWT_FILE_MAX_BYTES // 1024} KiB, which no JWT is"
         )
     try:
         return content.decode("utf-8").strip()
     except UnicodeDecodeError:
         raise VaultCertError(
-            f"auth_method jwt: jwt_file {jwt_file!r} does not hold a JWT: it is not UTF-8 text"
+            f"auth_method jwt: {_named_jwt_file(jwt_file)} does not hold a JWT: it is not UTF-8 text"
         ) from None
 
 
@@ -210,6 +214,6 @@ def select_auth_method(params: t.Mapping[str, t.Any]) -> AuthMethod:
     try:
         method = AUTH_METHODS[name](params)
     except KeyError:
-        raise VaultCertError(f"unknown auth_method {name!r}; choose one of {', '.join(AUTH_METHODS)}") from None
+        raise VaultCertError(f"unknown auth_method; choose one of {', '.join(AUTH_METHODS)}") from None
     method.validate()
     return method

@@ -39,7 +39,6 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._errors import
     PermissionDenied,
     VaultCertError,
 )
-from ansible_collections.certautopilot.vault.plugins.module_utils._pem import NOT_SHOWN, shown
 
 try:
     import hvac
@@ -120,7 +119,7 @@ class ConnectionSettings:
         for option in ("namespace", "auth_namespace"):
             problem = header_value_problem(params.get(option) or "")
             if problem:
-                raise VaultCertError(f"invalid {option} {params[option]!r}: {problem}")
+                raise VaultCertError(f"invalid {option}: {problem}")
         if params.get("client_key") and not params.get("client_cert"):
             raise VaultCertError("client_key is set without client_cert: set both, or client_cert alone")
         return cls(
@@ -249,10 +248,46 @@ def _refused(exc: Exception) -> bool:
 
 
 def _server_errors(status: int, decoded: dict) -> str:
+    # Vault's error list is shown as it is: its handlers name what they refused (a capability, a cas version, a
+    # metadata limit, a login's role) and never echo a request body's values, which for a KV write hold a private
+    # key; should one ever be echoed whole, it is a no_log value the module's answer masks.
     errors = decoded.get("errors") or []
     if not isinstance(errors, list):
         errors = [errors]
     return "; ".join(_plain_error(str(error)) for error in errors) or f"HTTP {status}"
+
+
+# A value this short sent in a request (an owner, a cas number) may be a word of the server's own error.
+SHORTEST_ECHO_MASKED = 8
+
+
+def _without_sent_values(decoded: dict, sent: t.Any) -> dict:
+    """An error answer whose error list holds no string value of the request it answers, as sent or JSON-escaped,
+    nor any of their lines: a gateway's error that echoes a batch write's body holds each private key only as JSON
+    escapes it, where the module's masking of the whole key cannot find it. Every caller reads this list."""
+    errors = decoded.get("errors")
+    values = sorted(_sent_strings(sent), key=len, reverse=True) if errors else []
+    if not values:
+        return decoded
+    masked = []
+    for error in errors if isinstance(errors, list) else [errors]:
+        text = str(error)
+        for value in values:
+            text = text.replace(value, "********")
+        masked.append(text)
+    return {**decoded, "errors": masked}
+
+
+def _sent_strings(sent: t.Any) -> set[str]:
+    if isinstance(sent, t.Mapping):
+        return set().union(*(_sent_strings(value) for value in sent.values()))
+    if isinstance(sent, (list, tuple)):
+        return set().union(*(_sent_strings(value) for value in sent))
+    if not isinstance(sent, str) or len(sent) < SHORTEST_ECHO_MASKED:
+        return set()
+    forms = {sent, json.dumps(sent)[1:-1]}
+    forms.update(line.strip() for line in sent.splitlines() if len(line.strip()) >= SHORTEST_ECHO_MASKED)
+    return forms
 
 
 def _plain_error(error: str) -> str:
@@ -594,7 +629,7 @@ class VaultClient:
         if not self.settings.ca_cert:
             return True
         # A file path for requests: an explicit CA must win over REQUESTS_CA_BUNDLE.
-        ca_file = self._pem_file(self.settings.ca_cert, option="ca_cert", secret=False)
+        ca_file = self._pem_file(self.settings.ca_cert, option="ca_cert")
         try:
             ssl.create_default_context(cafile=ca_file)
         except (ssl.SSLError, ValueError):
@@ -605,10 +640,10 @@ class VaultClient:
         """The TLS client certificate (and key) as files, checked to load before any connection."""
         if not self.settings.client_cert:
             return None
-        cert_file = self._pem_file(self.settings.client_cert, option="client_cert", secret=False)
+        cert_file = self._pem_file(self.settings.client_cert, option="client_cert")
         key_file = None
         if self.settings.client_key:
-            key_file = self._pem_file(self.settings.client_key, option="client_key", secret=True)
+            key_file = self._pem_file(self.settings.client_key, option="client_key")
         try:
             ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert_file, key_file)
         except (ssl.SSLError, ValueError):
@@ -619,15 +654,14 @@ class VaultClient:
             ) from None
         return (cert_file, key_file) if key_file else cert_file
 
-    def _pem_file(self, value: str, *, option: str, secret: bool) -> str:
+    def _pem_file(self, value: str, *, option: str) -> str:
         """A path for ``value``: inline PEM text becomes one of the client's _InlinePemFiles."""
         if "-----BEGIN" in value:
             return self._inline_pem.path_for(value, name=f"certautopilot-{option.replace('_', '-')}")
         path = os.path.expanduser(value)
         if os.path.isfile(path) and os.access(path, os.R_OK):
             return path
-        detail = "" if secret or shown(value) == NOT_SHOWN else f" {value!r}"
-        raise VaultCertError(f"{option}{detail} is neither a readable file nor inline PEM text")
+        raise VaultCertError(f"{option} is neither a readable file nor inline PEM text")
 
     def _remove_temp_files(self) -> None:
         self._inline_pem.remove()
@@ -773,6 +807,8 @@ class VaultClient:
                 "HTTPS port; use https:// in url (and ca_cert for the CA that signed its certificate)"
             )
         decoded = _json_body(status, body)
+        if status >= 400:
+            decoded = _without_sent_values(decoded, json)
         errors = self.redact(_server_errors(status, decoded))
         if kind in _WRITE_KINDS and response.history and (status == 400 or status in RETRYABLE_STATUS):
             # A standby redirects a write after forwarding it to the active

@@ -17,7 +17,6 @@ from datetime import datetime, timezone
 from ansible_collections.certautopilot.vault.plugins.module_utils import _batch, _certs, _kv2
 from ansible_collections.certautopilot.vault.plugins.module_utils._client import VaultClient
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import PermissionDenied, VaultCertError
-from ansible_collections.certautopilot.vault.plugins.module_utils._pem import shown
 
 OK = "ok"
 EXPIRING = "expiring"
@@ -79,7 +78,7 @@ def prepare_request(
     if expiring_within < 0:
         raise VaultCertError(f"expiring_within must be 0 or more days, got {expiring_within}")
     if fail_on not in FAIL_ON_CHOICES:
-        raise VaultCertError(f"fail_on must be one of {', '.join(FAIL_ON_CHOICES)}, got {shown(fail_on)}")
+        raise VaultCertError(f"fail_on must be one of {', '.join(FAIL_ON_CHOICES)}")
     return InfoRequest(
         mount=mount,
         prefix=prefix,
@@ -187,7 +186,7 @@ def assess_secret(
     if field is None:
         return entry(path, NO_CERTIFICATE, f"the secret has no field {_field_names(fields)}", **known)
     known["field"] = field
-    what = f"field {_quoted(field)}"
+    what = f"field {_field_name(fields, fields.index(field))}"
     value = secret.data[field]
     if isinstance(value, str) and not value.strip():
         return entry(path, NO_CERTIFICATE, f"{what} is empty", **known)
@@ -217,13 +216,14 @@ def is_managed(custom_metadata: t.Mapping[str, t.Any] | None, owner: str | None)
     return _kv2.is_managed(custom_metadata)
 
 
-def _quoted(field: str) -> str:
-    text = shown(field)
-    return repr(field) if text == field else text
+def _field_name(fields: t.Sequence[str], index: int) -> str:
+    """How a reason names a field: the default by its name, one the user gave by its place in ``fields``."""
+    name = fields[index]
+    return repr(name) if name in DEFAULT_FIELDS else f"fields[{index}]"
 
 
 def _field_names(fields: t.Sequence[str]) -> str:
-    return " or ".join(_quoted(name) for name in fields)
+    return " or ".join(_field_name(fields, index) for index in range(len(fields)))
 
 
 def _validity_reason(status: str, summary: t.Mapping[str, t.Any], remaining: int, expiring_within: int) -> str | None:

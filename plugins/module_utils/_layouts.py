@@ -53,11 +53,13 @@ def resolve_fields(fields: dict[str, str | None] | None) -> dict[str, str | None
         return resolved
     if not isinstance(fields, dict):
         raise VaultCertError(f"fields must be a dictionary of field names to JSON keys, not {type(fields).__name__}")
-    unknown = sorted(str(name) for name in fields if name not in DEFAULT_FIELDS)
+    unknown = [str(place) for place, name in enumerate(fields, start=1) if name not in DEFAULT_FIELDS]
     if unknown:
-        # A name that is no plain key is not shown: it may be anything pasted there, a key included.
-        shown = [repr(name) if _JSON_KEY.fullmatch(name) else "(a name that is no plain key)" for name in unknown]
-        raise VaultCertError(f"fields: unknown field name(s) {', '.join(shown)}; known: {', '.join(FIELD_NAMES)}")
+        # Named by place, never quoted: whatever was pasted there (a token, a key) is the user's value.
+        raise VaultCertError(
+            f"fields: unknown field name(s) at place {', '.join(unknown)} of {len(fields)}; "
+            f"known: {', '.join(FIELD_NAMES)}"
+        )
     for name, key in fields.items():
         if key is not None and not isinstance(key, str):
             raise VaultCertError(f"fields: {name} must map to a JSON key (a string) or null")
@@ -349,7 +351,7 @@ LAYOUTS = tuple(_BY_NAME)
 def of(name: str) -> Layout:
     """The layout called ``name``."""
     if name not in LAYOUTS:
-        raise VaultCertError(f"layout must be one of {', '.join(LAYOUTS)}, not {name!r}")
+        raise VaultCertError(f"layout must be one of {', '.join(LAYOUTS)}")
     return _BY_NAME[name]
 
 

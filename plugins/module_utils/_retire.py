@@ -19,7 +19,6 @@ from ansible_collections.certautopilot.vault.plugins.module_utils._errors import
     OutcomeUnknown,
     VaultCertError,
 )
-from ansible_collections.certautopilot.vault.plugins.module_utils._pem import shown
 
 DELETE = "delete"
 DESTROY = "destroy"
@@ -84,7 +83,7 @@ def prepare_requests(
     _kv2.validate_path(mount, what="mount")
     _kv2.validate_owner(owner)
     if mode not in MODES:
-        raise VaultCertError(f"mode must be one of {', '.join(MODES)}, got {shown(mode)}")
+        raise VaultCertError(f"mode must be one of {', '.join(MODES)}")
     for index, item in enumerate(items):
         _kv2.validate_secret_path(mount, item.get("path"), what=_kv2.item_option("secrets", index, len(items)))
     _batch.refuse_repeated_paths((item["path"] for item in items), option="secrets")

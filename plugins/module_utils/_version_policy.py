@@ -9,7 +9,6 @@ import re
 import typing as t
 from dataclasses import dataclass
 
-from ansible_collections.certautopilot.vault.plugins.module_utils import _pem
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
 
 if t.TYPE_CHECKING:
@@ -32,14 +31,12 @@ def duration_seconds(value: t.Any, *, option: str) -> int:
     elif text and not _DURATION_PART.sub("", text):
         total = sum(float(number) * _DURATION_SECONDS[unit] for number, unit in _DURATION_PART.findall(text))
     else:
-        raise VaultCertError(
-            f"{option} must be a number of seconds or a duration such as 30d, 720h or 1h30m, got {_pem.shown(value)}"
-        )
+        raise VaultCertError(f"{option} must be a number of seconds or a duration such as 30d, 720h or 1h30m")
     if total > MAX_DURATION_SECONDS:
         raise VaultCertError(f"{option} must be at most {MAX_DURATION_SECONDS} seconds (about 292 years)")
     if 0 < total < 1:
         # Whole seconds are what the server keeps; rounding down to 0 would mean "never".
-        raise VaultCertError(f"{option} must be 0 (never) or at least one second, got {_pem.shown(value)}")
+        raise VaultCertError(f"{option} must be 0 (never) or at least one second")
     return int(total)
 
 

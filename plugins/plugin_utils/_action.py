@@ -12,14 +12,12 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.certautopilot.vault.plugins.module_utils import _keys
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
-from ansible_collections.certautopilot.vault.plugins.module_utils._pem import shown
 from ansible_collections.certautopilot.vault.plugins.plugin_utils._files import (
     CERTIFICATES,
     PRIVATE_KEY,
     read_option_file,
 )
 
-SECRET_OPTIONS = ("secret_id", "token", "jwt", "client_key", "pkcs12_password")
 # Options given as text or as a controller file (``<option>_file``), which this plugin reads into the text option.
 CERTIFICATE_TEXT_OPTIONS = ("certificate", "chain")
 FILES_ROOT_OPTION = "files_root"
@@ -47,8 +45,6 @@ class KeyBundleAction(ActionBase):
         return result
 
     def module_args(self, args: dict) -> dict:
-        # The task's own secrets, which no error here may quote, whatever option they were mistaken for.
-        self._secrets = [str(args[name]) for name in SECRET_OPTIONS if args.get(name)]
         files_root = args.get(FILES_ROOT_OPTION) or None
         args = self._with_certificate_files(args, files_root)
         args, sources = _keys.take_keys(args)
@@ -107,5 +103,4 @@ class KeyBundleAction(ActionBase):
         try:
             return self._find_needle("files", path)
         except Exception:  # AnsibleError and its kinds: not found, in no search path
-            missing = shown(path, secrets=self._secrets)
-            raise VaultCertError(f"{option} {missing} not found on the controller") from None
+            raise VaultCertError(f"{option} not found on the controller") from None

@@ -23,7 +23,7 @@ import typing as t
 from ansible.parsing.vault import is_encrypted
 
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
-from ansible_collections.certautopilot.vault.plugins.module_utils._pem import CERTIFICATE_LABEL, scan, shown
+from ansible_collections.certautopilot.vault.plugins.module_utils._pem import CERTIFICATE_LABEL, scan
 
 CERTIFICATES = "certificates"
 PRIVATE_KEY = "private_key"
@@ -71,13 +71,13 @@ def _refuse_outside(real: str | None, *, real_root: str, option: str) -> None:
 def read_option_file(loader: t.Any, path: str, *, option: str, kind: str, root: str | None = None) -> str:
     """What a file option names in its file: its PEM certificates, or its one private key; nothing else of it.
 
-    ``option`` names the option and its item (``certificates[2].chain_file``) in every refusal, which never
-    shows the file's text and shows the path only when no root confines it (the root's own refusals name none).
+    ``option`` names the option and its item (``certificates[2].chain_file``) in every refusal, which shows
+    neither the file's text nor its path.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
     real = confined(path, option=option, root=root)
-    text = read_text(loader, real, what=option, named=not root, root=root)
+    text = read_text(loader, real, what=option, root=root)
     if kind == CERTIFICATES:
         return certificate_blocks(text, option=option)
     return private_key_block(text, option=option)
@@ -106,13 +106,13 @@ def private_key_block(text: str, *, option: str) -> str:
     return text[keys[0].start : keys[0].end] + "\n"
 
 
-def read_text(loader: t.Any, path: str, *, what: str, named: bool = True, root: str | None = None) -> str:
+def read_text(loader: t.Any, path: str, *, what: str, root: str | None = None) -> str:
     """A controller file's text, decrypted first when it is Ansible Vault-encrypted.
 
     The file is opened once and everything is judged and read on that descriptor (see read_bytes). Errors name
-    the file (when ``named``), never its contents (it may be a private key), nor a path that looks like one.
+    the option (``what``), never the file's path (the user's value) nor its contents (it may be a private key).
     """
-    where = f"{what} {shown(path)}" if named else what
+    where = what
     data = read_bytes(path, where=where, option=what, root=root)
     if is_encrypted(data):
         data = _decrypted(loader, data, where=where)

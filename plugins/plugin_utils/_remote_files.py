@@ -20,6 +20,7 @@ import posixpath
 import typing as t
 
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
+from ansible_collections.certautopilot.vault.plugins.module_utils._pem import token_like_secrets
 from ansible_collections.certautopilot.vault.plugins.plugin_utils._files import (
     CERTIFICATES,
     MAX_FILE_BYTES,
@@ -89,6 +90,12 @@ def _options_read(include_chain: bool, include_private_key: bool) -> list[tuple[
 def _host_path(path: t.Any, *, name: str, files_root: str | None) -> str:
     if not isinstance(path, str) or not path:
         raise VaultCertError(f"{name} must be a file path")
+    # The reads are a fact the role shows (-v, and ansible-runner's job events at any verbosity), and their paths go
+    # to the host in realpath's argv (its process list): a key or token pasted into a *_file option stops here.
+    if _pasted_secret(path):
+        raise VaultCertError(
+            f"{name} is not a file path (a PEM block, a line break or a token: not shown); nothing written"
+        )
     if files_root:
         # As on the controller: a relative path is taken from the root, an absolute one stays itself.
         return posixpath.join(files_root, path)
@@ -98,6 +105,11 @@ def _host_path(path: t.Any, *, name: str, files_root: str | None) -> str:
             "absolute path or set the root"
         )
     return path
+
+
+def _pasted_secret(path: str) -> bool:
+    """Whether a file option holds what no path does and a secret pasted into the wrong option would."""
+    return any(mark in path for mark in ("\n", "\r", "\0", "-----")) or bool(token_like_secrets(path))
 
 
 def refusals(

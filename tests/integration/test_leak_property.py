@@ -12,9 +12,11 @@ called in this process (tests/support/module_call.py), and its stdout, stderr, s
 returned JSON (msg, invocation.module_args, diff, warnings, exception) are scanned for every secret
 of the case and for every token the server issued meanwhile, read from its raw audit log.
 
-What the module is expected to recognise: a PEM private key by its shape, wherever it is; a
-password by its place in a URL's userinfo. A secret_id, JWT or token is opaque, so it is the
-run's own credential (given in its no_log option) that a templating slip also put elsewhere.
+What the module knows to be secret, and hands to Ansible's no_log masking: a PEM private key block by
+its BEGIN/END lines, wherever it is (a combined cert+key file, a paste); a password by its place in
+a URL's userinfo; its no_log options' values. Nothing is guessed from a shape: a secret_id, JWT or
+token is opaque, so it is the run's own credential (given in its no_log option) that a templating
+slip also put elsewhere.
 
 The scan is checked to be honest: a module that got past argument validation must have written
 its "Invoked with" syslog line (and one that did not must not have), a module that sent requests

@@ -142,13 +142,13 @@ CASES = [
     Case("mount-double-slash", {"mount": "a//b"}, ("invalid mount:", "empty")),
     Case("mount-leading-slash", {"mount": "/secret"}, ("invalid mount:", "start or end with '/'")),
     # -- option values -------------------------------------------------------------------------------
-    Case("auth-method-unknown", {"auth_method": "bogus"}, ("auth_method", "bogus")),
+    Case("auth-method-unknown", {"auth_method": "bogus"}, ("auth_method", "must be one of")),
     Case(
         "fields-two-to-one-key",
         {"fields": {"certificate": "x", "chain": "x"}},
         ("fields", "certificate", "chain", "'x'"),
     ),
-    Case("fields-unknown-name", {"fields": {"cert": "tls.crt"}}, ("fields", "unknown", "'cert'")),
+    Case("fields-unknown-name", {"fields": {"cert": "tls.crt"}}, ("fields", "unknown field name(s) at place 1 of 1")),
     # The url is named, never quoted: it may carry a credential.
     Case("url-without-scheme", {"url": "vault.example.com:8200"}, ("url is not a Vault address", "https://")),
 ]

@@ -95,38 +95,31 @@ def test_key_pasted_into_certificate_is_masked_in_the_syslog_invocation_line(mod
     assert find_leaks([bao.kv_data(path) or {}], chain.leaf.key_pem) == []
 
 
-def test_key_pasted_as_bare_base64_der_is_masked(modules, bao, vault_conn):
-    chain = make_chain("der-key.example.com")
-    der = "".join(line for line in chain.leaf.key_pem.splitlines() if "-----" not in line)
-    # base64 holds '/': a key whose body has an empty segment would be refused as no mount name at all, not looked up.
-    while "//" in der or der.startswith("/") or der.endswith("/"):
-        chain = make_chain("der-key.example.com")
-        der = "".join(line for line in chain.leaf.key_pem.splitlines() if "-----" not in line)
-    args = {**vault_conn, **approle(bao), **single(unique_path("der"), chain.leaf, chain.intermediate), "mount": der}
+def test_key_pasted_as_the_mount_is_refused_unquoted(modules, bao, vault_conn):
+    """No message quotes a value that failed validation, and the key block is a no_log value wherever it goes."""
+    chain = make_chain("mount-key.example.com")
+    args = {**vault_conn, **approle(bao), **single(unique_path("mount-key"), chain.leaf, chain.intermediate)}
 
-    run = modules.run_module(PUSH, args, secrets=[der])
+    run = modules.run_module(PUSH, {**args, "mount": chain.leaf.key_pem}, secrets=[chain.leaf.key_pem])
 
-    assert run.failed and "mount '********' not found" in run.msg, run.msg
-    assert any(line.startswith("Invoked with") for line in run.syslog), run.syslog
-
-
-def test_a_crlf_wrapped_bare_base64_key_in_a_batch_is_not_in_the_syslog_line(modules, bao, vault_conn):
-    """The log line holds repr(certificates): "\\r\\n" is escaped and the key's lines are never seen as one key."""
-    chain = make_chain(f"r3-{uuid.uuid4().hex[:8]}.example.com")
-    key = serialization.load_pem_private_key(chain.leaf.key_pem.encode(), password=None)
-    der = base64.b64encode(
-        key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    ).decode()
-    bare = "\r\n".join(der[i : i + 64] for i in range(0, len(der), 64)) + "\r\n"
-    item = {"path": unique_path("crlf"), "certificate": bare, "private_key": chain.leaf.key_pem}
-
-    run = modules.run_module(
-        PUSH, {**vault_conn, **approle(bao), "certificates": [item]}, secrets=[der[:128], der[64:128]]
-    )
-
-    assert run.failed
-    assert any(line.startswith("Invoked with") for line in run.syslog), run.syslog
+    assert run.failed and "mount" in run.msg, run.msg
     assert kv_writes(run.requests) == []
+
+
+@pytest.mark.parametrize("line_break", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_a_combined_cert_and_key_file_in_a_batch_is_not_in_the_syslog_line(modules, bao, vault_conn, line_break):
+    """The log line holds repr(certificates), where line breaks are escaped: the key block's lines, each a no_log
+    value of its own, are masked there (a combined file saved on Windows ends its lines with CRLF)."""
+    chain = make_chain(f"r3-{uuid.uuid4().hex[:8]}.example.com")
+    combined = (chain.leaf.cert_pem + chain.leaf.key_pem).replace("\n", line_break)
+    path = unique_path("combined")
+    item = {"path": path, "certificate": combined, "private_key": chain.leaf.key_pem}
+
+    run = modules.run_module(PUSH, {**vault_conn, **approle(bao), "certificates": [item]}, secrets=[chain.leaf.key_pem])
+
+    assert any(line.startswith("Invoked with") for line in run.syslog), run.syslog
+    # The certificate text is taken from its first CERTIFICATE block: the key beside it is never stored there.
+    assert find_leaks([(bao.kv_data(path) or {}).get("certificate", "")], chain.leaf.key_pem) == []
 
 
 def test_fields_that_map_to_a_pasted_key_are_refused_unseen(modules, bao, vault_conn):
@@ -159,7 +152,37 @@ def test_key_wrapped_as_bare_base64_lines_in_a_field_name_is_never_shown(modules
 
     run = modules.run_module(PUSH, args)
 
-    assert run.failed and "unknown field name(s) (a name that is no plain key)" in run.msg, run.msg
+    assert run.failed and "unknown field name(s) at place 1 of 1" in run.msg, run.msg
+
+
+@pytest.mark.parametrize("option", ["auth_method", "layout", "timeout", "revoke_token"])
+def test_a_secret_pasted_into_a_typed_or_choice_option_is_not_quoted_by_the_argument_error(
+    modules, bao, vault_conn, option
+):
+    """Ansible's validator quotes the value it refuses ("got: ...", "is not a valid boolean", "cannot be converted
+    to an int"): another credential pasted there (a survey answer in the wrong field) is masked in the answer."""
+    pasted = bao.new_approle_secret_id("certs")
+    chain = make_chain("pasted-typed.example.com")
+    args = {**vault_conn, **approle(bao), **single(unique_path("pasted-typed"), chain.leaf, chain.intermediate)}
+
+    run = modules.run_module(PUSH, {**args, option: pasted}, secrets=[pasted])
+
+    assert run.failed and option in run.msg, run.msg
+    assert run.requests == []
+
+
+def test_a_token_pasted_as_a_field_name_is_named_by_place_not_quoted(modules, bao, vault_conn):
+    """Not a secret the module knows (its echo in invocation is the user's own option): the message names the
+    place of the name, never the name."""
+    pasted = token_with_policy(bao, "redaction-field-name", {"secret/*": ["read"]})
+    chain = make_chain("pasted-field-name.example.com")
+    args = {**vault_conn, **approle(bao), **single(unique_path("pasted-field"), chain.leaf, chain.intermediate)}
+
+    run = modules.run_module(PUSH, {**args, "fields": {"certificate": "tls.crt", pasted: "x"}})
+
+    assert run.failed and "fields: unknown field name(s) at place 2 of 2" in run.msg, run.msg
+    assert pasted not in run.msg and pasted not in "".join(run.result.get("warnings", [])), run.msg
+    assert kv_writes(run.requests) == []
 
 
 @pytest.mark.parametrize("item", ["not-a-dictionary", 5, None], ids=["string", "number", "null"])
@@ -172,16 +195,18 @@ def test_batch_item_that_is_no_dictionary_never_shows_the_token(modules, bao, va
 
 
 @pytest.mark.parametrize("option", ["namespace", "path", "role_id"])
-def test_token_pasted_into_another_option_is_masked_by_its_shape(modules, bao, vault_conn, option):
-    pasted = token_with_policy(bao, "redaction-pasted-token", {"secret/*": ["read"]})
+def test_the_runs_own_token_pasted_into_another_option_is_masked_as_a_no_log_value(modules, bao, vault_conn, option):
+    """A templating slip puts the run's token where a name goes: it is no_log, so Ansible masks it everywhere.
+    (A token the run was never given is not known to be one: no message quotes it, but a name it became stays.)"""
+    token = token_with_policy(bao, "redaction-pasted-token", {"secret/*": ["create", "read", "update"]})
     path = unique_path("pasted-token")
     chain = make_chain(path.removeprefix("certs/"))
-    args = {**vault_conn, **approle(bao), **single(path, chain.leaf, chain.intermediate)}
-    args[option] = pasted if option != "path" else f"certs/{pasted}"
+    args = {**vault_conn, "auth_method": "token", "token": token, **single(path, chain.leaf, chain.intermediate)}
+    args[option] = token if option != "path" else f"certs/{token}"
 
-    run = modules.run_module(PUSH, args, secrets=[pasted])
+    run = modules.run_module(PUSH, args)
 
-    # Whatever the module decided, the scan above found the token nowhere; the server agrees nothing was written.
+    # Whatever the module decided, the harness's scan found the token nowhere (it is a secret of the run).
     assert run.failed or bao.kv_version_numbers(args["path"]) == [1]
 
 

@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 from pki import make_chain
+from push_runs import approle
 from role_runs import FleetPlay, metadata, new_owner, run_fleet
 
 LOGIN = "auth/approle/login"
@@ -27,7 +28,7 @@ def fleet_hosts(prefix: str, count: int, *, name: str = "web") -> dict[str, dict
     hosts = {}
     for number in range(1, count + 1):
         host = f"{name}{number:02d}-{prefix.rsplit('/', 1)[-1]}"
-        first, second = (make_chain(f"{host}.example.com").leaf for _ in range(2))
+        first, second = (make_chain(f"{host}.example.com").leaf for _copy in range(2))
         hosts[host] = {
             "cert_distribution_certs": [{"certificate": first.cert_pem, "private_key": first.key_pem}],
             "renewed": [{"certificate": second.cert_pem, "private_key": second.key_pem}],
@@ -70,7 +71,7 @@ def twenty(ansible, bao, vault_conn, tmp_path_factory):
 
 
 def test_twenty_hosts_push_with_one_login_and_one_mount_check(twenty):
-    prefix, hosts, (found, run), _ = twenty
+    prefix, hosts, (found, run), _rerun = twenty
     assert not run.failed, run.output
     assert len(requests_to(run, LOGIN)) == 1
     assert len(requests_to(run, MOUNT_CHECK)) == 1
@@ -84,7 +85,7 @@ def test_twenty_hosts_push_with_one_login_and_one_mount_check(twenty):
 
 
 def test_twenty_hosts_rerun_changes_nothing(twenty):
-    prefix, hosts, _, (found, run) = twenty
+    prefix, hosts, _first, (found, run) = twenty
     assert not run.failed, run.output
     assert len(requests_to(run, LOGIN)) == 1
     assert kv_writes(run) == []
@@ -96,7 +97,7 @@ def test_twenty_hosts_rerun_changes_nothing(twenty):
 def test_fleet_mode_runs_one_task_per_host(twenty):
     # Ansible forks a worker and computes a host's variables for each host and task, even a skipped one: a fleet
     # costs its per-host tasks times its hosts. Every task of the role but one runs once for the whole run.
-    _, hosts, (_, run), _ = twenty
+    _prefix, hosts, (_found, run), _rerun = twenty
     hosts_of: dict[str, set[str]] = {}
     for result in run.tasks:
         if not result.task.startswith("Fleet "):
@@ -109,6 +110,14 @@ def test_fleet_mode_runs_one_task_per_host(twenty):
 # -- refusals, failed hosts, serial and every state: one ansible-playbook run --------------------------------------
 
 STRAY = "stray"
+# Options the one module run takes from the first host of the run, set on that host alone.
+FIRST_HOST_OPTIONS = {
+    "cert_distribution_custom_metadata": True,
+    "cert_distribution_validate": False,
+    "cert_distribution_adopt": False,
+    "cert_distribution_keep_other_fields": False,
+    "cert_distribution_health_check": False,
+}
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +126,19 @@ def cases(ansible, bao, vault_conn, tmp_path_factory):
     tag = uuid.uuid4().hex[:8]
     prefixes = {
         name: f"certs/fleet-{name}-{tag}"
-        for name in ("clash", "disagree", "broken", "failed", "serial", "states", "pruneserial", "invalid")
+        for name in (
+            "clash",
+            "disagree",
+            "broken",
+            "failed",
+            "serial",
+            "states",
+            "pruneserial",
+            "logins",
+            "options",
+            "serialclash",
+            "invalid",
+        )
     }
     owner = new_owner("fleet")
     # A secret of the owner under the states' prefix that no host delivers: the fleet prune retires it.
@@ -145,8 +166,23 @@ def cases(ansible, bao, vault_conn, tmp_path_factory):
     # One host's certificate is no PEM: that host fails building its part, the other is delivered.
     broken = fleet_hosts(prefixes["broken"], 2, name="bad")
     broken[max(broken)]["cert_distribution_certs"][0]["certificate"] = "not a certificate"
+    # Each host logs in with its own login: the one run would carry every host's keys with the first host's.
+    logins = fleet_hosts(prefixes["logins"], 2, name="login")
+    for host_vars in logins.values():
+        host_vars["own_vault"] = {**vault_conn, **approle(bao)}
+    # The first host of the run (whose options the one module run takes) gives options of its own.
+    options = fleet_hosts(prefixes["options"], 2, name="opt")
+    options[min(options)].update(FIRST_HOST_OPTIONS)
+    # Two hosts in two serial slices on one secret path: the second slice's run cannot see the first's parts.
+    serialclash = fleet_hosts(prefixes["serialclash"], 2, name="sclash")
+    serial_shared = f"{prefixes['serialclash']}/shared"
+    for host_vars in serialclash.values():
+        host_vars["cert_distribution_certs"][0]["path"] = serial_shared
     plays = {
         "clash": FleetPlay(clash, per_host(prefixes["clash"])),
+        "logins": FleetPlay(logins, per_host(prefixes["logins"], cert_distribution_vault="{{ own_vault }}")),
+        "options": FleetPlay(options, per_host(prefixes["options"])),
+        "serialclash": FleetPlay(serialclash, per_host(prefixes["serialclash"]), serial=1),
         "disagree": FleetPlay(disagree, per_host(prefixes["disagree"])),
         "invalid": FleetPlay(invalid, per_host(prefixes["invalid"])),
         "serial": FleetPlay(fleet_hosts(prefixes["serial"], 4, name="slice"), per_host(prefixes["serial"]), serial=2),
@@ -195,8 +231,19 @@ def cases(ansible, bao, vault_conn, tmp_path_factory):
         "failed": failed,
         "states": states,
         "serial": plays["serial"].hosts,
+        "logins": logins,
+        "options": options,
+        "serialclash": serialclash,
     }
-    return {"prefixes": prefixes, "hosts": hosts, "down": down, "shared": shared, "found": found, "run": run}
+    return {
+        "prefixes": prefixes,
+        "hosts": hosts,
+        "down": down,
+        "shared": shared,
+        "serial_shared": serial_shared,
+        "found": found,
+        "run": run,
+    }
 
 
 def tokens_under(run, prefix: str) -> set[str]:
@@ -211,10 +258,11 @@ def tokens_under(run, prefix: str) -> set[str]:
 def test_each_module_run_logs_in_once_and_checks_the_mount_once(cases):
     run = cases["run"]
     # failed 1, broken 1, serial 2 (one per slice), states: push, renew, rollback, report, absent 1 each, prune 3
-    # (the push, the listing, the retirement); the refusals none.
-    assert len(requests_to(run, LOGIN)) == 12
+    # (the push, the listing, the retirement), serialclash 1 (its first slice; the second is refused); the refusals
+    # none.
+    assert len(requests_to(run, LOGIN)) == 13
     tokens = {entry["request"]["client_token"] for entry in run.requests if entry["request"].get("client_token")}
-    assert len(tokens) == 12
+    assert len(tokens) == 13
     checks = [entry["request"]["client_token"] for entry in requests_to(run, MOUNT_CHECK)]
     assert sorted(checks) == sorted(tokens)
 
@@ -323,3 +371,38 @@ def test_a_misspelt_variable_of_one_host_is_named_with_its_host(cases):
     host = max(cases["hosts"]["states"])
     assert f"WARNING: {host}: cert_distribution_cert: not a variable of the role" in cases["run"].output
     assert f"WARNING: {min(cases['hosts']['states'])}: cert_distribution_cert" not in cases["run"].output
+
+
+def test_hosts_that_log_in_differently_are_refused_and_nothing_is_written(cases, bao):
+    # The one module run logs in with the first host's cert_distribution_vault: the other host's key would go with
+    # a login (a server, a namespace, a role) it was never given.
+    found, prefix = cases["found"]["logins"], cases["prefixes"]["logins"]
+    assert set(found) == set(cases["hosts"]["logins"])
+    assert all(record.error for record in found.values()), found
+    assert "every host must give the same" in found[min(found)].error
+    assert "cert_distribution_vault" in found[min(found)].error
+    assert tokens_under(cases["run"], prefix) == set()
+    assert all(metadata(bao, own_path(prefix, host)) is None for host in found)
+
+
+def test_options_the_first_host_gives_alone_are_refused_not_applied_to_every_host(cases, bao):
+    found, prefix = cases["found"]["options"], cases["prefixes"]["options"]
+    hosts = sorted(cases["hosts"]["options"])
+    assert all(record.error for record in found.values()), found
+    message = found[hosts[0]].error
+    assert "every host must give the same" in message
+    for name in FIRST_HOST_OPTIONS:
+        assert name in message, (name, message)
+    # Not the first host's options (its custom_metadata, its validate) on the second host's secret.
+    assert metadata(bao, own_path(prefix, hosts[1])) is None
+    assert tokens_under(cases["run"], prefix) == set()
+
+
+def test_two_hosts_on_one_path_in_two_serial_slices_are_refused(cases, bao):
+    # One run per slice: the second slice's run must still see the path the first slice's host delivered.
+    found, shared = cases["found"]["serialclash"], cases["serial_shared"]
+    first, second = sorted(cases["hosts"]["serialclash"])
+    assert found[first].error is None
+    assert [(r["path"], r["changed"]) for r in found[first].results] == [(shared, True)]
+    assert found[second].error and f"{shared} is the secret path of {first} and {second}" in found[second].error
+    assert bao.kv_version_numbers(shared) == [1]

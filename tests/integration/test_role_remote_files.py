@@ -105,7 +105,7 @@ def per_host(run, case: str, key: str) -> dict[str, t.Any]:
 @pytest.fixture(scope="module")
 def found(ansible, bao, vault_conn, tmp_path_factory) -> Found:
     workdir = tmp_path_factory.mktemp("remote-files")
-    names = ("web1", "web2", "out1", "out2", "gone", "mixed", "rel", "old")
+    names = ("web1", "web2", "out1", "out2", "gone", "mixed", "rel", "old", "paste")
     hosts = {name: host_files(workdir, name) for name in names}
     web1, web2 = hosts["web1"], hosts["web2"]
     outside = hosts["out2"].root / "archive" / "privkey1.pem"
@@ -140,6 +140,10 @@ def found(ansible, bao, vault_conn, tmp_path_factory) -> Found:
             ROLE_VARS, hosts=one("mixed", [files_of(hosts["mixed"], certificate_file="archive/combined.pem")])
         ),
         "relative path without a root": RoleCall(ROLE_VARS, hosts=one("rel", [files_of(hosts["rel"])], rooted=False)),
+        # A survey field mixed up: the key's text where its file's path belongs (the harness scans for it at -vvv).
+        "key pasted into the key file option": RoleCall(
+            ROLE_VARS, hosts=one("paste", [files_of(hosts["paste"], private_key_file=hosts["paste"].key_pem)])
+        ),
         # Retiring renders the paths from the certificate files alone: the key file, gone by then, is not read.
         "deliver to retire": RoleCall(RETIRED_VARS, hosts=one("old", [files_of(hosts["old"])])),
         "retire": RoleCall(
@@ -211,6 +215,17 @@ def test_a_relative_path_needs_a_root_on_the_host(found, bao):
     error = found.errors["relative path without a root"]["rel"]
     assert "cert_distribution_certs[0].certificate_file: a relative path on the managed host needs" in error
     assert metadata(bao, found.hosts["rel"].path()) is None
+
+
+def test_a_key_pasted_into_a_file_option_is_refused_before_it_is_shown_or_sent_to_the_host(found, bao):
+    # Before: the list of files to read, a fact shown at -v and in every job event, held the key as its path, and
+    # realpath got it in its argv on the host. The harness scans the run for the key.
+    assert (
+        "cert_distribution_certs[0].private_key_file is not a file path (a PEM block, a line break or a token: not "
+        "shown); nothing written"
+    ) in found.errors["key pasted into the key file option"]["paste"]
+    assert "paste" not in found.read_on
+    assert metadata(bao, found.hosts["paste"].path()) is None
 
 
 def test_absent_reads_only_the_certificate_files_on_the_host(found, bao):

@@ -9,6 +9,7 @@ Against a real OpenBao behind FaultProxy; the module in-process (``modules``).
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 
@@ -84,3 +85,24 @@ def test_read_answered_200_without_a_version_is_an_error_not_a_missing_secret(ba
 
     assert run.failed and "without a KV v2 version" in run.msg, run.msg
     assert kv_writes(run.requests) == []
+
+
+@pytest.mark.parametrize("status", [400, 500], ids=["400-refused", "500-outcome-unknown"])
+def test_an_error_that_echoes_a_batch_write_never_shows_its_key(bao, modules, vault_conn, status):
+    """A gateway's error quoting the request body holds each key as JSON escapes it (line breaks as \\n), where
+    masking the key whole cannot find it: the client takes what it sent out of every error list it reads."""
+    path = unique_path("echo")
+    chain = make_chain(path.removeprefix("certs/"))
+    item = single(path, chain.leaf, chain.intermediate)
+    echoed = json.dumps({"data": {"certificate": chain.leaf.cert_pem, "private_key": chain.leaf.key_pem}})
+    with FaultProxy(bao.addr, bao.ca_cert) as proxy:
+        proxy.add_rule("POST", r"^secret/data/", status=status, times=None, errors=(f"blocked by policy: {echoed}",))
+
+        # The harness scans the answer for the key's lines (certificates[0].private_key), JSON-escaped ones included.
+        run = modules.run_module(
+            PUSH,
+            {"url": proxy.url, "ca_cert": vault_conn["ca_cert"], **approle(bao), "certificates": [item], "retries": 1},
+        )
+
+    assert run.failed and "blocked by policy" in run.msg, run.msg
+    assert bao.kv_version_numbers(path) == []

@@ -120,7 +120,7 @@ def _anchors(markdown: str) -> set[str]:
 
 
 def _leads_somewhere(document: Path, target: str) -> bool:
-    path, _, anchor = target.partition("#")
+    path, _hash, anchor = target.partition("#")
     linked = (document.parent / path).resolve() if path else document
     if not linked.exists():
         return False

@@ -65,7 +65,8 @@ def test_a_jwt_file_that_cannot_hold_a_jwt_is_refused_by_name_never_quoted(tmp_p
     method = _auth.select_auth_method({"auth_method": "jwt", "jwt_file": str(jwt_file)})
     with pytest.raises(VaultCertError) as refused:
         method._read_jwt()
-    assert f"jwt_file {str(jwt_file)!r} does not hold a JWT: {reason}" in str(refused.value)
+    assert f"jwt_file does not hold a JWT: {reason}" in str(refused.value)
+    assert str(jwt_file) not in str(refused.value)
     assert "x82" not in str(refused.value) and "aaaa" not in str(refused.value)
 
 

@@ -144,8 +144,9 @@ def test_client_key_that_does_not_match_is_refused_and_leaves_no_file(ec_chain, 
 
 
 def test_missing_client_cert_file_is_refused_naming_the_option(tmp_path):
-    with pytest.raises(VaultCertError, match="client_cert .*missing.pem.* is neither a readable file"):
+    with pytest.raises(VaultCertError, match="^client_cert is neither a readable file") as error:
         _client.VaultClient(_client.ConnectionSettings.from_params(_params(client_cert=str(tmp_path / "missing.pem"))))
+    assert "missing.pem" not in str(error.value)
 
 
 def test_client_key_without_client_cert_is_refused():
@@ -274,7 +275,7 @@ def test_redirects_are_followed_only_to_https_or_the_same_origin(origin, target,
 
 @pytest.mark.parametrize("value", ["team a", "team\na", "team\ta", "team\x00a"])
 def test_namespace_that_cannot_be_a_header_value_is_refused(value):
-    with pytest.raises(VaultCertError, match="invalid namespace .*line break"):
+    with pytest.raises(VaultCertError, match="^invalid namespace: .*line break"):
         _client.ConnectionSettings.from_params(_params(namespace=value))
 
 
@@ -351,3 +352,16 @@ def test_finished_deadlines_neither_cut_nor_pile_up():
         assert reader.recv(1) == b"x"
     assert not deadline.cut
     assert len(_client._WATCHDOG._pending) <= 1
+
+
+def test_an_error_answer_loses_every_value_of_the_request_it_answers_in_any_of_its_forms():
+    line = "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg"
+    key = f"-----BEGIN PRIVATE KEY-----\n{line}\nAbCd\n-----END PRIVATE KEY-----\n"
+    sent = {"options": {"cas": 3}, "data": {"private_key": key, "owner": "team-a"}}
+    decoded = {"errors": [f"echo: {key}", f"escaped: {_client.json.dumps(key)}", f"line: {line};"]}
+
+    errors = _client._without_sent_values(decoded, sent)["errors"]
+
+    assert errors == ["echo: ********", 'escaped: "********"', "line: ********;"]
+    # A short value (an owner) may be a word of the server's own text: left alone.
+    assert _client._without_sent_values({"errors": ["team-a denied"]}, sent) == {"errors": ["team-a denied"]}

@@ -199,10 +199,10 @@ def test_a_deleted_current_version_keeps_its_version_and_managed_tag():
     assert (entry["version"], entry["managed"]) == (4, True)
 
 
-def test_a_field_name_that_looks_like_a_secret_is_not_echoed():
+def test_a_field_name_the_user_gave_is_named_by_its_place_never_quoted():
     token = "hvs.CAESIJ1bMzVnT2xrQ2dJd0hRb0FvRmFnbw"
-    found = assess(secret({"other": "x"}), fields=(token,))
-    assert token not in found["reason"]
+    found = assess(secret({"other": "x"}), fields=("certificate", token))
+    assert found["reason"] == "the secret has no field 'certificate' or fields[1]"
 
 
 # -- the report and fail_on ----------------------------------------------------------------------

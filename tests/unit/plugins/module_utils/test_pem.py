@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 from ansible_collections.certautopilot.vault.plugins.module_utils._pem import (
-    headerless_private_keys,
     normalise_pem,
     private_key_blocks,
     scan,
@@ -41,10 +40,3 @@ def test_scan_pairs_markers_and_keeps_truncated_and_orphan_blocks():
 def test_private_key_blocks_finds_every_key_label(ec_chain, rsa_chain):
     text = f"x {ec_chain.leaf.key_pem} y {ec_chain.leaf.cert_pem} z -----BEGIN RSA PRIVATE KEY-----\nCC"
     assert private_key_blocks(text) == [ec_chain.leaf.key_pem.strip(), "-----BEGIN RSA PRIVATE KEY-----\nCC"]
-
-
-def test_headerless_private_keys_finds_bare_der_keys_but_not_certificates(rsa_chain):
-    der = "".join(line for line in rsa_chain.leaf.key_pem.splitlines() if "-----" not in line)
-    certificate_body = "".join(line for line in rsa_chain.leaf.cert_pem.splitlines() if "-----" not in line)
-    assert headerless_private_keys(f"path={der} other={certificate_body}") == [der]
-    assert headerless_private_keys("short") == []

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import os
-import re
 import threading
 import tracemalloc
 
@@ -15,7 +14,6 @@ import vault_files
 from ansible.parsing.dataloader import DataLoader
 
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
-from ansible_collections.certautopilot.vault.plugins.module_utils._pem import NOT_SHOWN
 from ansible_collections.certautopilot.vault.plugins.plugin_utils import _files
 from ansible_collections.certautopilot.vault.plugins.plugin_utils._files import (
     CERTIFICATES,
@@ -88,24 +86,19 @@ def test_the_decrypted_copy_is_cleaned_up_when_it_is_not_text(loader, tmp_path):
     assert not os.path.exists(decrypted)
 
 
-def test_a_file_that_is_not_utf8_is_refused_naming_it(loader, tmp_path):
+def test_a_file_that_is_not_utf8_is_refused_naming_its_option(loader, tmp_path):
     key = tmp_path / "key.der"
     key.write_bytes(b"\x30\x82\xff\xfe TOP-SECRET-KEY-MATERIAL")
     with pytest.raises(VaultCertError) as raised:
         read_text(loader, str(key), what="private_key_file")
-    assert str(raised.value) == f"cannot read private_key_file {key}: it is not UTF-8 text"
+    assert str(raised.value) == "cannot read private_key_file: it is not UTF-8 text"
 
 
-def test_a_missing_file_is_named(loader, tmp_path):
+def test_a_missing_file_is_refused_by_its_option_with_the_system_reason_never_its_path(loader, tmp_path):
     missing = tmp_path / "missing.pem"
-    with pytest.raises(VaultCertError, match=rf"^cannot read certificate_file {re.escape(str(missing))}: "):
+    with pytest.raises(VaultCertError) as raised:
         read_text(loader, str(missing), what="certificate_file")
-
-
-def test_a_missing_file_is_named_with_the_system_reason(loader, tmp_path):
-    missing = tmp_path / "missing.pem"
-    with pytest.raises(VaultCertError, match=r"missing\.pem: no such file"):
-        read_text(loader, str(missing), what="certificate_file")
+    assert str(raised.value) == "cannot read certificate_file: no such file"
 
 
 @pytest.mark.parametrize(
@@ -125,7 +118,7 @@ def test_a_vault_file_that_does_not_open_is_named_without_its_contents(loader, t
     with pytest.raises(VaultCertError) as raised:
         read_text(loader, str(key), what="private_key_file")
     message = str(raised.value)
-    assert message == f"cannot read private_key_file {key}: {CANNOT_DECRYPT}"
+    assert message == f"cannot read private_key_file: {CANNOT_DECRYPT}"
     assert "TOP-SECRET-KEY-MATERIAL" not in message
     for line in key.read_text().splitlines()[1:]:  # the ciphertext lines
         assert line not in message
@@ -136,13 +129,13 @@ def test_a_vault_file_without_any_vault_password_is_refused(tmp_path):
     key = vault_files.write(tmp_path / "key.vault", SECRET)
     with pytest.raises(VaultCertError) as raised:
         read_text(DataLoader(), str(key), what="private_key_file")
-    assert str(raised.value) == f"cannot read private_key_file {key}: {CANNOT_DECRYPT}"
+    assert str(raised.value) == f"cannot read private_key_file: {CANNOT_DECRYPT}"
 
 
 def test_a_directory_is_refused_as_not_a_file(loader, tmp_path):
     with pytest.raises(VaultCertError) as raised:
         read_text(loader, str(tmp_path), what="chain_file")
-    assert str(raised.value) == f"cannot read chain_file {tmp_path}: not a file"
+    assert str(raised.value) == "cannot read chain_file: not a file"
 
 
 class FailingLoader(DataLoader):
@@ -156,11 +149,11 @@ def test_a_loader_error_is_named_by_its_kind_not_its_text(tmp_path):
     key = vault_files.write(tmp_path / "key.vault", SECRET)
     with pytest.raises(VaultCertError) as raised:
         read_text(FailingLoader(), str(key), what="private_key_file")
-    assert str(raised.value) == f"cannot read private_key_file {key}: the loader refused it (RuntimeError)"
+    assert str(raised.value) == "cannot read private_key_file: the loader refused it (RuntimeError)"
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
 
 
-# --- a path that may be a secret is not quoted -------------------------------------------------
+# --- a path is never quoted, whatever it holds -----------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -168,18 +161,18 @@ def test_a_loader_error_is_named_by_its_kind_not_its_text(tmp_path):
     [SECRET, "hvs.CAESIJ" + "q" * 40, "/etc/pki/" + "x" * 300],
     ids=["pem-key", "vault-token", "over-256-characters"],
 )
-def test_a_missing_path_that_may_be_a_secret_is_not_quoted(loader, path):
+def test_a_missing_path_is_not_quoted_whatever_it_holds(loader, path):
     with pytest.raises(VaultCertError) as raised:
         read_text(loader, path, what="private_key_file")
-    assert str(raised.value) == f"cannot read private_key_file {NOT_SHOWN}: no such file"
+    assert str(raised.value) == "cannot read private_key_file: no such file"
 
 
-def test_a_directory_whose_name_looks_like_a_token_is_not_quoted(loader, tmp_path):
+def test_a_directory_is_not_quoted_whatever_its_name(loader, tmp_path):
     directory = tmp_path / ("hvs.CAESIJ" + "q" * 40)
     directory.mkdir()
     with pytest.raises(VaultCertError) as raised:
         read_text(loader, str(directory), what="private_key_file")
-    assert str(raised.value) == f"cannot read private_key_file {NOT_SHOWN}: not a file"
+    assert str(raised.value) == "cannot read private_key_file: not a file"
 
 
 @pytest.mark.parametrize("content", [b"\xff\xfe\x00", None], ids=["not-utf8", "wrong-vault-password"])
