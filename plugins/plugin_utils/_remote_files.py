@@ -20,7 +20,6 @@ import posixpath
 import typing as t
 
 from ansible_collections.certautopilot.vault.plugins.module_utils._errors import VaultCertError
-from ansible_collections.certautopilot.vault.plugins.module_utils._pem import token_like_secrets
 from ansible_collections.certautopilot.vault.plugins.plugin_utils._files import (
     CERTIFICATES,
     MAX_FILE_BYTES,
@@ -94,7 +93,7 @@ def _host_path(path: t.Any, *, name: str, files_root: str | None) -> str:
     # to the host in realpath's argv (its process list): a key or token pasted into a *_file option stops here.
     if _pasted_secret(path):
         raise VaultCertError(
-            f"{name} is not a file path (a PEM block, a line break or a token: not shown); nothing written"
+            f"{name} is not a file path (it holds a PEM marker or a line break: not shown); nothing written"
         )
     if files_root:
         # As on the controller: a relative path is taken from the root, an absolute one stays itself.
@@ -108,8 +107,13 @@ def _host_path(path: t.Any, *, name: str, files_root: str | None) -> str:
 
 
 def _pasted_secret(path: str) -> bool:
-    """Whether a file option holds what no path does and a secret pasted into the wrong option would."""
-    return any(mark in path for mark in ("\n", "\r", "\0", "-----")) or bool(token_like_secrets(path))
+    """Whether a file option holds what no path does and a PEM key pasted into the wrong option does.
+
+    Known by what a path cannot hold, not guessed from a value's shape: a one-line secret (a token) pasted here is
+    an ordinary path to the role, never shown (every task on the host is no_log) and refused when no such file
+    exists.
+    """
+    return any(mark in path for mark in ("\n", "\r", "\0", "-----"))
 
 
 def refusals(

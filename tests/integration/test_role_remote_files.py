@@ -221,7 +221,7 @@ def test_a_key_pasted_into_a_file_option_is_refused_before_it_is_shown_or_sent_t
     # Before: the list of files to read, a fact shown at -v and in every job event, held the key as its path, and
     # realpath got it in its argv on the host. The harness scans the run for the key.
     assert (
-        "cert_distribution_certs[0].private_key_file is not a file path (a PEM block, a line break or a token: not "
+        "cert_distribution_certs[0].private_key_file is not a file path (it holds a PEM marker or a line break: not "
         "shown); nothing written"
     ) in found.errors["key pasted into the key file option"]["paste"]
     assert "paste" not in found.read_on

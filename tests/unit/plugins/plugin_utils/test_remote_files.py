@@ -60,7 +60,7 @@ def test_a_relative_path_is_taken_from_the_root_and_refused_without_one():
 
 
 @pytest.mark.parametrize("files_root", [None, "/etc/le"])
-@pytest.mark.parametrize("pasted", [KEY, "hvs." + "CAESIJ" * 16, "live/cert.pem\nline two"])
+@pytest.mark.parametrize("pasted", [KEY, "live/cert.pem\nline two"])
 def test_a_secret_pasted_as_a_path_is_refused_without_showing_it(pasted, files_root):
     # Under a root too: the reads are a fact the role shows, and their paths go into realpath's argv on the host.
     with pytest.raises(AnsibleFilterError, match=r"^cert_distribution_certs\[0\]\.private_key_file is not a file path"):
