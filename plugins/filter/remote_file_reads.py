@@ -17,7 +17,7 @@ description:
     C(index), C(option), C(listed), C(kind) and C(path), the path on the host - taken from O(files_root) when it is
     relative. Without O(files_root) a relative path is refused, naming the option and item.
   - A path holding a line break or a PEM marker (C(-----)) - a key pasted into the wrong option - is refused,
-    naming the option and item, never the value. Nothing guesses from a value's shape: a one-line secret pasted
+    naming the option and item, never the value. Nothing guesses from a value's shape; a one-line secret pasted
     there is taken as a path, never shown, and refused when no such file exists.
   - The P(certautopilot.vault.cert_distribution#role) role's C(cert_distribution_remote_files) uses it with
     P(certautopilot.vault.remote_file_refusals#filter) and P(certautopilot.vault.with_remote_files#filter).
