@@ -30,7 +30,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS_ROOT)
 export ANSIBLE_PYTHON_INTERPRETER := $(BIN)/python
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv rulebook-venv test test-deep check check-smoke style units integration integration-serial matrix \
+.PHONY: help venv rulebook-venv test test-deep check check-smoke style units integration integration-serial matrix matrix-in-turn \
 	matrix-all sanity sanity-2.19 sanity-matrix nox-venv lint molecule docs-check docs changelog-lint build clean \
 	collection-link
 
@@ -93,13 +93,14 @@ $(COLLECTION_LINK):
 # Each ansible-core runs once: 2.19 (.venv) the units and the whole integration suite, the others (make matrix)
 # the units and the smoke; sanity runs on the newest core, 2.21.
 TEST_TIMES := $(CURDIR)/build/test-times.txt
-# make test runs its stages in three phases, stopping at the first that fails, and records each stage's wall time
+# make test runs its stages in two phases, stopping at the first that fails, and records each stage's wall time
 # (build/test-times.txt). The integration suite keeps about one core and a half busy (its tests wait on servers,
-# retries and playbook starts): the single-process stages run beside it, one after another, their output kept in
-# build/beside-integration.log and shown when they end. The matrix and sanity, which fill both cores, run after.
+# retries and playbook starts) and is the longest stage: every other stage runs beside it, one after another, their
+# output kept in build/beside-integration.log and shown when they end. The matrix runs there one session at a
+# time (matrix-in-turn): two at once would take both cores from the suite.
 TEST_FIRST := style units
-TEST_BESIDE_INTEGRATION := lint docs-check changelog-lint docs molecule sanity-matrix
-TEST_LAST := matrix
+TEST_BESIDE_INTEGRATION := lint docs-check changelog-lint docs molecule sanity-matrix matrix-in-turn
+TEST_LAST :=
 BESIDE_LOG := $(CURDIR)/build/beside-integration.log
 
 test: venv collection-link nox-venv rulebook-venv
@@ -212,6 +213,10 @@ endef
 
 matrix: nox-venv
 	$(call run_matrix,matrix)
+
+# The matrix beside the integration suite in make test: one nox session at a time.
+matrix-in-turn:
+	$(MAKE) --no-print-directory matrix MATRIX_JOBS=1
 
 matrix-all: nox-venv
 	$(call run_matrix,matrix-all)
