@@ -366,7 +366,9 @@ def test_resolve_fields_refuses_unknown_names_by_place_never_quoted():
     assert "unknown field name(s) at place 2, 3 of 3; known: certificate, private_key, chain, fullchain" in str(
         refused.value
     )
-    assert "hvs.pasted-token" not in str(refused.value) and "key" not in str(refused.value).split("; known", maxsplit=1)[0]
+    assert (
+        "hvs.pasted-token" not in str(refused.value) and "key" not in str(refused.value).split("; known", maxsplit=1)[0]
+    )
 
 
 def test_resolve_fields_refuses_two_fields_on_one_json_key():
