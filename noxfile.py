@@ -64,6 +64,7 @@ MODULE_BASE_TESTS = "tests/unit/plugins/module_utils/test_module.py"
 NEEDS_2_19 = (
     # It imports ansible.module_utils.testing and ansible.module_utils._internal._traceback, new in 2.19.
     (MODULE_BASE_TESTS, "it imports the test API of ansible-core 2.19+"),
+    ("tests/unit/plugins/module_utils/test_redaction.py", "it imports the test API of ansible-core 2.19+"),
     # It skips itself before 2.19, and the matrix runs nothing skipped.
     (
         "tests/unit/plugins/module_utils/test_keys.py::test_kind_of_names_ansible_tagged_values_by_their_plain_kind",
